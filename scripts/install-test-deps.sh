@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian programs the test suite uses as real clients and peers
+# (swaks, fetchmail, Postfix, Dovecot). Idempotent; skips apt when all are present.
+set -euo pipefail
+need=()
+command -v swaks >/dev/null || need+=(swaks)
+command -v fetchmail >/dev/null || need+=(fetchmail)
+command -v smtp-source >/dev/null && command -v postconf >/dev/null || need+=(postfix)
+command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
+command -v mbsync >/dev/null || need+=(isync)
+if [ ${#need[@]} -eq 0 ]; then exit 0; fi
+if [ "$(id -u)" != 0 ]; then
+  echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
+echo "postfix postfix/mailname string localhost.localdomain" | debconf-set-selections
+# The packages' own daemons must not start: tests run their own instances.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,179 @@
+"""One accepted client connection, as protocol servers see it.
+
+Protocol engines are sans-I/O; their ``server.py`` glue reads lines and exact byte
+counts through this class, which enforces the limits every protocol needs (line
+length, idle timeout) and implements STARTTLS so that nothing the client pipelined
+before the handshake survives it (RFC 3207 §4.2, RFC 2595 §3.1, the 2011 STARTTLS
+command-injection class of bugs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from . import tls as _tls
+
+
+class ConnectionClosed(Exception):
+    """The peer went away (EOF or reset)."""
+
+
+class LineTooLong(Exception):
+    """A line exceeded the limit; the rest of it has been read and discarded."""
+
+
+class IdleTimeout(Exception):
+    """Nothing arrived within the timeout."""
+
+
+class Connection:
+    """Buffered line/byte reads with limits, writes, and in-place TLS upgrade."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 listener_name: str = "", server_tls: ssl.SSLContext | None = None,
+                 implicit_tls: bool = False) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.listener_name = listener_name
+        self.server_tls = server_tls
+        self._buf = bytearray()
+        self._eof = False
+        peer = writer.get_extra_info("peername") or ("", 0)
+        sock = writer.get_extra_info("sockname") or ("", 0)
+        self.peer_ip: str = str(peer[0])
+        self.peer_port: int = int(peer[1]) if len(peer) > 1 else 0
+        self.local_ip: str = str(sock[0])
+        self.local_port: int = int(sock[1]) if len(sock) > 1 else 0
+        self.tls_active: bool = implicit_tls
+        self.bytes_in = 0
+        self.bytes_out = 0
+
+    # -- reading ---------------------------------------------------------------
+    async def _fill(self, timeout: float | None) -> None:
+        if self._eof:
+            raise ConnectionClosed()
+        try:
+            async with asyncio.timeout(timeout):
+                chunk = await self.reader.read(65536)
+        except TimeoutError:
+            raise IdleTimeout() from None
+        except (ConnectionError, ssl.SSLError, OSError):
+            self._eof = True
+            raise ConnectionClosed() from None
+        if not chunk:
+            self._eof = True
+            raise ConnectionClosed()
+        self.bytes_in += len(chunk)
+        self._buf += chunk
+
+    async def readline(self, limit: int, timeout: float | None) -> bytes:
+        """One line including its LF (and CR before it, if any).
+
+        A line longer than ``limit`` is consumed up to its LF and :class:`LineTooLong` is
+        raised, so the protocol can answer with an error and stay in sync.
+        """
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if i >= 0:
+                line = bytes(self._buf[: i + 1])
+                del self._buf[: i + 1]
+                if len(line) > limit:
+                    raise LineTooLong()
+                return line
+            if len(self._buf) > limit:
+                await self._discard_line(timeout)
+                raise LineTooLong()
+            start = len(self._buf)
+            await self._fill(timeout)
+
+    async def _discard_line(self, timeout: float | None) -> None:
+        while True:
+            i = self._buf.find(b"\n")
+            if i >= 0:
+                del self._buf[: i + 1]
+                return
+            self._buf.clear()
+            await self._fill(timeout)
+
+    async def readexactly(self, n: int, timeout: float | None) -> bytes:
+        while len(self._buf) < n:
+            await self._fill(timeout)
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    async def read_some(self, timeout: float | None) -> bytes:
+        """Whatever is buffered, or the next chunk from the peer (for streaming parsers)."""
+        if not self._buf:
+            await self._fill(timeout)
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
+    def unread(self, data: bytes) -> None:
+        """Give bytes back to the front of the buffer (a parser read past its message)."""
+        self._buf[:0] = data
+
+    def has_buffered_input(self) -> bool:
+        """True when the client sent more than was read (pipelining, or an injection attempt)."""
+        return bool(self._buf) or bool(getattr(self.reader, "_buffer", b""))
+
+    # -- writing ---------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        self.writer.write(data)
+
+    async def drain(self, timeout: float | None = 60.0) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise IdleTimeout() from None
+        except (ConnectionError, ssl.SSLError, OSError):
+            self._eof = True
+            raise ConnectionClosed() from None
+
+    async def send(self, data: bytes, timeout: float | None = 60.0) -> None:
+        self.write(data)
+        await self.drain(timeout)
+
+    # -- TLS -------------------------------------------------------------------
+    async def start_tls(self, timeout: float = 60.0) -> None:
+        """Upgrade in place after the protocol's "go ahead" reply has been sent.
+
+        Whatever the client sent before the handshake is discarded: a command injected
+        in plaintext must never be executed as if it came over TLS.
+        """
+        if self.server_tls is None:
+            raise RuntimeError("no TLS context")
+        self._buf.clear()
+        pending = getattr(self.reader, "_buffer", None)
+        if pending:
+            pending.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.writer.start_tls(self.server_tls)
+        except TimeoutError:
+            raise IdleTimeout() from None
+        except (ConnectionError, ssl.SSLError, OSError):
+            self._eof = True
+            raise ConnectionClosed() from None
+        self.tls_active = True
+
+    def ssl_object(self) -> Any:
+        return self.writer.get_extra_info("ssl_object")
+
+    def tls_description(self) -> str | None:
+        """Protocol and cipher, for logs and ``Received`` headers; None in plaintext."""
+        return _tls.describe(self.ssl_object()) if self.tls_active else None
+
+    async def close(self) -> None:
+        try:
+            self.writer.close()
+            async with asyncio.timeout(5):
+                await self.writer.wait_closed()
+        except Exception:  # closing a broken socket may fail in many ways; nothing to do
+            pass

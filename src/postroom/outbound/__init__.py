@@ -1,0 +1,1 @@
+"""Mail for remote recipients: the queue, delivery to MX hosts, retries and DSNs."""

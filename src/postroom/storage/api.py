@@ -1,0 +1,177 @@
+"""The one async interface between protocol code and storage.
+
+SMTP, POP3, IMAP, the CLI and import/export use only this Protocol and the records
+in :mod:`postroom.storage.models`; the SQLite backend (default) and a future
+PostgreSQL backend implement it, and ``tests/storage`` runs one contract suite over
+every backend. Methods raise the :mod:`postroom.errors` store errors
+(``MailboxNotFound``, ``MailboxExists`` …) for refusals.
+
+Durability contract: ``deliver`` and ``append`` return only after the message bytes
+are fsynced and the metadata transaction is committed; a crash at any moment leaves
+either the whole message or nothing visible.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, Sequence
+
+from .models import (
+    Account,
+    Alias,
+    CopyResult,
+    Delivered,
+    DeliveryTarget,
+    FlagOp,
+    Mailbox,
+    MailboxChanges,
+    MailboxStatus,
+    MessageInfo,
+    StoreFlagsResult,
+)
+
+if TYPE_CHECKING:
+    from ..mime import ParsedMessage
+
+
+class MailboxWatch(Protocol):
+    """A subscription to one mailbox's changes (IMAP IDLE, NOOP)."""
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Return True when the mailbox changed since the last wait (or the watch began),
+        also for changes made by other processes; False on timeout."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    # -- lifecycle ---------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or migrate the schema, start background threads."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # -- domains -----------------------------------------------------------------
+    async def add_domain(self, domain: str) -> None: ...
+    async def delete_domain(self, domain: str) -> None: ...
+    async def list_domains(self) -> list[str]: ...
+    async def has_domain(self, domain: str) -> bool: ...
+
+    # -- accounts ----------------------------------------------------------------
+    async def create_account(self, address: str, password_hash: str) -> Account:
+        """Create the account with its special-use mailboxes (INBOX, Sent, Drafts, Trash,
+        Junk, Archive), all subscribed. Raises AccountExists, DomainNotFound."""
+        ...
+
+    async def get_account(self, address: str) -> Account | None: ...
+    async def get_account_by_id(self, account_id: int) -> Account | None: ...
+    async def list_accounts(self) -> list[Account]: ...
+    async def delete_account(self, address: str) -> None:
+        """Remove the account and all its mail. Raises AccountNotFound."""
+        ...
+
+    async def set_password_hash(self, address: str, password_hash: str) -> None: ...
+    async def set_apop_secret(self, address: str, secret: str | None) -> None: ...
+
+    # -- aliases -----------------------------------------------------------------
+    async def set_alias(self, source: str, targets: Sequence[str]) -> None:
+        """Create or replace; ``source`` is ``local@domain`` or ``@domain`` (catch-all)."""
+        ...
+
+    async def get_alias(self, source: str) -> Alias | None: ...
+    async def list_aliases(self) -> list[Alias]: ...
+    async def delete_alias(self, source: str) -> None: ...
+
+    # -- mailboxes ---------------------------------------------------------------
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]: ...
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        """``name`` is matched exactly, except that INBOX is case-insensitive (RFC 3501 §5.1)."""
+        ...
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None: ...
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        """Raises MailboxExists. Parents are not created implicitly (IMAP's CREATE does that)."""
+        ...
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """Delete the mailbox and its messages (not its children). Raises MailboxNotFound."""
+        ...
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        """Rename with all children (``old/x`` → ``new/x``), keeping UIDVALIDITY and messages.
+        Raises MailboxNotFound, MailboxExists. INBOX's special rename is the caller's job."""
+        ...
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus: ...
+
+    async def list_subscriptions(self, account_id: int) -> list[str]: ...
+    async def subscribe(self, account_id: int, name: str) -> None: ...
+    async def unsubscribe(self, account_id: int, name: str) -> None: ...
+
+    # -- messages ----------------------------------------------------------------
+    async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
+                      internaldate: datetime | None = None) -> list[Delivered]:
+        """Store one message for several recipients atomically and durably.
+
+        The bytes are stored once and shared. A target whose mailbox does not exist
+        falls back to that account's INBOX (mail is never dropped for a filing error).
+        Concurrent callers share fsyncs (group commit).
+        """
+        ...
+
+    async def append(self, account_id: int, mailbox: str, raw: bytes,
+                     flags: frozenset[str] = frozenset(),
+                     internaldate: datetime | None = None) -> Delivered:
+        """IMAP APPEND: like deliver for one target, but MailboxNotFound if it is absent."""
+        ...
+
+    async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
+        """Every message, ordered by UID (the IMAP sequence order)."""
+        ...
+
+    async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageInfo]:
+        """Those of ``uids`` that exist, ordered by UID."""
+        ...
+
+    async def read_message(self, msg: MessageInfo) -> bytes: ...
+    async def read_structure(self, msg: MessageInfo) -> "ParsedMessage":
+        """The MIME structure computed once at delivery (postroom.mime.parse)."""
+        ...
+
+    async def store_flags(self, mailbox_id: int, uids: Sequence[int], op: FlagOp,
+                          flags: frozenset[str], unchangedsince: int | None = None) -> StoreFlagsResult:
+        """Change flags; each message whose flags really change gets a new MODSEQ.
+        ``updated`` lists those changed; RFC 7162 UNCHANGEDSINCE failures go to ``failed``."""
+        ...
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove messages flagged \\Deleted (only among ``uids`` when given); return their UIDs."""
+        ...
+
+    async def copy_messages(self, src_mailbox_id: int, uids: Sequence[int],
+                            dst_mailbox_id: int) -> CopyResult:
+        """Copy keeping flags and internal dates (bytes are shared, not duplicated)."""
+        ...
+
+    async def move_messages(self, src_mailbox_id: int, uids: Sequence[int],
+                            dst_mailbox_id: int) -> CopyResult:
+        """Copy then expunge the sources, in one transaction (RFC 6851)."""
+        ...
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        """Make this session the one that sees the current \\Recent messages (RFC 3501 §2.3.2):
+        return the lowest UID that counts as recent for it; later callers get uidnext."""
+        ...
+
+    # -- changes -----------------------------------------------------------------
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
+    def watch(self, mailbox_id: int) -> MailboxWatch: ...
+
+    # -- locks -------------------------------------------------------------------
+    def lock_maildrop(self, account_id: int) -> AbstractAsyncContextManager[None]:
+        """Exclusive per-account lock across processes for POP3 (RFC 1939 §8);
+        raises MaildropLocked at once when another session holds it."""
+        ...

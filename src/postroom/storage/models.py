@@ -1,0 +1,134 @@
+"""What the store hands to protocol code: plain frozen records, never rows or SQL."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# RFC 3501 §2.3.2 system flags; anything else without a backslash is a keyword.
+SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+
+# RFC 6154 special-use mailboxes created with every account (name, attribute).
+DEFAULT_MAILBOXES: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+HIERARCHY_SEPARATOR = "/"
+
+
+class FlagOp(enum.Enum):
+    """STORE FLAGS / +FLAGS / -FLAGS (RFC 3501 §6.4.6)."""
+
+    SET = "set"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str  # lowercased local@domain: the login name
+    password_hash: str
+    apop_secret: str | None = None  # APOP needs a secret the server can recompute (RFC 1939 §7)
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    source: str  # "local@domain", or "@domain" for a catch-all
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    id: int
+    account_id: int
+    name: str  # full UTF-8 name, levels separated by HIERARCHY_SEPARATOR; "INBOX" is always upper case
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    special_use: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStatus:
+    """Counts for IMAP STATUS / SELECT and POP3 STAT."""
+
+    mailbox: Mailbox
+    messages: int
+    unseen: int
+    recent: int
+    size: int  # sum of message sizes in octets
+    first_unseen_uid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """One message in one mailbox: everything IMAP keeps per message except the bytes."""
+
+    mailbox_id: int
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+    internaldate: datetime  # timezone-aware, the zone kept as received
+    size: int  # octets of the stored message (with CRLF line ends)
+    blob: str  # opaque reference for read_message / read_structure
+
+    @property
+    def seen(self) -> bool:
+        return "\\Seen" in self.flags
+
+    @property
+    def deleted(self) -> bool:
+        return "\\Deleted" in self.flags
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """Where one copy of a delivered message goes."""
+
+    account_id: int
+    mailbox: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    account_id: int
+    mailbox_id: int
+    uidvalidity: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxChanges:
+    """What happened in a mailbox after a MODSEQ: the input of IMAP NOOP/IDLE updates.
+
+    ``changed`` holds new and re-flagged messages (their current state); ``expunged``
+    the UIDs removed since, for EXPUNGE responses and QRESYNC's VANISHED.
+    """
+
+    mailbox: Mailbox
+    changed: tuple[MessageInfo, ...] = ()
+    expunged: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFlagsResult:
+    updated: tuple[MessageInfo, ...] = ()
+    # RFC 7162 §3.1.3: UIDs whose MODSEQ exceeded UNCHANGEDSINCE, left unmodified.
+    failed: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """For COPYUID (RFC 4315): source UIDs paired with the UIDs they got in the target."""
+
+    uidvalidity: int
+    pairs: tuple[tuple[int, int], ...] = field(default_factory=tuple)
