@@ -1,0 +1,200 @@
+"""Threads and group commit under the SQLite store.
+
+All writes of a process go through one writer thread with one connection. Write
+requests queue up while a batch is being committed; the next batch takes all of
+them: message bytes are appended to the segment file and fsynced once, then every
+request runs inside one transaction (each in its own SAVEPOINT, so one refused
+request does not undo the others) and one COMMIT makes the batch durable (WAL with
+``synchronous=FULL`` syncs the log on commit). Concurrent deliveries thus share two
+fsyncs instead of paying two each. Reads use a small pool of threads, each with its
+own connection, so neither slow disks nor SQLite ever block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .segments import SegmentWriter
+
+WriteFn = Callable[..., Any]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # durable commits: the WAL is fsynced at COMMIT
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+@dataclass(slots=True)
+class WriteRequest:
+    fn: WriteFn
+    args: tuple[Any, ...]
+    blobs: tuple[bytes, ...] = ()
+    future: asyncio.Future[Any] | None = None
+    # filled by the writer thread
+    blob_refs: list[tuple[str, int, int]] = field(default_factory=list)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Engine:
+    def __init__(self, db_path: Path, segment_dir: Path, readers: int = 4) -> None:
+        self.db_path = db_path
+        self.segment_dir = segment_dir
+        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="postroom-writer")
+        self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="postroom-reader")
+        self._local = threading.local()
+        self._wconn: sqlite3.Connection | None = None
+        self._segments = SegmentWriter(segment_dir)
+        self._queue: list[WriteRequest] = []
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._conn_lock = threading.Lock()
+        self.after_commit: list[Callable[[list[WriteRequest]], None]] = []
+        self.batches = 0  # for benchmarks and tests: how many commits served the writes
+
+    async def start(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+
+        def _open() -> None:
+            self._wconn = connect(self.db_path)
+            setup(self._wconn)
+
+        await self._loop.run_in_executor(self._writer_pool, _open)
+        self._task = asyncio.create_task(self._run(), name="postroom-group-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            # let queued writes finish: they were promised
+            while self._queue:
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        loop = asyncio.get_running_loop()
+
+        def _close() -> None:
+            self._segments.close()
+            if self._wconn is not None:
+                self._wconn.close()
+
+        await loop.run_in_executor(self._writer_pool, _close)
+        self._writer_pool.shutdown(wait=True)
+        self._reader_pool.shutdown(wait=True)
+        with self._conn_lock:
+            for c in self._reader_conns:
+                c.close()
+            self._reader_conns.clear()
+
+    # -- reads -------------------------------------------------------------------
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.db_path)
+            conn.execute("PRAGMA query_only=ON")
+            self._local.conn = conn
+            with self._conn_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` on a reader thread (one consistent snapshot per call)."""
+        loop = asyncio.get_running_loop()
+
+        def call() -> Any:
+            conn = self._reader_conn()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("COMMIT")
+
+        return await loop.run_in_executor(self._reader_pool, call)
+
+    async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Plain blocking work (segment reads) on the reader pool."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reader_pool, fn, *args)
+
+    # -- writes ------------------------------------------------------------------
+    async def write(self, fn: WriteFn, *args: Any, blobs: tuple[bytes, ...] = ()) -> Any:
+        """Run ``fn(conn, *args[, blob_refs])`` in the next group-commit batch.
+
+        With ``blobs``, ``fn`` receives as last argument the list of
+        ``(segment, offset, length)`` where each was appended and fsynced.
+        Returns after the batch is committed.
+        """
+        assert self._loop is not None and self._wakeup is not None, "store not opened"
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self._queue.append(WriteRequest(fn, args, blobs, fut))
+        self._wakeup.set()
+        return await fut
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._loop is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._loop.run_in_executor(self._writer_pool, self._commit_batch, batch)
+                except BaseException as exc:  # the whole batch failed (disk full, I/O error)
+                    for req in batch:
+                        if req.error is None:
+                            req.error = exc
+                for hook in self.after_commit:
+                    try:
+                        hook(batch)
+                    except Exception:  # a notification failure must not fail the writes
+                        pass
+                for req in batch:
+                    assert req.future is not None
+                    if req.future.done():
+                        continue
+                    if req.error is not None:
+                        req.future.set_exception(req.error)
+                    else:
+                        req.future.set_result(req.result)
+
+    def _commit_batch(self, batch: list[WriteRequest]) -> None:
+        conn = self._wconn
+        assert conn is not None
+        for req in batch:
+            for data in req.blobs:
+                seg, off = self._segments.append(data)
+                req.blob_refs.append((seg, off, len(data)))
+        self._segments.sync()  # one fsync for every message of the batch
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for req in batch:
+                conn.execute("SAVEPOINT req")
+                try:
+                    args = req.args + ((req.blob_refs,) if req.blobs else ())
+                    req.result = req.fn(conn, *args)
+                    conn.execute("RELEASE req")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO req")
+                    conn.execute("RELEASE req")
+                    req.error = exc
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.batches += 1

@@ -1,0 +1,109 @@
+"""Numbered schema migrations for the SQLite backend.
+
+``PRAGMA user_version`` holds the number of migrations applied. A migration is
+appended, never edited: an upgrade runs the missing ones in order inside one
+transaction, so a server upgrade never leaves a half-migrated store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the initial schema
+    """
+    CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+    INSERT INTO meta VALUES ('last_uidvalidity', 0);
+    CREATE TABLE domains(name TEXT PRIMARY KEY);
+    CREATE TABLE accounts(
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        apop_secret TEXT,
+        created REAL NOT NULL
+    );
+    CREATE TABLE aliases(source TEXT PRIMARY KEY, targets TEXT NOT NULL);
+    CREATE TABLE mailboxes(
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uidnext INTEGER NOT NULL DEFAULT 1,
+        highestmodseq INTEGER NOT NULL DEFAULT 1,
+        recent_uid INTEGER NOT NULL DEFAULT 1,
+        special_use TEXT,
+        UNIQUE(account_id, name)
+    );
+    CREATE TABLE subscriptions(
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        PRIMARY KEY(account_id, name)
+    ) WITHOUT ROWID;
+    -- Message bytes live in segment files; one row per stored copy of bytes, shared
+    -- by every mailbox entry that refers to it (multi-recipient delivery, COPY).
+    CREATE TABLE blobs(
+        id INTEGER PRIMARY KEY,
+        segment TEXT NOT NULL,
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        refcount INTEGER NOT NULL,
+        structure TEXT
+    );
+    CREATE INDEX blobs_segment ON blobs(segment);
+    CREATE TABLE messages(
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        flags TEXT NOT NULL DEFAULT '',
+        internaldate INTEGER NOT NULL,
+        tzoffset INTEGER NOT NULL DEFAULT 0,
+        size INTEGER NOT NULL,
+        blob_id INTEGER NOT NULL REFERENCES blobs(id),
+        PRIMARY KEY(mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_modseq ON messages(mailbox_id, modseq);
+    -- Expunged UIDs with the MODSEQ of their removal (QRESYNC VANISHED, NOOP updates).
+    CREATE TABLE expunged(
+        mailbox_id INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        PRIMARY KEY(mailbox_id, uid)
+    ) WITHOUT ROWID;
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; return the version now in force."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"store schema version {version} is newer than this Postroom "
+                           f"({len(MIGRATIONS)}); upgrade Postroom")
+    if version == len(MIGRATIONS):
+        return version
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for i in range(version, len(MIGRATIONS)):
+            for stmt in _statements(MIGRATIONS[i]):
+                conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT implicitly; split so the whole upgrade is one transaction.
+    out, cur = [], []
+    for line in script.splitlines():
+        if line.strip().startswith("--"):
+            continue
+        cur.append(line)
+        if line.rstrip().endswith(";") and sqlite3.complete_statement("\n".join(cur)):
+            out.append("\n".join(cur))
+            cur = []
+    if "".join(cur).strip():
+        out.append("\n".join(cur))
+    return out

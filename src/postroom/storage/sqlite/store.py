@@ -1,0 +1,617 @@
+"""The embedded default store: SQLite (WAL) metadata, message bytes in segment files.
+
+Layout under the data directory::
+
+    store.db          metadata (accounts, mailboxes, messages, flags, MODSEQs …)
+    segments/*.seg    message bytes (see segments.py)
+    locks/            POP3 maildrop locks (flock: released by the kernel if a process dies)
+
+Every write goes through :class:`Engine` (group commit); every read runs on a reader
+thread. Functions named ``_w_*`` run on the writer thread inside a transaction,
+``_r_*`` on a reader thread inside a read snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+from ...errors import (
+    AccountExists,
+    AccountNotFound,
+    DomainNotFound,
+    MailboxExists,
+    MailboxNotFound,
+    MaildropLocked,
+)
+from ..models import (
+    DEFAULT_MAILBOXES,
+    HIERARCHY_SEPARATOR,
+    Account,
+    Alias,
+    CopyResult,
+    Delivered,
+    DeliveryTarget,
+    FlagOp,
+    Mailbox,
+    MailboxChanges,
+    MailboxStatus,
+    MessageInfo,
+    StoreFlagsResult,
+)
+from ..watch import Watch, WatchHub
+from .engine import Engine, WriteRequest
+from .schema import migrate
+from .segments import SegmentReader
+
+_MAILBOX_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
+_MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length"
+_MSG_FROM = "messages JOIN blobs ON blobs.id = messages.blob_id"
+LARGE_MESSAGE = 1024 * 1024  # parse such messages off the event loop
+
+
+def _norm_mailbox(name: str) -> str:
+    # RFC 3501 §5.1: INBOX is case-insensitive; everything else is case-sensitive.
+    if name.upper() == "INBOX":
+        return "INBOX"
+    if name[:6].upper() == "INBOX" + HIERARCHY_SEPARATOR:
+        return "INBOX" + name[5:]
+    return name
+
+
+def _flags_str(flags: frozenset[str] | set[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+class _RowCache:
+    """Interning of decoded flags strings and time zones: a 100,000-message SELECT
+    builds 100,000 records, and most share a handful of flag sets and one zone."""
+
+    def __init__(self) -> None:
+        self.flags: dict[str, frozenset[str]] = {"": frozenset()}
+        self.zones: dict[int, timezone] = {}
+
+    def flagset(self, s: str) -> frozenset[str]:
+        f = self.flags.get(s)
+        if f is None:
+            f = frozenset(s.split())
+            if len(self.flags) < 10000:
+                self.flags[s] = f
+        return f
+
+    def zone(self, minutes: int) -> timezone:
+        z = self.zones.get(minutes)
+        if z is None:
+            z = self.zones[minutes] = timezone(timedelta(minutes=minutes))
+        return z
+
+    def message(self, row: tuple[Any, ...]) -> MessageInfo:
+        mid, uid, modseq, flags, idate, tzoff, size, blob_id, seg, off, length = row
+        return MessageInfo(mid, uid, modseq, self.flagset(flags),
+                           datetime.fromtimestamp(idate, self.zone(tzoff)), size,
+                           f"{blob_id}:{seg}:{off}:{length}")
+
+
+def _mailbox(row: tuple[Any, ...]) -> Mailbox:
+    return Mailbox(*row)
+
+
+class SqliteStore:
+    def __init__(self, data_dir: Path | str, readers: int = 4) -> None:
+        self.dir = Path(data_dir)
+        self.engine = Engine(self.dir / "store.db", self.dir / "segments", readers=readers)
+        self.segments = SegmentReader(self.dir / "segments")
+        self._rows = _RowCache()
+        self._structures: OrderedDict[int, Any] = OrderedDict()
+        self._poll_conn: sqlite3.Connection | None = None
+        self.hub = WatchHub(self._data_version, self._modseqs)
+        self.engine.after_commit.append(self._notify)
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def open(self) -> None:
+        for sub in ("", "segments", "locks"):
+            (self.dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        await self.engine.start(migrate)
+
+    async def close(self) -> None:
+        await self.hub.close()
+        await self.engine.stop()
+        self.segments.close()
+        if self._poll_conn is not None:
+            self._poll_conn.close()
+
+    async def __aenter__(self) -> "SqliteStore":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- domains -------------------------------------------------------------------
+    async def add_domain(self, domain: str) -> None:
+        await self.engine.write(lambda c, d: c.execute("INSERT OR IGNORE INTO domains VALUES (?)", (d,)),
+                                domain.lower().rstrip("."))
+
+    async def delete_domain(self, domain: str) -> None:
+        def w(c: sqlite3.Connection, d: str) -> None:
+            if c.execute("DELETE FROM domains WHERE name = ?", (d,)).rowcount == 0:
+                raise DomainNotFound(d)
+        await self.engine.write(w, domain.lower().rstrip("."))
+
+    async def list_domains(self) -> list[str]:
+        return await self.engine.read(lambda c: [r[0] for r in c.execute("SELECT name FROM domains ORDER BY name")])
+
+    async def has_domain(self, domain: str) -> bool:
+        return await self.engine.read(lambda c, d: c.execute(
+            "SELECT 1 FROM domains WHERE name = ?", (d,)).fetchone() is not None, domain.lower().rstrip("."))
+
+    # -- accounts ------------------------------------------------------------------
+    async def create_account(self, address: str, password_hash: str) -> Account:
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+
+        def w(c: sqlite3.Connection) -> Account:
+            if c.execute("SELECT 1 FROM domains WHERE name = ?", (domain,)).fetchone() is None:
+                raise DomainNotFound(domain)
+            try:
+                cur = c.execute("INSERT INTO accounts(address, password_hash, created) VALUES (?,?,?)",
+                                (address, password_hash, time.time()))
+            except sqlite3.IntegrityError:
+                raise AccountExists(address) from None
+            aid = cur.lastrowid
+            assert aid is not None
+            for name, use in DEFAULT_MAILBOXES:
+                self._w_create_mailbox(c, aid, name, use)
+                c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)", (aid, name))
+            return Account(aid, address, password_hash)
+
+        return await self.engine.write(w)
+
+    async def get_account(self, address: str) -> Account | None:
+        row = await self.engine.read(lambda c, a: c.execute(
+            "SELECT id, address, password_hash, apop_secret FROM accounts WHERE address = ?", (a,)).fetchone(),
+            address.strip().lower())
+        return Account(*row) if row else None
+
+    async def get_account_by_id(self, account_id: int) -> Account | None:
+        row = await self.engine.read(lambda c: c.execute(
+            "SELECT id, address, password_hash, apop_secret FROM accounts WHERE id = ?", (account_id,)).fetchone())
+        return Account(*row) if row else None
+
+    async def list_accounts(self) -> list[Account]:
+        rows = await self.engine.read(lambda c: c.execute(
+            "SELECT id, address, password_hash, apop_secret FROM accounts ORDER BY address").fetchall())
+        return [Account(*r) for r in rows]
+
+    async def delete_account(self, address: str) -> None:
+        def w(c: sqlite3.Connection, a: str) -> None:
+            row = c.execute("SELECT id FROM accounts WHERE address = ?", (a,)).fetchone()
+            if row is None:
+                raise AccountNotFound(a)
+            for (mid,) in c.execute("SELECT id FROM mailboxes WHERE account_id = ?", (row[0],)).fetchall():
+                self._w_drop_mailbox_messages(c, mid)
+            c.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
+        await self.engine.write(w, address.strip().lower())
+
+    async def set_password_hash(self, address: str, password_hash: str) -> None:
+        await self._update_account(address, "password_hash", password_hash)
+
+    async def set_apop_secret(self, address: str, secret: str | None) -> None:
+        await self._update_account(address, "apop_secret", secret)
+
+    async def _update_account(self, address: str, column: str, value: str | None) -> None:
+        def w(c: sqlite3.Connection, a: str) -> None:
+            if c.execute(f"UPDATE accounts SET {column} = ? WHERE address = ?", (value, a)).rowcount == 0:
+                raise AccountNotFound(a)
+        await self.engine.write(w, address.strip().lower())
+
+    # -- aliases -------------------------------------------------------------------
+    async def set_alias(self, source: str, targets: Sequence[str]) -> None:
+        await self.engine.write(lambda c: c.execute(
+            "INSERT OR REPLACE INTO aliases VALUES (?, ?)", (source.strip().lower(), json.dumps(list(targets)))))
+
+    async def get_alias(self, source: str) -> Alias | None:
+        row = await self.engine.read(lambda c, s: c.execute(
+            "SELECT source, targets FROM aliases WHERE source = ?", (s,)).fetchone(), source.strip().lower())
+        return Alias(row[0], tuple(json.loads(row[1]))) if row else None
+
+    async def list_aliases(self) -> list[Alias]:
+        rows = await self.engine.read(lambda c: c.execute(
+            "SELECT source, targets FROM aliases ORDER BY source").fetchall())
+        return [Alias(s, tuple(json.loads(t))) for s, t in rows]
+
+    async def delete_alias(self, source: str) -> None:
+        def w(c: sqlite3.Connection, s: str) -> None:
+            if c.execute("DELETE FROM aliases WHERE source = ?", (s,)).rowcount == 0:
+                raise AccountNotFound(f"no alias {s}")
+        await self.engine.write(w, source.strip().lower())
+
+    # -- mailboxes -----------------------------------------------------------------
+    @staticmethod
+    def _w_next_uidvalidity(c: sqlite3.Connection) -> int:
+        # Time-based like Dovecot, but strictly increasing so that a mailbox deleted and
+        # re-created under the same name never gets the UIDVALIDITY it had (RFC 3501 §2.3.1.1).
+        last = c.execute("SELECT value FROM meta WHERE key = 'last_uidvalidity'").fetchone()[0]
+        value = max(int(time.time()), last + 1)
+        c.execute("UPDATE meta SET value = ? WHERE key = 'last_uidvalidity'", (value,))
+        return value
+
+    def _w_create_mailbox(self, c: sqlite3.Connection, account_id: int, name: str,
+                          special_use: str | None) -> Mailbox:
+        name = _norm_mailbox(name)
+        uv = self._w_next_uidvalidity(c)
+        try:
+            cur = c.execute("INSERT INTO mailboxes(account_id, name, uidvalidity, special_use) VALUES (?,?,?,?)",
+                            (account_id, name, uv, special_use))
+        except sqlite3.IntegrityError:
+            raise MailboxExists(name) from None
+        assert cur.lastrowid is not None
+        return Mailbox(cur.lastrowid, account_id, name, uv, 1, 1, special_use)
+
+    async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
+        rows = await self.engine.read(lambda c: c.execute(
+            f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE account_id = ? ORDER BY name", (account_id,)).fetchall())
+        return [_mailbox(r) for r in rows]
+
+    @staticmethod
+    def _r_mailbox(c: sqlite3.Connection, account_id: int, name: str) -> Mailbox | None:
+        row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE account_id = ? AND name = ?",
+                        (account_id, name)).fetchone()
+        return _mailbox(row) if row else None
+
+    async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
+        return await self.engine.read(self._r_mailbox, account_id, _norm_mailbox(name))
+
+    async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
+        row = await self.engine.read(lambda c: c.execute(
+            f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone())
+        return _mailbox(row) if row else None
+
+    async def create_mailbox(self, account_id: int, name: str, special_use: str | None = None) -> Mailbox:
+        return await self.engine.write(self._w_create_mailbox, account_id, name, special_use)
+
+    def _w_drop_mailbox_messages(self, c: sqlite3.Connection, mailbox_id: int) -> None:
+        c.execute("""UPDATE blobs SET refcount = refcount - (
+                         SELECT count(*) FROM messages m WHERE m.mailbox_id = ? AND m.blob_id = blobs.id)
+                     WHERE id IN (SELECT blob_id FROM messages WHERE mailbox_id = ?)""", (mailbox_id, mailbox_id))
+        c.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
+        c.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
+        c.execute("DELETE FROM blobs WHERE refcount <= 0")
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        def w(c: sqlite3.Connection, n: str) -> int:
+            mb = self._r_mailbox(c, account_id, n)
+            if mb is None:
+                raise MailboxNotFound(n)
+            self._w_drop_mailbox_messages(c, mb.id)
+            c.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
+            return mb.id
+        await self.engine.write(w, _norm_mailbox(name))
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> None:
+        old, new = _norm_mailbox(old), _norm_mailbox(new)
+
+        def w(c: sqlite3.Connection) -> None:
+            if self._r_mailbox(c, account_id, old) is None:
+                raise MailboxNotFound(old)
+            if self._r_mailbox(c, account_id, new) is not None:
+                raise MailboxExists(new)
+            prefix = old + HIERARCHY_SEPARATOR
+            rows = c.execute("SELECT id, name FROM mailboxes WHERE account_id = ? AND (name = ? OR substr(name, 1, ?) = ?)",
+                             (account_id, old, len(prefix), prefix)).fetchall()
+            for mid, name in rows:
+                target = new + name[len(old):]
+                if name != old and self._r_mailbox(c, account_id, target) is not None:
+                    raise MailboxExists(target)
+                c.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (target, mid))
+        await self.engine.write(w)
+
+    async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
+        def r(c: sqlite3.Connection) -> MailboxStatus:
+            row = c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE id = ?",
+                            (mailbox_id,)).fetchone()
+            if row is None:
+                raise MailboxNotFound(str(mailbox_id))
+            mb = _mailbox(row[:-1])
+            count, size, recent = c.execute(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(uid >= ?), 0) FROM messages WHERE mailbox_id = ?",
+                (row[-1], mailbox_id)).fetchone()
+            unseen_row = c.execute(
+                "SELECT count(*), min(uid) FROM messages WHERE mailbox_id = ? AND ' ' || flags || ' ' NOT LIKE '% \\Seen %'",
+                (mailbox_id,)).fetchone()
+            return MailboxStatus(mb, count, unseen_row[0], recent, size, unseen_row[1])
+        return await self.engine.read(r)
+
+    async def list_subscriptions(self, account_id: int) -> list[str]:
+        return await self.engine.read(lambda c: [r[0] for r in c.execute(
+            "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,))])
+
+    async def subscribe(self, account_id: int, name: str) -> None:
+        await self.engine.write(lambda c: c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)",
+                                                    (account_id, _norm_mailbox(name))))
+
+    async def unsubscribe(self, account_id: int, name: str) -> None:
+        await self.engine.write(lambda c: c.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
+                                                    (account_id, _norm_mailbox(name))))
+
+    # -- delivery ------------------------------------------------------------------
+    async def _structure_json(self, raw: bytes) -> str:
+        from ...mime import parse
+
+        if len(raw) > LARGE_MESSAGE:
+            parsed = await asyncio.to_thread(parse, raw)
+        else:
+            parsed = parse(raw)
+        return json.dumps(parsed.to_json(), separators=(",", ":"))
+
+    @staticmethod
+    def _w_bump(c: sqlite3.Connection, mailbox_id: int) -> int:
+        """Take the mailbox's next MODSEQ (RFC 7162: strictly increasing per mailbox)."""
+        return c.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq",
+                         (mailbox_id,)).fetchone()[0]
+
+    def _w_insert(self, c: sqlite3.Connection, mb_id: int, blob_id: int, flags: frozenset[str],
+                  idate: int, tzoff: int, size: int) -> tuple[int, int, int]:
+        uid, uv = c.execute("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity",
+                            (mb_id,)).fetchone()
+        modseq = self._w_bump(c, mb_id)
+        c.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
+                  (mb_id, uid, modseq, _flags_str(flags), idate, tzoff, size, blob_id))
+        return uid, uv, modseq
+
+    async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
+                      internaldate: datetime | None = None) -> list[Delivered]:
+        return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True)
+
+    async def append(self, account_id: int, mailbox: str, raw: bytes, flags: frozenset[str] = frozenset(),
+                     internaldate: datetime | None = None) -> Delivered:
+        out = await self._store_message(raw, [DeliveryTarget(account_id, mailbox, flags)], internaldate,
+                                        fallback_inbox=False)
+        return out[0]
+
+    async def _store_message(self, raw: bytes, targets: list[DeliveryTarget], internaldate: datetime | None,
+                             fallback_inbox: bool) -> list[Delivered]:
+        if not targets:
+            return []
+        structure = await self._structure_json(raw)
+        when = internaldate or datetime.now(timezone.utc).astimezone()
+        offset = when.utcoffset()
+        tzoff = int(offset.total_seconds() // 60) if offset is not None else 0
+        idate = int(when.timestamp())
+
+        def w(c: sqlite3.Connection, refs: list[tuple[str, int, int]]) -> list[Delivered]:
+            seg, off, length = refs[0]
+            cur = c.execute("INSERT INTO blobs(segment, offset, length, refcount, structure) VALUES (?,?,?,?,?)",
+                            (seg, off, length, 0, structure))
+            blob_id = cur.lastrowid
+            assert blob_id is not None
+            out = []
+            for t in targets:
+                mb = self._r_mailbox(c, t.account_id, _norm_mailbox(t.mailbox))
+                if mb is None:
+                    if not fallback_inbox:
+                        raise MailboxNotFound(t.mailbox)
+                    mb = self._r_mailbox(c, t.account_id, "INBOX")
+                    if mb is None:
+                        raise AccountNotFound(str(t.account_id))
+                uid, uv, modseq = self._w_insert(c, mb.id, blob_id, t.flags, idate, tzoff, length)
+                out.append(Delivered(t.account_id, mb.id, uv, uid, modseq))
+            c.execute("UPDATE blobs SET refcount = ? WHERE id = ?", (len(out), blob_id))
+            return out
+
+        return await self.engine.write(w, blobs=(raw,))
+
+    # -- messages ------------------------------------------------------------------
+    async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
+        make = self._rows.message
+        return await self.engine.read(lambda c: [make(r) for r in c.execute(
+            f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))])
+
+    async def list_uids(self, mailbox_id: int) -> list[int]:
+        """Just the UIDs in order: the cheapest view of a large mailbox."""
+        return await self.engine.read(lambda c: [r[0] for r in c.execute(
+            "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))])
+
+    async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageInfo]:
+        uids = sorted(set(uids))
+        make = self._rows.message
+
+        def r(c: sqlite3.Connection) -> list[MessageInfo]:
+            out: list[MessageInfo] = []
+            for i in range(0, len(uids), 500):
+                chunk = uids[i:i + 500]
+                q = f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))}) ORDER BY uid"
+                out.extend(make(row) for row in c.execute(q, (mailbox_id, *chunk)))
+            return out
+        return await self.engine.read(r)
+
+    async def read_message(self, msg: MessageInfo) -> bytes:
+        _, seg, off, length = msg.blob.split(":")
+        return await self.engine.run_io(self.segments.read, seg, int(off), int(length))
+
+    def read_message_sync(self, msg: MessageInfo) -> bytes:
+        """For export tools that already run off the event loop."""
+        _, seg, off, length = msg.blob.split(":")
+        return self.segments.read(seg, int(off), int(length))
+
+    async def read_structure(self, msg: MessageInfo) -> Any:
+        from ...mime import ParsedMessage
+
+        blob_id = int(msg.blob.split(":", 1)[0])
+        cached = self._structures.get(blob_id)
+        if cached is not None:
+            self._structures.move_to_end(blob_id)
+            return cached
+        text = await self.engine.read(lambda c: c.execute(
+            "SELECT structure FROM blobs WHERE id = ?", (blob_id,)).fetchone())
+        if text is None or text[0] is None:
+            from ...mime import parse
+            parsed = parse(await self.read_message(msg))
+        else:
+            parsed = ParsedMessage.from_json(json.loads(text[0]))
+        self._structures[blob_id] = parsed
+        while len(self._structures) > 2000:
+            self._structures.popitem(last=False)
+        return parsed
+
+    async def store_flags(self, mailbox_id: int, uids: Sequence[int], op: FlagOp, flags: frozenset[str],
+                          unchangedsince: int | None = None) -> StoreFlagsResult:
+        uids = sorted(set(uids))
+        make = self._rows.message
+
+        def w(c: sqlite3.Connection) -> StoreFlagsResult:
+            updated, failed = [], []
+            modseq = 0
+            for i in range(0, len(uids), 500):
+                chunk = uids[i:i + 500]
+                rows = c.execute(f"SELECT uid, flags, modseq FROM messages WHERE mailbox_id = ? AND uid IN "
+                                 f"({','.join('?' * len(chunk))})", (mailbox_id, *chunk)).fetchall()
+                for uid, fstr, mseq in rows:
+                    if unchangedsince is not None and mseq > unchangedsince:
+                        failed.append(uid)
+                        continue
+                    old = frozenset(fstr.split())
+                    new = flags if op is FlagOp.SET else (old | flags if op is FlagOp.ADD else old - flags)
+                    if new == old:
+                        continue
+                    if not modseq:
+                        modseq = self._w_bump(c, mailbox_id)
+                    c.execute("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                              (_flags_str(new), modseq, mailbox_id, uid))
+                    updated.append(uid)
+            infos = []
+            for i in range(0, len(updated), 500):
+                chunk = updated[i:i + 500]
+                infos.extend(make(r) for r in c.execute(
+                    f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? AND uid IN "
+                    f"({','.join('?' * len(chunk))}) ORDER BY uid", (mailbox_id, *chunk)))
+            return StoreFlagsResult(tuple(infos), tuple(failed))
+        return await self.engine.write(w)
+
+    def _w_expunge(self, c: sqlite3.Connection, mailbox_id: int, uids: list[int]) -> list[int]:
+        if not uids:
+            return []
+        modseq = self._w_bump(c, mailbox_id)
+        for i in range(0, len(uids), 500):
+            chunk = uids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            c.execute(f"""UPDATE blobs SET refcount = refcount - (
+                              SELECT count(*) FROM messages m WHERE m.mailbox_id = ? AND m.blob_id = blobs.id
+                              AND m.uid IN ({marks}))
+                          WHERE id IN (SELECT blob_id FROM messages WHERE mailbox_id = ? AND uid IN ({marks}))""",
+                      (mailbox_id, *chunk, mailbox_id, *chunk))
+            c.execute(f"DELETE FROM messages WHERE mailbox_id = ? AND uid IN ({marks})", (mailbox_id, *chunk))
+            c.executemany("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", [(mailbox_id, u, modseq) for u in chunk])
+        c.execute("DELETE FROM blobs WHERE refcount <= 0")
+        return uids
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        wanted = None if uids is None else set(uids)
+
+        def w(c: sqlite3.Connection) -> list[int]:
+            rows = c.execute("SELECT uid FROM messages WHERE mailbox_id = ? AND ' ' || flags || ' ' LIKE '% \\Deleted %' "
+                             "ORDER BY uid", (mailbox_id,)).fetchall()
+            found = [r[0] for r in rows if wanted is None or r[0] in wanted]
+            return self._w_expunge(c, mailbox_id, found)
+        return await self.engine.write(w)
+
+    def _w_copy(self, c: sqlite3.Connection, src: int, uids: list[int], dst: int) -> CopyResult:
+        if c.execute("SELECT 1 FROM mailboxes WHERE id = ?", (dst,)).fetchone() is None:
+            raise MailboxNotFound(str(dst))
+        pairs = []
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(uids), 500):
+            chunk = uids[i:i + 500]
+            rows.extend(c.execute(f"SELECT uid, flags, internaldate, tzoffset, size, blob_id FROM messages "
+                                  f"WHERE mailbox_id = ? AND uid IN ({','.join('?' * len(chunk))}) ORDER BY uid",
+                                  (src, *chunk)).fetchall())
+        uv = c.execute("SELECT uidvalidity FROM mailboxes WHERE id = ?", (dst,)).fetchone()[0]
+        if rows:
+            first = c.execute("UPDATE mailboxes SET uidnext = uidnext + ? WHERE id = ? RETURNING uidnext - ?",
+                              (len(rows), dst, len(rows))).fetchone()[0]
+            modseq = self._w_bump(c, dst)
+            for n, (uid, flags, idate, tzoff, size, blob_id) in enumerate(rows):
+                c.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
+                          (dst, first + n, modseq, flags, idate, tzoff, size, blob_id))
+                c.execute("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?", (blob_id,))
+                pairs.append((uid, first + n))
+        return CopyResult(uv, tuple(pairs))
+
+    async def copy_messages(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> CopyResult:
+        return await self.engine.write(self._w_copy, src_mailbox_id, sorted(set(uids)), dst_mailbox_id)
+
+    async def move_messages(self, src_mailbox_id: int, uids: Sequence[int], dst_mailbox_id: int) -> CopyResult:
+        def w(c: sqlite3.Connection) -> CopyResult:
+            res = self._w_copy(c, src_mailbox_id, sorted(set(uids)), dst_mailbox_id)
+            self._w_expunge(c, src_mailbox_id, [s for s, _ in res.pairs])
+            return res
+        return await self.engine.write(w)
+
+    async def claim_recent(self, mailbox_id: int) -> int:
+        def w(c: sqlite3.Connection) -> int:
+            row = c.execute("SELECT recent_uid, uidnext FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise MailboxNotFound(str(mailbox_id))
+            c.execute("UPDATE mailboxes SET recent_uid = uidnext WHERE id = ?", (mailbox_id,))
+            return row[0]
+        return await self.engine.write(w)
+
+    # -- changes -------------------------------------------------------------------
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        make = self._rows.message
+
+        def r(c: sqlite3.Connection) -> MailboxChanges:
+            row = c.execute(f"SELECT {_MAILBOX_COLS} FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+            if row is None:
+                raise MailboxNotFound(str(mailbox_id))
+            changed = tuple(make(r) for r in c.execute(
+                f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+                (mailbox_id, modseq)))
+            expunged = tuple(r[0] for r in c.execute(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid", (mailbox_id, modseq)))
+            return MailboxChanges(_mailbox(row), changed, expunged)
+        return await self.engine.read(r)
+
+    def watch(self, mailbox_id: int) -> Watch:
+        return self.hub.watch(mailbox_id)
+
+    def _notify(self, batch: list[WriteRequest]) -> None:
+        # Cheap and coarse: wake every watcher after a commit that succeeded; each
+        # session's changes_since() then finds whether its mailbox really changed.
+        if any(req.error is None for req in batch):
+            self.hub.changed(list(self.hub._watches))
+
+    async def _data_version(self) -> int:
+        def r() -> int:
+            if self._poll_conn is None:
+                self._poll_conn = sqlite3.connect(self.dir / "store.db", check_same_thread=False,
+                                                  isolation_level=None)
+            return self._poll_conn.execute("PRAGMA data_version").fetchone()[0]
+        return await self.engine.run_io(r)
+
+    async def _modseqs(self, ids: list[int]) -> dict[int, int]:
+        return await self.engine.read(lambda c: dict(c.execute(
+            f"SELECT id, highestmodseq FROM mailboxes WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()))
+
+    # -- locks ---------------------------------------------------------------------
+    @asynccontextmanager
+    async def lock_maildrop(self, account_id: int) -> AsyncIterator[None]:
+        path = self.dir / "locks" / f"maildrop-{account_id}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise MaildropLocked(str(account_id)) from None
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock

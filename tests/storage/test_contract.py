@@ -1,0 +1,161 @@
+"""The store contract: what every backend must do (run over each backend)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from postroom.errors import AccountExists, DomainNotFound, MailboxExists, MailboxNotFound, MaildropLocked
+from postroom.storage.models import DeliveryTarget, FlagOp
+
+MSG = b"From: a@x.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def msg(n: int) -> bytes:
+    return b"From: a@x.test\r\nSubject: m%d\r\nMessage-ID: <%d@x>\r\n\r\nbody %d\r\n" % (n, n, n)
+
+
+async def _account(store, address="u@example.test"):
+    await store.add_domain("example.test")
+    return await store.create_account(address, "{PLAIN}pw")
+
+
+def test_accounts_domains_aliases(store_factory):
+    async def t():
+        async with store_factory() as s:
+            with pytest.raises(DomainNotFound):
+                await s.create_account("u@nodomain.test", "x")
+            acct = await _account(s)
+            with pytest.raises(AccountExists):
+                await s.create_account("U@example.test", "x")
+            assert (await s.get_account("U@Example.test")).id == acct.id
+            names = {m.name: m.special_use for m in await s.list_mailboxes(acct.id)}
+            assert names == {"INBOX": None, "Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash",
+                             "Junk": "\\Junk", "Archive": "\\Archive"}
+            assert set(await s.list_subscriptions(acct.id)) == set(names)
+            await s.set_alias("team@example.test", ["u@example.test", "x@remote.test"])
+            assert (await s.get_alias("TEAM@example.test")).targets == ("u@example.test", "x@remote.test")
+            await s.set_password_hash("u@example.test", "new")
+            assert (await s.get_account("u@example.test")).password_hash == "new"
+            await s.delete_account("u@example.test")
+            assert await s.get_account("u@example.test") is None
+            assert await s.list_domains() == ["example.test"]
+    asyncio.run(t())
+
+
+def test_deliver_read_flags_expunge(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            b = await _account(s, "v@example.test")
+            date = datetime(2024, 5, 1, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+            res = await s.deliver(MSG, [DeliveryTarget(a.id), DeliveryTarget(b.id, "Nope")], date)
+            assert [d.uid for d in res] == [1, 1]
+            inbox = await s.get_mailbox(a.id, "inbox")
+            [m] = await s.list_messages(inbox.id)
+            assert await s.read_message(m) == MSG
+            assert m.size == len(MSG) and m.internaldate == date and m.internaldate.utcoffset() == timedelta(hours=2)
+            st = await s.read_structure(m)
+            assert st is not None
+            # b's target mailbox did not exist: delivery fell back to INBOX
+            assert (await s.get_mailbox(b.id, "INBOX")).uidnext == 2
+            r = await s.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Seen", "work"}))
+            assert r.updated[0].flags == {"\\Seen", "work"} and r.updated[0].modseq > m.modseq
+            r2 = await s.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Seen"}))
+            assert r2.updated == ()  # no real change, no new MODSEQ
+            r3 = await s.store_flags(inbox.id, [1], FlagOp.REMOVE, frozenset({"work"}), unchangedsince=m.modseq)
+            assert r3.failed == (1,)
+            status = await s.mailbox_status(inbox.id)
+            assert (status.messages, status.unseen) == (1, 0)
+            assert await s.expunge(inbox.id) == []
+            await s.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Deleted"}))
+            before = (await s.get_mailbox_by_id(inbox.id)).highestmodseq
+            assert await s.expunge(inbox.id) == [1]
+            ch = await s.changes_since(inbox.id, before)
+            assert ch.expunged == (1,) and ch.mailbox.highestmodseq > before
+            # the other copy still reads fine (bytes are shared, refcounted)
+            [m2] = await s.list_messages((await s.get_mailbox(b.id, "INBOX")).id)
+            assert await s.read_message(m2) == MSG
+    asyncio.run(t())
+
+
+def test_uid_and_modseq_monotonic(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            results = await asyncio.gather(*(s.deliver(msg(i), [DeliveryTarget(a.id)]) for i in range(200)))
+            uids = sorted(r[0].uid for r in results)
+            assert uids == list(range(1, 201))
+            msgs = await s.list_messages(inbox.id)
+            modseqs = [m.modseq for m in msgs]
+            assert len(set(modseqs)) == 200 and modseqs == sorted(modseqs)
+            last = (await s.get_mailbox_by_id(inbox.id)).highestmodseq
+            for op in range(20):
+                await s.store_flags(inbox.id, [op + 1], FlagOp.ADD, frozenset({"\\Flagged"}))
+                hm = (await s.get_mailbox_by_id(inbox.id)).highestmodseq
+                assert hm > last
+                last = hm
+            await s.store_flags(inbox.id, [1, 2], FlagOp.ADD, frozenset({"\\Deleted"}))
+            await s.expunge(inbox.id)
+            r = await s.deliver(msg(999), [DeliveryTarget(a.id)])
+            assert r[0].uid == 201  # UIDs are never reused
+            # group commit really batched the concurrent deliveries
+            assert s.engine.batches < 200
+    asyncio.run(t())
+
+
+def test_mailboxes_copy_move_rename_recent(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            work = await s.create_mailbox(a.id, "Work")
+            await s.create_mailbox(a.id, "Work/Sub")
+            with pytest.raises(MailboxExists):
+                await s.create_mailbox(a.id, "Work")
+            for i in range(3):
+                await s.deliver(msg(i), [DeliveryTarget(a.id)])
+            assert await s.claim_recent(inbox.id) == 1
+            assert await s.claim_recent(inbox.id) == 4
+            res = await s.copy_messages(inbox.id, [1, 3], work.id)
+            assert res.pairs == ((1, 1), (3, 2)) and res.uidvalidity == work.uidvalidity
+            mv = await s.move_messages(inbox.id, [2], work.id)
+            assert mv.pairs == ((2, 3),)
+            assert [m.uid for m in await s.list_messages(inbox.id)] == [1, 3]
+            await s.rename_mailbox(a.id, "Work", "Jobs")
+            names = [m.name for m in await s.list_mailboxes(a.id)]
+            assert "Jobs" in names and "Jobs/Sub" in names and "Work" not in names
+            jobs = await s.get_mailbox(a.id, "Jobs")
+            assert jobs.uidvalidity == work.uidvalidity and len(await s.list_messages(jobs.id)) == 3
+            await s.delete_mailbox(a.id, "Jobs")
+            with pytest.raises(MailboxNotFound):
+                await s.delete_mailbox(a.id, "Jobs")
+            again = await s.create_mailbox(a.id, "Jobs")
+            assert again.uidvalidity > work.uidvalidity  # never reused for the same name
+            with pytest.raises(MailboxNotFound):
+                await s.append(a.id, "Missing", MSG)
+            d = await s.append(a.id, "Jobs", MSG, frozenset({"\\Seen"}))
+            assert d.uid == 1
+    asyncio.run(t())
+
+
+def test_watch_and_maildrop_lock(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            w = s.watch(inbox.id)
+            assert await w.wait(0.05) is False
+            await s.deliver(MSG, [DeliveryTarget(a.id)])
+            assert await w.wait(2) is True
+            w.close()
+            async with s.lock_maildrop(a.id):
+                with pytest.raises(MaildropLocked):
+                    async with s.lock_maildrop(a.id):
+                        pass
+            async with s.lock_maildrop(a.id):
+                pass
+    asyncio.run(t())
