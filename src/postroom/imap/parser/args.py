@@ -1,0 +1,248 @@
+"""Argument parsers for every command, grouped by the state they belong to (RFC 3501 §6).
+
+Each takes a :class:`Reader` just after the command name and returns a typed
+argument record, consuming the whole command (``r.end()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ...storage.models import FlagOp
+from .. import mutf7
+from ..errors import No, ParseError
+from .base import Reader
+from .fetch import FetchAtt, parse_fetch_atts
+from .search import Node, parse_search
+from .seqset import SequenceSet
+
+
+def no_args(r: Reader) -> None:
+    r.end()
+
+
+def mailbox_name(raw: bytes) -> str:
+    """mailbox = "INBOX" / astring; INBOX is case-insensitive (§5.1), the rest mUTF-7."""
+    if raw.upper() == b"INBOX":
+        return "INBOX"
+    try:
+        name = mutf7.decode(raw)
+    except mutf7.Mutf7Error:
+        raise No("Mailbox name is not valid modified UTF-7", b"CANNOT") from None
+    if name.upper().startswith("INBOX/") and name[:5] != "INBOX":
+        name = "INBOX" + name[5:]
+    return name
+
+
+def _mailbox(r: Reader) -> str:
+    return mailbox_name(r.astring())
+
+
+# -- not authenticated (§6.2) -------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LoginArgs:
+    user: bytes
+    password: bytes
+
+
+def login(r: Reader) -> LoginArgs:
+    r.sp()
+    user = r.astring()
+    r.sp()
+    password = r.astring()
+    r.end()
+    return LoginArgs(user, password)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticateArgs:
+    mechanism: str
+    initial: bytes | None  # RFC 4959 SASL-IR; b"=" means an empty response
+
+
+def authenticate(r: Reader) -> AuthenticateArgs:
+    r.sp()
+    mech = r.keyword()
+    initial = None
+    if r.take(b" "):
+        initial = r.buf[r.pos :].strip()
+        if not initial:
+            raise ParseError("Empty initial response")
+        r.pos = len(r.buf)
+    r.end()
+    return AuthenticateArgs(mech, initial)
+
+
+# -- authenticated (§6.3) ------------------------------------------------------------
+def one_mailbox(r: Reader) -> str:
+    r.sp()
+    name = _mailbox(r)
+    r.end()
+    return name
+
+
+def two_mailboxes(r: Reader) -> tuple[str, str]:
+    r.sp()
+    a = _mailbox(r)
+    r.sp()
+    b = _mailbox(r)
+    r.end()
+    return a, b
+
+
+@dataclass(frozen=True, slots=True)
+class ListArgs:
+    reference: str
+    pattern: str
+
+
+def list_args(r: Reader) -> ListArgs:
+    r.sp()
+    ref = r.astring()
+    r.sp()
+    pat = r.list_mailbox()
+    r.end()
+    try:
+        return ListArgs(mutf7.decode(ref), mutf7.decode(pat))
+    except mutf7.Mutf7Error:
+        raise No("Mailbox name is not valid modified UTF-7", b"CANNOT") from None
+
+
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+
+
+def status(r: Reader) -> tuple[str, list[str]]:
+    r.sp()
+    name = _mailbox(r)
+    r.sp()
+    items = r.paren_list(r.keyword)
+    if not items:
+        raise ParseError("Empty STATUS item list")
+    for item in items:
+        if item not in STATUS_ITEMS:
+            raise ParseError("Unknown STATUS item")
+    r.end()
+    return name, items
+
+
+@dataclass(frozen=True, slots=True)
+class AppendArgs:
+    mailbox: str
+    flags: frozenset[str]
+    date: datetime | None
+    message: bytes
+
+
+def append(r: Reader) -> AppendArgs:
+    """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal (§9)."""
+    r.sp()
+    name = _mailbox(r)
+    r.sp()
+    flags: list[str] = []
+    when = None
+    if r.peek() == 0x28:
+        flags = r.flag_list()
+        r.sp()
+    if r.peek() == 0x22:
+        when = r.date_time()
+        r.sp()
+    if r.peek() != 0x7B:
+        raise ParseError("APPEND needs the message as a literal")
+    message = r.literal()
+    r.end()
+    if "\\Recent" in flags:
+        raise ParseError("\\Recent cannot be set")  # §2.3.2: server-managed
+    return AppendArgs(name, frozenset(flags), when, message)
+
+
+# -- selected (§6.4) ----------------------------------------------------------------
+def seqset_only(r: Reader) -> SequenceSet:
+    r.sp()
+    s = SequenceSet.parse(r)
+    r.end()
+    return s
+
+
+@dataclass(frozen=True, slots=True)
+class FetchArgs:
+    seqset: SequenceSet
+    atts: tuple[FetchAtt, ...]
+
+
+def fetch(r: Reader) -> FetchArgs:
+    r.sp()
+    s = SequenceSet.parse(r)
+    r.sp()
+    atts = parse_fetch_atts(r)
+    r.end()
+    return FetchArgs(s, tuple(atts))
+
+
+@dataclass(frozen=True, slots=True)
+class StoreArgs:
+    seqset: SequenceSet
+    op: FlagOp
+    silent: bool
+    flags: frozenset[str]
+
+
+_STORE_OPS = {"FLAGS": FlagOp.SET, "+FLAGS": FlagOp.ADD, "-FLAGS": FlagOp.REMOVE}
+
+
+def store(r: Reader) -> StoreArgs:
+    """store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag)))"""
+    r.sp()
+    s = SequenceSet.parse(r)
+    r.sp()
+    sign = b""
+    if r.peek() in (0x2B, 0x2D):
+        sign = r.buf[r.pos : r.pos + 1]
+        r.pos += 1
+    word = (sign + r.atom()).decode("ascii").upper()
+    silent = word.endswith(".SILENT")
+    op = _STORE_OPS.get(word[:-7] if silent else word)
+    if op is None:
+        raise ParseError("Expected FLAGS, +FLAGS or -FLAGS")
+    r.sp()
+    if r.peek() == 0x28:
+        flags = r.flag_list()
+    else:
+        flags = [r.flag()]
+        while r.take(b" "):
+            flags.append(r.flag())
+    r.end()
+    flags = [f for f in flags if f != "\\Recent"]  # §2.3.2: the server manages \Recent
+    return StoreArgs(s, op, silent, frozenset(flags))
+
+
+@dataclass(frozen=True, slots=True)
+class CopyArgs:
+    seqset: SequenceSet
+    mailbox: str
+
+
+def copy(r: Reader) -> CopyArgs:
+    r.sp()
+    s = SequenceSet.parse(r)
+    r.sp()
+    name = _mailbox(r)
+    r.end()
+    return CopyArgs(s, name)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchArgs:
+    charset: str
+    criteria: Node
+
+
+def search(r: Reader) -> SearchArgs:
+    r.sp()
+    charset, tree = parse_search(r)
+    r.end()
+    return SearchArgs(charset, tree)
+
+
+Parser = Any

@@ -1,0 +1,117 @@
+"""SEARCH criteria (RFC 3501 §6.4.4, §9 ``search-key``) into a small tree.
+
+Nodes are tuples ``(op, ...)`` so evaluation over thousands of messages stays cheap:
+``("and", [nodes])``, ``("or", a, b)``, ``("not", a)``, ``("all",)``,
+``("flag", name, present)``, ``("recent", present)``, ``("new",)``, ``("seq", set)``,
+``("uid", set)``, ``("larger", n)``, ``("smaller", n)``, ``("before"|"on"|"since", date)``,
+``("sentbefore"|"senton"|"sentsince", date)``, ``("header", name, text)``,
+``("body", text)``, ``("text", text)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import No, ParseError
+from .base import Reader, canonical_flag
+from .seqset import SequenceSet
+
+Node = tuple[Any, ...]
+
+SUPPORTED_CHARSETS = ("UTF-8", "US-ASCII")
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
+    "DELETED": ("\\Deleted", True), "UNDELETED": ("\\Deleted", False),
+    "DRAFT": ("\\Draft", True), "UNDRAFT": ("\\Draft", False),
+    "FLAGGED": ("\\Flagged", True), "UNFLAGGED": ("\\Flagged", False),
+    "SEEN": ("\\Seen", True), "UNSEEN": ("\\Seen", False),
+}
+_ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+_DATE_KEYS = {"BEFORE": "before", "ON": "on", "SINCE": "since",
+              "SENTBEFORE": "sentbefore", "SENTON": "senton", "SENTSINCE": "sentsince"}
+_MAX_DEPTH = 40  # bounded nesting: a hostile client cannot exhaust the stack
+
+
+def parse_search(r: Reader) -> tuple[str, Node]:
+    """``[CHARSET SP astring SP] search-key *(SP search-key)`` → (charset, tree)."""
+    charset = "US-ASCII"
+    save = r.pos
+    if r.take_word(b"CHARSET "):
+        charset = r.astring().decode("ascii", "replace").upper()
+        if charset not in SUPPORTED_CHARSETS:
+            # §6.4.4: NO with [BADCHARSET] listing what we support (§7.1).
+            raise No("Unsupported charset", b"BADCHARSET (" + " ".join(SUPPORTED_CHARSETS).encode() + b")")
+        r.sp()
+    elif r.pos != save:
+        r.pos = save
+    keys = [_key(r, charset, 0)]
+    while not r.at_end():
+        r.sp()
+        keys.append(_key(r, charset, 0))
+    return charset, keys[0] if len(keys) == 1 else ("and", keys)
+
+
+def _text(r: Reader, charset: str) -> str:
+    raw = r.astring()
+    try:
+        return raw.decode("utf-8" if charset == "UTF-8" else "ascii")
+    except UnicodeDecodeError:
+        raise ParseError("Search text not valid in the given charset") from None
+
+
+def _key(r: Reader, charset: str, depth: int) -> Node:
+    if depth > _MAX_DEPTH:
+        raise ParseError("Search nested too deeply")
+    c = r.peek()
+    if c == 0x28:  # "(" search-key *(SP search-key) ")"
+        r.pos += 1
+        keys = [_key(r, charset, depth + 1)]
+        while not r.take(b")"):
+            r.sp()
+            keys.append(_key(r, charset, depth + 1))
+        return keys[0] if len(keys) == 1 else ("and", keys)
+    if c is not None and (0x30 <= c <= 0x39 or c == 0x2A):
+        return ("seq", SequenceSet.parse(r))
+    word = r.keyword()
+    if word == "ALL":
+        return ("all",)
+    if word in _FLAG_KEYS:
+        name, present = _FLAG_KEYS[word]
+        return ("flag", name, present)
+    if word in ("KEYWORD", "UNKEYWORD"):
+        r.sp()
+        return ("flag", canonical_flag(r.atom().decode("ascii")), word == "KEYWORD")
+    if word == "NEW":
+        return ("new",)
+    if word in ("RECENT", "OLD"):
+        return ("recent", word == "RECENT")
+    if word in _ADDRESS_KEYS:
+        r.sp()
+        return ("header", _ADDRESS_KEYS[word], _text(r, charset))
+    if word == "HEADER":
+        r.sp()
+        name = r.astring().decode("ascii", "replace").lower()
+        r.sp()
+        return ("header", name, _text(r, charset))
+    if word in ("BODY", "TEXT"):
+        r.sp()
+        return (word.lower(), _text(r, charset))
+    if word in _DATE_KEYS:
+        r.sp()
+        return (_DATE_KEYS[word], r.date())
+    if word in ("LARGER", "SMALLER"):
+        r.sp()
+        return (word.lower(), r.number())
+    if word == "UID":
+        r.sp()
+        return ("uid", SequenceSet.parse(r))
+    if word == "NOT":
+        r.sp()
+        return ("not", _key(r, charset, depth + 1))
+    if word == "OR":
+        r.sp()
+        a = _key(r, charset, depth + 1)
+        r.sp()
+        return ("or", a, _key(r, charset, depth + 1))
+    raise ParseError("Unknown search key")
