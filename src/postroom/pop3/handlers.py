@@ -1,0 +1,345 @@
+"""One coroutine per POP3 command: (session, command) → reply.
+
+The dispatcher in :mod:`.commands` has already checked the state, TLS and the
+argument count, so handlers only do their command. They use the store through
+its interface and never see the socket.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hmac
+import hashlib
+import secrets
+
+from ..errors import MaildropLocked
+from ..storage.models import Account, FlagOp
+from . import _sasl
+from .maildrop import Maildrop, NoSuchMessage
+from .proto import (
+    Action, Challenge, Code, Command, Reply, Response, State, dot_stuff, err, listing, ok,
+    parse_msg_number, parse_non_negative, top_of,
+)
+from .session import Session
+
+IMPLEMENTATION = "Postroom"
+
+_PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure connections; use STLS first"
+_AUTH_FAILED = "Authentication failed"
+
+
+# -- capabilities (RFC 2449 §5) ---------------------------------------------------
+def capabilities(s: Session) -> list[str]:
+    caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
+            # RFC 2449 §6.7: the server never deletes mail on its own.
+            "EXPIRE NEVER", f"IMPLEMENTATION {IMPLEMENTATION}"]
+    if s.state is State.AUTHORIZATION:
+        if s.plaintext_allowed:
+            # RFC 2595 §4: before TLS, hide what may not be used in plaintext.
+            caps.append("USER")
+            caps.append("SASL " + " ".join(_sasl.MECHANISMS))
+        if s.tls_available and not s.tls_active:
+            caps.append("STLS")
+        caps.append("UTF8")  # RFC 6856 §2
+    return caps
+
+
+async def capa(s: Session, cmd: Command) -> Response:
+    return ok("Capability list follows", listing(capabilities(s)))
+
+
+async def noop(s: Session, cmd: Command) -> Response:
+    return ok()
+
+
+async def stls(s: Session, cmd: Command) -> Response:
+    # RFC 2595 §4: only in AUTHORIZATION (the table ensures that), once, with a certificate.
+    if s.tls_active:
+        return err("Already using TLS")
+    if not s.tls_available:
+        return err("TLS is not available")
+    return ok("Begin TLS negotiation", action=Action.START_TLS)
+
+
+async def utf8(s: Session, cmd: Command) -> Response:
+    # RFC 6856 §2: from now on user names, passwords and replies may be UTF-8.
+    # Messages are sent as stored: Postroom keeps them 8-bit clean, no downgrade.
+    s.utf8 = True
+    return ok("UTF8 enabled")
+
+
+# -- authorization ----------------------------------------------------------------
+async def user(s: Session, cmd: Command) -> Response:
+    if not s.plaintext_allowed:
+        return err(_PLAINTEXT_REFUSED, Code.AUTH)
+    # The reply never says whether the user exists (RFC 1939 §13).
+    s.user = cmd.rest.strip()
+    return ok("Send your password")
+
+
+async def pass_(s: Session, cmd: Command) -> Response:
+    if not s.plaintext_allowed:
+        return err(_PLAINTEXT_REFUSED, Code.AUTH)
+    if s.user is None:
+        return err("Send USER first")
+    name, s.user = s.user, None  # RFC 1939 §7: a failed PASS needs a new USER
+    # RFC 1939 §7: PASS has one argument, which may itself contain spaces.
+    return await _password_login(s, name, cmd.rest)
+
+
+async def apop(s: Session, cmd: Command) -> Response:
+    """RFC 1939 §7: md5(timestamp + secret), the secret being the account's APOP secret.
+
+    APOP is opt-in per account (``store.set_apop_secret``): the server must be able
+    to recompute the digest, which a password hash does not allow. The APOP secret
+    is separate from the login password, so offering both does not weaken either
+    (the concern of RFC 1939 §13 about PASS and APOP for one user).
+    """
+    name, digest = cmd.args
+    if s.ctx.auth.is_throttled(s.peer_ip):
+        return _fail(s, throttled=True)
+    account = await s.ctx.store.get_account(name.strip().lower())
+    if account is None or not account.apop_secret:
+        # Same answer for unknown users, so APOP does not reveal who exists.
+        await _count_failure(s, name)
+        return _fail(s, text="APOP is not enabled for this user; use USER/PASS or AUTH")
+    expected = hashlib.md5((s.timestamp + account.apop_secret).encode("utf-8")).hexdigest()
+    if not hmac.compare_digest(expected, digest.lower()):
+        await _count_failure(s, name)
+        return _fail(s)
+    return await _login(s, account)
+
+
+async def auth(s: Session, cmd: Command) -> Response:
+    """RFC 5034 §4: AUTH mechanism [initial-response]."""
+    if not cmd.args:
+        # RFC 1734 clients list mechanisms with a bare AUTH; harmless to answer.
+        return ok("Mechanisms follow", listing(list(_sasl.MECHANISMS)))
+    mech = cmd.args[0].upper()
+    if len(cmd.args) > 2:
+        return err("Syntax: AUTH mechanism [initial-response]")
+    if mech not in _sasl.MECHANISMS:
+        return err("Unsupported authentication mechanism")
+    if not s.plaintext_allowed:
+        return err(_PLAINTEXT_REFUSED, Code.AUTH)
+    mechanism = _sasl.Mechanism(mech)
+    initial: bytes | None = None
+    if len(cmd.args) == 2:
+        # RFC 5034 §4: "=" is an empty initial response.
+        decoded = _b64decode(cmd.args[1]) if cmd.args[1] != "=" else b""
+        if decoded is None:
+            return err("Invalid base64 data")
+        initial = decoded
+    return await _sasl_step(s, mechanism, initial)
+
+
+async def sasl_continue(s: Session, line: bytes) -> Response:
+    """The client's answer to a ``+`` challenge."""
+    mechanism, s.sasl = s.sasl, None
+    assert mechanism is not None
+    text = line.rstrip(b"\r\n")
+    if text == b"*":
+        return err("Authentication cancelled")  # RFC 5034 §4
+    data = _b64decode(text.decode("ascii", "replace"))
+    if data is None:
+        return err("Invalid base64 data")
+    return await _sasl_step(s, mechanism, data)
+
+
+async def _sasl_step(s: Session, mechanism: _sasl.Mechanism, data: bytes | None) -> Response:
+    try:
+        result = mechanism.step(data)
+    except _sasl.SaslFailure as exc:
+        return err(str(exc))
+    if isinstance(result, bytes):
+        s.sasl = mechanism
+        return Challenge(binascii.b2a_base64(result, newline=False).decode("ascii"))
+    if result.authzid and result.authzid.lower() != result.username.lower():
+        # Logging in as someone else (proxy authorization) is not offered.
+        await _count_failure(s, result.username)
+        return _fail(s)
+    return await _password_login(s, result.username, result.password)
+
+
+def _b64decode(text: str) -> bytes | None:
+    try:
+        return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+
+
+async def _password_login(s: Session, name: str, password: str) -> Response:
+    result = await s.ctx.auth.authenticate(name, password, s.peer_ip)
+    if result.account is None:
+        return _fail(s, throttled=result.throttled)
+    return await _login(s, result.account)
+
+
+async def _count_failure(s: Session, name: str) -> None:
+    """Failures outside password checks (APOP, refused authzid) count and cost like any.
+
+    The authenticator has no public "record a failure" call yet, so a check with a
+    random password that cannot match stands in for one (same delay, same counters).
+    """
+    record = getattr(s.ctx.auth, "record_failure", None)
+    if record is not None:
+        await record(name, s.peer_ip)
+    else:
+        await s.ctx.auth.authenticate(name, secrets.token_hex(32), s.peer_ip)
+
+
+def _fail(s: Session, *, throttled: bool = False, text: str = _AUTH_FAILED) -> Reply:
+    s.auth_failures += 1
+    close = Action.CLOSE if s.auth_failures >= s.settings.max_auth_failures else Action.NONE
+    if throttled:
+        return err("Too many failed logins; try again later", Code.SYS_TEMP, close)
+    return err(text, Code.AUTH, close)
+
+
+async def _login(s: Session, account: Account) -> Response:
+    """Lock the maildrop and take the snapshot; on success enter TRANSACTION."""
+    store = s.ctx.store
+    try:
+        await s.resources.enter_async_context(store.lock_maildrop(account.id))
+    except MaildropLocked:
+        # RFC 2449 §8.1.1
+        return err("Maildrop is in use by another session", Code.IN_USE)
+    try:
+        mailbox = await store.get_mailbox(account.id, "INBOX")
+        if mailbox is None:
+            raise LookupError("account has no INBOX")
+        messages = await store.list_messages(mailbox.id)
+    except Exception:
+        await s.resources.aclose()  # release the lock again
+        s.ctx.log.exception("pop3: cannot open maildrop of %s", account.address)
+        return err("Cannot open the maildrop", Code.SYS_TEMP)
+    s.account = account
+    s.maildrop = Maildrop.snapshot(mailbox, messages)
+    s.state = State.TRANSACTION
+    count, size = s.maildrop.stat()
+    return ok(f"Logged in, {count} messages ({size} octets)")
+
+
+# -- transaction ------------------------------------------------------------------
+def _maildrop(s: Session) -> Maildrop:
+    assert s.maildrop is not None  # TRANSACTION implies a maildrop
+    return s.maildrop
+
+
+async def stat(s: Session, cmd: Command) -> Response:
+    count, size = _maildrop(s).stat()
+    return ok(f"{count} {size}")  # RFC 1939 §5: exactly "+OK nn mm"
+
+
+async def list_(s: Session, cmd: Command) -> Response:
+    return _scan_listing(s, cmd, lambda md, m: str(m.size))
+
+
+async def uidl(s: Session, cmd: Command) -> Response:
+    return _scan_listing(s, cmd, lambda md, m: md.uidl(m))
+
+
+def _scan_listing(s: Session, cmd: Command, value) -> Response:  # type: ignore[no-untyped-def]
+    """LIST and UIDL (RFC 1939 §5, §7): one message with an argument, else all."""
+    md = _maildrop(s)
+    if cmd.args:
+        number = parse_msg_number(cmd.args[0])
+        if number is None:
+            return err("Invalid message number")
+        try:
+            msg = md.get(number)
+        except NoSuchMessage as exc:
+            return err(str(exc))
+        return ok(f"{number} {value(md, msg)}")
+    vis = md.visible()
+    return ok(f"{len(vis)} messages", listing([f"{n} {value(md, m)}" for n, m in vis]))
+
+
+async def retr(s: Session, cmd: Command) -> Response:
+    md = _maildrop(s)
+    number = parse_msg_number(cmd.args[0])
+    if number is None:
+        return err("Invalid message number")
+    try:
+        msg = md.get(number)
+    except NoSuchMessage as exc:
+        return err(str(exc))
+    raw = await _read(s, msg)
+    if raw is None:
+        return err("Message is no longer available", Code.SYS_TEMP)
+    md.retrieved.add(number)
+    # The count is the stored size, which is exactly what follows before stuffing.
+    return ok(f"{len(raw)} octets", dot_stuff(raw))
+
+
+async def top(s: Session, cmd: Command) -> Response:
+    md = _maildrop(s)
+    number = parse_msg_number(cmd.args[0])
+    lines = parse_non_negative(cmd.args[1])
+    if number is None or lines is None:
+        return err("Syntax: TOP message lines")
+    try:
+        msg = md.get(number)
+    except NoSuchMessage as exc:
+        return err(str(exc))
+    raw = await _read(s, msg)
+    if raw is None:
+        return err("Message is no longer available", Code.SYS_TEMP)
+    return ok("Top of message follows", dot_stuff(top_of(raw, lines)))
+
+
+async def _read(s: Session, msg) -> bytes | None:  # type: ignore[no-untyped-def]
+    try:
+        raw = await s.ctx.store.read_message(msg)
+    except Exception:
+        # Expunged by IMAP since the snapshot, or a storage fault: log, say little.
+        s.ctx.log.warning("pop3: cannot read uid %d of mailbox %d", msg.uid, msg.mailbox_id,
+                          exc_info=True)
+        return None
+    if len(raw) != msg.size:
+        s.ctx.log.error("pop3: uid %d has %d octets, the index says %d", msg.uid, len(raw), msg.size)
+    return raw
+
+
+async def dele(s: Session, cmd: Command) -> Response:
+    number = parse_msg_number(cmd.args[0])
+    if number is None:
+        return err("Invalid message number")
+    try:
+        _maildrop(s).delete(number)
+    except NoSuchMessage as exc:
+        return err(str(exc))
+    return ok(f"Message {number} deleted")
+
+
+async def rset(s: Session, cmd: Command) -> Response:
+    md = _maildrop(s)
+    md.reset()
+    count, size = md.stat()
+    return ok(f"{count} messages ({size} octets)")
+
+
+async def quit_(s: Session, cmd: Command) -> Response:
+    if s.state is State.AUTHORIZATION:
+        return ok("Bye", action=Action.CLOSE)  # RFC 1939 §4: no UPDATE state
+    # RFC 1939 §6: the UPDATE state removes what DELE marked, then releases the lock.
+    s.state = State.UPDATE
+    md = _maildrop(s)
+    store = s.ctx.store
+    try:
+        seen = md.seen_uids()
+        if seen:
+            # RETR marks messages read (as Dovecot does), applied with the deletions.
+            await store.store_flags(md.mailbox.id, seen, FlagOp.ADD, frozenset({"\\Seen"}))
+        uids = md.deleted_uids()
+        if uids:
+            await store.store_flags(md.mailbox.id, uids, FlagOp.ADD, frozenset({"\\Deleted"}))
+            await store.expunge(md.mailbox.id, uids)
+    except Exception:
+        s.ctx.log.exception("pop3: update of %s failed", s.account.address if s.account else "?")
+        await s.close()
+        # RFC 1939 §6: -ERR when some deleted messages could not be removed.
+        return err("Some deleted messages were not removed", Code.SYS_TEMP, Action.CLOSE)
+    left = len(md.messages) - len(md.deleted)
+    await s.close()
+    return ok(f"Logging out ({left} messages left)", action=Action.CLOSE)

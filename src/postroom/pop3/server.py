@@ -1,0 +1,72 @@
+"""POP3 and POP3S listeners: asyncio glue between a Connection and the session.
+
+Reads one line at a time, hands it to :func:`.commands.dispatch`, writes the
+reply. Replies are only flushed when the client has nothing more pipelined
+(RFC 2449 §6.6), so a batch of RETRs goes out in few writes.
+"""
+
+from __future__ import annotations
+
+from ..config import Config, Listener
+from ..context import ServerContext
+from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
+from . import commands
+from .proto import MAX_COMMAND_LINE, MAX_SASL_LINE, Action, err, ok
+from .session import Session
+from .settings import Pop3Settings, read_settings
+
+# Flush once this much is queued even if the client keeps pipelining, so a client
+# that never reads cannot make us buffer its whole maildrop.
+FLUSH_AT = 256 * 1024
+
+
+def check_settings(cfg: Config, problems: list[str]) -> None:
+    read_settings(cfg, problems)
+
+
+def settings_for(ctx: ServerContext) -> Pop3Settings:
+    s = ctx.state.get("pop3")
+    if not isinstance(s, Pop3Settings):
+        s = read_settings(ctx.config, [])
+        ctx.state["pop3"] = s
+    return s
+
+
+async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
+    settings = settings_for(ctx)
+    session = Session(ctx, settings, conn.peer_ip, tls_active=conn.tls_active,
+                      tls_available=ctx.tls is not None and conn.server_tls is not None)
+    pending = 0
+    try:
+        # RFC 1939 §4 greeting; the timestamp makes APOP possible (RFC 1939 §7).
+        conn.write(ok(f"Postroom POP3 ready {session.timestamp}").encode())
+        while True:
+            if pending >= FLUSH_AT or not conn.has_buffered_input():
+                await conn.drain()
+                pending = 0
+            limit = MAX_SASL_LINE if session.sasl is not None else MAX_COMMAND_LINE
+            try:
+                line = await conn.readline(limit, settings.idle_timeout)
+            except LineTooLong:
+                reply = commands.bad_command(session, "Line too long")
+            except IdleTimeout:
+                # RFC 1939 §3: the autologout timer ends the session without UPDATE.
+                await conn.send(err("Disconnected for inactivity").encode())
+                return
+            else:
+                reply = await commands.dispatch(session, line)
+            for chunk in reply.chunks():
+                conn.write(chunk)
+                pending += len(chunk)
+            if reply.action is Action.START_TLS:
+                await conn.drain()
+                await conn.start_tls()
+                session.tls_started()
+            elif reply.action is Action.CLOSE:
+                await conn.drain()
+                return
+    except (ConnectionClosed, IdleTimeout):
+        pass
+    finally:
+        await session.close()
+

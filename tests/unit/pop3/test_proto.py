@@ -1,0 +1,84 @@
+"""Table-driven tests of the pure POP3 pieces: parsing, replies, stuffing, TOP."""
+
+from __future__ import annotations
+
+import pytest
+
+from postroom.pop3.proto import (
+    Action, Challenge, Code, CommandError, Reply, dot_stuff, err, ok, parse_command,
+    parse_msg_number, parse_non_negative, top_of,
+)
+
+
+@pytest.mark.parametrize("line, verb, args, rest", [
+    (b"STAT\r\n", "STAT", (), ""),
+    (b"stat\r\n", "STAT", (), ""),
+    (b"LIST 1\r\n", "LIST", ("1",), "1"),
+    (b"TOP 1 10\n", "TOP", ("1", "10"), "1 10"),
+    (b"PASS my secret pw\r\n", "PASS", ("my", "secret", "pw"), "my secret pw"),
+    (b"APOP mrose c4c9334bac560ecc979e58001b3e22fb\r\n", "APOP",
+     ("mrose", "c4c9334bac560ecc979e58001b3e22fb"), "mrose c4c9334bac560ecc979e58001b3e22fb"),
+    ("USER j\u00f6rg\r\n".encode(), "USER", ("j\u00f6rg",), "j\u00f6rg"),
+])
+def test_parse_command(line: bytes, verb: str, args: tuple[str, ...], rest: str) -> None:
+    cmd = parse_command(line)
+    assert (cmd.verb, cmd.args, cmd.rest) == (verb, args, rest)
+
+
+@pytest.mark.parametrize("line", [b"\r\n", b"\n", b"ST\0AT\r\n", b"1234\r\n", b"LI-ST\r\n",
+                                  b"\xff\xfe\r\n", b"STAT\rX\r\n", b"A" * 40 + b"\r\n"])
+def test_parse_command_rejects(line: bytes) -> None:
+    with pytest.raises(CommandError):
+        parse_command(line)
+
+
+@pytest.mark.parametrize("arg, n", [("1", 1), ("42", 42), ("0", None), ("-1", None), ("x", None),
+                                    ("", None), ("\u0661", None), ("1" * 11, None)])
+def test_msg_number(arg: str, n: int | None) -> None:
+    assert parse_msg_number(arg) == n
+
+
+def test_non_negative() -> None:
+    assert parse_non_negative("0") == 0
+    assert parse_non_negative("-0") is None
+
+
+@pytest.mark.parametrize("raw, stuffed", [
+    (b"", b""),
+    (b"a\r\n", b"a\r\n"),
+    (b".\r\n", b"..\r\n"),
+    (b"a\r\n.\r\nb\r\n", b"a\r\n..\r\nb\r\n"),
+    (b"a\r\n..x\r\n", b"a\r\n...x\r\n"),
+    (b"a\r\n.", b"a\r\n..\r\n"),
+    (b"no newline", b"no newline\r\n"),
+    (b"bare\n.lf\n", b"bare\n..lf\n"),
+])
+def test_dot_stuff(raw: bytes, stuffed: bytes) -> None:
+    assert dot_stuff(raw) == stuffed
+
+
+MSG = b"Subject: x\r\nFrom: a@b\r\n\r\nline1\r\nline2\r\n.line3\r\n"
+
+
+@pytest.mark.parametrize("n, expected", [
+    (0, b"Subject: x\r\nFrom: a@b\r\n\r\n"),
+    (1, b"Subject: x\r\nFrom: a@b\r\n\r\nline1\r\n"),
+    (3, MSG),
+    (100, MSG),
+])
+def test_top_of(n: int, expected: bytes) -> None:
+    assert top_of(MSG, n) == expected
+
+
+def test_top_of_header_only() -> None:
+    assert top_of(b"Subject: x\r\n", 5) == b"Subject: x\r\n"
+
+
+def test_reply_encoding() -> None:
+    assert ok().encode() == b"+OK\r\n"
+    assert ok("2 320").encode() == b"+OK 2 320\r\n"
+    assert err("locked", Code.IN_USE).encode() == b"-ERR [IN-USE] locked\r\n"
+    assert ok("x", b"..a\r\n").encode() == b"+OK x\r\n..a\r\n.\r\n"
+    assert ok("x", b"").encode() == b"+OK x\r\n.\r\n"
+    assert Challenge("").encode() == b"+ \r\n"
+    assert Reply(True, action=Action.CLOSE).action is Action.CLOSE
