@@ -1,0 +1,340 @@
+"""The ``postroom`` command: init, check, serve, and the admin commands.
+
+Every failure an admin can cause (bad config, bad arguments, a missing user, a
+broken import file) ends in one clear line on stderr and a non-zero exit status,
+never a traceback. Exit codes: 0 success, 1 the operation failed, 2 bad usage or
+configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from pathlib import Path
+from typing import Any, Awaitable, Callable, NoReturn
+
+from . import __version__, protocols
+from .config import STANDARD_LISTENERS, Config, ConfigError, load
+from .errors import PostroomError, UsageError
+
+DEFAULT_CONFIG = os.environ.get("POSTROOM_CONFIG", "/etc/postroom/postroom.toml")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"postroom: {message} (see '{self.prog} --help')\n")
+
+
+def _store_cmd(fn: Callable[..., Awaitable[int | None]]) -> Callable[[Config, argparse.Namespace], int]:
+    """Run an async admin command with the configured store opened around it."""
+
+    def run(cfg: Config, args: argparse.Namespace) -> int:
+        from .storage import open_store
+
+        async def main() -> int:
+            store = open_store(cfg.backend, cfg.data_dir)
+            await store.open()
+            try:
+                for d in cfg.domains:
+                    if not await store.has_domain(d):
+                        await store.add_domain(d)
+                return (await fn(store, cfg, args)) or 0
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+    return run
+
+
+def _password(args: argparse.Namespace) -> str:
+    if getattr(args, "password_stdin", False):
+        pw = sys.stdin.readline().rstrip("\r\n")
+    elif getattr(args, "password", None) is not None:
+        pw = args.password
+    elif sys.stdin.isatty():
+        pw = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != pw:
+            raise UsageError("passwords do not match")
+    else:
+        raise UsageError("give --password PW or --password-stdin")
+    if not pw:
+        raise UsageError("the password must not be empty")
+    return pw
+
+
+def _check_address(address: str) -> str:
+    local, at, domain = address.strip().lower().rpartition("@")
+    if not at or not local or not domain or " " in address or "." not in domain and domain != "localhost":
+        raise UsageError(f"{address!r} is not an address like user@example.org")
+    return f"{local}@{domain}"
+
+
+# -- user / domain / alias --------------------------------------------------------
+@_store_cmd
+async def cmd_user(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    from .auth.passwords import hash_password
+
+    if args.action == "list":
+        for acct in await store.list_accounts():
+            print(acct.address)
+        return 0
+    address = _check_address(args.address)
+    if args.action == "add":
+        domain = address.rpartition("@")[2]
+        if not await store.has_domain(domain):
+            raise UsageError(f"domain {domain} is not served here; add it first: postroom domain add {domain}")
+        await store.create_account(address, await asyncio.to_thread(hash_password, _password(args)))
+        print(f"added {address}")
+    elif args.action == "del":
+        await store.delete_account(address)
+        print(f"deleted {address} and all its mail")
+    elif args.action == "passwd":
+        await store.set_password_hash(address, await asyncio.to_thread(hash_password, _password(args)))
+        print(f"password changed for {address}")
+    elif args.action == "apop":
+        await store.set_apop_secret(address, None if args.clear else _password(args))
+        print(f"APOP secret {'cleared' if args.clear else 'set'} for {address}")
+    return 0
+
+
+@_store_cmd
+async def cmd_domain(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for d in sorted(set(await store.list_domains()) | set(cfg.domains)):
+            print(d)
+        return 0
+    domain = args.domain.strip().lower().rstrip(".")
+    if not domain or "@" in domain or " " in domain:
+        raise UsageError(f"{args.domain!r} is not a domain name")
+    if args.action == "add":
+        await store.add_domain(domain)
+        print(f"added {domain}")
+    else:
+        if domain in cfg.domains:
+            raise UsageError(f"{domain} is listed in {cfg.path} (domains = …); remove it there")
+        if any(a.address.endswith("@" + domain) for a in await store.list_accounts()):
+            raise UsageError(f"{domain} still has accounts; delete them first")
+        await store.delete_domain(domain)
+        print(f"deleted {domain}")
+    return 0
+
+
+@_store_cmd
+async def cmd_alias(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    if args.action == "list":
+        for alias in await store.list_aliases():
+            print(f"{alias.source}: {', '.join(alias.targets)}")
+        return 0
+    source = args.source.strip().lower()
+    if source.startswith("@"):
+        domain = source[1:]
+    else:
+        domain = _check_address(source).rpartition("@")[2]
+    if args.action == "add":
+        if not await store.has_domain(domain):
+            raise UsageError(f"domain {domain} is not served here")
+        targets = [_check_address(t) for t in args.targets]
+        await store.set_alias(source, targets)
+        print(f"{source} → {', '.join(targets)}")
+    else:
+        await store.delete_alias(source)
+        print(f"deleted alias {source}")
+    return 0
+
+
+@_store_cmd
+async def cmd_import(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    from .importexport import import_mail
+
+    n = await import_mail(store, _check_address(args.address), args.format, Path(args.path), args.mailbox)
+    print(f"imported {n} messages")
+    return 0
+
+
+@_store_cmd
+async def cmd_export(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    from .importexport import export_mail
+
+    n = await export_mail(store, _check_address(args.address), args.format, Path(args.dir))
+    print(f"exported {n} messages")
+    return 0
+
+
+# -- init / check / serve ---------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init import init
+
+    init(Path(args.dir), args.domain, args.port_offset, args.hostname, args.listen, force=args.force)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .config import check
+
+    problems = check(args.config)
+    for p in problems:
+        print(f"postroom: config: {p}", file=sys.stderr)
+    if problems:
+        return 2
+    print(f"{args.config}: OK")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import check
+    from .server import serve
+
+    problems = check(args.config)
+    if problems:
+        for p in problems:
+            print(f"postroom: config: {p}", file=sys.stderr)
+        return 2
+    return serve(args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="postroom", description="Postroom mail server")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    p.add_argument("--version", action="version", version=f"postroom {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    s = sub.add_parser("init", help="create a config, store and self-signed certificate in DIR")
+    s.add_argument("dir")
+    s.add_argument("--domain", required=True)
+    s.add_argument("--port-offset", type=int, default=0)
+    s.add_argument("--hostname", default=None, help="server host name (default: mail.DOMAIN)")
+    s.add_argument("--listen", default="127.0.0.1", help="IP address for every listener")
+    s.add_argument("--force", action="store_true", help="overwrite an existing config")
+    s.set_defaults(run=cmd_init, needs_config=False)
+
+    sub.add_parser("check", help="validate the config").set_defaults(run=cmd_check, needs_config=False)
+    sub.add_parser("serve", help="run every listener until SIGTERM").set_defaults(run=cmd_serve, needs_config=False)
+
+    u = sub.add_parser("user", help="accounts").add_subparsers(dest="action", required=True, parser_class=_Parser)
+    for action in ("add", "passwd"):
+        a = u.add_parser(action)
+        a.add_argument("address")
+        g = a.add_mutually_exclusive_group()
+        g.add_argument("--password")
+        g.add_argument("--password-stdin", action="store_true")
+    u.add_parser("list")
+    u.add_parser("del").add_argument("address")
+    a = u.add_parser("apop", help="set the secret APOP logins use (opt-in)")
+    a.add_argument("address")
+    g = a.add_mutually_exclusive_group()
+    g.add_argument("--password", help="the APOP secret")
+    g.add_argument("--password-stdin", action="store_true")
+    g.add_argument("--clear", action="store_true")
+    for parser in u.choices.values():
+        parser.set_defaults(run=cmd_user)
+
+    d = sub.add_parser("domain", help="served domains").add_subparsers(dest="action", required=True,
+                                                                       parser_class=_Parser)
+    d.add_parser("add").add_argument("domain")
+    d.add_parser("del").add_argument("domain")
+    d.add_parser("list")
+    for parser in d.choices.values():
+        parser.set_defaults(run=cmd_domain)
+
+    al = sub.add_parser("alias", help="aliases and lists").add_subparsers(dest="action", required=True,
+                                                                          parser_class=_Parser)
+    a = al.add_parser("add", help="SOURCE (user@domain or @domain for a catch-all) → TARGET...")
+    a.add_argument("source")
+    a.add_argument("targets", nargs="+")
+    al.add_parser("del").add_argument("source")
+    al.add_parser("list")
+    for parser in al.choices.values():
+        parser.set_defaults(run=cmd_alias)
+
+    i = sub.add_parser("import", help="import an mbox file or a Maildir into an account")
+    i.add_argument("format", choices=("mbox", "maildir"))
+    i.add_argument("address")
+    i.add_argument("path")
+    i.add_argument("--mailbox", default=None, help="target mailbox (default: INBOX; Maildir folders keep their names)")
+    i.set_defaults(run=cmd_import)
+
+    e = sub.add_parser("export", help="export an account's mail")
+    e.add_argument("address")
+    e.add_argument("dir")
+    e.add_argument("--format", choices=("mbox", "maildir"), default="maildir")
+    e.set_defaults(run=cmd_export)
+
+    sm = sub.add_parser("sendmail", help="submit a message from stdin (sendmail-compatible)", add_help=False)
+    sm.add_argument("rest", nargs=argparse.REMAINDER)
+    sm.set_defaults(run=cmd_sendmail)
+
+    try:
+        from .outbound.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return p
+
+
+def cmd_sendmail(cfg: Config, args: argparse.Namespace) -> int:
+    try:
+        from .smtp.sendmail import run
+    except ImportError:
+        raise UsageError("sendmail is not available in this build") from None
+    return run(cfg, args.rest)
+
+
+_WORDS = {
+    "AccountNotFound": "no such account",
+    "AccountExists": "account already exists",
+    "DomainNotFound": "domain not served here",
+    "MailboxNotFound": "no such mailbox",
+    "MailboxExists": "mailbox already exists",
+    "MaildropLocked": "mailbox is locked by another session",
+}
+
+
+def _describe(exc: PostroomError) -> str:
+    words = _WORDS.get(type(exc).__name__)
+    return f"{words}: {exc}" if words else str(exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Called as "sendmail" (a symlink), behave like sendmail(1).
+    if Path(sys.argv[0]).name == "sendmail" and argv[:1] != ["sendmail"]:
+        argv = ["sendmail", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        if getattr(args, "needs_config", True):
+            cfg = load(args.config)
+            from . import log
+
+            log.setup("warning")
+            return int(args.run(cfg, args) or 0)
+        return int(args.run(args) or 0)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"postroom: config: {p}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"postroom: {exc}", file=sys.stderr)
+        return 2
+    except PostroomError as exc:
+        print(f"postroom: {_describe(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "build_parser", "STANDARD_LISTENERS", "protocols"]

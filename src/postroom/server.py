@@ -1,0 +1,275 @@
+"""The runtime: listeners, connection limits, workers, signals.
+
+One process serves every configured listener. With ``workers = N`` a supervisor
+forks N worker processes, each binding the same addresses with SO_REUSEPORT so the
+kernel spreads connections over them (one Python process uses one core). SIGTERM:
+stop accepting, let connections finish what they are doing (protocols watch
+``ctx.stopping`` and close after the transaction in flight), exit 0. SIGHUP:
+re-read the config and the TLS certificate; listener address changes need a restart.
+
+Tests start the same runtime in-process with :func:`running`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+from collections import Counter
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from . import log as _log
+from . import protocols
+from .auth import Authenticator
+from .config import Config, Listener, load
+from .context import ServerContext
+from .net.connection import Connection
+from .net.tls import server_context
+from .storage import open_store
+
+GRACE_SECONDS = 30.0
+
+# What a client hears when it is over a connection limit, in its own protocol.
+BUSY = {
+    "smtp": b"421 4.7.0 Too many connections, try again later\r\n",
+    "submission": b"421 4.7.0 Too many connections, try again later\r\n",
+    "pop3": b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+    "imap": b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+    "managesieve": b'BYE "Too many connections"\r\n',
+    "nntp": b"400 Too many connections\r\n",
+}
+
+
+class Server:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.log = _log.get("server")
+        self.ctx: ServerContext | None = None
+        self.servers: list[asyncio.base_events.Server] = []
+        self.addresses: dict[str, tuple[str, int]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._service_mods: list[object] = []
+
+    async def start(self, reuse_port: bool = False) -> None:
+        cfg = self.cfg
+        store = open_store(cfg.backend, cfg.data_dir)
+        await store.open()
+        for d in cfg.domains:
+            if not await store.has_domain(d):
+                await store.add_domain(d)
+        tls = server_context(cfg.tls_cert, cfg.tls_key)
+        auth = Authenticator(store, cfg.limits.auth_failures_per_ip)
+        self.ctx = ctx = ServerContext(cfg, store, tls, auth)
+        problems: list[str] = []
+        for check in protocols.settings_parsers():
+            check(cfg, problems)
+        if problems:
+            await store.close()
+            from .errors import ConfigError
+
+            raise ConfigError(problems)
+        self._service_mods = protocols.service_modules()
+        for mod in self._service_mods:
+            start = getattr(mod, "start_services", None)
+            if start is not None:
+                await start(ctx)
+        for lst in cfg.listeners:
+            mod = protocols.module_for(lst.protocol)
+            if mod is None:
+                self.log.warning("listener %s: protocol %s is not available in this version; not started",
+                                 lst.name, lst.protocol)
+                continue
+            srv = await asyncio.start_server(
+                lambda r, w, lst=lst, mod=mod: self._accept(r, w, lst, mod),
+                host=lst.host, port=lst.port, reuse_address=True, reuse_port=reuse_port or None,
+                ssl=tls if lst.tls == "implicit" else None, ssl_handshake_timeout=30.0 if lst.tls == "implicit" else None,
+                limit=cfg.limits.line_length * 2, backlog=512,
+            )
+            self.servers.append(srv)
+            sock = srv.sockets[0].getsockname()
+            self.addresses[lst.name] = (sock[0], sock[1])
+            self.log.info("listening %s %s:%d (%s, tls=%s)", lst.name, sock[0], sock[1], lst.protocol, lst.tls)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lst: Listener,
+                      mod: object) -> None:
+        assert self.ctx is not None
+        ctx = self.ctx
+        task = asyncio.current_task()
+        assert task is not None
+        conn = Connection(reader, writer, listener_name=lst.name, server_tls=ctx.tls,
+                          implicit_tls=lst.tls == "implicit")
+        ip = conn.peer_ip
+        limits = ctx.config.limits
+        if ctx.stopping.is_set() or len(self._tasks) >= limits.connections or \
+                self._per_ip[ip] >= limits.connections_per_ip:
+            self.log.info("%s %s refused: connection limit", lst.name, ip)
+            try:
+                await conn.send(BUSY.get(lst.protocol, b""), timeout=5)
+            except Exception:  # the peer may already be gone; nothing to tell it then
+                pass
+            await conn.close()
+            return
+        self._tasks.add(task)
+        self._per_ip[ip] += 1
+        try:
+            await mod.handle(ctx, conn, lst)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            self.log.exception("%s %s: unexpected error in connection handler", lst.name, ip)
+        finally:
+            self._tasks.discard(task)
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            await conn.close()
+
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        if self.ctx is None:
+            return
+        self.ctx.stopping.set()
+        for srv in self.servers:
+            srv.close()
+        if self._tasks:
+            self.log.info("waiting up to %.0fs for %d connection(s) to finish", grace, len(self._tasks))
+            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        for mod in reversed(self._service_mods):
+            stop = getattr(mod, "stop_services", None)
+            if stop is not None:
+                try:
+                    await stop(self.ctx)
+                except Exception:
+                    self.log.exception("stopping services of %s", getattr(mod, "__name__", mod))
+        await self.ctx.store.close()
+        self.ctx = None
+
+    def reload(self, path: str) -> None:
+        """SIGHUP: new limits, protocol settings and certificate for new connections."""
+        assert self.ctx is not None
+        try:
+            cfg = load(path)
+            assert self.ctx.tls is not None
+            self.ctx.tls.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+        except Exception as exc:
+            self.log.error("reload failed, keeping the running config: %s", exc)
+            return
+        if [(lst.name, lst.host, lst.port, lst.tls) for lst in cfg.listeners] != \
+                [(lst.name, lst.host, lst.port, lst.tls) for lst in self.cfg.listeners]:
+            self.log.warning("reload: listener changes take effect only after a restart")
+        self.cfg = cfg
+        self.ctx.config = cfg
+        self.ctx.state.clear()
+        self.log.info("configuration reloaded from %s", path)
+
+
+@asynccontextmanager
+async def running(cfg: Config) -> AsyncIterator[Server]:
+    """Start the whole runtime in this event loop (for tests); stop it on exit."""
+    srv = Server(cfg)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop(grace=5)
+
+
+async def _serve_forever(path: str, cfg: Config, reuse_port: bool) -> int:
+    srv = Server(cfg)
+    await srv.start(reuse_port=reuse_port)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, done.set)
+    loop.add_signal_handler(signal.SIGINT, done.set)
+    loop.add_signal_handler(signal.SIGHUP, srv.reload, path)
+    await done.wait()
+    srv.log.info("shutting down")
+    await srv.stop()
+    return 0
+
+
+def _run_worker(path: str, cfg: Config, reuse_port: bool) -> int:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # uvloop is a dependency, but the server still works without it
+        pass
+    return asyncio.run(_serve_forever(path, cfg, reuse_port))
+
+
+def serve(path: str) -> int:
+    """``postroom serve``: run until SIGTERM; supervise workers when there are several."""
+    cfg = load(path)
+    _log.setup(cfg.log_level)
+    log = _log.get("server")
+    if cfg.workers == 1:
+        return _run_worker(path, cfg, reuse_port=False)
+    if not hasattr(socket, "SO_REUSEPORT"):
+        log.error("workers > 1 needs SO_REUSEPORT, which this system lacks")
+        return 1
+    children: dict[int, int] = {}
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(s, signal.SIG_DFL)
+            code = 1
+            try:
+                code = _run_worker(path, cfg, reuse_port=True)
+            except BaseException:
+                logging.getLogger("postroom.server").exception("worker failed")
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = slot
+
+    stopping = False
+
+    def forward(sig: int, _frame: object) -> None:
+        nonlocal stopping
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM if sig == signal.SIGINT else sig)
+            except ProcessLookupError:
+                pass
+
+    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(s, forward)
+    for slot in range(cfg.workers):
+        spawn(slot)
+    log.info("supervisor pid=%d started %d workers", os.getpid(), cfg.workers)
+    status = 0
+    while children:
+        try:
+            pid, st = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is None:
+            continue
+        code = os.waitstatus_to_exitcode(st)
+        if not stopping:
+            log.error("worker pid=%d exited with %d; restarting it", pid, code)
+            spawn(slot)
+        elif code != 0:
+            status = code
+    return status
+
+
+def tls_context_for(cfg: Config) -> ssl.SSLContext:
+    return server_context(cfg.tls_cert, cfg.tls_key)
