@@ -1,0 +1,340 @@
+"""The queue runner: picks due recipients, delivers them, records outcomes, sends DSNs.
+
+One :class:`Runner` per server (the worker holding the scheduler lock). A *job* is one
+message's due recipients for one destination domain (or all of them through a smart
+host). Jobs run under a global semaphore and one per domain; connections are pooled
+per (address, port) so consecutive messages to one host share a session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from .api import Recipient
+from .client import Auth, SmtpClient, SmtpError
+from .dns import DestinationResolver, DnsPermanent, DnsTemporary, Host
+from .dsn import RecipientReport, build_dsn, wants_notice
+from .local import send_notice
+from .queue import Outcome, QueueBackend, QueuedMessage, QueuedRecipient, RcptState
+from .reply import Reply
+from .settings import OutboundSettings, retry_delay
+
+log = logging.getLogger("postroom.outbound")
+
+MAX_ADDRESSES_PER_ATTEMPT = 10  # across all MX hosts of one domain in one attempt
+
+
+@dataclass(slots=True)
+class Result:
+    rcpt: QueuedRecipient
+    state: RcptState
+    status: str
+    error: str
+    remote_mta: str = ""
+    dsn_passed: bool = False  # the next hop offered DSN, so it reports SUCCESS itself
+
+
+class Pool:
+    """Idle connections by (address, port), closed after ``idle`` seconds unused."""
+
+    def __init__(self, settings: OutboundSettings) -> None:
+        self.settings = settings
+        self.idle: dict[tuple[str, int], list[tuple[SmtpClient, float]]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def get(self, host: Host, address: str, port: int, relay: bool) -> SmtpClient:
+        now = time.monotonic()
+        stack = self.idle.get((address, port), [])
+        while stack:
+            client, since = stack.pop()
+            if not client.broken and now - since < self.settings.connection_idle:
+                return client
+            self._quit(client)
+        s = self.settings
+        auth = Auth(s.relay_user, s.relay_password) if relay and s.relay_user else None
+        return await SmtpClient.connect(
+            address, port, name=host.name, helo=s.helo_name, connect_timeout=s.connect_timeout,
+            command_timeout=s.command_timeout, data_timeout=s.data_timeout, source_address=s.source_address,
+            starttls=s.relay_tls if relay else "opportunistic", auth=auth)
+
+    def put(self, client: SmtpClient, address: str, port: int) -> None:
+        if client.broken or client.transactions >= self.settings.messages_per_connection \
+                or self.settings.connection_idle <= 0:
+            self._quit(client)
+            return
+        self.idle.setdefault((address, port), []).append((client, time.monotonic()))
+
+    def _quit(self, client: SmtpClient) -> None:
+        task = asyncio.get_running_loop().create_task(client.quit())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def reap(self) -> None:
+        now = time.monotonic()
+        for key, stack in list(self.idle.items()):
+            keep = [(c, t) for c, t in stack if not c.broken and now - t < self.settings.connection_idle]
+            for c, t in stack:
+                if (c, t) not in keep:
+                    self._quit(c)
+            if keep:
+                self.idle[key] = keep
+            else:
+                del self.idle[key]
+
+    async def close(self) -> None:
+        for stack in self.idle.values():
+            for c, _ in stack:
+                self._quit(c)
+        self.idle.clear()
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=5)
+
+
+class Runner:
+    def __init__(self, ctx: Any, queue: QueueBackend, settings: OutboundSettings,
+                 clock: Callable[[], float] = time.time, resolver: DestinationResolver | None = None,
+                 notice_queue: Any = None) -> None:
+        self.ctx = ctx
+        self.queue = queue
+        self.notice_queue = notice_queue or queue  # where remote notices are enqueued
+        self.s = settings
+        self.clock = clock
+        self.resolver = resolver or DestinationResolver(settings.resolver)
+        self.pool = Pool(settings)
+        self.sem = asyncio.Semaphore(settings.concurrency)
+        self.domain_sems: dict[str, asyncio.Semaphore] = {}
+        self.inflight: set[int] = set()  # recipient ids being delivered
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wakeup = asyncio.Event()
+        self.hostname = getattr(getattr(ctx, "config", None), "hostname", "localhost")
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    # -- scheduling --------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            self.wakeup.clear()
+            try:
+                await self.schedule_once()
+            except Exception:
+                log.exception("queue scan failed")
+            self.pool.reap()
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), self.s.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def schedule_once(self) -> int:
+        """Start jobs for every due recipient not already in flight; returns jobs started."""
+        room = self.s.concurrency * 4 - len(self.tasks)
+        if room <= 0:
+            return 0
+        msgs = await self.queue.due(self.clock(), room, tuple(self.inflight))
+        started = 0
+        for msg in msgs:
+            groups: dict[str, list[QueuedRecipient]] = {}
+            for r in msg.recipients:
+                if r.id in self.inflight or r.state.final:
+                    continue
+                key = "" if self.s.relay_host else r.domain
+                groups.setdefault(key, []).append(r)
+            for domain, rcpts in groups.items():
+                self.inflight.update(r.id for r in rcpts)
+                task = asyncio.get_running_loop().create_task(self._job(msg, domain, rcpts))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+                started += 1
+        return started
+
+    async def drain(self) -> None:
+        """Wait for the running jobs (tests and shutdown)."""
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
+
+    async def close(self) -> None:
+        for t in list(self.tasks):
+            t.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=5)
+        await self.pool.close()
+
+    async def _job(self, msg: QueuedMessage, domain: str, rcpts: list[QueuedRecipient]) -> None:
+        try:
+            sem = self.domain_sems.setdefault(domain, asyncio.Semaphore(self.s.per_domain_concurrency))
+            async with self.sem, sem:
+                results = await self.attempt(msg, domain, rcpts)
+                await self.conclude(msg, results)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: delivery job failed", msg.id)
+        finally:
+            self.inflight.difference_update(r.id for r in rcpts)
+            self.wake()
+
+    # -- one attempt -------------------------------------------------------------
+    async def _hosts(self, domain: str) -> tuple[list[Host], int]:
+        if self.s.relay_host:
+            name, port = self.s.relay_host
+            addrs = await self.resolver.addresses(name)
+            if not addrs:
+                raise DnsTemporary(f"relay host {name} has no address")
+            return [Host(name, 0, addrs)], port
+        return await self.resolver.hosts_for_domain(domain), self.s.port
+
+    async def attempt(self, msg: QueuedMessage, domain: str, rcpts: Sequence[QueuedRecipient]) -> list[Result]:
+        try:
+            hosts, port = await self._hosts(domain)
+        except DnsPermanent as exc:
+            return [Result(r, RcptState.BOUNCED, exc.status, str(exc)) for r in rcpts]
+        except DnsTemporary as exc:
+            return [Result(r, RcptState.DEFERRED, "4.4.3", str(exc)) for r in rcpts]
+        raw = await self.queue.read_body(msg.id)
+        env = msg.envelope
+        remaining = list(rcpts)
+        results: list[Result] = []
+        last = ("4.4.1", f"no host for {domain} could be reached", "", False)
+        tried = 0
+        for host in hosts:
+            for address in host.addresses:
+                if not remaining or tried >= MAX_ADDRESSES_PER_ATTEMPT:
+                    break
+                tried += 1
+                try:
+                    client = await self.pool.get(host, address, port, bool(self.s.relay_host))
+                except SmtpError as exc:
+                    log.info("%s: %s", msg.id, exc)
+                    last = (exc.status, str(exc.reply) if exc.reply else str(exc), "", exc.permanent)
+                    continue
+                try:
+                    done, remaining, last = await self._transaction(client, env, raw, remaining)
+                    results += done
+                finally:
+                    self.pool.put(client, address, port)
+        status, error, mta, permanent = last
+        state = RcptState.BOUNCED if permanent else RcptState.DEFERRED
+        results += [Result(r, state, status, error, mta) for r in remaining]
+        return results
+
+    async def _transaction(self, client: SmtpClient, env: Any, raw: bytes, rcpts: list[QueuedRecipient]
+                           ) -> tuple[list[Result], list[QueuedRecipient], tuple[str, str, str, bool]]:
+        """Results for recipients settled here, those to try on the next host, and the last error."""
+        mta = client.peer
+        try:
+            tx = await client.send(env, [Recipient(r.address, r.notify, r.orcpt) for r in rcpts], raw)
+        except SmtpError as exc:
+            err = str(exc.reply) if exc.reply else str(exc)
+            if exc.permanent:
+                # A refusal before MAIL (size, SMTPUTF8): another host of the domain
+                # would say the same, so bounce now.
+                return [Result(r, RcptState.BOUNCED, exc.status, err, mta) for r in rcpts], [], \
+                    (exc.status, err, mta, True)
+            client.broken = True
+            return [], rcpts, (exc.status, err, mta, False)
+        if not tx.mail.ok:
+            return self._whole(tx.mail, rcpts, mta)
+        done: list[Result] = []
+        accepted: list[QueuedRecipient] = []
+        later: list[QueuedRecipient] = []
+        last = ("4.0.0", "", mta, False)
+        for r, reply in zip(rcpts, tx.rcpts):
+            if reply is None:
+                later.append(r)
+            elif reply.ok:
+                accepted.append(r)
+            elif reply.permanent:  # RFC 5321 §4.2.1: 5yz is final for this recipient
+                done.append(Result(r, RcptState.BOUNCED, reply.status("1.0"), str(reply), mta))
+                last = (reply.status("1.0"), str(reply), mta, True)
+            else:
+                later.append(r)
+                last = (reply.status("0.0"), str(reply), mta, False)
+        if accepted:
+            data = tx.data
+            if data is not None and data.ok:
+                dsn = client.caps.has("DSN")
+                done += [Result(r, RcptState.DELIVERED, data.status("0.0"), str(data), mta, dsn)
+                         for r in accepted]
+                log.info("%s: delivered to %s via %s: %s", env.sender or "<>",
+                         ",".join(r.address for r in accepted), mta, data)
+            elif data is not None and data.permanent:
+                done += [Result(r, RcptState.BOUNCED, data.status("0.0"), str(data), mta) for r in accepted]
+                last = (data.status("0.0"), str(data), mta, True)
+            else:
+                later += accepted
+                if data is not None:
+                    last = (data.status("0.0"), str(data), mta, False)
+        if later and not last[1]:
+            last = ("4.0.0", "no reply for this recipient", mta, False)
+        return done, later, last
+
+    def _whole(self, reply: Reply, rcpts: list[QueuedRecipient], mta: str
+               ) -> tuple[list[Result], list[QueuedRecipient], tuple[str, str, str, bool]]:
+        """MAIL FROM refused: 5xx bounces every recipient, 4xx tries the next host."""
+        if reply.permanent:
+            return [Result(r, RcptState.BOUNCED, reply.status("0.0"), str(reply), mta) for r in rcpts], [], \
+                (reply.status("0.0"), str(reply), mta, True)
+        return [], rcpts, (reply.status("0.0"), str(reply), mta, False)
+
+    # -- after an attempt --------------------------------------------------------
+    async def conclude(self, msg: QueuedMessage, results: list[Result]) -> None:
+        now = self.clock()
+        expires = msg.created + self.s.max_lifetime
+        outcomes: list[Outcome] = []
+        final: list[Result] = []
+        for res in results:
+            if res.state is RcptState.DEFERRED:
+                if now >= expires:
+                    # RFC 5321 §4.5.4.1: give up after the configured lifetime.
+                    res.state = RcptState.BOUNCED
+                    res.error = f"delivery time expired after {self.s.max_lifetime:g}s; last error: {res.error}"
+                    res.status = "5.4.7"  # RFC 3463: delivery time expired
+                else:
+                    nxt = min(now + retry_delay(self.s.retry_schedule, res.rcpt.attempts + 1), expires)
+                    outcomes.append(Outcome(res.rcpt.id, res.state, res.status, res.error, res.remote_mta, nxt))
+                    log.info("%s: deferred %s: %s (next attempt in %.0fs)", msg.id, res.rcpt.address,
+                             res.error, nxt - now)
+                    continue
+            if res.state is RcptState.BOUNCED:
+                log.info("%s: bounced %s: %s", msg.id, res.rcpt.address, res.error)
+            outcomes.append(Outcome(res.rcpt.id, res.state, res.status, res.error, res.remote_mta, now))
+            final.append(res)
+        await self.queue.record(outcomes, now)
+        await self._notices(msg, results, now)
+        if final:
+            await self.queue.finish_if_done(msg.id)
+
+    async def _notices(self, msg: QueuedMessage, results: list[Result], now: float) -> None:
+        sender = msg.envelope.sender
+        failed = [r for r in results if r.state is RcptState.BOUNCED]
+        relayed = [r for r in results if r.state is RcptState.DELIVERED and not r.dsn_passed]
+        delayed = [r for r in results if r.state is RcptState.DEFERRED and not r.rcpt.delay_notified
+                   and now - msg.created >= self.s.delay_warning]
+        expires = msg.created + self.s.max_lifetime
+        for action, group in (("failed", failed), ("relayed", relayed), ("delayed", delayed)):
+            group = [r for r in group if wants_notice(sender, r.rcpt.notify, action)]
+            if not group:
+                continue
+            reports = [RecipientReport(
+                address=r.rcpt.address, action=action, status=r.status, orcpt=r.rcpt.orcpt,
+                diagnostic=r.error, remote_mta=r.remote_mta, last_attempt=now,
+                will_retry_until=expires if action == "delayed" else None) for r in group]
+            try:
+                original = await self.queue.read_body(msg.id)
+            except FileNotFoundError:
+                original = b""
+            raw = build_dsn(reporting_mta=self.hostname, sender=sender, queue_id=msg.id, arrival=msg.created,
+                            now=now, reports=reports, original=original, ret=msg.envelope.ret,
+                            envid=msg.envelope.envid)
+            try:
+                how = await send_notice(self.ctx, self.notice_queue, sender, raw, msg.envelope.body_8bit)
+                log.info("%s: %s notice to %s %s", msg.id, action, sender, how)
+            except Exception:
+                log.exception("%s: could not send the %s notice to %s", msg.id, action, sender)
+                continue
+            if action == "delayed":
+                await self.queue.mark_delay_notified([r.rcpt.id for r in group])

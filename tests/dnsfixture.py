@@ -1,0 +1,146 @@
+"""A small authoritative DNS server for tests, on 127.0.0.1 and a random UDP port.
+
+    with DnsFixture() as dns_srv:
+        dns_srv.mx("example.test", [(10, "mx1.example.test"), (20, "mx2.example.test")])
+        dns_srv.a("mx1.example.test", "127.0.0.2")
+        resolver = f"{dns_srv.host}:{dns_srv.port}"   # for [outbound] resolver
+
+Names not given answer NXDOMAIN; a known name asked for another type answers
+NOERROR with no data; :meth:`servfail` makes a name answer SERVFAIL. Records can be
+changed while the server runs. Built on dnspython's message helpers; one thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Iterable
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+
+def _norm(name: str) -> str:
+    return name.lower().rstrip(".") + "."
+
+
+class DnsFixture:
+    def __init__(self, host: str = "127.0.0.1", ttl: int = 1) -> None:
+        self.host = host
+        self.ttl = ttl
+        self.records: dict[tuple[str, str], list[str]] = {}
+        self.failing: set[str] = set()
+        self.queries: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    @property
+    def address(self) -> str:
+        """``IP:PORT`` as ``[outbound] resolver`` wants it."""
+        return f"{self.host}:{self.port}"
+
+    # -- records -----------------------------------------------------------------
+    def set(self, name: str, rdtype: str, values: Iterable[str]) -> None:
+        with self._lock:
+            self.records[(_norm(name), rdtype.upper())] = list(values)
+
+    def mx(self, domain: str, hosts: Iterable[tuple[int, str]]) -> None:
+        self.set(domain, "MX", [f"{pref} {_norm(h) if h not in ('', '.') else '.'}" for pref, h in hosts])
+
+    def null_mx(self, domain: str) -> None:
+        """RFC 7505: ``MX 0 .``"""
+        self.set(domain, "MX", ["0 ."])
+
+    def a(self, name: str, *addresses: str) -> None:
+        self.set(name, "A", addresses)
+
+    def aaaa(self, name: str, *addresses: str) -> None:
+        self.set(name, "AAAA", addresses)
+
+    def servfail(self, name: str, on: bool = True) -> None:
+        with self._lock:
+            (self.failing.add if on else self.failing.discard)(_norm(name))
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            for key in [k for k in self.records if k[0] == _norm(name)]:
+                del self.records[key]
+
+    # -- serving -----------------------------------------------------------------
+    def answer(self, wire: bytes) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return None
+        resp = dns.message.make_response(query)
+        resp.flags |= dns.flags.AA
+        if not query.question:
+            resp.set_rcode(dns.rcode.FORMERR)
+            return resp.to_wire()
+        q = query.question[0]
+        name = q.name.to_text().lower()
+        rdtype = dns.rdatatype.to_text(q.rdtype)
+        with self._lock:
+            self.queries.append((name, rdtype))
+            if name in self.failing:
+                resp.set_rcode(dns.rcode.SERVFAIL)
+                return resp.to_wire()
+            values = self.records.get((name, rdtype))
+            known = any(k[0] == name for k in self.records)
+        if values:
+            resp.answer.append(dns.rrset.from_text_list(q.name, self.ttl, dns.rdataclass.IN, q.rdtype, values))
+        elif not known:
+            resp.set_rcode(dns.rcode.NXDOMAIN)
+        return resp.to_wire()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                wire, peer = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            out = self.answer(wire)
+            if out is not None:
+                try:
+                    self.sock.sendto(out, peer)
+                except OSError:
+                    pass
+
+    def start(self) -> "DnsFixture":
+        self._thread = threading.Thread(target=self._serve, name="dns-fixture", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        self.sock.close()
+
+    def __enter__(self) -> "DnsFixture":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+try:  # a pytest fixture for those who import it: ``from dnsfixture import dns_server``
+    import pytest
+
+    @pytest.fixture
+    def dns_server():  # type: ignore[no-untyped-def]
+        with DnsFixture() as srv:
+            yield srv
+except ImportError:  # pragma: no cover - used outside pytest (bench)
+    pass
