@@ -1,0 +1,5 @@
+"""I/O-free byte tools shared by every protocol: dot-stuffing, SASL, xtext.
+
+Nothing in this package imports asyncio or touches a socket; the protocol
+``server.py`` modules feed it bytes and act on what it returns.
+"""
