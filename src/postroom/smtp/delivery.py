@@ -1,0 +1,94 @@
+"""What happens to an accepted message: local delivery to the store, the rest to the queue.
+
+:class:`StoreBackend` is the :class:`postroom.smtp.proto.Backend` the server uses;
+:func:`deliver` is also what ``postroom sendmail`` calls. The 250 reply is sent only
+after ``Store.deliver`` (fsync + commit) and ``OutboundQueue.enqueue`` have returned.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import log
+from ..context import ServerContext
+from ..outbound.api import Envelope, Recipient
+from ..storage.models import DeliveryTarget
+from . import message, recipients
+from .address import Path
+from .proto import AuthOutcome
+from .replies import Reply, r
+from .settings import SmtpSettings
+from .transaction import Peer, Resolved, Transaction
+
+logger = log.get("smtp")
+
+
+async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: Transaction,
+                  body: bytes, logger: logging.Logger = logger) -> Reply:
+    queue_id = log.new_id()
+    hostname = ctx.config.hostname
+    if (peer.submission or not peer.ip) and settings.add_missing_headers:
+        body = message.add_missing(body, hostname, queue_id)
+    local_ids: dict[int, None] = {}
+    remote: dict[str, Recipient] = {}
+    for rc in txn.rcpts:
+        for aid in rc.resolved.local:
+            local_ids[aid] = None
+        for addr in rc.resolved.remote:
+            if addr not in remote:
+                # DSN parameters belong to the address the client named (RFC 3461 §4)
+                remote[addr] = Recipient(addr, rc.notify, rc.orcpt)
+    rcpt_names = [rc.path.address for rc in txn.rcpts]
+    trace = message.received(peer, hostname, queue_id, rcpt_names, txn.smtputf8)
+    sender = txn.sender.address
+    rcpt_log = ",".join(f"<{a}>" for a in rcpt_names)
+    if remote and ctx.outbound is None:
+        logger.warning("%s id=%s from=<%s> to=%s result=deferred (no outbound queue)",
+                       peer.session_id, queue_id, sender, rcpt_log)
+        return r(451, "4.3.0", "Cannot relay now, try again later")
+    try:
+        if local_ids:
+            raw = message.return_path(sender) + trace + body
+            await ctx.store.deliver(raw, [DeliveryTarget(aid) for aid in local_ids])
+        if remote:
+            assert ctx.outbound is not None
+            env = Envelope(sender=sender, recipients=tuple(remote.values()), ret=txn.ret,
+                           envid=txn.envid, smtputf8=txn.smtputf8, body_8bit=txn.body_8bit,
+                           received_from=f"{peer.helo} [{peer.ip}]" if peer.ip else "local")
+            await ctx.outbound.enqueue(env, trace + body)
+    except Exception:  # the client must get a retryable reply, never the exception text
+        logger.exception("%s id=%s from=<%s> to=%s result=failed", peer.session_id, queue_id,
+                         sender, rcpt_log)
+        return r(451, "4.3.0", "Local error in processing, try again later")
+    logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d result=delivered",
+                peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote))
+    return r(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+class StoreBackend:
+    """The session's view of the server: store lookups, authentication, delivery."""
+
+    def __init__(self, ctx: ServerContext, settings: SmtpSettings, peer_ip: str) -> None:
+        self.ctx = ctx
+        self.settings = settings
+        self.peer_ip = peer_ip
+
+    async def is_local_domain(self, domain: str) -> bool:
+        return await self.ctx.is_local_domain(domain)
+
+    async def resolve(self, path: Path) -> Resolved | None:
+        return await recipients.resolve(self.ctx.store, self.ctx.is_local_domain, path.key)
+
+    async def expand(self, address: str) -> list[str] | None:
+        return await recipients.expand(self.ctx.store, address)
+
+    async def sender_owners(self, address: str) -> list[str]:
+        alias = await self.ctx.store.get_alias(address.lower())
+        return list(alias.targets) if alias else []
+
+    async def authenticate(self, username: str, password: str) -> AuthOutcome:
+        res = await self.ctx.auth.authenticate(username, password, self.peer_ip)
+        return AuthOutcome(res.account.address if res.account else None, res.throttled)
+
+    async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:
+        return await deliver(self.ctx, self.settings, peer, txn, body)

@@ -1,0 +1,174 @@
+"""Asyncio glue: read what the session expects, write what it replies.
+
+Replies are collected and written in one go just before a read would block, which
+is what RFC 2920 (PIPELINING) asks of a server and saves a system call per command
+for pipelining clients. DATA is read in socket-sized chunks and scanned for
+CRLF.CRLF by :class:`postroom.wire.dotstuff.DataReader`, not line by line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from .. import log
+from ..config import Config, Listener
+from ..context import ServerContext
+from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
+from ..wire.dotstuff import DataReader
+from . import policy, replies, settings as smtp_settings
+from .delivery import StoreBackend
+from .proto import Expect, Options, Session
+from .replies import Reply, r
+from .settings import SmtpSettings
+
+logger = log.get("smtp")
+
+
+def check_settings(cfg: Config, problems: list[str]) -> None:
+    smtp_settings.check_settings(cfg, problems)
+
+
+def settings_for(ctx: ServerContext) -> SmtpSettings:
+    s = ctx.state.get("smtp")
+    if not isinstance(s, SmtpSettings):
+        s = smtp_settings.parse(ctx.config, [])
+        ctx.state["smtp"] = s
+    return s
+
+
+def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: str) -> Session:
+    s = settings_for(ctx)
+    cfg = ctx.config
+    opts = Options(
+        hostname=cfg.hostname,
+        submission=listener.protocol == "submission",
+        starttls=listener.tls == "starttls" and ctx.tls is not None,
+        tls_active=conn.tls_active,
+        auth_available=True,
+        allow_plaintext_auth=s.allow_plaintext_auth,
+        trusted=policy.is_trusted(conn.peer_ip, s.trusted_networks),
+        max_size=cfg.limits.message_size,
+        max_recipients=s.max_recipients,
+        max_errors=s.max_errors,
+        vrfy=s.vrfy,
+        expn=s.expn,
+        require_sender_match=s.require_sender_match,
+        primary_domain=cfg.domains[0] if cfg.domains else cfg.hostname,
+        banner=s.banner,
+    )
+    session = Session(opts, StoreBackend(ctx, s, conn.peer_ip), conn.peer_ip, sid)
+    if conn.tls_active:
+        session.tls_info = conn.tls_description()
+    return session
+
+
+async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
+    sid = log.new_id()
+    tag = f"{listener.name}[{sid}] {conn.peer_ip}"
+    session = make_session(ctx, conn, listener, sid)
+    logger.info("%s connect%s", tag, " tls" if conn.tls_active else "")
+    pending: list[bytes] = []
+    result = "quit"
+    try:
+        await _serve(ctx, conn, session, pending, tag)
+    except IdleTimeout:
+        result = "timeout"
+        await _last_words(conn, pending, _421(ctx, replies.TIMEOUT))
+    except ConnectionClosed:
+        result = "lost"
+    except asyncio.CancelledError:
+        await _last_words(conn, pending, _421(ctx, replies.SHUTDOWN), wait=False)
+        raise
+    except Exception:  # logged with traceback; the client only learns that we failed
+        result = "error"
+        logger.exception("%s internal error", tag)
+        await _last_words(conn, pending, r(421, "4.3.0", f"{ctx.config.hostname} Local error, "
+                                              "closing connection", close=True))
+    finally:
+        logger.info("%s disconnect %s in=%d out=%d errors=%d", tag, result, conn.bytes_in,
+                    conn.bytes_out, session.errors)
+
+
+def _421(ctx: ServerContext, reply: Reply) -> Reply:
+    # RFC 5321 §4.2.2: 421 <domain> Service not available, closing transmission channel
+    return Reply(reply.code, reply.status, (f"{ctx.config.hostname} {reply.lines[0]}",), True)
+
+
+async def _last_words(conn: Connection, pending: list[bytes], reply: Reply, wait: bool = True) -> None:
+    try:
+        conn.write(b"".join(pending) + reply.encode())
+        pending.clear()
+        if wait:
+            await conn.drain(5.0)
+    except Exception:  # the peer may already be gone; nothing more to tell it
+        pass
+
+
+async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending: list[bytes],
+                 tag: str) -> None:
+    limits = ctx.config.limits
+    s = settings_for(ctx)
+    pending.append(session.greeting().encode())
+
+    async def flush() -> None:
+        if pending:
+            conn.write(b"".join(pending))
+            pending.clear()
+        await conn.drain(limits.idle_timeout)
+
+    while True:
+        expect = session.expect
+        reply: Reply | None
+        if expect is Expect.LINE or expect is Expect.SASL:
+            if ctx.stopping.is_set():
+                pending.append(_421(ctx, replies.SHUTDOWN).encode())
+                await flush()
+                return
+            if not conn.has_buffered_input():
+                await flush()
+            try:
+                line = await conn.readline(limits.line_length, limits.idle_timeout)
+            except LineTooLong:
+                reply = session.line_too_long()
+            else:
+                if expect is Expect.LINE:
+                    reply = await session.command(line)
+                else:
+                    reply = await session.sasl_line(line)
+        elif expect is Expect.DATA:
+            await flush()
+            reader = DataReader(limits.message_size)
+            while not reader.feed(await conn.read_some(s.data_timeout)):
+                pass
+            if reader.leftover:
+                conn.unread(reader.leftover)
+            reply = await session.data_end(reader.body, reader.too_big)
+        elif expect is Expect.CHUNK:
+            size = session.chunk_size
+            if size > limits.message_size:
+                await _discard(conn, size, s.data_timeout)
+                reply = await session.bdat_chunk(b"", dropped=size)
+            else:
+                data = await conn.readexactly(size, s.data_timeout) if size else b""
+                reply = await session.bdat_chunk(data)
+        else:  # pragma: no cover - TLS and CLOSE are handled right after the reply
+            raise RuntimeError(f"unexpected state {expect}")
+        if reply is not None:
+            pending.append(reply.encode())
+        if session.expect is Expect.TLS:
+            await flush()
+            await conn.start_tls()  # drops anything pipelined in plaintext (RFC 3207 §4.2)
+            session.tls_started(conn.tls_description())
+            logger.info("%s starttls %s", tag, session.tls_info or "")
+        elif session.expect is Expect.CLOSE:
+            await flush()
+            return
+
+
+async def _discard(conn: Connection, n: int, timeout: float) -> None:
+    while n > 0:
+        data = await conn.read_some(timeout)
+        if len(data) > n:
+            conn.unread(data[n:])
+            data = data[:n]
+        n -= len(data)
