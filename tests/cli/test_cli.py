@@ -1,0 +1,145 @@
+"""The CLI contract: exact command forms, one-line errors, non-zero exits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from postroom.cli import main
+from postroom.config import check, load
+
+PY = [sys.executable, "-m", "postroom.cli"]
+
+
+def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PY, *args], capture_output=True, text=True, input=input, timeout=60)
+
+
+def one_line_error(p: subprocess.CompletedProcess[str]) -> None:
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("postroom: "), p.stderr
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli") / "srv"
+    assert main(["init", str(d), "--domain", "example.test", "--port-offset", "31000"]) == 0
+    return d / "postroom.toml"
+
+
+def test_init_layout_and_ports(srv: Path) -> None:
+    cfg = load(srv)
+    assert cfg.domains == ("example.test",)
+    assert cfg.tls_cert.is_file() and (cfg.tls_key.stat().st_mode & 0o777) == 0o600
+    ports = {lst.name: lst.port for lst in cfg.listeners}
+    standard = {"smtp": 25, "submission": 587, "submissions": 465, "imap": 143, "imaps": 993, "pop3": 110,
+                "pop3s": 995, "managesieve": 4190, "nntp": 119, "http": 80}
+    for name, port in ports.items():
+        assert port == standard[name] + 31000
+    assert all(lst.host == "127.0.0.1" for lst in cfg.listeners)
+    assert check(srv) == []
+    p = run("init", str(srv.parent), "--domain", "example.test")
+    one_line_error(p)  # refuses to overwrite
+
+
+def test_user_domain_alias_commands(srv: Path) -> None:
+    c = ["-c", str(srv)]
+    assert run(*c, "user", "add", "alice@example.test", "--password", "pw1").returncode == 0
+    assert run(*c, "user", "add", "bob@example.test", "--password-stdin", input="pw2\n").returncode == 0
+    assert run(*c, "user", "list").stdout.split() == ["alice@example.test", "bob@example.test"]
+    assert run(*c, "user", "passwd", "bob@example.test", "--password", "pw3").returncode == 0
+    one_line_error(run(*c, "user", "add", "alice@example.test", "--password", "x"))
+    one_line_error(run(*c, "user", "add", "x@other.test", "--password", "x"))
+    one_line_error(run(*c, "user", "add", "not-an-address", "--password", "x"))
+    one_line_error(run(*c, "user", "del", "nobody@example.test"))
+    assert run(*c, "domain", "add", "other.test").returncode == 0
+    assert run(*c, "domain", "list").stdout.split() == ["example.test", "other.test"]
+    assert run(*c, "user", "add", "x@other.test", "--password", "x").returncode == 0
+    one_line_error(run(*c, "domain", "del", "other.test"))  # still has accounts
+    assert run(*c, "user", "del", "x@other.test").returncode == 0
+    assert run(*c, "domain", "del", "other.test").returncode == 0
+    assert run(*c, "alias", "add", "team@example.test", "alice@example.test", "friend@remote.test").returncode == 0
+    assert run(*c, "alias", "add", "@example.test", "alice@example.test").returncode == 0
+    out = run(*c, "alias", "list").stdout
+    assert "team@example.test: alice@example.test, friend@remote.test" in out and "@example.test:" in out
+    assert run(*c, "alias", "del", "team@example.test").returncode == 0
+    one_line_error(run(*c, "alias", "add", "x@nowhere.test", "alice@example.test"))
+
+
+def test_bad_arguments_and_config(tmp_path: Path, srv: Path) -> None:
+    p = run("-c", str(srv), "user", "frobnicate")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    one_line_error(run("-c", str(tmp_path / "missing.toml"), "user", "list"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text('hostname = "ok"\nworkers = "two"\n[limits]\nmessage_size = "huge"\nbogus = 1\n'
+                   '[listeners.smtp]\naddress = "127.0.0.1:99999"\n[listeners.weird]\naddress = "1.2.3:4"\n')
+    p = run("-c", str(bad), "check")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = p.stderr.strip().splitlines()
+    for key in ("workers", "limits.message_size", "limits.bogus", "listeners.smtp.address",
+                "listeners.weird.protocol"):
+        assert any(line.startswith(f"postroom: config: {key}:") for line in lines), (key, lines)
+    bad.write_text("this is [not toml")
+    one_line_error(run("-c", str(bad), "check"))
+
+
+def _free_port_offset() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return 20000 + port % 20000
+
+
+def _wait_port(port: int, timeout: float = 20) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"port {port} never opened")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_sigterm_sighup(tmp_path: Path, workers: int) -> None:
+    offset = _free_port_offset()
+    d = tmp_path / "s"
+    assert main(["init", str(d), "--domain", "example.test", "--port-offset", str(offset)]) == 0
+    cfgp = d / "postroom.toml"
+    cfgp.write_text(cfgp.read_text().replace("workers = 1", f"workers = {workers}"))
+    cfg = load(cfgp)
+    if not cfg.listeners:
+        pytest.skip("no protocol listeners in this build yet")
+    port = cfg.listeners[0].port
+    proc = subprocess.Popen([*PY, "-c", str(cfgp), "serve"], stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_port(port)
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        _wait_port(port)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read() if proc.stderr else ""
+    assert "Traceback" not in err
+    assert "configuration reloaded" in err
+
+
+def test_serve_refuses_bad_config(tmp_path: Path) -> None:
+    bad = tmp_path / "postroom.toml"
+    bad.write_text('[listeners.smtp]\naddress = "127.0.0.1:1"\n[tls]\ncert = "nope.pem"\n')
+    p = run("-c", str(bad), "serve")
+    assert p.returncode == 2 and "tls.cert" in p.stderr and "Traceback" not in p.stderr

@@ -1,0 +1,108 @@
+"""Import/export round trips through the real CLI.
+
+mbox → store → Maildir → store → mbox must give the same messages, as Python's
+``mailbox`` module reads them, byte for byte, with flags kept.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from postroom.cli import main
+
+
+def pr(cfg: Path, *args: str) -> int:
+    return main(["-c", str(cfg), *args])
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    assert main(["init", str(tmp_path / "srv"), "--domain", "example.test", "--port-offset", "30000"]) == 0
+    c = tmp_path / "srv" / "postroom.toml"
+    for who in ("a", "b", "c"):
+        assert pr(c, "user", "add", f"{who}@example.test", "--password", "pw") == 0
+    return c
+
+
+def make_mbox(path: Path) -> list[tuple[bytes, str]]:
+    box = mailbox.mbox(path, create=True)
+    out = []
+    flags = ["", "R", "RA", "F", "RD", "RF"]
+    for i in range(30):
+        body = b"line one\n" + (b">From the start\n" if i % 5 == 0 else b"") + b"." * (i % 3) + b"\nend %d\n" % i
+        if i % 7 == 0:
+            body += b"\n\n"
+        raw = (b"From: sender%d@x.test\nTo: a@example.test\nSubject: =?utf-8?q?caf=C3=A9?= %d\n"
+               b"Message-ID: <%d@x.test>\n\n" % (i, i, i)) + body
+        m = mailbox.mboxMessage(raw)
+        m.set_from("sender@x.test", (2024, 1, 1 + i % 28, 10, i, 0, 0, 0, 0))
+        m.set_flags(flags[i % len(flags)])
+        box.add(m)
+    box.flush()
+    box.close()
+    box = mailbox.mbox(path)
+    for key in box.keys():
+        out.append((box.get_bytes(key), "".join(sorted(box.get_message(key).get_flags()))))
+    return out
+
+
+def read_mbox(path: Path) -> list[tuple[bytes, str]]:
+    box = mailbox.mbox(path, create=False)
+    return [(box.get_bytes(k), "".join(sorted(box.get_message(k).get_flags()))) for k in box.keys()]
+
+
+def test_round_trip_mbox_maildir_mbox(cfg: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.mbox"
+    original = make_mbox(src)
+    assert pr(cfg, "import", "mbox", "a@example.test", str(src)) == 0
+    assert pr(cfg, "export", "a@example.test", str(tmp_path / "md"), "--format", "maildir") == 0
+    md = mailbox.Maildir(tmp_path / "md", create=False)
+    assert len(md) == 30
+    # Maildir flags carry the mbox flags (R→S seen, A→R answered, F→F, D→T)
+    seen = sum("S" in md.get_message(k).get_flags() for k in md.keys())
+    assert seen == sum("R" in f for _, f in original)
+    assert pr(cfg, "import", "maildir", "b@example.test", str(tmp_path / "md")) == 0
+    assert pr(cfg, "export", "b@example.test", str(tmp_path / "out"), "--format", "mbox") == 0
+    again = read_mbox(tmp_path / "out" / "INBOX.mbox")
+    # "O" (old) has no IMAP flag: compare the flags IMAP keeps
+    strip = lambda fl: "".join(c for c in fl if c != "O")  # noqa: E731
+    # A Maildir has no message order of its own (readers sort by delivery time), so
+    # the messages come back ordered by internal date: compare them as a set.
+    assert sorted((b, strip(f)) for b, f in again) == sorted((b, strip(f)) for b, f in original)
+    assert len(again) == len(original)
+
+
+def test_maildir_folders_and_flags(cfg: Path, tmp_path: Path) -> None:
+    md = mailbox.Maildir(tmp_path / "src", create=True)
+    sub = md.add_folder("Lists.python")
+    for i, box in enumerate((md, sub, sub)):
+        m = mailbox.MaildirMessage(b"Subject: %d\n\nhello %d\n" % (i, i))
+        m.set_subdir("cur")
+        m.set_flags("DS" if i == 1 else "")
+        box.add(m)
+    assert pr(cfg, "import", "maildir", "c@example.test", str(tmp_path / "src")) == 0
+    assert pr(cfg, "export", "c@example.test", str(tmp_path / "dst")) == 0
+    out = mailbox.Maildir(tmp_path / "dst", create=False)
+    assert "Lists.python" in out.list_folders()
+    f = out.get_folder("Lists.python")
+    assert sorted(f.get_bytes(k) for k in f.keys()) == [b"Subject: 1\n\nhello 1\n", b"Subject: 2\n\nhello 2\n"]
+    assert sorted(f.get_message(k).get_flags() for k in f.keys()) == ["", "DS"]
+
+
+def test_bad_import_files_one_line_errors(cfg: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "notmbox"
+    bad.write_bytes(b"\x00\x01garbage")
+    for args in (["import", "mbox", "a@example.test", str(bad)],
+                 ["import", "mbox", "a@example.test", str(tmp_path / "missing")],
+                 ["import", "maildir", "a@example.test", str(tmp_path)],
+                 ["import", "mbox", "nobody@example.test", str(bad)]):
+        p = subprocess.run([sys.executable, "-m", "postroom.cli", "-c", str(cfg), *args],
+                           capture_output=True, text=True)
+        assert p.returncode != 0
+        assert p.stderr.count("\n") == 1 and p.stderr.startswith("postroom: "), p.stderr
+        assert "Traceback" not in p.stderr
