@@ -7,18 +7,19 @@ its interface and never see the socket.
 
 from __future__ import annotations
 
-import binascii
-import hmac
 import hashlib
+import hmac
 import secrets
+from typing import Callable
 
 from ..errors import MaildropLocked
-from ..storage.models import Account, FlagOp
-from . import _sasl
+from ..storage.models import Account, FlagOp, MessageInfo
+from ..wire import sasl
+from ..wire.dotstuff import stuff
 from .maildrop import Maildrop, NoSuchMessage
 from .proto import (
-    Action, Challenge, Code, Command, Reply, Response, State, dot_stuff, err, listing, ok,
-    parse_msg_number, parse_non_negative, top_of,
+    Action, Challenge, Code, Command, Reply, Response, State, err, listing, ok, parse_msg_number,
+    parse_non_negative, top_of,
 )
 from .session import Session
 
@@ -37,7 +38,7 @@ def capabilities(s: Session) -> list[str]:
         if s.plaintext_allowed:
             # RFC 2595 §4: before TLS, hide what may not be used in plaintext.
             caps.append("USER")
-            caps.append("SASL " + " ".join(_sasl.MECHANISMS))
+            caps.append("SASL " + " ".join(sasl.MECHANISMS))
         if s.tls_available and not s.tls_active:
             caps.append("STLS")
         caps.append("UTF8")  # RFC 6856 §2
@@ -114,22 +115,20 @@ async def auth(s: Session, cmd: Command) -> Response:
     """RFC 5034 §4: AUTH mechanism [initial-response]."""
     if not cmd.args:
         # RFC 1734 clients list mechanisms with a bare AUTH; harmless to answer.
-        return ok("Mechanisms follow", listing(list(_sasl.MECHANISMS)))
-    mech = cmd.args[0].upper()
+        return ok("Mechanisms follow", listing(list(sasl.MECHANISMS)))
     if len(cmd.args) > 2:
         return err("Syntax: AUTH mechanism [initial-response]")
-    if mech not in _sasl.MECHANISMS:
+    mechanism = sasl.mechanism(cmd.args[0])
+    if mechanism is None:
         return err("Unsupported authentication mechanism")
     if not s.plaintext_allowed:
         return err(_PLAINTEXT_REFUSED, Code.AUTH)
-    mechanism = _sasl.Mechanism(mech)
     initial: bytes | None = None
     if len(cmd.args) == 2:
-        # RFC 5034 §4: "=" is an empty initial response.
-        decoded = _b64decode(cmd.args[1]) if cmd.args[1] != "=" else b""
-        if decoded is None:
+        # RFC 5034 §4: "=" is an empty initial response (decode_b64 knows).
+        initial = sasl.decode_b64(cmd.args[1])
+        if initial is None:
             return err("Invalid base64 data")
-        initial = decoded
     return await _sasl_step(s, mechanism, initial)
 
 
@@ -137,35 +136,27 @@ async def sasl_continue(s: Session, line: bytes) -> Response:
     """The client's answer to a ``+`` challenge."""
     mechanism, s.sasl = s.sasl, None
     assert mechanism is not None
-    text = line.rstrip(b"\r\n")
-    if text == b"*":
+    if sasl.is_cancel(line):
         return err("Authentication cancelled")  # RFC 5034 §4
-    data = _b64decode(text.decode("ascii", "replace"))
+    data = sasl.decode_b64(line)
     if data is None:
         return err("Invalid base64 data")
     return await _sasl_step(s, mechanism, data)
 
 
-async def _sasl_step(s: Session, mechanism: _sasl.Mechanism, data: bytes | None) -> Response:
-    try:
-        result = mechanism.step(data)
-    except _sasl.SaslFailure as exc:
-        return err(str(exc))
-    if isinstance(result, bytes):
+async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes | None) -> Response:
+    result = mechanism.step(data)
+    if isinstance(result, sasl.Challenge):
         s.sasl = mechanism
-        return Challenge(binascii.b2a_base64(result, newline=False).decode("ascii"))
+        return Challenge(sasl.encode_b64(result.data))
+    if isinstance(result, sasl.Failed):
+        s.ctx.log.info("pop3: SASL %s from %s failed: %s", mechanism.name, s.peer_ip, result.reason)
+        return _fail(s)
     if result.authzid and result.authzid.lower() != result.username.lower():
         # Logging in as someone else (proxy authorization) is not offered.
         await _count_failure(s, result.username)
         return _fail(s)
     return await _password_login(s, result.username, result.password)
-
-
-def _b64decode(text: str) -> bytes | None:
-    try:
-        return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
-        return None
 
 
 async def _password_login(s: Session, name: str, password: str) -> Response:
@@ -239,7 +230,7 @@ async def uidl(s: Session, cmd: Command) -> Response:
     return _scan_listing(s, cmd, lambda md, m: md.uidl(m))
 
 
-def _scan_listing(s: Session, cmd: Command, value) -> Response:  # type: ignore[no-untyped-def]
+def _scan_listing(s: Session, cmd: Command, value: Callable[[Maildrop, MessageInfo], str]) -> Response:
     """LIST and UIDL (RFC 1939 §5, §7): one message with an argument, else all."""
     md = _maildrop(s)
     if cmd.args:
@@ -269,7 +260,7 @@ async def retr(s: Session, cmd: Command) -> Response:
         return err("Message is no longer available", Code.SYS_TEMP)
     md.retrieved.add(number)
     # The count is the stored size, which is exactly what follows before stuffing.
-    return ok(f"{len(raw)} octets", dot_stuff(raw))
+    return ok(f"{len(raw)} octets", stuff(raw))
 
 
 async def top(s: Session, cmd: Command) -> Response:
@@ -285,10 +276,10 @@ async def top(s: Session, cmd: Command) -> Response:
     raw = await _read(s, msg)
     if raw is None:
         return err("Message is no longer available", Code.SYS_TEMP)
-    return ok("Top of message follows", dot_stuff(top_of(raw, lines)))
+    return ok("Top of message follows", stuff(top_of(raw, lines)))
 
 
-async def _read(s: Session, msg) -> bytes | None:  # type: ignore[no-untyped-def]
+async def _read(s: Session, msg: MessageInfo) -> bytes | None:
     try:
         raw = await s.ctx.store.read_message(msg)
     except Exception:

@@ -1,7 +1,8 @@
 """POP3 on the wire, without I/O: command lines in, replies out.
 
 Everything here is pure: parsing a command line, the session states, the reply
-records and how they are encoded, byte-stuffing and TOP's cut. The command table
+records and how they are encoded, and TOP's cut. Byte-stuffing is the shared
+``postroom.wire.dotstuff.stuff`` (one module for SMTP and POP3, GUIDE principle 7). The command table
 (verb → handler, states, arguments) lives in :mod:`.commands`, the handlers in
 :mod:`.handlers`; :mod:`.server` only moves bytes.
 """
@@ -52,8 +53,8 @@ class Code(str, enum.Enum):
 class Reply:
     """One status line, optionally followed by a multi-line body.
 
-    ``body`` is sent as is and must already be byte-stuffed and end with CRLF;
-    the terminating ``.CRLF`` is added here (RFC 1939 §3).
+    ``body`` is sent as is: already byte-stuffed and ending with the terminating
+    ``.CRLF`` (RFC 1939 §3), as :func:`listing` and ``wire.dotstuff.stuff`` make it.
     """
 
     ok: bool
@@ -73,7 +74,7 @@ class Reply:
     def chunks(self) -> list[bytes]:
         if self.body is None:
             return [self.status_line()]
-        return [self.status_line(), self.body, b".\r\n"]
+        return [self.status_line(), self.body]
 
     def encode(self) -> bytes:
         return b"".join(self.chunks())
@@ -106,7 +107,7 @@ def err(text: str, code: Code | None = None, action: Action = Action.NONE) -> Re
 
 def listing(lines: list[str]) -> bytes:
     """A multi-line body from lines that cannot start with a dot (LIST, UIDL, CAPA)."""
-    return "".join(line + "\r\n" for line in lines).encode("utf-8")
+    return "".join(line + "\r\n" for line in lines).encode("utf-8") + b".\r\n"
 
 
 class CommandError(Exception):
@@ -152,21 +153,6 @@ def parse_non_negative(arg: str) -> int | None:
     if not arg.isascii() or not arg.isdigit() or len(arg) > 10:
         return None
     return int(arg)
-
-
-def dot_stuff(data: bytes) -> bytes:
-    """Byte-stuff a message for a multi-line response (RFC 1939 §3).
-
-    Every line that begins with "." gets another "." in front, also after a bare
-    LF, so no stored byte sequence can end the response early. The result ends with
-    CRLF, ready for the terminating ".CRLF".
-    """
-    if data.startswith(b"."):
-        data = b"." + data
-    data = data.replace(b"\n.", b"\n..")
-    if data and not data.endswith(b"\n"):
-        data += b"\r\n"
-    return data
 
 
 def top_of(raw: bytes, lines: int) -> bytes:

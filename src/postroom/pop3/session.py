@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._sasl import Mechanism
+from ..wire.sasl import Login, Plain
 from .maildrop import Maildrop
 from .proto import State
 from .settings import Pop3Settings
@@ -40,7 +40,7 @@ class Session:
     user: str | None = None  # name given by USER, waiting for PASS
     account: "Account | None" = None
     maildrop: Maildrop | None = None
-    sasl: Mechanism | None = None  # an AUTH exchange waiting for the client's next line
+    sasl: Plain | Login | None = None  # an AUTH exchange waiting for the client's next line
     utf8: bool = False  # RFC 6856 §2: UTF8 was issued
     bad_commands: int = 0
     auth_failures: int = 0

@@ -12,7 +12,7 @@ import pytest
 from postroom.pop3.proto import Action, State
 from postroom.pop3.settings import Pop3Settings
 
-from .fakes import FakeStore, Transcript, make_ctx
+from pop3_fakes import FakeStore, Transcript, make_ctx
 
 MSG1 = b"Subject: one\r\n\r\nbody one\r\n"
 MSG2 = b"Subject: two\r\n\r\n.leading dot\r\n..two dots\r\nend\r\n"

@@ -10,7 +10,7 @@ import ssl
 
 import pytest
 
-from .conftest import Harness, client_tls, message
+from pop3_harness import Harness, client_tls, message
 
 
 def test_user_pass_after_stls(srv: Harness) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from postroom.storage.models import FlagOp
 
-from .conftest import Harness, message
+from pop3_harness import Harness, message
 
 
 def test_deletion_only_at_quit(srv: Harness) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from postroom.pop3.proto import (
-    Action, Challenge, Code, CommandError, Reply, dot_stuff, err, ok, parse_command,
+    Action, Challenge, Code, CommandError, Reply, err, listing, ok, parse_command,
     parse_msg_number, parse_non_negative, top_of,
 )
 
@@ -43,20 +43,6 @@ def test_non_negative() -> None:
     assert parse_non_negative("-0") is None
 
 
-@pytest.mark.parametrize("raw, stuffed", [
-    (b"", b""),
-    (b"a\r\n", b"a\r\n"),
-    (b".\r\n", b"..\r\n"),
-    (b"a\r\n.\r\nb\r\n", b"a\r\n..\r\nb\r\n"),
-    (b"a\r\n..x\r\n", b"a\r\n...x\r\n"),
-    (b"a\r\n.", b"a\r\n..\r\n"),
-    (b"no newline", b"no newline\r\n"),
-    (b"bare\n.lf\n", b"bare\n..lf\n"),
-])
-def test_dot_stuff(raw: bytes, stuffed: bytes) -> None:
-    assert dot_stuff(raw) == stuffed
-
-
 MSG = b"Subject: x\r\nFrom: a@b\r\n\r\nline1\r\nline2\r\n.line3\r\n"
 
 
@@ -78,7 +64,7 @@ def test_reply_encoding() -> None:
     assert ok().encode() == b"+OK\r\n"
     assert ok("2 320").encode() == b"+OK 2 320\r\n"
     assert err("locked", Code.IN_USE).encode() == b"-ERR [IN-USE] locked\r\n"
-    assert ok("x", b"..a\r\n").encode() == b"+OK x\r\n..a\r\n.\r\n"
-    assert ok("x", b"").encode() == b"+OK x\r\n.\r\n"
+    assert ok("x", listing(["1 2", "3 4"])).encode() == b"+OK x\r\n1 2\r\n3 4\r\n.\r\n"
+    assert ok("x", listing([])).encode() == b"+OK x\r\n.\r\n"
     assert Challenge("").encode() == b"+ \r\n"
     assert Reply(True, action=Action.CLOSE).action is Action.CLOSE

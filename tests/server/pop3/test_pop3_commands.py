@@ -6,7 +6,7 @@ import poplib
 
 import pytest
 
-from .conftest import Harness, client_tls, message
+from pop3_harness import Harness, client_tls, message
 
 
 def test_greeting_has_apop_timestamp(srv: Harness) -> None:

@@ -1,0 +1,146 @@
+"""A real Postroom runtime for the POP3 server tests (the fixture is in conftest.py).
+
+The server runs in its own thread and event loop (``postroom.server.running``), so
+tests can use the blocking stdlib ``poplib`` as a real client. Each test makes its
+own account, so tests in one module never see each other's mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import poplib
+import smtplib
+import ssl
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Coroutine
+
+
+from postroom.auth import hash_password
+from postroom.config import load
+from postroom.storage.models import Account, DeliveryTarget
+
+DOMAIN = "example.test"
+_names = itertools.count(1)
+
+
+def write_config(d: Path, pop3: str = "", extra_listeners: tuple[str, ...] = ("smtp",)) -> Path:
+    from postroom import protocols
+    from postroom.net.tls import write_self_signed
+
+    write_self_signed(d / "cert.pem", d / "key.pem", "mail.example.test")
+    listeners = ['[listeners.pop3]\naddress = "127.0.0.1:0"\ntls = "starttls"',
+                 '[listeners.pop3s]\naddress = "127.0.0.1:0"\ntls = "implicit"']
+    for name in extra_listeners:
+        if name in protocols.available():
+            listeners.append(f'[listeners.{name}]\naddress = "127.0.0.1:0"')
+    text = f"""
+hostname = "mail.example.test"
+domains = ["{DOMAIN}"]
+[storage]
+path = "data"
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[limits]
+auth_failures_per_ip = 1000
+[pop3]
+{pop3}
+""" + "\n".join(listeners) + "\n"
+    path = d / "postroom.toml"
+    path.write_text(text)
+    return path
+
+
+class Harness:
+    def __init__(self, cfg_path: Path) -> None:
+        self.cfg_path = cfg_path
+        self.loop = asyncio.new_event_loop()
+        self._ready: Future[Any] = Future()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.server = self._ready.result(timeout=30)
+        self.ports = {name: addr[1] for name, addr in self.server.addresses.items()}
+        self.store = self.server.ctx.store
+
+    def _run(self) -> None:
+        from postroom.server import running
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with running(load(self.cfg_path)) as srv:
+                    # Fast failure delays: the tests exercise failures on purpose.
+                    srv.ctx.auth.base_delay = 0.01
+                    self._ready.set_result(srv)
+                    await self._stop.wait()
+            except BaseException as exc:
+                if not self._ready.done():
+                    self._ready.set_exception(exc)
+                raise
+
+        self.loop.run_until_complete(main())
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(timeout=30)
+
+    # -- data ------------------------------------------------------------------
+    def new_user(self, password: str = "secret", apop: str | None = None) -> Account:
+        address = f"user{next(_names)}@{DOMAIN}"
+        acc = self.call(self.store.create_account(address, hash_password(password)))
+        if apop is not None:
+            self.call(self.store.set_apop_secret(address, apop))
+            acc = self.call(self.store.get_account(address))
+        return acc
+
+    def deliver(self, acc: Account, raw: bytes) -> int:
+        (d,) = self.call(self.store.deliver(raw, [DeliveryTarget(acc.id)]))
+        return d.uid
+
+    def deliver_by_smtp(self, acc: Account, raw: bytes) -> bool:
+        """Deliver over the SMTP listener when this build has SMTP; False if it has not."""
+        if "smtp" not in self.ports:
+            return False
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
+            s.sendmail("sender@outside.test", [acc.address], raw)
+        return True
+
+    def inbox(self, acc: Account) -> list[Any]:
+        box = self.call(self.store.get_mailbox(acc.id, "INBOX"))
+        return self.call(self.store.list_messages(box.id))
+
+    # -- clients ---------------------------------------------------------------
+    def pop3(self, *, stls: bool = True) -> poplib.POP3:
+        c = poplib.POP3("127.0.0.1", self.ports["pop3"], timeout=30)
+        if stls:
+            c.stls(context=client_tls())
+        return c
+
+    def pop3s(self) -> poplib.POP3_SSL:
+        return poplib.POP3_SSL("127.0.0.1", self.ports["pop3s"], timeout=30, context=client_tls())
+
+    def login(self, acc: Account, password: str = "secret") -> poplib.POP3:
+        c = self.pop3()
+        c.user(acc.address)
+        c.pass_(password)
+        return c
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def message(n: int, body: bytes = b"") -> bytes:
+    return (f"From: sender@outside.test\r\nTo: someone@{DOMAIN}\r\nSubject: message {n}\r\n"
+            f"Message-ID: <m{n}@outside.test>\r\n\r\n").encode() + (body or f"body {n}\r\n".encode())
