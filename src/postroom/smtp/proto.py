@@ -155,7 +155,7 @@ class Session:
         cmd = COMMANDS.get(verb)
         if cmd is None:
             if verb in _WEB_VERBS and self.state is State.START:
-                return r(421, "4.7.0", "This is an SMTP server, closing connection", close=True)
+                return self._done(r(421, "4.7.0", "This is an SMTP server, closing connection", close=True))
             return self._done(replies.SYNTAX)
         if self.state not in cmd.states:
             bad = _SEND_HELO if self.state is State.START else replies.BAD_SEQUENCE
