@@ -63,10 +63,9 @@ def first_words(line: bytes) -> tuple[bytes, bytes]:
 class CommandFramer:
     """Assembles one command at a time from lines and literal bytes."""
 
-    def __init__(self, literal_limit: Callable[[bytes], int], max_total: int) -> None:
-        # literal_limit(verb) → largest single literal allowed for that command now.
-        self._literal_limit = literal_limit
-        self._max_total = max_total
+    def __init__(self, limits: Callable[[bytes], tuple[int, int]]) -> None:
+        # limits(verb) → (largest single literal, largest whole command) allowed now.
+        self._limits = limits
         self._parts: list[bytes] = []
         self._total = 0
         self._first: bytes | None = None
@@ -99,7 +98,8 @@ class CommandFramer:
         size = int(m.group(1))
         sync = not m.group(2)
         tag, verb = first_words(self._first)
-        if size > self._literal_limit(verb) or self._total + size > self._max_total:
+        per_literal, total = self._limits(verb)
+        if size > per_literal or self._total + size > total:
             self.reset()
             return LiteralTooLarge(tag, size, sync)
         # Normalise "{N+}" to "{N}" so the parser sees one literal syntax.

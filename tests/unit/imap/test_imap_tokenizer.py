@@ -6,7 +6,7 @@ from postroom.imap.tokenizer import Command, CommandFramer, LiteralTooLarge, Nee
 
 
 def framer(limit=1000, total=10_000):
-    return CommandFramer(lambda verb: limit, total)
+    return CommandFramer(lambda verb: (limit, total))
 
 
 def test_single_line():
@@ -29,7 +29,7 @@ def test_sync_and_nonsync_literals():
 
 
 def test_literal_limit_by_verb():
-    f = CommandFramer(lambda verb: 100 if verb == b"APPEND" else 10, 10_000)
+    f = CommandFramer(lambda verb: (100 if verb == b"APPEND" else 10, 10_000))
     assert f.feed_line(b"a APPEND INBOX {50}\r\n") == NeedLiteral(50, True)
     f.reset()
     assert f.feed_line(b"b LOGIN {50}\r\n") == LiteralTooLarge(b"b", 50, True)

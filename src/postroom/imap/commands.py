@@ -1,0 +1,74 @@
+"""The one IMAP command table: verb → argument parser, handler, allowed states.
+
+The dispatcher checks the state once from here (RFC 3501 §3 state diagram), so
+handlers never re-check it. ``expunge_ok`` says whether pending EXPUNGE responses
+may follow the command: not after FETCH, STORE, SEARCH, whose results use sequence
+numbers (RFC 3501 §7.4.1); the UID forms may send them ("An EXPUNGE response MAY be
+sent during a UID command").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .handlers import anystate, fetch, idle, mailboxes, messages, nonauth, search
+from .parser import args as p
+from .responses import Reply
+from .session import State
+
+NA, AU, SE = State.NOT_AUTHENTICATED, State.AUTHENTICATED, State.SELECTED
+ANY = frozenset({NA, AU, SE})
+NOT_AUTH = frozenset({NA})
+AUTH = frozenset({AU, SE})
+SELECTED = frozenset({SE})
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    parse: Callable[[Any], Any]
+    handle: Callable[[Any, Any], Awaitable[Reply]]
+    states: frozenset[State]
+    expunge_ok: bool = True
+
+
+TABLE: dict[str, CommandSpec] = {
+    # §6.1 any state
+    "CAPABILITY": CommandSpec(p.no_args, anystate.capability, ANY),
+    "NOOP": CommandSpec(p.no_args, anystate.noop, ANY),
+    "LOGOUT": CommandSpec(p.no_args, anystate.logout, ANY),
+    # §6.2 not authenticated
+    "STARTTLS": CommandSpec(p.no_args, nonauth.starttls, NOT_AUTH),
+    "AUTHENTICATE": CommandSpec(p.authenticate, nonauth.authenticate, NOT_AUTH),
+    "LOGIN": CommandSpec(p.login, nonauth.login, NOT_AUTH),
+    # §6.3 authenticated (also valid in selected state)
+    "SELECT": CommandSpec(p.one_mailbox, mailboxes.select, AUTH),
+    "EXAMINE": CommandSpec(p.one_mailbox, mailboxes.examine, AUTH),
+    "CREATE": CommandSpec(p.one_mailbox, mailboxes.create, AUTH),
+    "DELETE": CommandSpec(p.one_mailbox, mailboxes.delete, AUTH),
+    "RENAME": CommandSpec(p.two_mailboxes, mailboxes.rename, AUTH),
+    "SUBSCRIBE": CommandSpec(p.one_mailbox, mailboxes.subscribe, AUTH),
+    "UNSUBSCRIBE": CommandSpec(p.one_mailbox, mailboxes.unsubscribe, AUTH),
+    "LIST": CommandSpec(p.list_args, mailboxes.list_, AUTH),
+    "LSUB": CommandSpec(p.list_args, mailboxes.lsub, AUTH),
+    "STATUS": CommandSpec(p.status, mailboxes.status, AUTH),
+    "APPEND": CommandSpec(p.append, mailboxes.append, AUTH),
+    "NAMESPACE": CommandSpec(p.no_args, mailboxes.namespace, AUTH),  # RFC 2342
+    "IDLE": CommandSpec(p.no_args, idle.idle, AUTH),  # RFC 2177
+    # §6.4 selected
+    "CHECK": CommandSpec(p.no_args, messages.check, SELECTED),
+    "CLOSE": CommandSpec(p.no_args, messages.close, SELECTED),
+    "UNSELECT": CommandSpec(p.no_args, messages.unselect, SELECTED),  # RFC 3691
+    "EXPUNGE": CommandSpec(p.no_args, messages.expunge, SELECTED),
+    "SEARCH": CommandSpec(p.search, search.search, SELECTED, expunge_ok=False),
+    "FETCH": CommandSpec(p.fetch, fetch.fetch, SELECTED, expunge_ok=False),
+    "STORE": CommandSpec(p.store, messages.store, SELECTED, expunge_ok=False),
+    "COPY": CommandSpec(p.copy, messages.copy, SELECTED),
+    "MOVE": CommandSpec(p.copy, messages.move, SELECTED),  # RFC 6851
+    "UID SEARCH": CommandSpec(p.search, search.uid_search, SELECTED),
+    "UID FETCH": CommandSpec(p.fetch, fetch.uid_fetch, SELECTED),
+    "UID STORE": CommandSpec(p.store, messages.uid_store, SELECTED),
+    "UID COPY": CommandSpec(p.copy, messages.uid_copy, SELECTED),
+    "UID MOVE": CommandSpec(p.copy, messages.uid_move, SELECTED),
+    "UID EXPUNGE": CommandSpec(p.seqset_only, messages.uid_expunge, SELECTED),  # RFC 4315
+}

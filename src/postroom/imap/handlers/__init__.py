@@ -1,0 +1,1 @@
+"""Command handlers: ``async def handler(session, args) -> Reply``; they never write."""

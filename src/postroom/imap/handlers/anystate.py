@@ -1,0 +1,36 @@
+"""Commands valid in every state (RFC 3501 §6.1): CAPABILITY, NOOP, LOGOUT."""
+
+from __future__ import annotations
+
+from ..responses import After, Reply, untagged
+from ..session import Session, State
+
+BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT",
+             "CHILDREN", "SPECIAL-USE")
+
+
+def capabilities(s: Session) -> bytes:
+    caps = list(BASE_CAPS)
+    if s.state is State.NOT_AUTHENTICATED:
+        if s.starttls_available and not s.tls_active:
+            caps.append("STARTTLS")
+        if s.login_allowed:
+            caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+        else:
+            caps.append("LOGINDISABLED")  # RFC 3501 §6.2.3
+    return " ".join(caps).encode()
+
+
+async def capability(s: Session, _: None) -> Reply:
+    return Reply("Capability completed", untagged=[untagged(b"CAPABILITY " + capabilities(s))])
+
+
+async def noop(s: Session, _: None) -> Reply:
+    # The dispatcher appends the pending mailbox updates (§6.1.2).
+    return Reply("NOOP completed")
+
+
+async def logout(s: Session, _: None) -> Reply:
+    # §6.1.3: BYE first, then the tagged OK, then close.
+    s.state = State.LOGOUT
+    return Reply("Logout completed", untagged=[untagged(b"BYE Postroom logging out")], after=After.LOGOUT)

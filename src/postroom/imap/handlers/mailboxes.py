@@ -1,0 +1,258 @@
+"""Authenticated state (RFC 3501 §6.3): SELECT … APPEND, plus NAMESPACE (RFC 2342)."""
+
+from __future__ import annotations
+
+import re
+
+from ...errors import MailboxExists, MailboxNotFound
+from ...storage.models import HIERARCHY_SEPARATOR as SEP
+from ...storage.models import SYSTEM_FLAGS
+from ..errors import No, nonexistent, trycreate
+from ..parser.args import AppendArgs, ListArgs
+from ..responses import Reply, flag_list, mailbox_wire, untagged
+from ..selected import SelectedMailbox
+from ..session import Session, State
+
+_BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f*%]")
+
+
+async def list_uids(store, mailbox_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """Only the UIDs: what SELECT needs (the SQLite store has a fast path for it)."""
+    fast = getattr(store, "list_uids", None)
+    if fast is not None:
+        return await fast(mailbox_id)
+    return [m.uid for m in await store.list_messages(mailbox_id)]
+
+
+def check_name(name: str) -> str:
+    """A name a client may create: no wildcards or controls, no empty levels (§5.1, §6.3.3)."""
+    name = name.rstrip(SEP)  # §6.3.3: a trailing separator only declares the hierarchy
+    if not name or _BAD_NAME_CHARS.search(name) or "" in name.split(SEP) or len(name) > 500:
+        raise No("Invalid mailbox name", b"CANNOT")
+    return name
+
+
+# -- SELECT / EXAMINE (§6.3.1, §6.3.2) -------------------------------------------------
+async def _open(s: Session, name: str, readonly: bool) -> Reply:
+    s.selected = None  # §6.3.1: a failed SELECT leaves no mailbox selected
+    s.state = State.AUTHENTICATED
+    store = s.store
+    mb = await store.get_mailbox(s.account_id, name)
+    if mb is None:
+        raise nonexistent()
+    st = await store.mailbox_status(mb.id)
+    recent_from = None if readonly else await store.claim_recent(mb.id)
+    uids = await list_uids(store, mb.id)
+    sel = SelectedMailbox(st.mailbox, uids, readonly, recent_from)
+    mb = st.mailbox
+    out = [
+        untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS)),
+        untagged(b"OK [PERMANENTFLAGS " + (b"()" if readonly else flag_list(SYSTEM_FLAGS + ("\\*",)))
+                 + b"] Flags permitted"),
+        untagged(b"%d EXISTS" % len(uids)),
+        untagged(b"%d RECENT" % (st.recent if readonly else sel.recent_count())),
+    ]
+    if st.first_unseen_uid is not None:
+        seq = sel.seq_of(st.first_unseen_uid)
+        if seq is not None:
+            out.append(untagged(b"OK [UNSEEN %d] First unseen" % seq))
+    out.append(untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mb.uidvalidity))
+    out.append(untagged(b"OK [UIDNEXT %d] Predicted next UID" % mb.uidnext))
+    s.selected = sel
+    s.state = State.SELECTED
+    return Reply("Select completed" if not readonly else "Examine completed",
+                 code=b"READ-ONLY" if readonly else b"READ-WRITE", untagged=out)
+
+
+async def select(s: Session, name: str) -> Reply:
+    return await _open(s, name, readonly=False)
+
+
+async def examine(s: Session, name: str) -> Reply:
+    return await _open(s, name, readonly=True)
+
+
+# -- CREATE / DELETE / RENAME (§6.3.3-§6.3.5) ------------------------------------------
+async def _create_parents(s: Session, name: str) -> None:
+    levels = name.split(SEP)
+    for i in range(1, len(levels)):
+        parent = SEP.join(levels[:i])
+        if await s.store.get_mailbox(s.account_id, parent) is None:
+            try:
+                await s.store.create_mailbox(s.account_id, parent)
+            except MailboxExists:
+                pass  # created concurrently: fine
+
+
+async def create(s: Session, name: str) -> Reply:
+    name = check_name(name)
+    if name == "INBOX":
+        raise No("INBOX already exists", b"ALREADYEXISTS")
+    if await s.store.get_mailbox(s.account_id, name) is not None:
+        raise No("Mailbox already exists", b"ALREADYEXISTS")
+    await _create_parents(s, name)  # §6.3.3: create the superior hierarchy too
+    try:
+        await s.store.create_mailbox(s.account_id, name)
+    except MailboxExists:
+        raise No("Mailbox already exists", b"ALREADYEXISTS") from None
+    return Reply("Create completed")
+
+
+async def delete(s: Session, name: str) -> Reply:
+    if name == "INBOX":
+        raise No("INBOX cannot be deleted", b"CANNOT")  # §6.3.4
+    try:
+        await s.store.delete_mailbox(s.account_id, name)
+    except MailboxNotFound:
+        raise nonexistent() from None
+    return Reply("Delete completed")
+
+
+async def rename(s: Session, names: tuple[str, str]) -> Reply:
+    old, new = names
+    new = check_name(new)
+    store = s.store
+    if new == "INBOX" or (await store.get_mailbox(s.account_id, new)) is not None:
+        raise No("Target mailbox already exists", b"ALREADYEXISTS")
+    src = await store.get_mailbox(s.account_id, old)
+    if src is None:
+        raise nonexistent()
+    if new.startswith(old + SEP) and old != "INBOX":
+        raise No("Cannot rename a mailbox into itself", b"CANNOT")
+    await _create_parents(s, new)
+    if old == "INBOX":
+        # §6.3.5: renaming INBOX moves its messages to the new name; INBOX stays, empty,
+        # and its inferiors are not renamed.
+        dst = await store.create_mailbox(s.account_id, new)
+        uids = await list_uids(store, src.id)
+        if uids:
+            await store.move_messages(src.id, uids, dst.id)
+        return Reply("Rename completed")
+    try:
+        await store.rename_mailbox(s.account_id, old, new)
+    except MailboxNotFound:
+        raise nonexistent() from None
+    except MailboxExists:
+        raise No("Target mailbox already exists", b"ALREADYEXISTS") from None
+    return Reply("Rename completed")
+
+
+# -- SUBSCRIBE / UNSUBSCRIBE (§6.3.6, §6.3.7) ------------------------------------------
+async def subscribe(s: Session, name: str) -> Reply:
+    if await s.store.get_mailbox(s.account_id, name) is None:
+        raise nonexistent()  # §6.3.6: the server MAY validate; Dovecot does too
+    await s.store.subscribe(s.account_id, name)
+    return Reply("Subscribe completed")
+
+
+async def unsubscribe(s: Session, name: str) -> Reply:
+    await s.store.unsubscribe(s.account_id, name)
+    return Reply("Unsubscribe completed")
+
+
+# -- LIST / LSUB (§6.3.8, §6.3.9) ------------------------------------------------------
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """``*`` matches anything, ``%`` anything but the separator (§6.3.8)."""
+    if pattern[:5].upper() == "INBOX" and (len(pattern) == 5 or pattern[5] in (SEP, "*", "%")):
+        pattern = "INBOX" + pattern[5:]  # INBOX is case-insensitive
+    out = []
+    for ch in pattern:
+        out.append(".*" if ch == "*" else f"[^{re.escape(SEP)}]*" if ch == "%" else re.escape(ch))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
+
+
+def _join(reference: str, pattern: str) -> str:
+    if pattern.startswith(SEP) and reference.endswith(SEP):
+        return reference + pattern[1:]
+    return reference + pattern
+
+
+def _parents(name: str) -> list[str]:
+    levels = name.split(SEP)
+    return [SEP.join(levels[:i]) for i in range(1, len(levels))]
+
+
+def _sort_key(name: str) -> tuple[int, str]:
+    return (0 if name == "INBOX" else 1, name)
+
+
+async def list_(s: Session, a: ListArgs) -> Reply:
+    if a.pattern == "":
+        # §6.3.8: an empty pattern asks for the delimiter and the reference's root.
+        root = a.reference.split(SEP)[0] + SEP if SEP in a.reference else ""
+        return Reply("List completed",
+                     untagged=[untagged(b'LIST (\\Noselect) "' + SEP.encode() + b'" ' + mailbox_wire(root))])
+    rx = pattern_regex(_join(a.reference, a.pattern))
+    boxes = {m.name: m for m in await s.store.list_mailboxes(s.account_id)}
+    names = set(boxes)
+    for n in list(boxes):
+        names.update(_parents(n))
+    has_children = {p for n in names for p in _parents(n)}
+    out = []
+    for name in sorted(names, key=_sort_key):
+        if not rx.match(name):
+            continue
+        attrs = ["\\HasChildren" if name in has_children else "\\HasNoChildren"]
+        mb = boxes.get(name)
+        if mb is None:
+            attrs.insert(0, "\\Noselect")
+        elif mb.special_use:
+            attrs.append(mb.special_use)
+        out.append(untagged(b"LIST (" + " ".join(attrs).encode() + b') "' + SEP.encode() + b'" '
+                            + mailbox_wire(name)))
+    return Reply("List completed", untagged=out)
+
+
+async def lsub(s: Session, a: ListArgs) -> Reply:
+    if a.pattern == "":
+        return Reply("Lsub completed", untagged=[untagged(b'LSUB (\\Noselect) "/" ""')])
+    rx = pattern_regex(_join(a.reference, a.pattern))
+    subs = set(await s.store.list_subscriptions(s.account_id))
+    out = []
+    candidates = set(subs)
+    for n in subs:
+        candidates.update(_parents(n))
+    for name in sorted(candidates, key=_sort_key):
+        if not rx.match(name):
+            continue
+        if name in subs:
+            attrs = b"()"
+        elif any(n.startswith(name + SEP) and not rx.match(n) for n in subs):
+            # §6.3.9: a parent of a subscribed name matched by "%" shows as \Noselect.
+            attrs = b"(\\Noselect)"
+        else:
+            continue
+        out.append(untagged(b"LSUB " + attrs + b' "' + SEP.encode() + b'" ' + mailbox_wire(name)))
+    return Reply("Lsub completed", untagged=out)
+
+
+# -- STATUS (§6.3.10) ------------------------------------------------------------------
+async def status(s: Session, args: tuple[str, list[str]]) -> Reply:
+    name, items = args
+    mb = await s.store.get_mailbox(s.account_id, name)
+    if mb is None:
+        raise nonexistent()
+    st = await s.store.mailbox_status(mb.id)
+    values = {"MESSAGES": st.messages, "RECENT": st.recent, "UIDNEXT": st.mailbox.uidnext,
+              "UIDVALIDITY": st.mailbox.uidvalidity, "UNSEEN": st.unseen}
+    body = " ".join(f"{i} {values[i]}" for i in items).encode()
+    return Reply("Status completed", untagged=[untagged(b"STATUS " + mailbox_wire(name) + b" (" + body + b")")])
+
+
+# -- APPEND (§6.3.11, RFC 4315 APPENDUID) ----------------------------------------------
+async def append(s: Session, a: AppendArgs) -> Reply:
+    if not a.message:
+        raise No("Empty message")
+    if len(a.message) > s.ctx.config.limits.message_size:
+        raise No("Message too large", b"TOOBIG")
+    try:
+        d = await s.store.append(s.account_id, a.mailbox, a.message, a.flags, a.date)
+    except MailboxNotFound:
+        raise trycreate() from None
+    return Reply("Append completed", code=b"APPENDUID %d %d" % (d.uidvalidity, d.uid))
+
+
+async def namespace(s: Session, _: None) -> Reply:
+    # RFC 2342: one personal namespace, no prefix.
+    return Reply("Namespace completed", untagged=[untagged(b'NAMESPACE (("" "/")) NIL NIL')])
+

@@ -1,0 +1,79 @@
+"""Not-authenticated state (RFC 3501 §6.2): STARTTLS, AUTHENTICATE, LOGIN."""
+
+from __future__ import annotations
+
+from ...storage.models import Account
+from ...wire import sasl
+from ..errors import Bad, No
+from ..parser.args import AuthenticateArgs, LoginArgs
+from ..responses import After, Reply
+from ..session import Session, State
+from .anystate import capabilities
+
+
+async def starttls(s: Session, _: None) -> Reply:
+    if s.tls_active:
+        raise Bad("TLS is already active")
+    if not s.starttls_available:
+        raise No("TLS is not available")
+    return Reply("Begin TLS negotiation now", after=After.STARTTLS)
+
+
+def _require_privacy(s: Session) -> None:
+    if not s.login_allowed:
+        # RFC 3501 §6.2.3 LOGINDISABLED; response code from RFC 5530 §3.
+        raise No("Use STARTTLS before logging in", b"PRIVACYREQUIRED")
+
+
+async def _finish_login(s: Session, user: str, password: str) -> Reply:
+    result = await s.ctx.auth.authenticate(user, password, s.peer_ip)
+    if result.account is None:
+        if result.throttled:
+            raise No("Too many failed logins, try again later", b"UNAVAILABLE")
+        raise No("Authentication failed", b"AUTHENTICATIONFAILED")
+    _logged_in(s, result.account)
+    # RFC 3501 §7.1: capabilities may change after login; send them in the OK.
+    return Reply("Logged in", code=b"CAPABILITY " + capabilities(s))
+
+
+def _logged_in(s: Session, account: Account) -> None:
+    s.account = account
+    s.state = State.AUTHENTICATED
+    s.ctx.log.info("imap %s login %s", s.peer_ip, account.address)
+
+
+async def login(s: Session, a: LoginArgs) -> Reply:
+    _require_privacy(s)
+    try:
+        user, password = a.user.decode("utf-8"), a.password.decode("utf-8")
+    except UnicodeDecodeError:
+        raise No("Authentication failed", b"AUTHENTICATIONFAILED") from None
+    return await _finish_login(s, user, password)
+
+
+async def authenticate(s: Session, a: AuthenticateArgs) -> Reply:
+    """RFC 3501 §6.2.2 with RFC 4959 SASL-IR; challenges go out as ``+ base64``."""
+    _require_privacy(s)
+    mech = sasl.mechanism(a.mechanism)
+    if mech is None:
+        raise No("Unsupported authentication mechanism")
+    data: bytes | None = None
+    if a.initial is not None:
+        data = sasl.decode_b64(a.initial)
+        if data is None:
+            raise Bad("Invalid base64 in initial response")
+    result = mech.step(data)
+    while isinstance(result, sasl.Challenge):
+        await s.io.send(b"+ " + sasl.encode_b64(result.data).encode() + b"\r\n")
+        line = await s.io.read_line(s.settings.preauth_timeout)
+        if sasl.is_cancel(line):
+            raise Bad("Authentication cancelled")
+        data = sasl.decode_b64(line)
+        if data is None:
+            raise Bad("Invalid base64 in response")
+        result = mech.step(data)
+    if isinstance(result, sasl.Failed):
+        raise No("Authentication failed", b"AUTHENTICATIONFAILED")
+    if result.authzid and result.authzid.lower() != result.username.lower():
+        raise No("Acting as another user is not allowed", b"AUTHORIZATIONFAILED")
+    return await _finish_login(s, result.username, result.password)

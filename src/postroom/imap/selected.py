@@ -1,0 +1,128 @@
+"""The selected mailbox as one session sees it: seq↔UID map and pending updates.
+
+RFC 3501 §2.3.1.2 / §7.4.1 / §5.5: sequence numbers only change when this session
+is told (EXPUNGE), so other sessions' expunges are held back until a moment where
+an EXPUNGE response is allowed: never during FETCH, STORE or SEARCH (their results
+would otherwise refer to shifted numbers), but after NOOP, CHECK, IDLE, EXPUNGE,
+SELECT-less commands and the like. New messages (EXISTS) and flag changes (FETCH
+FLAGS) from other sessions may be sent after any command.
+
+The view is a sorted list of UIDs; seq = index + 1. Nothing heavier is kept per
+message, so SELECT of 100,000 messages costs one UID list.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+from ..storage.models import Mailbox, MessageInfo
+from .responses import flag_list, untagged
+
+
+class SelectedMailbox:
+    __slots__ = ("mailbox", "readonly", "uids", "recent", "modseq", "own", "held_expunges",
+                 "keywords", "exists_sent")
+
+    def __init__(self, mailbox: Mailbox, uids: list[int], readonly: bool, recent_from: int | None) -> None:
+        self.mailbox = mailbox
+        self.readonly = readonly
+        self.uids = uids
+        # UID ranges [lo, hi) that carry \Recent in this session (§2.3.2): the first
+        # session to learn of a message claims it; usually one range.
+        self.recent: list[tuple[int, int]] = []
+        if recent_from is not None and uids and recent_from <= uids[-1]:
+            self.recent.append((recent_from, uids[-1] + 1))
+        self.modseq = mailbox.highestmodseq
+        # uid → modseq of flag changes this session already reported itself (no echo).
+        self.own: dict[int, int] = {}
+        # Expunged by others, not yet announced (still occupying their seq numbers).
+        self.held_expunges: set[int] = set()
+        self.keywords: set[str] = set()
+        self.exists_sent = len(uids)
+
+    # -- lookups ----------------------------------------------------------------
+    @property
+    def id(self) -> int:
+        return self.mailbox.id
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def seq_of(self, uid: int) -> int | None:
+        i = bisect_left(self.uids, uid)
+        return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def is_recent(self, uid: int) -> bool:
+        for lo, hi in self.recent:
+            if lo <= uid < hi:
+                return True
+        return False
+
+    def recent_count(self) -> int:
+        return sum(bisect_left(self.uids, hi) - bisect_left(self.uids, lo) for lo, hi in self.recent)
+
+    def flags_of(self, msg: MessageInfo) -> frozenset[str]:
+        return msg.flags | {"\\Recent"} if self.recent and self.is_recent(msg.uid) else msg.flags
+
+    def note_own(self, msgs: tuple[MessageInfo, ...] | list[MessageInfo]) -> None:
+        for m in msgs:
+            self.own[m.uid] = m.modseq
+
+    # -- changes ----------------------------------------------------------------
+    def remove(self, expunged: list[int]) -> list[bytes]:
+        """Drop UIDs from the view; EXPUNGE lines in the order they apply (§7.4.1).
+
+        Sent from the highest sequence number down, so each number is still valid
+        when the client reads it and no renumbering is needed.
+        """
+        gone = sorted({u for u in expunged if self.seq_of(u) is not None}, reverse=True)
+        if not gone:
+            return []
+        out = [untagged(b"%d EXPUNGE" % self.seq_of(u)) for u in gone]  # type: ignore[str-bytes-safe]
+        if len(gone) < 32:
+            for u in gone:
+                del self.uids[bisect_left(self.uids, u)]
+        else:
+            drop = set(gone)
+            self.uids = [u for u in self.uids if u not in drop]
+        for u in gone:
+            self.own.pop(u, None)
+            self.held_expunges.discard(u)
+        self.exists_sent = len(self.uids)
+        return out
+
+    async def poll(self, store: Any, allow_expunge: bool, claim_recent: bool = True) -> list[bytes]:
+        """Untagged updates for what others changed since we last looked."""
+        ch = await store.changes_since(self.mailbox.id, self.modseq)
+        self.modseq = ch.mailbox.highestmodseq
+        self.mailbox = ch.mailbox
+        out: list[bytes] = []
+        if ch.expunged:
+            self.held_expunges.update(u for u in ch.expunged if self.seq_of(u) is not None)
+        if allow_expunge and self.held_expunges:
+            out += self.remove(list(self.held_expunges))
+        last = self.uids[-1] if self.uids else 0
+        new = [m for m in ch.changed if m.uid > last]
+        if new:
+            if claim_recent and not self.readonly:
+                # New arrivals are \Recent for the first session to learn of them.
+                first = max(await store.claim_recent(self.mailbox.id), new[0].uid)
+                if first <= new[-1].uid:
+                    self.recent.append((first, new[-1].uid + 1))
+            self.uids.extend(m.uid for m in new)
+        if len(self.uids) != self.exists_sent:
+            self.exists_sent = len(self.uids)
+            out.append(untagged(b"%d EXISTS" % len(self.uids)))
+            out.append(untagged(b"%d RECENT" % self.recent_count()))
+        for m in ch.changed:
+            if m.uid > last or m.uid in self.held_expunges:
+                continue
+            if self.own.get(m.uid) == m.modseq:
+                continue
+            seq = self.seq_of(m.uid)
+            if seq is not None:
+                out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, m.uid, flag_list(self.flags_of(m)))))
+        self.own.clear()
+        return out

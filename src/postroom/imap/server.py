@@ -1,0 +1,139 @@
+"""IMAP and IMAPS listeners: asyncio glue between a Connection and the session.
+
+Reads lines, lets the framer ask for literals (sending ``+`` for synchronizing
+ones), runs complete commands through :mod:`.dispatch`, and writes. Output is
+flushed when the client has nothing more pipelined, or once enough is queued.
+"""
+
+from __future__ import annotations
+
+from ..config import Config, Listener
+from ..context import ServerContext
+from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
+from . import dispatch
+from .errors import Bad, Bye
+from .handlers.anystate import capabilities
+from .responses import After
+from .session import ImapSettings, Session, State
+from .settings import read_settings
+from .tokenizer import Command, CommandFramer, LiteralTooLarge, NeedLiteral
+
+FLUSH_AT = 256 * 1024
+MAX_BAD = 20  # consecutive malformed commands before we hang up
+
+
+def check_settings(cfg: Config, problems: list[str]) -> None:
+    read_settings(cfg, problems)
+
+
+def settings_for(ctx: ServerContext) -> ImapSettings:
+    s = ctx.state.get("imap")
+    if not isinstance(s, ImapSettings):
+        s = read_settings(ctx.config, [])
+        ctx.state["imap"] = s
+    return s
+
+
+class _ConnIO:
+    """The Interaction handlers use for AUTHENTICATE challenges and IDLE."""
+
+    def __init__(self, conn: Connection, line_limit: int) -> None:
+        self.conn = conn
+        self.line_limit = line_limit
+        self.pending = 0
+
+    async def write(self, data: bytes) -> None:
+        self.conn.write(data)
+        self.pending += len(data)
+        if self.pending >= FLUSH_AT:
+            await self.conn.drain()
+            self.pending = 0
+
+    async def flush(self) -> None:
+        await self.conn.drain()
+        self.pending = 0
+
+    async def send(self, data: bytes) -> None:
+        self.conn.write(data)
+        await self.flush()
+
+    async def read_line(self, timeout: float | None) -> bytes:
+        try:
+            return await self.conn.readline(self.line_limit, timeout)
+        except LineTooLong:
+            raise Bad("Line too long") from None
+
+
+async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
+    settings = settings_for(ctx)
+    limits = ctx.config.limits
+    line_limit = max(limits.line_length, 8192)
+    io = _ConnIO(conn, line_limit)
+    s = Session(ctx, settings, io, peer_ip=conn.peer_ip, tls_active=conn.tls_active,
+                starttls_available=listener.tls == "starttls" and conn.server_tls is not None)
+
+    def literal_limits(verb: bytes) -> tuple[int, int]:
+        if s.state is State.NOT_AUTHENTICATED:
+            return settings.preauth_literal, settings.preauth_literal * 2
+        if verb == b"APPEND":
+            return limits.message_size, limits.message_size + settings.max_command
+        return settings.max_command, settings.max_command
+
+    framer = CommandFramer(literal_limits)
+    bad_in_a_row = 0
+    try:
+        # RFC 3501 §7.1.1 greeting with the capabilities (§7.2.1 allows them in the code).
+        await io.send(b"* OK [CAPABILITY " + capabilities(s) + b"] Postroom IMAP4rev1 ready\r\n")
+        while True:
+            if not conn.has_buffered_input():
+                await io.flush()
+            timeout = settings.preauth_timeout if s.state is State.NOT_AUTHENTICATED else settings.autologout
+            try:
+                ev = framer.feed_line(await conn.readline(line_limit, timeout))
+                while isinstance(ev, NeedLiteral):
+                    if ev.sync:
+                        await io.send(b"+ Ready for literal data\r\n")  # §7.5
+                    framer.feed_literal(await conn.readexactly(ev.size, timeout))
+                    ev = framer.feed_line(await conn.readline(line_limit, timeout))
+            except LineTooLong:
+                framer.reset()
+                await io.write(b"* BAD Line too long\r\n")
+                bad_in_a_row += 1
+                if bad_in_a_row >= MAX_BAD:
+                    raise Bye("Too many invalid commands") from None
+                continue
+            if isinstance(ev, LiteralTooLarge):
+                if not ev.sync:
+                    # RFC 7888 §4: the data is already coming; we will not read it.
+                    raise Bye("Literal too large")
+                # §7.1: refusing before the "+" means the client sends nothing more.
+                await io.write((ev.tag or b"*") + b" NO [TOOBIG] Literal too large\r\n")
+                continue
+            assert isinstance(ev, Command)
+            if not ev.raw.strip():
+                continue  # stray empty lines: ignore, as most servers do
+            after = await dispatch.run(s, ev.raw, io.write)
+            if after is After.STARTTLS:
+                await io.flush()
+                await conn.start_tls()
+                s.tls_active = True
+                framer.reset()
+            elif after is After.LOGOUT:
+                await io.flush()
+                return
+    except IdleTimeout:
+        # RFC 3501 §5.4 autologout.
+        await _bye(io, "Autologout; idle for too long")
+    except Bye as exc:
+        await _bye(io, exc.text)
+    except ConnectionClosed:
+        pass
+    finally:
+        s.close_watch()
+
+
+async def _bye(io: _ConnIO, text: str) -> None:
+    try:
+        await io.send(b"* BYE " + text.encode() + b"\r\n")
+    except (ConnectionClosed, IdleTimeout):
+        pass

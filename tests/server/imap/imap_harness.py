@@ -1,0 +1,180 @@
+"""A real Postroom runtime for the IMAP server tests, in its own thread and loop.
+
+Tests use blocking clients (``imaplib``, ``imapclient``) against it; each test makes
+its own account so tests in one module never see each other's mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import itertools
+import smtplib
+import socket
+import ssl
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Coroutine
+
+from postroom.auth import hash_password
+from postroom.config import load
+from postroom.storage.models import Account, DeliveryTarget
+
+DOMAIN = "example.test"
+PASSWORD = "secret"
+_names = itertools.count(1)
+
+
+def write_config(d: Path, imap: str = "allow_plaintext_auth = true") -> Path:
+    from postroom import protocols
+    from postroom.net.tls import write_self_signed
+
+    write_self_signed(d / "cert.pem", d / "key.pem", "mail.example.test")
+    listeners = ['[listeners.imap]\naddress = "127.0.0.1:0"\ntls = "starttls"',
+                 '[listeners.imaps]\naddress = "127.0.0.1:0"\ntls = "implicit"']
+    if "smtp" in protocols.available():
+        listeners.append('[listeners.smtp]\naddress = "127.0.0.1:0"')
+    text = f"""
+hostname = "mail.example.test"
+domains = ["{DOMAIN}"]
+[storage]
+path = "data"
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[limits]
+auth_failures_per_ip = 1000
+[imap]
+{imap}
+""" + "\n".join(listeners) + "\n"
+    path = d / "postroom.toml"
+    path.write_text(text)
+    return path
+
+
+def tls_client_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Harness:
+    def __init__(self, cfg_path: Path) -> None:
+        self.cfg_path = cfg_path
+        self.loop = asyncio.new_event_loop()
+        self._ready: Future[Any] = Future()
+        self._stop: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        self.server = self._ready.result(timeout=30)
+        self.ports = {name: addr[1] for name, addr in self.server.addresses.items()}
+        self.port = self.ports["imap"]
+        self.store = self.server.ctx.store
+
+    def _run(self) -> None:
+        from postroom.server import running
+
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            try:
+                async with running(load(self.cfg_path)) as srv:
+                    srv.ctx.auth.base_delay = 0.01
+                    self._ready.set_result(srv)
+                    await self._stop.wait()
+            except BaseException as exc:
+                if not self._ready.done():
+                    self._ready.set_exception(exc)
+                raise
+
+        self.loop.run_until_complete(main())
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        if self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(timeout=30)
+
+    # -- data ------------------------------------------------------------------
+    def new_user(self, password: str = PASSWORD) -> Account:
+        address = f"user{next(_names)}@{DOMAIN}"
+        return self.call(self.store.create_account(address, hash_password(password)))
+
+    def deliver(self, acc: Account, raw: bytes, mailbox: str = "INBOX", flags: frozenset[str] = frozenset()) -> int:
+        (d,) = self.call(self.store.deliver(raw, [DeliveryTarget(acc.id, mailbox, flags)]))
+        return d.uid
+
+    def deliver_by_smtp(self, acc: Account, raw: bytes) -> bool:
+        if "smtp" not in self.ports:
+            return False
+        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
+            s.sendmail("sender@outside.test", [acc.address], raw)
+        return True
+
+    # -- clients ---------------------------------------------------------------
+    def imaplib(self, acc: Account | None = None, select: str | None = None) -> imaplib.IMAP4:
+        c = imaplib.IMAP4("127.0.0.1", self.port, timeout=30)
+        if acc is not None:
+            c.login(acc.address, PASSWORD)
+            if select:
+                c.select(select)
+        return c
+
+    def imapclient(self, acc: Account | None = None, select: str | None = None) -> Any:
+        from imapclient import IMAPClient
+
+        c = IMAPClient("127.0.0.1", self.port, ssl=False, timeout=30)
+        if acc is not None:
+            c.login(acc.address, PASSWORD)
+            if select:
+                c.select_folder(select)
+        return c
+
+    def raw(self) -> "RawClient":
+        return RawClient("127.0.0.1", self.port)
+
+
+class RawClient:
+    """Byte-level transcripts for malformed input."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError(self.buf)
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line + b"\r\n"
+
+    def until_tagged(self, tag: bytes) -> list[bytes]:
+        out = []
+        while True:
+            line = self.line()
+            out.append(line)
+            if line.startswith(tag + b" "):
+                return out
+
+    def cmd(self, data: bytes) -> list[bytes]:
+        tag = data.split(b" ", 1)[0]
+        self.send(data if data.endswith(b"\r\n") else data + b"\r\n")
+        return self.until_tagged(tag)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def msg(subject: str = "Hello", body: str = "Body text\r\n", frm: str = "Alice <alice@outside.test>",
+        to: str = "bob@example.test", extra: str = "") -> bytes:
+    return (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 5 Feb 2024 10:11:12 +0100\r\n"
+            f"Message-ID: <{subject.replace(' ', '.')}@outside.test>\r\n{extra}\r\n{body}").encode()
