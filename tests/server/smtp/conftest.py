@@ -47,7 +47,7 @@ class RecordingQueue:
 
 
 class SmtpServer:
-    def __init__(self, root: Path, smtp_section: str = "") -> None:
+    def __init__(self, root: Path, smtp_section: str = "", idle_timeout: str = "5s") -> None:
         self.root = root
         (root / "postroom.toml").write_text(f"""
 hostname = "mx.{DOMAIN}"
@@ -60,7 +60,7 @@ key = "tls/key.pem"
 [limits]
 message_size = "200k"
 connections_per_ip = 50
-idle_timeout = "5s"
+idle_timeout = "{idle_timeout}"
 [listeners.smtp]
 address = "127.0.0.1:0"
 tls = "starttls"
@@ -196,8 +196,9 @@ class Raw:
         self.sock.close()
 
 
-def make_server(tmp_path_factory: pytest.TempPathFactory, smtp_section: str = "") -> SmtpServer:
-    return SmtpServer(tmp_path_factory.mktemp("smtp"), smtp_section).start()
+def make_server(tmp_path_factory: pytest.TempPathFactory, smtp_section: str = "",
+                idle_timeout: str = "5s") -> SmtpServer:
+    return SmtpServer(tmp_path_factory.mktemp("smtp"), smtp_section, idle_timeout).start()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,108 @@
+"""Attack classes: SMTP smuggling, STARTTLS command injection, recipient/size/error
+limits, idle timeouts, garbage input. Raw transcripts, since clients never send these."""
+
+import smtplib
+import time
+
+import pytest
+
+from conftest import Raw, make_server
+
+SMUGGLE = [b"\n.\n", b"\r.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r"]
+
+
+@pytest.mark.parametrize("seq", SMUGGLE)
+def test_smuggling_does_not_make_a_second_message(smtp_server, seq):
+    before = {u: len(smtp_server.inbox(u)) for u in ("joe", "ann")}
+    raw = Raw(smtp_server.ports["smtp"])
+    raw.reply()
+    raw.cmd("EHLO attacker.example")
+    raw.cmd("MAIL FROM:<a@remote.example>")
+    raw.cmd("RCPT TO:<joe@example.test>")
+    assert raw.cmd("DATA").startswith("354")
+    raw.send(b"Subject: first\r\n\r\nhello" + seq +
+             b"MAIL FROM:<ceo@example.test>\r\nRCPT TO:<ann@example.test>\r\nDATA\r\n"
+             b"Subject: forged\r\n\r\nsmuggled\r\n.\r\n")
+    reply = raw.reply()
+    assert reply.startswith("250 2.0.0 Ok: queued as")
+    assert raw.cmd("QUIT").startswith("221")  # nothing else was answered in between
+    assert len(smtp_server.inbox("ann")) == before["ann"]
+    msgs = smtp_server.inbox("joe")
+    assert len(msgs) == before["joe"] + 1
+    assert b"smuggled" in msgs[-1] and msgs[-1].count(b"\n") == msgs[-1].count(b"\r\n")
+
+
+def test_starttls_injection_is_discarded(smtp_server):
+    raw = Raw(smtp_server.ports["smtp"])
+    raw.reply()
+    raw.cmd("EHLO x")
+    # The injected commands travel in plaintext with STARTTLS (CVE-2011-0411 class).
+    raw.send(b"STARTTLS\r\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<joe@example.test>\r\n")
+    assert raw.reply() == "220 2.0.0 Ready to start TLS"
+    raw.starttls()
+    # Had the injected MAIL survived, this would be a 503 nested MAIL, or RCPT would work.
+    assert raw.cmd("RCPT TO:<joe@example.test>") == "503 5.5.1 Send HELO/EHLO first"
+    raw.cmd("EHLO x")
+    assert raw.cmd("RCPT TO:<joe@example.test>") == "503 5.5.1 Bad sequence of commands"
+
+
+def test_recipient_limit(smtp_server):
+    with smtplib.SMTP("127.0.0.1", smtp_server.ports["smtp"]) as c:
+        c.ehlo()
+        c.mail("a@remote.example")
+        for i in range(100):
+            assert c.rcpt("joe@example.test")[0] == 250
+        assert c.rcpt("joe@example.test") == (452, b"4.5.3 Too many recipients")
+        assert c.data(b"Subject: many\r\n\r\nx\r\n")[0] == 250  # the first 100 still get it
+
+
+def test_nul_and_bare_cr_in_commands(smtp_server):
+    raw = Raw(smtp_server.ports["smtp"])
+    raw.reply()
+    assert raw.cmd(b"EHLO x\0y\r\n").startswith("500 5.5.2")
+    assert raw.cmd(b"NOOP\rRSET\r\n").startswith("500 5.5.2")
+    assert raw.cmd(b"\xff\xfe\r\n").startswith("500 5.5.2")
+    assert raw.cmd(b"NOOP\n") == "250 2.0.0 OK"  # a bare LF ends a command line (lenient)
+
+
+def test_huge_bdat_is_skipped_and_refused(smtp_server):
+    raw = Raw(smtp_server.ports["smtp"])
+    raw.reply()
+    raw.cmd("EHLO x")
+    raw.cmd("MAIL FROM:<a@remote.example>")
+    raw.cmd("RCPT TO:<joe@example.test>")
+    n = 300_000
+    raw.send(b"BDAT %d LAST\r\n" % n + b"x" * n)
+    assert raw.reply().startswith("552 5.3.4")
+    assert raw.cmd("NOOP") == "250 2.0.0 OK"
+
+
+@pytest.fixture(scope="module")
+def quick_timeout_server(tmp_path_factory):
+    srv = make_server(tmp_path_factory, idle_timeout="1s")
+    yield srv
+    srv.stop()
+
+
+def test_idle_timeout(quick_timeout_server):
+    raw = Raw(quick_timeout_server.ports["smtp"])
+    raw.reply()
+    t = time.monotonic()
+    assert raw.reply() == "421 4.4.2 mx.example.test Idle timeout, closing connection"
+    assert raw.closed() and time.monotonic() - t < 5
+
+
+def test_client_gone_in_the_middle_of_data(quick_timeout_server):
+    srv = quick_timeout_server
+    before = len(srv.inbox("joe"))
+    raw = Raw(srv.ports["smtp"])
+    raw.reply()
+    raw.cmd("EHLO x")
+    raw.cmd("MAIL FROM:<a@remote.example>")
+    raw.cmd("RCPT TO:<joe@example.test>")
+    raw.cmd("DATA")
+    raw.send(b"Subject: half\r\n\r\nincomplete")
+    raw.sock.shutdown(1)  # the client goes away mid-message: nothing is delivered
+    assert raw.closed()
+    time.sleep(0.2)
+    assert len(srv.inbox("joe")) == before
