@@ -11,6 +11,8 @@ display name.
 
 from __future__ import annotations
 
+import re
+
 from .headers import b2s
 from .model import Address
 
@@ -139,8 +141,57 @@ def _mailbox(words: list[_Token]) -> Address | None:
     return Address(_last_comment(words), None, local, host or MISSING_DOMAIN)
 
 
+_WSP = rb"[ \t\r\n]"
+_ATEXT = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_DOT_ATOM = _ATEXT + rb"+(?:\." + _ATEXT + rb"+)*"
+_ADDR = rb"(" + _DOT_ATOM + rb")@(" + _DOT_ATOM + rb")"
+_FAST_BARE = re.compile(_WSP + rb"*" + _ADDR + _WSP + rb"*")
+_FAST_NAMED = re.compile(_WSP + rb"*((?:" + _ATEXT + rb"+" + _WSP + rb"+)*" + _ATEXT + rb"+)?" + _WSP
+                         + rb"*<" + _ADDR + rb">" + _WSP + rb"*")
+_FAST_QUOTED = re.compile(_WSP + rb'*"([^"\\\r\n]+)"' + _WSP + rb"*<" + _ADDR + rb">" + _WSP + rb"*")
+_NOT_FAST = re.compile(rb'["(\\:;\[]')
+
+
+def _fast(value: bytes) -> tuple[Address, ...] | None:
+    """The common shapes (``a@b``, ``Name <a@b>``, ``"Name" <a@b>``, comma-separated)
+    without the tokenizer: delivery parses every message, and this is most of its cost.
+    Returns None when the value needs the full parser; the result is identical to it
+    (tests/unit/mime/test_address_fastpath.py checks that)."""
+    if _NOT_FAST.search(value):
+        return None
+    out: list[Address] = []
+    for item in value.split(b","):
+        if not item.strip(b" \t\r\n"):
+            continue
+        m = _FAST_BARE.fullmatch(item)
+        if m:
+            out.append(Address(None, None, b2s(m.group(1)), b2s(m.group(2))))
+            continue
+        m = _FAST_NAMED.fullmatch(item)
+        if m:
+            name = b" ".join(m.group(1).split()) if m.group(1) else b""
+            out.append(Address(b2s(name) if name else None, None, b2s(m.group(2)), b2s(m.group(3))))
+            continue
+        return None
+    return tuple(out)
+
+
+def _fast_quoted(value: bytes) -> tuple[Address, ...] | None:
+    m = _FAST_QUOTED.fullmatch(value)
+    if m:
+        return (Address(b2s(m.group(1)), None, b2s(m.group(2)), b2s(m.group(3))),)
+    return None
+
+
 def parse_address_list(value: bytes) -> tuple[Address, ...]:
     """Parse an address-list header value; never raises, skips what it cannot use."""
+    fast = _fast(value) if b'"' not in value else _fast_quoted(value)
+    if fast is not None:
+        return fast
+    return _parse_slow(value)
+
+
+def _parse_slow(value: bytes) -> tuple[Address, ...]:
     toks = _tokenize(value)
     out: list[Address] = []
     words: list[_Token] = []

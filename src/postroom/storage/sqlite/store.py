@@ -361,9 +361,9 @@ class SqliteStore:
 
     def _w_insert(self, c: sqlite3.Connection, mb_id: int, blob_id: int, flags: frozenset[str],
                   idate: int, tzoff: int, size: int) -> tuple[int, int, int]:
-        uid, uv = c.execute("UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity",
-                            (mb_id,)).fetchone()
-        modseq = self._w_bump(c, mb_id)
+        uid, uv, modseq = c.execute(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ? "
+            "RETURNING uidnext - 1, uidvalidity, highestmodseq", (mb_id,)).fetchone()
         c.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
                   (mb_id, uid, modseq, _flags_str(flags), idate, tzoff, size, blob_id))
         return uid, uv, modseq
