@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 command -v swaks >/dev/null || need+=(swaks)
+# swaks needs Net::SSLeay for --tls/--tlsc (SMTP tests of STARTTLS and port 465).
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl libio-socket-ssl-perl)
 command -v fetchmail >/dev/null || need+=(fetchmail)
 command -v smtp-source >/dev/null && command -v postconf >/dev/null || need+=(postfix)
 command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
