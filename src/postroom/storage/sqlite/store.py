@@ -368,6 +368,16 @@ class SqliteStore:
                   (mb_id, uid, modseq, _flags_str(flags), idate, tzoff, size, blob_id))
         return uid, uv, modseq
 
+    def _w_target_mailbox(self, c: sqlite3.Connection, t: DeliveryTarget, fallback_inbox: bool) -> int:
+        mb = self._r_mailbox(c, t.account_id, _norm_mailbox(t.mailbox))
+        if mb is None:
+            if not fallback_inbox:
+                raise MailboxNotFound(t.mailbox)
+            mb = self._r_mailbox(c, t.account_id, "INBOX")
+            if mb is None:
+                raise AccountNotFound(str(t.account_id))
+        return mb.id
+
     async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
                       internaldate: datetime | None = None) -> list[Delivered]:
         return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True)
@@ -390,22 +400,16 @@ class SqliteStore:
 
         def w(c: sqlite3.Connection, refs: list[tuple[str, int, int]]) -> list[Delivered]:
             seg, off, length = refs[0]
+            # Every target gets one row or the whole request fails: the count is known now.
             cur = c.execute("INSERT INTO blobs(segment, offset, length, refcount, structure) VALUES (?,?,?,?,?)",
-                            (seg, off, length, 0, structure))
+                            (seg, off, length, len(targets), structure))
             blob_id = cur.lastrowid
             assert blob_id is not None
             out = []
             for t in targets:
-                mb = self._r_mailbox(c, t.account_id, _norm_mailbox(t.mailbox))
-                if mb is None:
-                    if not fallback_inbox:
-                        raise MailboxNotFound(t.mailbox)
-                    mb = self._r_mailbox(c, t.account_id, "INBOX")
-                    if mb is None:
-                        raise AccountNotFound(str(t.account_id))
-                uid, uv, modseq = self._w_insert(c, mb.id, blob_id, t.flags, idate, tzoff, length)
-                out.append(Delivered(t.account_id, mb.id, uv, uid, modseq))
-            c.execute("UPDATE blobs SET refcount = ? WHERE id = ?", (len(out), blob_id))
+                mb_id = self._w_target_mailbox(c, t, fallback_inbox)
+                uid, uv, modseq = self._w_insert(c, mb_id, blob_id, t.flags, idate, tzoff, length)
+                out.append(Delivered(t.account_id, mb_id, uv, uid, modseq))
             return out
 
         return await self.engine.write(w, blobs=(raw,))
