@@ -1,0 +1,57 @@
+"""APPEND: flags, date, literals, APPENDUID, TRYCREATE (RFC 3501 §6.3.11, RFC 4315)."""
+
+from datetime import datetime, timedelta, timezone
+
+from imap_harness import PASSWORD, msg
+
+
+def test_append_flags_date(srv):
+    acc = srv.new_user()
+    c = srv.imaplib(acc)
+    typ, data = c.append("Drafts", "(\\Draft \\Seen)", '"14-Jul-2023 08:30:00 -0400"', msg("draft"))
+    assert typ == "OK" and data[0].startswith(b"[APPENDUID ")
+    c.select("Drafts")
+    typ, data = c.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE)")
+    assert b"\\Draft" in data[0] and b"\\Seen" in data[0]
+    assert b'INTERNALDATE "14-Jul-2023 08:30:00 -0400"' in data[0]
+    assert b"RFC822.SIZE %d" % len(msg("draft")) in data[0]
+    c.logout()
+
+
+def test_append_missing_mailbox_trycreate(srv):
+    acc = srv.new_user()
+    c = srv.imaplib(acc)
+    typ, data = c.append("Missing", None, None, msg("x"))
+    assert typ == "NO" and b"TRYCREATE" in data[0]
+    c.logout()
+
+
+def test_append_to_selected_sends_exists(srv):
+    acc = srv.new_user()
+    c = srv.imapclient(acc, select="INBOX")
+    c.append("INBOX", msg("a"))
+    resp = c.noop()
+    assert (1, b"EXISTS") in resp[1] or c.folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"] == 1
+    assert len(c.search()) == 1
+    c.logout()
+
+
+def test_append_raw_literals(srv):
+    acc = srv.new_user()
+    r = srv.raw()
+    r.cmd(b'l LOGIN "%s" "%s"' % (acc.address.encode(), PASSWORD.encode()))
+    body = b"Subject: lit\r\n\r\nbinary \x00\xff ok\r\n"
+    r.send(b"a APPEND INBOX {%d}\r\n" % len(body))
+    assert r.line().startswith(b"+ ")
+    r.send(body + b"\r\n")
+    assert r.until_tagged(b"a")[-1].startswith(b"a OK [APPENDUID ")
+    # LITERAL+ (RFC 7888): no continuation needed.
+    r.send(b"b APPEND INBOX (\\Flagged) {%d+}\r\n" % len(body) + body + b"\r\n")
+    assert r.until_tagged(b"b")[-1].startswith(b"b OK [APPENDUID ")
+    assert r.cmd(b"c APPEND INBOX {0+}\r\n\r\n")[-1] == b"c NO Empty message\r\n"
+    r.close()
+    when = datetime(2020, 1, 1, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    ic = srv.imapclient(acc)
+    ic.append("INBOX", b"Subject: x\r\n\r\ny\r\n", msg_time=when)
+    assert ic.folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"] == 3
+    ic.logout()
