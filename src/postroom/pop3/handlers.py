@@ -17,6 +17,7 @@ from ..storage.models import Account, FlagOp, MessageInfo
 from ..wire import sasl
 from ..wire.dotstuff import stuff
 from .maildrop import Maildrop, NoSuchMessage
+from .reader import MessageReader
 from .proto import (
     Action, Challenge, Code, Command, Reply, Response, State, err, listing, ok, parse_msg_number,
     parse_non_negative, top_of,
@@ -206,6 +207,7 @@ async def _login(s: Session, account: Account) -> Response:
         return err("Cannot open the maildrop", Code.SYS_TEMP)
     s.account = account
     s.maildrop = Maildrop.snapshot(mailbox, messages)
+    s.reader = MessageReader(store)
     s.state = State.TRANSACTION
     count, size = s.maildrop.stat()
     return ok(f"Logged in, {count} messages ({size} octets)")
@@ -255,7 +257,7 @@ async def retr(s: Session, cmd: Command) -> Response:
         msg = md.get(number)
     except NoSuchMessage as exc:
         return err(str(exc))
-    raw = await _read(s, msg)
+    raw = await _read(s, msg, md.next_after(number))
     if raw is None:
         return err("Message is no longer available", Code.SYS_TEMP)
     md.retrieved.add(number)
@@ -279,9 +281,10 @@ async def top(s: Session, cmd: Command) -> Response:
     return ok("Top of message follows", stuff(top_of(raw, lines)))
 
 
-async def _read(s: Session, msg: MessageInfo) -> bytes | None:
+async def _read(s: Session, msg: MessageInfo, next_msg: MessageInfo | None = None) -> bytes | None:
+    assert s.reader is not None
     try:
-        raw = await s.ctx.store.read_message(msg)
+        raw = await s.reader.read(msg, next_msg)
     except Exception:
         # Expunged by IMAP since the snapshot, or a storage fault: log, say little.
         s.ctx.log.warning("pop3: cannot read uid %d of mailbox %d", msg.uid, msg.mailbox_id,

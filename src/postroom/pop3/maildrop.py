@@ -42,6 +42,13 @@ class Maildrop:
             raise NoSuchMessage("Message is deleted")  # RFC 1939 §5: may not refer to deleted ones
         return self.messages[number - 1]
 
+    def next_after(self, number: int) -> MessageInfo | None:
+        """The next message not marked deleted (what a downloading client asks for next)."""
+        for n in range(number + 1, len(self.messages) + 1):
+            if n not in self.deleted:
+                return self.messages[n - 1]
+        return None
+
     def visible(self) -> list[tuple[int, MessageInfo]]:
         return [(n, m) for n, m in enumerate(self.messages, 1) if n not in self.deleted]
 

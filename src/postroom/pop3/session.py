@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..wire.sasl import Login, Plain
 from .maildrop import Maildrop
+from .reader import MessageReader
 from .proto import State
 from .settings import Pop3Settings
 
@@ -40,6 +41,7 @@ class Session:
     user: str | None = None  # name given by USER, waiting for PASS
     account: "Account | None" = None
     maildrop: Maildrop | None = None
+    reader: MessageReader | None = None
     sasl: Plain | Login | None = None  # an AUTH exchange waiting for the client's next line
     utf8: bool = False  # RFC 6856 §2: UTF8 was issued
     bad_commands: int = 0
@@ -66,4 +68,7 @@ class Session:
         """End of the connection: release the maildrop lock. No UPDATE here:
         RFC 1939 §6 deletes only after QUIT, so a dropped connection changes nothing."""
         self.maildrop = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
         await self.resources.aclose()
