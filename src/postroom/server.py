@@ -19,6 +19,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 from collections import Counter
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
@@ -33,6 +34,17 @@ from .net.tls import server_context
 from .storage import open_store
 
 GRACE_SECONDS = 30.0
+
+# What an idle client hears when the server shuts down, in its own protocol.
+GOODBYE = {
+    "smtp": b"421 4.3.2 Server shutting down, try again later\r\n",
+    "submission": b"421 4.3.2 Server shutting down, try again later\r\n",
+    "pop3": b"-ERR [SYS/TEMP] Server shutting down\r\n",
+    "imap": b"* BYE [UNAVAILABLE] Server shutting down\r\n",
+    "managesieve": b'BYE "Server shutting down"\r\n',
+    "nntp": b"400 Server shutting down\r\n",
+}
+IDLE_CLOSE_AFTER = 0.5  # seconds a session must have been waiting for a command to be closed at shutdown
 
 # What a client hears when it is over a connection limit, in its own protocol.
 BUSY = {
@@ -53,6 +65,7 @@ class Server:
         self.servers: list[asyncio.base_events.Server] = []
         self.addresses: dict[str, tuple[str, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._conns: dict[asyncio.Task[None], tuple[Connection, Listener]] = {}
         self._per_ip: Counter[str] = Counter()
         self._service_mods: list[object] = []
 
@@ -116,15 +129,21 @@ class Server:
             await conn.close()
             return
         self._tasks.add(task)
+        self._conns[task] = (conn, lst)
         self._per_ip[ip] += 1
         try:
             await mod.handle(ctx, conn, lst)  # type: ignore[attr-defined]
         except asyncio.CancelledError:
-            pass
+            if ctx.stopping.is_set():  # closed at shutdown while idle: say goodbye
+                try:
+                    await conn.send(GOODBYE.get(lst.protocol, b""), timeout=2)
+                except Exception:  # the peer may be gone; nothing more to do
+                    pass
         except Exception:
             self.log.exception("%s %s: unexpected error in connection handler", lst.name, ip)
         finally:
             self._tasks.discard(task)
+            self._conns.pop(task, None)
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
@@ -138,7 +157,17 @@ class Server:
             srv.close()
         if self._tasks:
             self.log.info("waiting up to %.0fs for %d connection(s) to finish", grace, len(self._tasks))
-            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            # Sessions waiting for their next command are closed at once; those in the
+            # middle of something (a DATA transfer, a FETCH) get to finish it.
+            while self._tasks and loop.time() < deadline:
+                now = time.monotonic()
+                for t, (conn, _lst) in list(self._conns.items()):
+                    if conn.idle_since is not None and now - conn.idle_since >= IDLE_CLOSE_AFTER:
+                        t.cancel()
+                await asyncio.wait(list(self._tasks), timeout=0.2)
+            pending = list(self._tasks)
             for t in pending:
                 t.cancel()
             if pending:
@@ -222,8 +251,11 @@ def serve(path: str) -> int:
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
-            for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                signal.signal(s, signal.SIG_DFL)
+            # Until the worker's event loop installs its own handlers: a reload has nothing
+            # to reload yet, and a stop has nothing in flight to finish.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            for s in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(s, lambda *_: os._exit(0))
             code = 1
             try:
                 code = _run_worker(path, cfg, reuse_port=True)

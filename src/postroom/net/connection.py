@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from typing import Any
 
 from . import tls as _tls
@@ -49,14 +50,21 @@ class Connection:
         self.tls_active: bool = implicit_tls
         self.bytes_in = 0
         self.bytes_out = 0
+        # Monotonic time since which the connection has waited for input with nothing
+        # half-read, i.e. between commands; None while a command is being received or
+        # processed. Lets a shutting-down server close idle sessions at once.
+        self.idle_since: float | None = None
 
     # -- reading ---------------------------------------------------------------
     async def _fill(self, timeout: float | None) -> None:
         if self._eof:
             raise ConnectionClosed()
+        if not self._buf:
+            self.idle_since = time.monotonic()
         try:
             async with asyncio.timeout(timeout):
                 chunk = await self.reader.read(65536)
+            self.idle_since = None
         except TimeoutError:
             raise IdleTimeout() from None
         except (ConnectionError, ssl.SSLError, OSError):
