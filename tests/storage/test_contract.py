@@ -159,3 +159,14 @@ def test_watch_and_maildrop_lock(store_factory):
             async with s.lock_maildrop(a.id):
                 pass
     asyncio.run(t())
+
+
+def test_bare_lf_stored_as_crlf(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            d = await s.append(a.id, "INBOX", b"Subject: x\n\nline\r\nbare\n")
+            [m] = await s.get_messages(d.mailbox_id, [d.uid])
+            raw = await s.read_message(m)
+            assert raw == b"Subject: x\r\n\r\nline\r\nbare\r\n" and m.size == len(raw)
+    asyncio.run(t())

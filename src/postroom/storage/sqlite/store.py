@@ -17,6 +17,7 @@ import asyncio
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import time
 from collections import OrderedDict
@@ -56,7 +57,8 @@ from .segments import SegmentReader
 _MAILBOX_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 _MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length"
 _MSG_FROM = "messages JOIN blobs ON blobs.id = messages.blob_id"
-LARGE_MESSAGE = 1024 * 1024  # parse such messages off the event loop
+LARGE_MESSAGE = 1024 * 1024
+_BARE_LF = re.compile(rb"(?<!\r)\n")  # parse such messages off the event loop
 
 
 def _norm_mailbox(name: str) -> str:
@@ -392,6 +394,10 @@ class SqliteStore:
                              fallback_inbox: bool) -> list[Delivered]:
         if not targets:
             return []
+        if raw.count(b"\n") != raw.count(b"\r\n"):
+            # Stored mail has CRLF line ends (what SMTP carries and IMAP must send), so
+            # sizes, sections and POP3 octet counts all agree with the bytes served.
+            raw = _BARE_LF.sub(b"\r\n", raw)
         structure = await self._structure_json(raw)
         when = internaldate or datetime.now(timezone.utc).astimezone()
         offset = when.utcoffset()
