@@ -25,6 +25,8 @@ async def main(data: str, tag: str, concurrency: int) -> None:
     acct = await store.get_account("u@example.test")
     assert acct is not None
     counter = iter(range(10**9))
+    sys.stdout.write("READY\n")
+    sys.stdout.flush()
 
     async def worker() -> None:
         while True:

@@ -72,12 +72,13 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path) -> None:
     for round_ in range(6):
         tag = f"r{round_}"
         proc = _spawn(data, tag, concurrency=rng.choice([1, 8, 32]))
-        time.sleep(0.4 + rng.random() * 0.8)
+        assert proc.stdout is not None and proc.stdout.readline() == "READY\n"
+        time.sleep(0.3 + rng.random() * 0.8)
         proc.send_signal(signal.SIGKILL)
         out, _ = proc.communicate(timeout=30)
         acks = _acks(out)
-        assert acks, "the child acknowledged nothing before the kill; give it more time"
         acked.update({(tag, n): uid for n, uid in acks.items()})
+    assert len(acked) > 20, "the children acknowledged almost nothing before the kills"
     present = asyncio.run(_contents(data))
     missing = set(acked) - set(present)
     assert not missing, f"{len(missing)} acknowledged deliveries lost"
@@ -91,6 +92,8 @@ def test_concurrent_delivery_from_several_processes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     asyncio.run(_setup(data))
     procs = [_spawn(data, f"p{i}", concurrency=8) for i in range(4)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == "READY\n"
     time.sleep(2.0)
     for p in procs:
         p.send_signal(signal.SIGTERM)
@@ -118,6 +121,8 @@ def test_watch_sees_other_process(tmp_path: Path) -> None:
             await w.wait(1.0)  # a first sighting may wake once
             proc = _spawn(data, "w", concurrency=1)
             try:
+                assert proc.stdout is not None
+                assert await asyncio.to_thread(proc.stdout.readline) == "READY\n"
                 assert await w.wait(10.0) is True
             finally:
                 proc.kill()
