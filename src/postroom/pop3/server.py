@@ -11,7 +11,7 @@ from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
 from . import commands
-from .proto import MAX_COMMAND_LINE, MAX_SASL_LINE, Action, err, ok
+from .proto import MAX_COMMAND_LINE, MAX_SASL_LINE, Action, Code, err, ok
 from .session import Session
 from .settings import Pop3Settings, read_settings
 
@@ -41,6 +41,10 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
         # RFC 1939 §4 greeting; the timestamp makes APOP possible (RFC 1939 §7).
         conn.write(ok(f"Postroom POP3 ready {session.timestamp}").encode())
         while True:
+            if ctx.stopping.is_set():
+                # Shutdown between commands: no UPDATE, the maildrop stays as it was.
+                await conn.send(err("Server shutting down", Code.SYS_TEMP).encode())
+                return
             if pending >= FLUSH_AT or not conn.has_buffered_input():
                 # Writes go straight to the socket; only a backlog needs waiting for.
                 if conn.writer.transport.get_write_buffer_size():
