@@ -68,3 +68,26 @@ def test_reply_encoding() -> None:
     assert ok("x", listing([])).encode() == b"+OK x\r\n.\r\n"
     assert Challenge("").encode() == b"+ \r\n"
     assert Reply(True, action=Action.CLOSE).action is Action.CLOSE
+
+
+def test_settings_problems() -> None:
+    from pathlib import Path
+
+    from postroom.config import from_dict
+    from postroom.pop3.settings import Pop3Settings, read_settings
+
+    def read(section: dict[str, object]) -> tuple[Pop3Settings, list[str]]:
+        cfg = from_dict({"pop3": section}, Path("/tmp/x.toml"))
+        problems: list[str] = []
+        return read_settings(cfg, problems), problems
+
+    s, problems = read({})
+    assert s == Pop3Settings() and problems == []
+    s, problems = read({"allow_plaintext_auth": True, "idle_timeout": "30m"})
+    assert s.allow_plaintext_auth and s.idle_timeout == 1800 and problems == []
+    _, problems = read({"idle_timeout": "soon", "max_bad_commands": 0, "allow_plaintext": True,
+                        "allow_plaintext_auth": "yes"})
+    assert any(p.startswith("pop3.idle_timeout:") for p in problems)
+    assert any(p.startswith("pop3.max_bad_commands:") for p in problems)
+    assert any(p.startswith("pop3.allow_plaintext: unknown key") for p in problems)
+    assert any(p.startswith("pop3.allow_plaintext_auth:") for p in problems)
