@@ -68,10 +68,11 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
 class StoreBackend:
     """The session's view of the server: store lookups, authentication, delivery."""
 
-    def __init__(self, ctx: ServerContext, settings: SmtpSettings, peer_ip: str) -> None:
+    def __init__(self, ctx: ServerContext, settings: SmtpSettings, peer_ip: str, tag: str = "") -> None:
         self.ctx = ctx
         self.settings = settings
         self.peer_ip = peer_ip
+        self.tag = tag or peer_ip
 
     async def is_local_domain(self, domain: str) -> bool:
         return await self.ctx.is_local_domain(domain)
@@ -88,6 +89,9 @@ class StoreBackend:
 
     async def authenticate(self, username: str, password: str) -> AuthOutcome:
         res = await self.ctx.auth.authenticate(username, password, self.peer_ip)
+        # One line per attempt, with the name tried: what fail2ban-style tools look for.
+        result = "ok" if res.account else ("throttled" if res.throttled else "failed")
+        logger.info("%s auth %s user=%r", self.tag, result, username[:100])
         return AuthOutcome(res.account.address if res.account else None, res.throttled)
 
     async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:

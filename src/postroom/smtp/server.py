@@ -36,7 +36,8 @@ def settings_for(ctx: ServerContext) -> SmtpSettings:
     return s
 
 
-def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: str) -> Session:
+def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: str,
+                 tag: str = "") -> Session:
     s = settings_for(ctx)
     cfg = ctx.config
     opts = Options(
@@ -56,7 +57,7 @@ def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: 
         primary_domain=cfg.domains[0] if cfg.domains else cfg.hostname,
         banner=s.banner,
     )
-    session = Session(opts, StoreBackend(ctx, s, conn.peer_ip), conn.peer_ip, sid)
+    session = Session(opts, StoreBackend(ctx, s, conn.peer_ip, tag), conn.peer_ip, sid)
     if conn.tls_active:
         session.tls_info = conn.tls_description()
     return session
@@ -65,7 +66,7 @@ def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: 
 async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
     sid = log.new_id()
     tag = f"{listener.name}[{sid}] {conn.peer_ip}"
-    session = make_session(ctx, conn, listener, sid)
+    session = make_session(ctx, conn, listener, sid, tag)
     logger.info("%s connect%s", tag, " tls" if conn.tls_active else "")
     pending: list[bytes] = []
     result = "quit"

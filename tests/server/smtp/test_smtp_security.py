@@ -106,3 +106,18 @@ def test_client_gone_in_the_middle_of_data(quick_timeout_server):
     assert raw.closed()
     time.sleep(0.2)
     assert len(srv.inbox("joe")) == before
+
+
+def test_connections_per_ip_limit(smtp_server):
+    conns = []
+    try:
+        for _ in range(50):
+            c = Raw(smtp_server.ports["smtp"])
+            assert c.reply().startswith("220 ")
+            conns.append(c)
+        extra = Raw(smtp_server.ports["smtp"])
+        assert extra.reply() == "421 4.7.0 Too many connections, try again later"
+        assert extra.closed()
+    finally:
+        for c in conns:
+            c.close()

@@ -131,3 +131,22 @@ def test_tls_handshake_failure_is_harmless(smtp_server):
     assert raw.closed()
     with smtplib.SMTP("127.0.0.1", smtp_server.ports["smtp"]) as c:  # the server is fine
         assert c.noop()[0] == 250
+
+
+@pytest.fixture(scope="module")
+def throttle_server(tmp_path_factory):
+    srv = make_server(tmp_path_factory)
+    srv.ctx.auth.base_delay = 0.0001  # the delays double per failure; keep the test quick
+    yield srv
+    srv.stop()
+
+
+def test_auth_failures_are_throttled(throttle_server):
+    raw = Raw(throttle_server.ports["submissions"], tls=True)
+    raw.reply()
+    raw.cmd("EHLO x")
+    bad = base64.b64encode(b"\0joe@example.test\0wrong").decode()
+    replies = [raw.cmd(f"AUTH PLAIN {bad}")[:3] for _ in range(11)]
+    assert replies[:10] == ["535"] * 10 and replies[10] == "454"
+    good = base64.b64encode(b"\0joe@example.test\0" + PASSWORD.encode()).decode()
+    assert raw.cmd(f"AUTH PLAIN {good}").startswith("454 4.7.0")  # even the right password, for a while
