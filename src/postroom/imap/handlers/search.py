@@ -36,6 +36,7 @@ class Item:
 
 
 Pred = Callable[[Item], bool]
+_EPOCH = date(1970, 1, 1)
 _CONTENT_OPS = {"header", "body", "text", "sentbefore", "senton", "sentsince"}
 
 
@@ -167,7 +168,9 @@ async def _load(store: Any, it: Item, with_body: bool) -> None:
     parsed = await store.read_structure(it.m)
     it.headers = mime.decoded_headers(raw, parsed)
     sent = mime.header_date(parsed)
-    it.sent = sent.date() if sent is not None else None
+    # A missing or unparsable Date counts as 1 Jan 1970, as Dovecot does, so SENTBEFORE
+    # finds such messages and SENTSINCE does not.
+    it.sent = sent.date() if sent is not None else _EPOCH
     if with_body:
         it.body = mime.body_text(raw, parsed).casefold()
 

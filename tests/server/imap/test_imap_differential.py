@@ -1,0 +1,124 @@
+"""Differential test: the same corpus in Postroom and in Dovecot gives the same
+ENVELOPE, BODYSTRUCTURE, BODY, BODY[section] and SEARCH results over IMAP.
+
+Responses are compared after parsing by imapclient, so quoted-vs-literal choices
+do not count as differences; the deliberate differences are listed in
+docs/imap.md ("Differences from Dovecot") and in ``KNOWN`` below.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from dovecot_peer import PASSWORD as DPASS
+from dovecot_peer import DovecotImap, unavailable
+from imap_harness import PASSWORD
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
+
+HERE = Path(__file__).parent
+MIME_CORPUS = HERE.parent.parent / "unit" / "mime" / "data"  # the mime engineer's real-world shapes
+
+
+def corpus() -> list[tuple[str, bytes]]:
+    files = sorted(HERE.glob("data/*.eml")) + sorted(MIME_CORPUS.glob("*.eml"))
+    out = []
+    for f in files:
+        raw = f.read_bytes()
+        if not raw.strip():
+            continue  # a zero-length message cannot be APPENDed to either server
+        # APPEND takes CRLF text; bare-LF files are compared after the same conversion.
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        out.append((f.name, raw))
+    return out
+
+
+SECTIONS = ["BODY.PEEK[HEADER]", "BODY.PEEK[TEXT]", "BODY.PEEK[1]", "BODY.PEEK[1.MIME]", "BODY.PEEK[2]",
+            "BODY.PEEK[1.1]", "BODY.PEEK[1.2]", "BODY.PEEK[2.MIME]", "BODY.PEEK[3]", "BODY.PEEK[3.HEADER]",
+            "BODY.PEEK[3.TEXT]", "BODY.PEEK[3.1]", "BODY.PEEK[3.2]",
+            "BODY.PEEK[HEADER.FIELDS (FROM SUBJECT X-MISSING)]", "BODY.PEEK[HEADER.FIELDS.NOT (FROM)]",
+            "BODY.PEEK[]<10.20>"]
+SEARCHES = [["ALL"], ["FROM", "example"], ["SUBJECT", "forwarded"], ["BODY", "caf\u00e9"], ["TEXT", "inner"],
+            ["HEADER", "Content-Type", "multipart"], ["SUBJECT", "\u00c7\u00e0"], ["TO", "x.test"],
+            ["CC", "andr\u00e9"], ["LARGER", "500"], ["SENTBEFORE", "1-Jan-2020"], ["SENTSINCE", "1-Jan-2024"],
+            ["NOT", "BODY", "text"], ["OR", "FROM", "inner", "BODY", "lait"], ["HEADER", "Message-ID", ""]]
+# Deliberate differences: (file name, item) → why. Keep docs/imap.md in sync.
+KNOWN: dict[tuple[str, str], str] = {
+    ("header_only_no_blank.eml", "BODY[HEADER.FIELDS.NOT (FROM)]"):
+        "mime.section always ends HEADER.FIELDS(.NOT) with a blank line; Dovecot omits it when the "
+        "message has no header/body separator (open: mime owner)",
+}
+# Not yet equal, owned by postroom.mime (section numbering), reported to its owner:
+# Dovecot reads "N.1" of a non-multipart part inside a multipart as the part itself,
+# and "1.1" of a single-part message as missing; mime.find_part does the reverse.
+KNOWN_SECTIONS = {"BODY[1.1]"}
+
+
+@pytest.fixture(scope="module")
+def peers(srv):
+    d = DovecotImap(["diff"]).start()
+    acc = srv.new_user()
+    ours = IMAPClient("127.0.0.1", srv.port, ssl=False, timeout=30)
+    ours.login(acc.address, PASSWORD)
+    theirs = IMAPClient("127.0.0.1", d.port, ssl=False, timeout=30)
+    theirs.login("diff", DPASS)
+    when = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+    names = []
+    for name, raw in corpus():
+        for c in (ours, theirs):
+            c.append("INBOX", raw, flags=(), msg_time=when)
+        names.append(name)
+    for c in (ours, theirs):
+        c.select_folder("INBOX")
+        c.use_uid = False
+    yield ours, theirs, names
+    ours.logout()
+    theirs.logout()
+    d.stop()
+
+
+def _fetch(c, n, items):
+    return c.fetch([n], items)[n]
+
+
+@pytest.mark.parametrize("item", ["ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822.SIZE"])
+def test_same_structure(peers, item):
+    ours, theirs, names = peers
+    diffs = []
+    for i, name in enumerate(names, 1):
+        if (name, item) in KNOWN:
+            continue
+        a, b = _fetch(ours, i, [item]), _fetch(theirs, i, [item])
+        key = item.encode()
+        if a.get(key) != b.get(key):
+            diffs.append(f"{name}: ours={a.get(key)!r}\n  dovecot={b.get(key)!r}")
+    assert not diffs, "\n".join(diffs)
+
+
+def test_same_sections(peers):
+    ours, theirs, names = peers
+    diffs = []
+    for i, name in enumerate(names, 1):
+        a, b = _fetch(ours, i, SECTIONS), _fetch(theirs, i, SECTIONS)
+        for key in sorted(set(a) | set(b)):
+            if key == b"SEQ" or (name, key.decode()) in KNOWN or key.decode() in KNOWN_SECTIONS:
+                continue
+            va, vb = a.get(key), b.get(key)
+            if (va or b"") != (vb or b""):  # a missing part: "" here, NIL or "" there
+                diffs.append(f"{name} {key.decode()}: ours={va!r}\n  dovecot={vb!r}")
+    assert not diffs, "\n".join(diffs[:20])
+
+
+@pytest.mark.parametrize("criteria", SEARCHES, ids=lambda c: " ".join(c))
+def test_same_search(peers, criteria):
+    ours, theirs, names = peers
+    charset = None if all(x.isascii() for x in criteria) else "UTF-8"
+    a = ours.search(criteria, charset=charset)
+    b = theirs.search(criteria, charset=charset)
+    if sorted(a) != sorted(b):
+        pytest.fail(f"{criteria}: only ours {[names[n - 1] for n in set(a) - set(b)]}, "
+                    f"only dovecot {[names[n - 1] for n in set(b) - set(a)]}")
