@@ -63,6 +63,27 @@ def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: 
     return session
 
 
+def _idle_set(ctx: ServerContext) -> set[Connection]:
+    """Connections waiting for a command; on shutdown each gets 421 at once (RFC 5321
+    §3.8) instead of holding the server for its grace period."""
+    idle = ctx.state.get("smtp.idle")
+    if idle is None:
+        idle = ctx.state["smtp.idle"] = set()
+        task = asyncio.get_running_loop().create_task(_on_stop(ctx, idle))
+        ctx.state["smtp.watcher"] = task
+    return idle  # type: ignore[no-any-return]
+
+
+async def _on_stop(ctx: ServerContext, idle: set[Connection]) -> None:
+    await ctx.stopping.wait()
+    for conn in list(idle):
+        try:
+            conn.write(_421(ctx, replies.SHUTDOWN).encode())
+            conn.writer.close()  # the pending read ends with ConnectionClosed
+        except Exception:  # already closing: nothing to do
+            pass
+
+
 async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
     sid = log.new_id()
     tag = f"{listener.name}[{sid}] {conn.peer_ip}"
@@ -110,6 +131,7 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
     limits = ctx.config.limits
     s = settings_for(ctx)
     pending.append(session.greeting().encode())
+    idle = _idle_set(ctx)
 
     async def flush() -> None:
         if pending:
@@ -127,9 +149,14 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
                 return
             if not conn.has_buffered_input():
                 await flush()
+            idle.add(conn)
             try:
-                line = await conn.readline(limits.line_length, limits.idle_timeout)
+                line: bytes | None = await conn.readline(limits.line_length, limits.idle_timeout)
             except LineTooLong:
+                line = None
+            finally:
+                idle.discard(conn)
+            if line is None:
                 reply = session.line_too_long()
             else:
                 if expect is Expect.LINE:

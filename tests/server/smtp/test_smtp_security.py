@@ -121,3 +121,17 @@ def test_connections_per_ip_limit(smtp_server):
     finally:
         for c in conns:
             c.close()
+
+
+def test_shutdown_sends_421_to_idle_clients(tmp_path_factory):
+    srv = make_server(tmp_path_factory, idle_timeout="60s")
+    try:
+        raw = Raw(srv.ports["smtp"])
+        raw.reply()
+        raw.cmd("EHLO x")
+        t = time.monotonic()
+        srv.loop.call_soon_threadsafe(srv.ctx.stopping.set)
+        assert raw.reply() == "421 4.3.2 mx.example.test Service shutting down, closing connection"
+        assert raw.closed() and time.monotonic() - t < 5
+    finally:
+        srv.stop()
