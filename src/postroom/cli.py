@@ -73,11 +73,22 @@ def _check_address(address: str) -> str:
     return f"{local}@{domain}"
 
 
+async def _new_hash(args: argparse.Namespace) -> str:
+    """argon2id of the given password, or a hash imported as-is (``--password-hash``)."""
+    from .auth.passwords import hash_password, scheme_of
+
+    imported = getattr(args, "password_hash", None)
+    if imported:
+        if scheme_of(imported) not in ("ARGON2ID", "SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT"):
+            raise UsageError("--password-hash takes a Dovecot-style {ARGON2ID}, {SHA512-CRYPT}, "
+                             "{SHA256-CRYPT} or {BLF-CRYPT} hash")
+        return imported
+    return await asyncio.to_thread(hash_password, _password(args))
+
+
 # -- user / domain / alias --------------------------------------------------------
 @_store_cmd
 async def cmd_user(store: Any, cfg: Config, args: argparse.Namespace) -> int:
-    from .auth.passwords import hash_password
-
     if args.action == "list":
         for acct in await store.list_accounts():
             print(acct.address)
@@ -87,13 +98,13 @@ async def cmd_user(store: Any, cfg: Config, args: argparse.Namespace) -> int:
         domain = address.rpartition("@")[2]
         if not await store.has_domain(domain):
             raise UsageError(f"domain {domain} is not served here; add it first: postroom domain add {domain}")
-        await store.create_account(address, await asyncio.to_thread(hash_password, _password(args)))
+        await store.create_account(address, await _new_hash(args))
         print(f"added {address}")
     elif args.action == "del":
         await store.delete_account(address)
         print(f"deleted {address} and all its mail")
     elif args.action == "passwd":
-        await store.set_password_hash(address, await asyncio.to_thread(hash_password, _password(args)))
+        await store.set_password_hash(address, await _new_hash(args))
         print(f"password changed for {address}")
     elif args.action == "apop":
         await store.set_apop_secret(address, None if args.clear else _password(args))
@@ -221,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
         g = a.add_mutually_exclusive_group()
         g.add_argument("--password")
         g.add_argument("--password-stdin", action="store_true")
+        g.add_argument("--password-hash", metavar="HASH",
+                       help="import a hash from another server, e.g. {SHA512-CRYPT}$6$… (upgraded at first login)")
     u.add_parser("list")
     u.add_parser("del").add_argument("address")
     a = u.add_parser("apop", help="set the secret APOP logins use (opt-in)")

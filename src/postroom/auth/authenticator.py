@@ -58,7 +58,7 @@ class Authenticator:
             await asyncio.sleep(self.base_delay)
             return AuthResult(None, throttled=True)
         account = await self.store.get_account(username) if username else None
-        stored = account.password_hash if account else _DUMMY_HASH
+        stored = account.password_hash if account else _dummy_hash()
         ok = await asyncio.to_thread(verify_password, stored, password)
         if ok and account is not None:
             if needs_rehash(account.password_hash):
@@ -74,6 +74,12 @@ class Authenticator:
         return AuthResult(None)
 
 
-# Verifying against a real hash for unknown users keeps response times alike, so
-# timing does not tell which addresses exist.
-_DUMMY_HASH = hash_password("postroom-no-such-user")
+_DUMMY: list[str] = []
+
+
+def _dummy_hash() -> str:
+    """Verifying against a real hash for unknown users keeps response times alike, so
+    timing does not tell which addresses exist (made on first use, not at import)."""
+    if not _DUMMY:
+        _DUMMY.append(hash_password("postroom-no-such-user"))
+    return _DUMMY[0]
