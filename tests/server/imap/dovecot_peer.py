@@ -98,6 +98,17 @@ service imap-login {{
                 time.sleep(0.05)
         raise RuntimeError("dovecot did not start: " + (r / "dovecot.log").read_text(errors="replace")[-2000:])
 
+    def fill(self, user: str, messages: list[bytes]) -> None:
+        """Write messages straight into the user's Maildir INBOX (before or after start)."""
+        md = self.root / "mail" / user
+        for sub in ("cur", "new", "tmp"):
+            (md / sub).mkdir(parents=True, exist_ok=True)
+        now = int(time.time())
+        for i, m in enumerate(messages):
+            lf = m.replace(b"\r\n", b"\n")  # Maildir files have LF line ends
+            (md / "cur" / f"{now}.M{i}P1.peer,S={len(lf)},W={len(m)}:2,").write_bytes(lf)
+        subprocess.run(["chown", "-R", "5000:5000", str(self.root / "mail")], check=True)
+
     def stop(self) -> None:
         subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True)
         if self.own_root:

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""IMAP operations per second: Postroom vs Dovecot on the same 10,000-message mailbox.
+
+Operations, each timed on its own for ``--seconds`` with 1 and 20 clients (one
+process per client, all on the same account and INBOX, each waiting for every reply):
+
+- SELECT INBOX
+- FETCH of 50 consecutive messages' FLAGS and BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)]
+- SEARCH UNSEEN FLAGGED (flag search over the whole mailbox)
+- STORE n +FLAGS/-FLAGS (\\Flagged) on a random message
+
+Then the time of SELECT on a 100,000-message mailbox (Postroom; median of 5).
+Printed: commands per second per server, and Postroom / Dovecot.
+
+Dovecot is a standalone instance (tests/server/imap/dovecot_peer.py, /work/shared/PEERS.md)
+with Maildir under the vmail user; Postroom runs ``postroom serve`` as a subprocess.
+Without root or Dovecot, only Postroom's figures are printed.
+
+    python bench/imap.py                  # 10,000 messages, 1 and 20 clients, 100,000 SELECT
+    python bench/imap.py --quick          # smoke run (tests/server/imap/test_imap_bench.py)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import imaplib
+import multiprocessing as mp
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests" / "server" / "imap"))
+
+from dovecot_peer import PASSWORD, DovecotImap, free_port, unavailable  # noqa: E402
+
+DOMAIN = "example.test"
+OPS = ("SELECT", "FETCH", "SEARCH", "STORE")
+
+
+def message(i: int) -> bytes:
+    body = (f"Line {i} of a benchmark message, long enough to look like mail.\r\n" * 20).encode()
+    return (f"From: Sender {i % 97} <s{i % 97}@outside.test>\r\nTo: user@{DOMAIN}\r\n"
+            f"Subject: Benchmark message {i}\r\nDate: Mon, 5 Feb 2024 10:11:12 +0100\r\n"
+            f"Message-ID: <{i}@bench>\r\n\r\n").encode() + body
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+class Postroom:
+    name = "postroom"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def setup(self, mailboxes: dict[str, list[bytes]]) -> None:
+        from postroom.auth import hash_password
+        from postroom.net.tls import write_self_signed
+        from postroom.storage.models import DeliveryTarget
+        from postroom.storage.sqlite.store import SqliteStore
+
+        write_self_signed(self.root / "cert.pem", self.root / "key.pem", "localhost")
+        (self.root / "postroom.toml").write_text(f"""
+hostname = "localhost"
+domains = ["{DOMAIN}"]
+log_level = "warning"
+[storage]
+path = "data"
+[tls]
+cert = "cert.pem"
+key = "key.pem"
+[limits]
+connections_per_ip = 200
+[imap]
+allow_plaintext_auth = true   # loopback benchmark, like Dovecot's ssl = no
+[listeners.imap]
+address = "127.0.0.1:{self.port}"
+""")
+
+        async def fill() -> None:
+            store = SqliteStore(self.root / "data")
+            await store.open()
+            try:
+                await store.add_domain(DOMAIN)
+                pw = hash_password(PASSWORD)
+                for user, msgs in mailboxes.items():
+                    acc = await store.create_account(f"{user}@{DOMAIN}", pw)
+                    target = [DeliveryTarget(acc.id)]
+                    for i in range(0, len(msgs), 256):  # concurrent: group commit
+                        await asyncio.gather(*(store.deliver(m, target) for m in msgs[i:i + 256]))
+            finally:
+                await store.close()
+
+        asyncio.run(fill())
+
+    def login(self, user: str) -> str:
+        return f"{user}@{DOMAIN}"
+
+    def start(self) -> None:
+        exe = Path(sys.executable).with_name("postroom")
+        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "postroom.cli"]
+        self.proc = subprocess.Popen(cmd + ["-c", str(self.root / "postroom.toml"), "serve"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "serve.log", "wb"))
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class Dovecot:
+    name = "dovecot"
+
+    def __init__(self) -> None:
+        self.peer: DovecotImap | None = None
+        self.port = 0
+
+    def setup(self, mailboxes: dict[str, list[bytes]]) -> None:
+        self.peer = DovecotImap(list(mailboxes))
+        self.port = self.peer.port
+        for user, msgs in mailboxes.items():
+            self.peer.fill(user, msgs)
+
+    def login(self, user: str) -> str:
+        return user
+
+    def start(self) -> None:
+        assert self.peer is not None
+        self.peer.start()
+
+    def stop(self) -> None:
+        if self.peer is not None:
+            self.peer.stop()
+
+
+# -- clients --------------------------------------------------------------------------
+def _client(port: int, user: str, op: str, seconds: float, ready: "mp.Queue[int]", go: "mp.synchronize.Event",
+            out: "mp.Queue[int]") -> None:
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
+    c.login(user, PASSWORD)
+    n = int(c.select("INBOX")[1][0])
+    rnd = random.Random()
+    ready.put(1)
+    go.wait()
+    count = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if op == "SELECT":
+            typ, _ = c.select("INBOX")
+        elif op == "FETCH":
+            a = rnd.randint(1, max(1, n - 49))
+            typ, _ = c.fetch(f"{a}:{min(n, a + 49)}", "(FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])")
+        elif op == "SEARCH":
+            typ, _ = c.search(None, "UNSEEN", "FLAGGED")
+        else:
+            typ, _ = c.store(str(rnd.randint(1, n)), "+FLAGS" if count % 2 else "-FLAGS", "(\\Flagged)")
+        if typ != "OK":
+            raise RuntimeError(f"{op} failed")
+        count += 1
+    out.put(count)
+    c.logout()
+
+
+def run_op(port: int, user: str, op: str, clients: int, seconds: float) -> float:
+    ctx = mp.get_context("fork")
+    ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_client, args=(port, user, op, seconds, ready, go, out)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=300)
+    t0 = time.monotonic()
+    go.set()
+    total = sum(out.get(timeout=seconds + 300) for _ in procs)
+    elapsed = time.monotonic() - t0
+    for p in procs:
+        p.join(30)
+    return total / elapsed
+
+
+def select_time(port: int, user: str, repeat: int = 5) -> float:
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=300)
+    c.login(user, PASSWORD)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        typ, _ = c.select("INBOX")
+        times.append(time.perf_counter() - t0)
+        assert typ == "OK"
+    c.logout()
+    return statistics.median(times)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--big", type=int, default=100_000, help="messages in the SELECT-time mailbox")
+    ap.add_argument("--clients", default="1,20")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--no-dovecot", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="small smoke run")
+    args = ap.parse_args()
+    if args.quick:
+        args.messages, args.big, args.clients, args.seconds = 300, 2000, "1,2", 0.5
+    clients = [int(x) for x in args.clients.split(",")]
+    msgs = [message(i) for i in range(args.messages)]
+    results: dict[tuple[str, str, int], float] = {}
+    with tempfile.TemporaryDirectory(prefix="postroom-bench-imap-") as tmp:
+        servers: list[Postroom | Dovecot] = [Postroom(Path(tmp) / "postroom")]
+        (Path(tmp) / "postroom").mkdir()
+        why_not = "--no-dovecot" if args.no_dovecot else unavailable()
+        if why_not is None:
+            servers.append(Dovecot())
+        else:
+            print(f"dovecot skipped: {why_not}")
+        for srv in servers:
+            t0 = time.monotonic()
+            srv.setup({"bench": msgs})
+            print(f"{srv.name}: loaded {len(msgs)} messages in {time.monotonic() - t0:.1f}s", flush=True)
+            srv.start()
+            try:
+                user = srv.login("bench")
+                select_time(srv.port, user, 1)  # warm up indexes and caches
+                for op in OPS:
+                    for n in clients:
+                        results[(srv.name, op, n)] = run_op(srv.port, user, op, n, args.seconds)
+            finally:
+                srv.stop()
+        print(f"\n{'operation':>10} {'clients':>8} {'postroom/s':>11} {'dovecot/s':>10} {'ratio':>7}")
+        for op in OPS:
+            for n in clients:
+                p = results[("postroom", op, n)]
+                d = results.get(("dovecot", op, n))
+                ratio = f"{p / d:7.2f}" if d else "      -"
+                print(f"{op:>10} {n:>8} {p:>11.0f} {(f'{d:.0f}' if d else '-'):>10} {ratio}")
+        big = Postroom(Path(tmp) / "big")
+        (Path(tmp) / "big").mkdir()
+        t0 = time.monotonic()
+        big.setup({"big": [b"Subject: %d\r\n\r\nx\r\n" % i for i in range(args.big)]})
+        print(f"\nloaded {args.big} messages in {time.monotonic() - t0:.1f}s")
+        big.start()
+        try:
+            t = select_time(big.port, big.login("big"))
+        finally:
+            big.stop()
+        print(f"SELECT of {args.big} messages: {t * 1000:.0f} ms (median of 5; target < 200 ms at 100,000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""bench/imap.py --quick runs end to end (the figures themselves are not checked)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_bench_quick():
+    res = subprocess.run([sys.executable, str(ROOT / "bench" / "imap.py"), "--quick"], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for op in ("SELECT", "FETCH", "SEARCH", "STORE"):
+        assert op in res.stdout
+    assert "SELECT of 2000 messages" in res.stdout
