@@ -77,6 +77,9 @@ namespace inbox {{
   inbox = yes
   separator = /
 }}
+protocol imap {{
+  mail_max_userip_connections = 200
+}}
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1

@@ -126,17 +126,26 @@ def _copyuid(res) -> bytes | None:  # type: ignore[no-untyped-def]
     return b"COPYUID %d %s %s" % (res.uidvalidity, src, dst)
 
 
-async def copy(s: Session, a: CopyArgs, by_uid: bool = False) -> Reply:
+async def _transfer(s: Session, a: CopyArgs, by_uid: bool, move: bool):  # type: ignore[no-untyped-def]
+    """COPY or MOVE: the UIDs, then the store's result (None when the set is empty)."""
     box = sel(s)
+    if move:
+        _writable(box)
     uids = resolve(box, a.seqset, by_uid)
     dst = await _target(s, a.mailbox)
     if not uids:
-        return Reply("Copy completed")
+        return None
     try:
-        res = await s.store.copy_messages(box.id, uids, dst)
+        if move:
+            return await s.store.move_messages(box.id, uids, dst)
+        return await s.store.copy_messages(box.id, uids, dst)
     except MailboxNotFound:
         raise trycreate() from None
-    return Reply("Copy completed", code=_copyuid(res))
+
+
+async def copy(s: Session, a: CopyArgs, by_uid: bool = False) -> Reply:
+    res = await _transfer(s, a, by_uid, move=False)
+    return Reply("Copy completed", code=_copyuid(res) if res else None)
 
 
 async def uid_copy(s: Session, a: CopyArgs) -> Reply:
@@ -144,22 +153,14 @@ async def uid_copy(s: Session, a: CopyArgs) -> Reply:
 
 
 async def move(s: Session, a: CopyArgs, by_uid: bool = False) -> Reply:
-    box = sel(s)
-    _writable(box)
-    uids = resolve(box, a.seqset, by_uid)
-    dst = await _target(s, a.mailbox)
-    if not uids:
-        return Reply("Move completed")
-    try:
-        res = await s.store.move_messages(box.id, uids, dst)
-    except MailboxNotFound:
-        raise trycreate() from None
-    # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+    res = await _transfer(s, a, by_uid, move=True)
     out = []
-    code = _copyuid(res)
-    if code:
-        out.append(untagged(b"OK [" + code + b"] Moved"))
-    out += box.remove([p[0] for p in res.pairs])
+    if res is not None:
+        # RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+        code = _copyuid(res)
+        if code:
+            out.append(untagged(b"OK [" + code + b"] Moved"))
+        out += sel(s).remove([p[0] for p in res.pairs])
     return Reply("Move completed", untagged=out)
 
 

@@ -37,33 +37,28 @@ class Item:
 
 Pred = Callable[[Item], bool]
 _EPOCH = date(1970, 1, 1)
-_CONTENT_OPS = {"header", "body", "text", "sentbefore", "senton", "sentsince"}
+_CONTENT_OPS = frozenset({"header", "body", "text", "sentbefore", "senton", "sentsince"})
+_BODY_OPS = frozenset({"body", "text"})
+
+
+def _uses(node: Node, ops: set[str] | frozenset[str]) -> bool:
+    """Does any key in the tree have one of these ops?"""
+    op = node[0]
+    if op in ops:
+        return True
+    if op == "and":
+        return any(_uses(n, ops) for n in node[1])
+    if op in ("or", "not"):
+        return any(_uses(n, ops) for n in node[1:])
+    return False
 
 
 def needs_content(node: Node) -> bool:
-    op = node[0]
-    if op in _CONTENT_OPS:
-        return True
-    if op == "and":
-        return any(needs_content(n) for n in node[1])
-    if op == "or":
-        return needs_content(node[1]) or needs_content(node[2])
-    if op == "not":
-        return needs_content(node[1])
-    return False
+    return _uses(node, _CONTENT_OPS)
 
 
 def needs_body(node: Node) -> bool:
-    op = node[0]
-    if op in ("body", "text"):
-        return True
-    if op == "and":
-        return any(needs_body(n) for n in node[1])
-    if op == "or":
-        return needs_body(node[1]) or needs_body(node[2])
-    if op == "not":
-        return needs_body(node[1])
-    return False
+    return _uses(node, _BODY_OPS)
 
 
 def compile_node(node: Node, box: SelectedMailbox) -> Pred:
