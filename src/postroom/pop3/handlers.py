@@ -236,49 +236,54 @@ def _scan_listing(s: Session, cmd: Command, value: Callable[[Maildrop, MessageIn
     """LIST and UIDL (RFC 1939 §5, §7): one message with an argument, else all."""
     md = _maildrop(s)
     if cmd.args:
-        number = parse_msg_number(cmd.args[0])
-        if number is None:
-            return err("Invalid message number")
-        try:
-            msg = md.get(number)
-        except NoSuchMessage as exc:
-            return err(str(exc))
+        found = _message(md, cmd.args[0])
+        if isinstance(found, Reply):
+            return found
+        number, msg = found
         return ok(f"{number} {value(md, msg)}")
     vis = md.visible()
     return ok(f"{len(vis)} messages", listing([f"{n} {value(md, m)}" for n, m in vis]))
 
 
-async def retr(s: Session, cmd: Command) -> Response:
-    md = _maildrop(s)
-    number = parse_msg_number(cmd.args[0])
+def _message(md: Maildrop, arg: str) -> tuple[int, MessageInfo] | Reply:
+    """The message a number argument names, or the -ERR to send (RFC 1939 §5)."""
+    number = parse_msg_number(arg)
     if number is None:
         return err("Invalid message number")
     try:
-        msg = md.get(number)
+        return number, md.get(number)
     except NoSuchMessage as exc:
         return err(str(exc))
+
+
+async def retr(s: Session, cmd: Command) -> Response:
+    md = _maildrop(s)
+    found = _message(md, cmd.args[0])
+    if isinstance(found, Reply):
+        return found
+    number, msg = found
     raw = await _read(s, msg, md.next_after(number))
     if raw is None:
-        return err("Message is no longer available", Code.SYS_TEMP)
+        return _UNAVAILABLE
     md.retrieved.add(number)
     # The count is the stored size, which is exactly what follows before stuffing.
     return ok(f"{len(raw)} octets", stuff(raw))
 
 
 async def top(s: Session, cmd: Command) -> Response:
-    md = _maildrop(s)
-    number = parse_msg_number(cmd.args[0])
     lines = parse_non_negative(cmd.args[1])
-    if number is None or lines is None:
+    if lines is None:
         return err("Syntax: TOP message lines")
-    try:
-        msg = md.get(number)
-    except NoSuchMessage as exc:
-        return err(str(exc))
-    raw = await _read(s, msg)
+    found = _message(_maildrop(s), cmd.args[0])
+    if isinstance(found, Reply):
+        return found
+    raw = await _read(s, found[1])
     if raw is None:
-        return err("Message is no longer available", Code.SYS_TEMP)
+        return _UNAVAILABLE
     return ok("Top of message follows", stuff(top_of(raw, lines)))
+
+
+_UNAVAILABLE = err("Message is no longer available", Code.SYS_TEMP)
 
 
 async def _read(s: Session, msg: MessageInfo, next_msg: MessageInfo | None = None) -> bytes | None:
