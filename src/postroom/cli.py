@@ -175,6 +175,13 @@ async def cmd_export(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+@_store_cmd
+async def cmd_purge(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    removed, freed = await store.purge()
+    print(f"removed {removed} segment file(s), freed {freed} bytes")
+    return 0
+
+
 # -- init / check / serve ---------------------------------------------------------
 def cmd_init(args: argparse.Namespace) -> int:
     from .init import init
@@ -275,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dir")
     e.add_argument("--format", choices=("mbox", "maildir"), default="maildir")
     e.set_defaults(run=cmd_export)
+
+    sub.add_parser("purge", help="reclaim the disk space of expunged messages").set_defaults(run=cmd_purge)
 
     sm = sub.add_parser("sendmail", help="submit a message from stdin (sendmail-compatible)", add_help=False)
     sm.add_argument("rest", nargs=argparse.REMAINDER)

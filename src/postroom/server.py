@@ -44,7 +44,8 @@ GOODBYE = {
     "managesieve": b'BYE "Server shutting down"\r\n',
     "nntp": b"400 Server shutting down\r\n",
 }
-IDLE_CLOSE_AFTER = 0.5  # seconds a session must have been waiting for a command to be closed at shutdown
+IDLE_CLOSE_AFTER = 0.5
+PURGE_EVERY = 3600.0  # seconds a session must have been waiting for a command to be closed at shutdown
 
 # What a client hears when it is over a connection limit, in its own protocol.
 BUSY = {
@@ -68,6 +69,7 @@ class Server:
         self._conns: dict[asyncio.Task[None], tuple[Connection, Listener]] = {}
         self._per_ip: Counter[str] = Counter()
         self._service_mods: list[object] = []
+        self._purger: asyncio.Task[None] | None = None
 
     async def start(self, reuse_port: bool = False) -> None:
         cfg = self.cfg
@@ -92,6 +94,7 @@ class Server:
             start = getattr(mod, "start_services", None)
             if start is not None:
                 await start(ctx)
+        self._purger = asyncio.create_task(self._purge_periodically(), name="postroom-purge")
         for lst in cfg.listeners:
             mod = protocols.module_for(lst.protocol)
             if mod is None:
@@ -108,6 +111,17 @@ class Server:
             sock = srv.sockets[0].getsockname()
             self.addresses[lst.name] = (sock[0], sock[1])
             self.log.info("listening %s %s:%d (%s, tls=%s)", lst.name, sock[0], sock[1], lst.protocol, lst.tls)
+
+    async def _purge_periodically(self, every: float = PURGE_EVERY) -> None:
+        while True:
+            await asyncio.sleep(every)
+            assert self.ctx is not None
+            try:
+                removed, freed = await self.ctx.store.purge()
+                if removed:
+                    self.log.info("purge: removed %d segment(s), freed %d bytes", removed, freed)
+            except Exception:
+                self.log.exception("purge failed; will try again")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lst: Listener,
                       mod: object) -> None:
@@ -155,6 +169,8 @@ class Server:
         self.ctx.stopping.set()
         for srv in self.servers:
             srv.close()
+        if self._purger is not None:
+            self._purger.cancel()
         if self._tasks:
             self.log.info("waiting up to %.0fs for %d connection(s) to finish", grace, len(self._tasks))
             loop = asyncio.get_running_loop()

@@ -170,6 +170,12 @@ class Store(Protocol):
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
     def watch(self, mailbox_id: int) -> MailboxWatch: ...
 
+    # -- maintenance -------------------------------------------------------------
+    async def purge(self) -> tuple[int, int]:
+        """Reclaim the space of expunged messages; return (files removed, bytes freed).
+        Safe to run while serving; the runtime runs it hourly, ``postroom purge`` on demand."""
+        ...
+
     # -- locks -------------------------------------------------------------------
     def lock_maildrop(self, account_id: int) -> AbstractAsyncContextManager[None]:
         """Exclusive per-account lock across processes for POP3 (RFC 1939 §8);

@@ -101,6 +101,10 @@ class Engine:
                 c.close()
             self._reader_conns.clear()
 
+    def current_segment(self) -> str | None:
+        """The segment this process appends to (never compacted while open)."""
+        return self._segments.name
+
     # -- reads -------------------------------------------------------------------
     def _reader_conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)

@@ -14,10 +14,15 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 SEGMENT_LIMIT = 64 * 1024 * 1024
+# A writer starts a new segment after this long, so that a segment untouched for
+# longer than SEALED_AFTER is no longer written by anyone and can be compacted.
+SEGMENT_MAX_AGE = 3600.0
+SEALED_AFTER = 2 * SEGMENT_MAX_AGE
 
 
 class SegmentWriter:
@@ -30,6 +35,7 @@ class SegmentWriter:
         self.fd = -1
         self.size = 0
         self.dirty = False
+        self.opened_at = 0.0
 
     def _open_new(self) -> None:
         if self.fd >= 0:
@@ -38,6 +44,7 @@ class SegmentWriter:
         path = self.dir / f"{self.name}.seg"
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         self.size = 0
+        self.opened_at = time.monotonic()
         # The new directory entry must be durable too, before anything refers to it.
         dfd = os.open(self.dir, os.O_RDONLY)
         try:
@@ -46,7 +53,8 @@ class SegmentWriter:
             os.close(dfd)
 
     def append(self, data: bytes) -> tuple[str, int]:
-        if self.fd < 0 or self.size + len(data) > self.limit and self.size > 0:
+        if self.fd < 0 or (self.size + len(data) > self.limit and self.size > 0) or \
+                time.monotonic() - self.opened_at > SEGMENT_MAX_AGE:
             if self.dirty:
                 self.sync()
             self._open_new()

@@ -52,7 +52,7 @@ from ..models import (
 from ..watch import Watch, WatchHub
 from .engine import Engine, WriteRequest
 from .schema import migrate
-from .segments import SegmentReader
+from .segments import SEALED_AFTER, SegmentReader
 
 _MAILBOX_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 _MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length"
@@ -445,8 +445,16 @@ class SqliteStore:
         return await self.engine.read(r)
 
     async def read_message(self, msg: MessageInfo) -> bytes:
-        _, seg, off, length = msg.blob.split(":")
-        return await self.engine.run_io(self.segments.read, seg, int(off), int(length))
+        blob_id, seg, off, length = msg.blob.split(":")
+        try:
+            return await self.engine.run_io(self.segments.read, seg, int(off), int(length))
+        except FileNotFoundError:
+            # purge() moved the bytes to another segment after this record was read.
+            row = await self.engine.read(lambda c: c.execute(
+                "SELECT segment, offset, length FROM blobs WHERE id = ?", (int(blob_id),)).fetchone())
+            if row is None:
+                raise
+            return await self.engine.run_io(self.segments.read, *row)
 
     def read_message_sync(self, msg: MessageInfo) -> bytes:
         """For export tools that already run off the event loop."""
@@ -611,6 +619,67 @@ class SqliteStore:
     async def _modseqs(self, ids: list[int]) -> dict[int, int]:
         return await self.engine.read(lambda c: dict(c.execute(
             f"SELECT id, highestmodseq FROM mailboxes WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()))
+
+    # -- space reclamation -------------------------------------------------------------
+    async def purge(self, min_age: float = SEALED_AFTER, sparse: float = 0.5) -> tuple[int, int]:
+        """Give back the space of expunged messages; return (segments removed, bytes freed).
+
+        Only sealed segments are touched (untouched for ``min_age`` seconds: no writer
+        appends to them any more). A segment with no live message is deleted; one whose
+        live messages fill less than ``sparse`` of it has them copied to a new segment
+        (durably, through the normal write path) and is then deleted. Readers that still
+        hold the old location retry with the new one (see read_message).
+        """
+        lock = os.open(self.dir / "locks" / "purge.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0, 0  # another process is purging
+            return await self._purge(min_age, sparse)
+        finally:
+            os.close(lock)
+
+    async def _purge(self, min_age: float, sparse: float) -> tuple[int, int]:
+        now = time.time()
+        current = self.engine.current_segment()
+        removed = freed = 0
+        for path in sorted((self.dir / "segments").glob("*.seg")):
+            name = path.stem
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if name == current or now - st.st_mtime < min_age:
+                continue
+            live: list[tuple[int, int, int]] = await self.engine.read(lambda c, n: c.execute(
+                "SELECT id, offset, length FROM blobs WHERE segment = ? ORDER BY offset", (n,)).fetchall(), name)
+            live_bytes = sum(r[2] for r in live)
+            if live and live_bytes >= sparse * st.st_size:
+                continue
+            for i in range(0, len(live), 256):  # move live messages in bounded chunks
+                chunk = live[i:i + 256]
+                datas = tuple([await self.engine.run_io(self.segments.read, name, off, ln) for _, off, ln in chunk])
+
+                def relocate(c: sqlite3.Connection, refs: list[tuple[str, int, int]],
+                             chunk: list[tuple[int, int, int]] = chunk, old: str = name) -> None:
+                    for (bid, off, _ln), (seg, noff, _l) in zip(chunk, refs):
+                        c.execute("UPDATE blobs SET segment = ?, offset = ? WHERE id = ? AND segment = ? AND offset = ?",
+                                  (seg, noff, bid, old, off))
+
+                await self.engine.write(relocate, blobs=datas)
+            still = await self.engine.read(lambda c, n: c.execute(
+                "SELECT count(*) FROM blobs WHERE segment = ?", (n,)).fetchone()[0], name)
+            if still:
+                continue  # something new refers to it (cannot happen for a sealed segment; be safe)
+            self.segments.forget(name)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            freed += st.st_size - live_bytes
+        return removed, freed
 
     # -- locks ---------------------------------------------------------------------
     @asynccontextmanager
