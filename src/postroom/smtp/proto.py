@@ -217,15 +217,10 @@ class Session:
             if not self.tls_active and not self.opts.allow_plaintext_auth:
                 return replies.TLS_REQUIRED
             return replies.AUTH_REQUIRED
-        if arg[:5].upper() != "FROM:":
-            return r(501, "5.5.4", "Syntax: MAIL FROM:<address>")
-        try:
-            path, rest = parse_path(arg[5:], allow_null=True)
-            params = parse_params(rest)
-        except AddressError as exc:
-            return r(501, "5.1.7", f"Bad sender address syntax: {exc}")
-        if params and not self.esmtp:
-            return replies.UNKNOWN_PARAM  # RFC 5321 §4.1.1.2: parameters need EHLO
+        parsed = self._envelope_arg(arg, "MAIL FROM:", "5.1.7 Bad sender", allow_null=True)
+        if isinstance(parsed, Reply):
+            return parsed
+        path, params = parsed
         txn = Transaction(sender=path)
         for key, value in params.items():
             bad = self._mail_param(txn, key, value)
@@ -242,6 +237,22 @@ class Session:
         self.txn = txn
         self.state = State.MAIL
         return r(250, "2.1.0", "Sender OK")
+
+    def _envelope_arg(self, arg: str, syntax: str, problem: str, **kw: bool
+                      ) -> tuple[Path, dict[str, str | None]] | Reply:
+        """``FROM:<path> params`` / ``TO:<path> params`` → path and parameters, or the error reply."""
+        keyword = syntax.split(" ", 1)[1]
+        if arg[:len(keyword)].upper() != keyword:
+            return r(501, "5.5.4", f"Syntax: {syntax}<address>")
+        try:
+            path, rest = parse_path(arg[len(keyword):], **kw)
+            params = parse_params(rest)
+        except AddressError as exc:
+            status, _, text = problem.partition(" ")
+            return r(501, status, f"{text} address syntax: {exc}")
+        if params and not self.esmtp:
+            return replies.UNKNOWN_PARAM  # RFC 5321 §4.1.1.2: parameters need EHLO
+        return path, params
 
     def _mail_param(self, txn: Transaction, key: str, value: str | None) -> Reply | None:
         if key == "SIZE":  # RFC 1870
@@ -280,15 +291,10 @@ class Session:
     async def _rcpt(self, arg: str) -> Reply:
         txn = self.txn
         assert txn is not None
-        if arg[:3].upper() != "TO:":
-            return r(501, "5.5.4", "Syntax: RCPT TO:<address>")
-        try:
-            path, rest = parse_path(arg[3:], allow_bare_postmaster=True)
-            params = parse_params(rest)
-        except AddressError as exc:
-            return r(501, "5.1.3", f"Bad recipient address syntax: {exc}")
-        if params and not self.esmtp:
-            return replies.UNKNOWN_PARAM
+        parsed = self._envelope_arg(arg, "RCPT TO:", "5.1.3 Bad recipient", allow_bare_postmaster=True)
+        if isinstance(parsed, Reply):
+            return parsed
+        path, params = parsed
         notify: tuple[str, ...] = ()
         orcpt: str | None = None
         for key, value in params.items():

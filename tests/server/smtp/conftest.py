@@ -181,6 +181,11 @@ class Raw:
             if len(text) < 4 or text[3] != "-":
                 return "\n".join(lines)
 
+    def start(self, *commands: str) -> list[str]:
+        """Read the greeting, then send each command and collect its reply."""
+        self.reply()
+        return [self.cmd(c) for c in commands]
+
     def cmd(self, line: str | bytes) -> str:
         self.send(line if isinstance(line, bytes) else line.encode() + b"\r\n")
         return self.reply()
@@ -201,8 +206,15 @@ def make_server(tmp_path_factory: pytest.TempPathFactory, smtp_section: str = ""
     return SmtpServer(tmp_path_factory.mktemp("smtp"), smtp_section, idle_timeout).start()
 
 
-@pytest.fixture(scope="module")
-def smtp_server(tmp_path_factory: pytest.TempPathFactory):
-    srv = make_server(tmp_path_factory)
-    yield srv
-    srv.stop()
+def server_fixture(smtp_section: str = "", idle_timeout: str = "5s") -> Any:
+    """A module-scoped fixture for a server with other settings: ``x = server_fixture("vrfy = true")``."""
+
+    @pytest.fixture(scope="module")
+    def fixture(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+        srv = make_server(tmp_path_factory, smtp_section, idle_timeout)
+        yield srv
+        srv.stop()
+    return fixture
+
+
+smtp_server = server_fixture()

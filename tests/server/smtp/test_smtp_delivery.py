@@ -116,10 +116,7 @@ def test_dsn_parameters_reach_the_queue(smtp_server):
 def test_bdat_chunking(smtp_server):
     before = len(smtp_server.inbox("joe"))
     raw = Raw(smtp_server.ports["smtp"])
-    raw.reply()
-    raw.cmd("EHLO x")
-    raw.cmd("MAIL FROM:<a@remote.example>")
-    raw.cmd("RCPT TO:<joe@example.test>")
+    raw.start("EHLO x", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
     part1 = b"Subject: chunks\r\n\r\nline with\r\n.\r\n"  # a dot line is just content in BDAT
     part2 = b"end\r\n"
     assert raw.cmd(b"BDAT %d\r\n" % len(part1) + part1) == f"250 2.0.0 {len(part1)} octets received"

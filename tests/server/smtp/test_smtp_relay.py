@@ -5,7 +5,7 @@ import smtplib
 
 import pytest
 
-from conftest import PASSWORD, client_tls, make_server
+from conftest import PASSWORD, client_tls, server_fixture
 
 RELAY_FORMS = [
     "<@relay.example:victim@remote.example>",  # source route
@@ -75,11 +75,7 @@ def test_loopback_is_not_trusted_by_default(smtp_server):
         assert c.rcpt("friend@remote.example")[0] == 554
 
 
-@pytest.fixture(scope="module")
-def trusting_server(tmp_path_factory):
-    srv = make_server(tmp_path_factory, 'trusted_networks = ["127.0.0.0/8"]')
-    yield srv
-    srv.stop()
+trusting_server = server_fixture('trusted_networks = ["127.0.0.0/8"]')
 
 
 def test_trusted_network_may_relay(trusting_server):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import Raw, make_server
+from conftest import Raw, make_server, server_fixture
 
 SMUGGLE = [b"\n.\n", b"\r.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r"]
 
@@ -15,10 +15,7 @@ SMUGGLE = [b"\n.\n", b"\r.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r"]
 def test_smuggling_does_not_make_a_second_message(smtp_server, seq):
     before = {u: len(smtp_server.inbox(u)) for u in ("joe", "ann")}
     raw = Raw(smtp_server.ports["smtp"])
-    raw.reply()
-    raw.cmd("EHLO attacker.example")
-    raw.cmd("MAIL FROM:<a@remote.example>")
-    raw.cmd("RCPT TO:<joe@example.test>")
+    raw.start("EHLO attacker.example", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
     assert raw.cmd("DATA").startswith("354")
     raw.send(b"Subject: first\r\n\r\nhello" + seq +
              b"MAIL FROM:<ceo@example.test>\r\nRCPT TO:<ann@example.test>\r\nDATA\r\n"
@@ -67,21 +64,14 @@ def test_nul_and_bare_cr_in_commands(smtp_server):
 
 def test_huge_bdat_is_skipped_and_refused(smtp_server):
     raw = Raw(smtp_server.ports["smtp"])
-    raw.reply()
-    raw.cmd("EHLO x")
-    raw.cmd("MAIL FROM:<a@remote.example>")
-    raw.cmd("RCPT TO:<joe@example.test>")
+    raw.start("EHLO x", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
     n = 300_000
     raw.send(b"BDAT %d LAST\r\n" % n + b"x" * n)
     assert raw.reply().startswith("552 5.3.4")
     assert raw.cmd("NOOP") == "250 2.0.0 OK"
 
 
-@pytest.fixture(scope="module")
-def quick_timeout_server(tmp_path_factory):
-    srv = make_server(tmp_path_factory, idle_timeout="1s")
-    yield srv
-    srv.stop()
+quick_timeout_server = server_fixture(idle_timeout="1s")
 
 
 def test_idle_timeout(quick_timeout_server):
@@ -96,10 +86,7 @@ def test_client_gone_in_the_middle_of_data(quick_timeout_server):
     srv = quick_timeout_server
     before = len(srv.inbox("joe"))
     raw = Raw(srv.ports["smtp"])
-    raw.reply()
-    raw.cmd("EHLO x")
-    raw.cmd("MAIL FROM:<a@remote.example>")
-    raw.cmd("RCPT TO:<joe@example.test>")
+    raw.start("EHLO x", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
     raw.cmd("DATA")
     raw.send(b"Subject: half\r\n\r\nincomplete")
     raw.sock.shutdown(1)  # the client goes away mid-message: nothing is delivered

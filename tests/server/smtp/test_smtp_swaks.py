@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import PASSWORD, make_server
+from conftest import PASSWORD, server_fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks not installed")]
 HAS_TLS = shutil.which("perl") is not None and subprocess.run(
@@ -76,11 +76,7 @@ def test_size_limit_with_swaks(smtp_server, tmp_path):
     assert "552 5.3.4" in p.stdout
 
 
-@pytest.fixture(scope="module")
-def open_lookup_server(tmp_path_factory):
-    srv = make_server(tmp_path_factory, "vrfy = true\nexpn = true")
-    yield srv
-    srv.stop()
+open_lookup_server = server_fixture("vrfy = true\nexpn = true")
 
 
 def test_vrfy_and_expn_enabled(open_lookup_server):

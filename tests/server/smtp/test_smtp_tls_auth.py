@@ -5,7 +5,7 @@ import smtplib
 
 import pytest
 
-from conftest import PASSWORD, Raw, client_tls, make_server
+from conftest import PASSWORD, Raw, client_tls, make_server, server_fixture
 
 
 def test_starttls_on_mx_then_auth_offered(smtp_server):
@@ -107,11 +107,7 @@ def test_starttls_twice_and_with_argument(smtp_server):
     assert raw.cmd("STARTTLS") == "503 5.5.1 TLS already active"
 
 
-@pytest.fixture(scope="module")
-def plaintext_auth_server(tmp_path_factory):
-    srv = make_server(tmp_path_factory, "allow_plaintext_auth = true\nrequire_sender_match = false")
-    yield srv
-    srv.stop()
+plaintext_auth_server = server_fixture("allow_plaintext_auth = true\nrequire_sender_match = false")
 
 
 def test_plaintext_auth_when_configured(plaintext_auth_server):
