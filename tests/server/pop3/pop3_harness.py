@@ -20,13 +20,13 @@ from typing import Any, Coroutine
 
 from postroom.auth import hash_password
 from postroom.config import load
-from postroom.storage.models import Account, DeliveryTarget
+from postroom.storage.models import Account, DeliveryTarget, FlagOp
 
 DOMAIN = "example.test"
 _names = itertools.count(1)
 
 
-def write_config(d: Path, pop3: str = "", extra_listeners: tuple[str, ...] = ("smtp",)) -> Path:
+def write_config(d: Path, pop3: str = "", extra_listeners: tuple[str, ...] = ("smtp", "imap")) -> Path:
     from postroom import protocols
     from postroom.net.tls import write_self_signed
 
@@ -112,6 +112,13 @@ class Harness:
         with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
             s.sendmail("sender@outside.test", [acc.address], raw)
         return True
+
+    def imap_delete(self, acc: Account, uids: list[int], expunge: bool = True) -> None:
+        """What an IMAP client does: flag \\Deleted, then (optionally) expunge."""
+        box = self.call(self.store.get_mailbox(acc.id, "INBOX"))
+        self.call(self.store.store_flags(box.id, uids, FlagOp.ADD, frozenset({"\\Deleted"})))
+        if expunge:
+            self.call(self.store.expunge(box.id, uids))
 
     def inbox(self, acc: Account) -> list[Any]:
         box = self.call(self.store.get_mailbox(acc.id, "INBOX"))

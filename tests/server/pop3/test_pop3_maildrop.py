@@ -7,8 +7,6 @@ import socket
 
 import pytest
 
-from postroom.storage.models import FlagOp
-
 from pop3_harness import Harness, message
 
 
@@ -106,10 +104,8 @@ def test_imap_side_deletions_are_seen_by_pop3(srv: Harness) -> None:
     """What IMAP expunges is gone from the next POP3 session, and \\Deleted ones are hidden."""
     acc = srv.new_user()
     uids = [srv.deliver(acc, message(i)) for i in range(3)]
-    box = srv.call(srv.store.get_mailbox(acc.id, "INBOX"))
-    srv.call(srv.store.store_flags(box.id, [uids[0]], FlagOp.ADD, frozenset({"\\Deleted"})))
-    srv.call(srv.store.expunge(box.id))
-    srv.call(srv.store.store_flags(box.id, [uids[1]], FlagOp.ADD, frozenset({"\\Deleted"})))
+    srv.imap_delete(acc, [uids[0]])
+    srv.imap_delete(acc, [uids[1]], expunge=False)
     c = srv.login(acc)
     assert c.stat()[0] == 1
     assert b"Subject: message 2" in c.retr(1)[1]
@@ -120,9 +116,7 @@ def test_expunged_by_imap_during_session(srv: Harness) -> None:
     acc = srv.new_user()
     uids = [srv.deliver(acc, message(i)) for i in range(2)]
     c = srv.login(acc)
-    box = srv.call(srv.store.get_mailbox(acc.id, "INBOX"))
-    srv.call(srv.store.store_flags(box.id, [uids[0]], FlagOp.ADD, frozenset({"\\Deleted"})))
-    srv.call(srv.store.expunge(box.id))
+    srv.imap_delete(acc, [uids[0]])
     try:
         c.retr(1)  # a store that keeps the bytes until the last reader goes may still serve it
     except poplib.error_proto as exc:
@@ -143,3 +137,33 @@ def test_pop3_deletions_are_gone_for_imap(srv: Harness) -> None:
     assert [m.uid for m in srv.call(srv.store.list_messages(box.id))] == uids[:1]
     changes = srv.call(srv.store.changes_since(box.id, 0))
     assert uids[1] in changes.expunged  # IMAP sessions get EXPUNGE / VANISHED for it
+
+
+def test_with_a_real_imap_client(srv: Harness) -> None:
+    """POP3 deletions vanish from IMAP, IMAP expunges vanish from POP3 (imaplib, if IMAP is built)."""
+    import imaplib
+
+    from pop3_harness import client_tls
+
+    if "imap" not in srv.ports:
+        pytest.skip("this build has no IMAP listener")
+    acc = srv.new_user()
+    for i in range(4):
+        srv.deliver(acc, message(i))
+    imap = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=30)
+    imap.starttls(client_tls())
+    imap.login(acc.address, "secret")
+    imap.select("INBOX")
+    c = srv.login(acc)
+    c.dele(1)
+    c.quit()
+    imap.noop()
+    typ, data = imap.uid("SEARCH", "ALL")
+    uids = data[0].split()
+    assert len(uids) == 3
+    imap.uid("STORE", uids[0], "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    imap.logout()
+    c = srv.login(acc)
+    assert [line.split()[1].split(b".")[1] for line in c.uidl()[1]] == uids[1:]
+    c.quit()
