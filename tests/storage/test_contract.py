@@ -151,7 +151,14 @@ def test_watch_and_maildrop_lock(store_factory):
             assert await w.wait(0.05) is False
             await s.deliver(MSG, [DeliveryTarget(a.id)])
             assert await w.wait(2) is True
+            await w.wait(0.6)  # the cross-process poller's first sighting may wake once
+            other = await s.create_mailbox(a.id, "Other")
+            await s.append(a.id, "Other", MSG)
+            assert await w.wait(0.6) is False  # a change elsewhere does not wake this watch
+            await s.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Seen"}))
+            assert await w.wait(2) is True
             w.close()
+            assert other.id != inbox.id
             async with s.lock_maildrop(a.id):
                 with pytest.raises(MaildropLocked):
                     async with s.lock_maildrop(a.id):

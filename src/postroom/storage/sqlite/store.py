@@ -115,6 +115,7 @@ class SqliteStore:
         self._rows = _RowCache()
         self._structures: OrderedDict[int, Any] = OrderedDict()
         self._poll_conn: sqlite3.Connection | None = None
+        self._touched: set[int] = set()  # mailboxes changed by the batch being committed
         self.hub = WatchHub(self._data_version, self._modseqs)
         self.engine.after_commit.append(self._notify)
 
@@ -296,6 +297,7 @@ class SqliteStore:
                 raise MailboxNotFound(n)
             self._w_drop_mailbox_messages(c, mb.id)
             c.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
+            self._touched.add(mb.id)
             return mb.id
         await self.engine.write(w, _norm_mailbox(name))
 
@@ -355,14 +357,15 @@ class SqliteStore:
             parsed = parse(raw)
         return json.dumps(parsed.to_json(), separators=(",", ":"))
 
-    @staticmethod
-    def _w_bump(c: sqlite3.Connection, mailbox_id: int) -> int:
+    def _w_bump(self, c: sqlite3.Connection, mailbox_id: int) -> int:
         """Take the mailbox's next MODSEQ (RFC 7162: strictly increasing per mailbox)."""
+        self._touched.add(mailbox_id)
         return c.execute("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq",
                          (mailbox_id,)).fetchone()[0]
 
     def _w_insert(self, c: sqlite3.Connection, mb_id: int, blob_id: int, flags: frozenset[str],
                   idate: int, tzoff: int, size: int) -> tuple[int, int, int]:
+        self._touched.add(mb_id)
         uid, uv, modseq = c.execute(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ? "
             "RETURNING uidnext - 1, uidvalidity, highestmodseq", (mb_id,)).fetchone()
@@ -603,10 +606,11 @@ class SqliteStore:
         return self.hub.watch(mailbox_id)
 
     def _notify(self, batch: list[WriteRequest]) -> None:
-        # Cheap and coarse: wake every watcher after a commit that succeeded; each
-        # session's changes_since() then finds whether its mailbox really changed.
-        if any(req.error is None for req in batch):
-            self.hub.changed(list(self.hub._watches))
+        # Runs on the event loop after a batch committed (the writer thread is idle
+        # then): wake the watchers of the mailboxes whose MODSEQ moved.
+        touched, self._touched = self._touched, set()
+        if touched:
+            self.hub.changed(touched)
 
     async def _data_version(self) -> int:
         def r() -> int:
