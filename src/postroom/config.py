@@ -271,15 +271,15 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     tl.finish()
 
     lim = top.sub("limits")
-    d = Limits()
+    dl = Limits()
     limits = Limits(
-        message_size=lim.convert("message_size", parse_size, d.message_size),
-        connections=lim.get("connections", int, d.connections),
-        connections_per_ip=lim.get("connections_per_ip", int, d.connections_per_ip),
-        idle_timeout=lim.convert("idle_timeout", parse_duration, d.idle_timeout),
-        auth_idle_timeout=lim.convert("auth_idle_timeout", parse_duration, d.auth_idle_timeout),
-        line_length=lim.get("line_length", int, d.line_length),
-        auth_failures_per_ip=lim.get("auth_failures_per_ip", int, d.auth_failures_per_ip),
+        message_size=lim.convert("message_size", parse_size, dl.message_size),
+        connections=lim.get("connections", int, dl.connections),
+        connections_per_ip=lim.get("connections_per_ip", int, dl.connections_per_ip),
+        idle_timeout=lim.convert("idle_timeout", parse_duration, dl.idle_timeout),
+        auth_idle_timeout=lim.convert("auth_idle_timeout", parse_duration, dl.auth_idle_timeout),
+        line_length=lim.get("line_length", int, dl.line_length),
+        auth_failures_per_ip=lim.get("auth_failures_per_ip", int, dl.auth_failures_per_ip),
     )
     for name in ("connections", "connections_per_ip", "line_length"):
         if getattr(limits, name) < 1:

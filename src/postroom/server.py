@@ -13,6 +13,7 @@ Tests start the same runtime in-process with :func:`running`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ import sys
 import time
 from collections import Counter
 from contextlib import asynccontextmanager
+from types import ModuleType
 from typing import AsyncIterator
 
 from . import log as _log
@@ -68,7 +70,7 @@ class Server:
         self._tasks: set[asyncio.Task[None]] = set()
         self._conns: dict[asyncio.Task[None], tuple[Connection, Listener]] = {}
         self._per_ip: Counter[str] = Counter()
-        self._service_mods: list[object] = []
+        self._service_mods: list[ModuleType] = []
         self._purger: asyncio.Task[None] | None = None
 
     async def start(self, reuse_port: bool = False) -> None:
@@ -96,13 +98,13 @@ class Server:
                 await start(ctx)
         self._purger = asyncio.create_task(self._purge_periodically(), name="postroom-purge")
         for lst in cfg.listeners:
-            mod = protocols.module_for(lst.protocol)
-            if mod is None:
+            handler = protocols.module_for(lst.protocol)
+            if handler is None:
                 self.log.warning("listener %s: protocol %s is not available in this version; not started",
                                  lst.name, lst.protocol)
                 continue
             srv = await asyncio.start_server(
-                lambda r, w, lst=lst, mod=mod: self._accept(r, w, lst, mod),
+                functools.partial(self._accept, lst=lst, mod=handler),
                 host=lst.host, port=lst.port, reuse_address=True, reuse_port=reuse_port or None,
                 ssl=tls if lst.tls == "implicit" else None, ssl_handshake_timeout=30.0 if lst.tls == "implicit" else None,
                 limit=cfg.limits.line_length * 2, backlog=512,
@@ -123,8 +125,8 @@ class Server:
             except Exception:
                 self.log.exception("purge failed; will try again")
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, lst: Listener,
-                      mod: object) -> None:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lst: Listener,
+                      mod: ModuleType) -> None:
         assert self.ctx is not None
         ctx = self.ctx
         task = asyncio.current_task()
@@ -146,7 +148,7 @@ class Server:
         self._conns[task] = (conn, lst)
         self._per_ip[ip] += 1
         try:
-            await mod.handle(ctx, conn, lst)  # type: ignore[attr-defined]
+            await mod.handle(ctx, conn, lst)
         except asyncio.CancelledError:
             if ctx.stopping.is_set():  # closed at shutdown while idle: say goodbye
                 try:
@@ -307,9 +309,9 @@ def serve(path: str) -> int:
             break
         except InterruptedError:
             continue
-        slot = children.pop(pid, None)
-        if slot is None:
+        if pid not in children:
             continue
+        slot = children.pop(pid)
         code = os.waitstatus_to_exitcode(st)
         if not stopping:
             log.error("worker pid=%d exited with %d; restarting it", pid, code)

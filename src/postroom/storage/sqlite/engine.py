@@ -64,7 +64,7 @@ class Engine:
         self.after_commit: list[Callable[[list[WriteRequest]], None]] = []
         self.batches = 0  # for benchmarks and tests: how many commits served the writes
 
-    async def start(self, setup: Callable[[sqlite3.Connection], None]) -> None:
+    async def start(self, setup: Callable[[sqlite3.Connection], object]) -> None:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
 

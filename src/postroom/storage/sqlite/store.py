@@ -509,7 +509,7 @@ class SqliteStore:
                     c.execute("UPDATE messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
                               (_flags_str(new), modseq, mailbox_id, uid))
                     updated.append(uid)
-            infos = []
+            infos: list[MessageInfo] = []
             for i in range(0, len(updated), 500):
                 chunk = updated[i:i + 500]
                 infos.extend(make(r) for r in c.execute(
