@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import fcntl
 import os
 import signal
 import smtplib
@@ -34,18 +35,29 @@ A_IP, B_IP, DEAD_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 PY = [sys.executable, "-m", "postroom.cli"]
 
 
-def pick_port() -> int:
+PORT25_LOCK = Path("/tmp/postroom-outbound-port25.lock")
+
+
+def pick_port() -> tuple[int, int | None]:
+    """Port 25 when root and no other test run holds it, else a common free port.
+
+    Several test runs may share this machine; two pairs of instances on 127.0.0.2:25
+    would talk to each other, so port 25 is taken under an exclusive lock file and
+    a run that cannot get it at once uses a random port instead.
+    """
     if os.geteuid() == 0:
+        fd = os.open(PORT25_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             for ip in (A_IP, B_IP):
                 s = socket.socket()
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((ip, 25))
                 s.close()
-            return 25
+            return 25, fd
         except OSError:
-            pass
-    return free_port((A_IP, B_IP, DEAD_IP))
+            os.close(fd)
+    return free_port((A_IP, B_IP, DEAD_IP)), None
 
 
 class Host:
@@ -75,16 +87,18 @@ class Host:
         return p.stdout
 
     def start(self) -> "Host":
+        start = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen([*PY, "-c", str(self.cfg), "serve"], stdout=subprocess.DEVNULL,
                                      stderr=open(self.log, "a"))
         deadline = time.time() + 20
+        mark = f"listening smtp {self.ip}:{self.port}"
         while time.time() < deadline:
-            try:
-                socket.create_connection((self.ip, self.port), 0.5).close()
+            assert self.proc.poll() is None, self.log.read_text()
+            # our own process must be the listener (not another run's server on the same address)
+            if mark in self.log.read_text()[start:]:
+                socket.create_connection((self.ip, self.port), 2).close()
                 return self
-            except OSError:
-                assert self.proc.poll() is None, self.log.read_text()
-                time.sleep(0.1)
+            time.sleep(0.1)
         raise AssertionError(f"{self.domain} never listened:\n{self.log.read_text()}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
@@ -137,7 +151,7 @@ def submit(host: Host, to: str, subject: str = "hello", mail_options=(), rcpt_op
 
 @pytest.fixture
 def net(tmp_path):
-    port = pick_port()
+    port, lock_fd = pick_port()
     with DnsFixture() as dns_srv:
         dns_srv.mx("b.test", [(10, "mx.b.test")])
         dns_srv.a("mx.b.test", B_IP)
@@ -154,6 +168,8 @@ def net(tmp_path):
         finally:
             for h in hosts:
                 h.stop()
+            if lock_fd is not None:
+                os.close(lock_fd)
 
 
 def dsn_fields(raw: bytes):
