@@ -285,7 +285,6 @@ class Runner:
         now = self.clock()
         expires = msg.created + self.s.max_lifetime
         outcomes: list[Outcome] = []
-        final: list[Result] = []
         for res in results:
             if res.state is RcptState.DEFERRED:
                 if now >= expires:
@@ -302,19 +301,21 @@ class Runner:
             if res.state is RcptState.BOUNCED:
                 log.info("%s: bounced %s: %s", msg.id, res.rcpt.address, res.error)
             outcomes.append(Outcome(res.rcpt.id, res.state, res.status, res.error, res.remote_mta, now))
-            final.append(res)
-        await self.queue.record(outcomes, now)
-        await self._notices(msg, results, now)
-        if final:
-            await self.queue.finish_if_done(msg.id)
+        # Notices go out before the outcome is committed: a crash in between repeats
+        # the attempt (and maybe the notice) rather than losing a bounce.
+        delay_notified = await self._notices(msg, results, now)
+        await self.queue.record(outcomes, now, delay_notified=delay_notified, finish=msg.id)
 
-    async def _notices(self, msg: QueuedMessage, results: list[Result], now: float) -> None:
+    async def _notices(self, msg: QueuedMessage, results: list[Result], now: float) -> list[int]:
+        """Send the DSNs this attempt calls for; return the recipients given a delay notice."""
         sender = msg.envelope.sender
         failed = [r for r in results if r.state is RcptState.BOUNCED]
         relayed = [r for r in results if r.state is RcptState.DELIVERED and not r.dsn_passed]
         delayed = [r for r in results if r.state is RcptState.DEFERRED and not r.rcpt.delay_notified
                    and now - msg.created >= self.s.delay_warning]
         expires = msg.created + self.s.max_lifetime
+        notified: list[int] = []
+        original: bytes | None = None
         for action, group in (("failed", failed), ("relayed", relayed), ("delayed", delayed)):
             group = [r for r in group if wants_notice(sender, r.rcpt.notify, action)]
             if not group:
@@ -323,10 +324,11 @@ class Runner:
                 address=r.rcpt.address, action=action, status=r.status, orcpt=r.rcpt.orcpt,
                 diagnostic=r.error, remote_mta=r.remote_mta, last_attempt=now,
                 will_retry_until=expires if action == "delayed" else None) for r in group]
-            try:
-                original = await self.queue.read_body(msg.id)
-            except FileNotFoundError:
-                original = b""
+            if original is None:
+                try:
+                    original = await self.queue.read_body(msg.id)
+                except FileNotFoundError:
+                    original = b""
             raw = build_dsn(reporting_mta=self.hostname, sender=sender, queue_id=msg.id, arrival=msg.created,
                             now=now, reports=reports, original=original, ret=msg.envelope.ret,
                             envid=msg.envelope.envid)
@@ -337,4 +339,5 @@ class Runner:
                 log.exception("%s: could not send the %s notice to %s", msg.id, action, sender)
                 continue
             if action == "delayed":
-                await self.queue.mark_delay_notified([r.rcpt.id for r in group])
+                notified += [r.rcpt.id for r in group]
+        return notified

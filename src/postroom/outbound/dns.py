@@ -79,6 +79,9 @@ class DestinationResolver:
             r.port = nameserver[1]
         else:
             r = dns.asyncresolver.Resolver()
+        # Honour record TTLs across attempts: a queue run of many messages to one
+        # domain asks once, not once per message.
+        r.cache = dns.resolver.Cache(cleaning_interval=60.0)
         r.lifetime = timeout
         r.timeout = min(timeout, 3.0)
         self.resolver = r

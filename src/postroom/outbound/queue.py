@@ -97,7 +97,12 @@ class QueueBackend(Protocol):
         only the due recipients are included."""
         ...
     async def next_due(self) -> float | None: ...
-    async def record(self, outcomes: Sequence[Outcome], now: float) -> None: ...
+    async def record(self, outcomes: Sequence[Outcome], now: float, delay_notified: Sequence[int] = (),
+                     finish: str | None = None) -> bool:
+        """Store an attempt's outcomes (and which recipients got a delay notice) in one
+        transaction; with ``finish``, remove that message if no recipient is left active.
+        Returns True if it was removed."""
+        ...
     async def mark_delay_notified(self, rcpt_ids: Sequence[int]) -> None: ...
     async def finish_if_done(self, msg_id: str) -> bool:
         """Remove the message once every recipient is final; True if removed."""
@@ -164,6 +169,9 @@ class SqliteQueue:
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbound-queue")
         self._db: sqlite3.Connection | None = None
+        # Group commit: writes from concurrent callers share one transaction (one fsync).
+        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flushing = False
 
     # -- plumbing ----------------------------------------------------------------
     def open_sync(self) -> "SqliteQueue":
@@ -190,6 +198,61 @@ class SqliteQueue:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``op(db)`` inside a transaction shared with other waiting writes."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[T] = loop.create_future()
+        self._batch.append((op, fut))
+        if not self._flushing:
+            self._flushing = True
+            loop.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                try:
+                    results = await self._run(self._apply, [op for op, _ in batch])
+                except BaseException as exc:  # the COMMIT failed: nobody's write is durable
+                    results = [exc] * len(batch)
+                for (_, fut), res in zip(batch, results):
+                    if fut.done():
+                        continue
+                    if isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+        finally:
+            self._flushing = False
+
+    def _apply(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        results: list[Any] = []
+        try:
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    results.append(op(db))
+                    db.execute("RELEASE op")
+                except Exception as exc:  # this caller's op fails alone
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    results.append(exc)
+            db.execute("COMMIT")  # synchronous=FULL: durable when this returns
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    def _sync_write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        [res] = self._apply([op])
+        if isinstance(res, BaseException):
+            raise res
+        return res  # type: ignore[no-any-return]
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a sync method on the queue thread from non-async code (the CLI)."""
@@ -223,13 +286,15 @@ class SqliteQueue:
         # The file write and fsyncs run on the default pool so they overlap with
         # other enqueues; only the commit is serialised on the queue thread.
         await asyncio.to_thread(self._write_file, msg_id, raw)
-        await self._run(self._insert, msg_id, envelope, len(raw), self.clock())
+        now = self.clock()
+        await self._write(lambda db: self._insert(db, msg_id, envelope, len(raw), now))
         return msg_id
 
     def enqueue_sync(self, envelope: Envelope, raw: bytes) -> str:
         msg_id = new_id() + new_id()[:4]
         self._write_file(msg_id, raw)
-        self.call(self._insert, msg_id, envelope, len(raw), self.clock())
+        now = self.clock()
+        self.call(self._sync_write, lambda db: self._insert(db, msg_id, envelope, len(raw), now))
         return msg_id
 
     def _write_file(self, msg_id: str, raw: bytes) -> None:
@@ -247,23 +312,17 @@ class SqliteQueue:
         os.rename(tmp, final)
         _fsync_dir(self.msg_dir)
 
-    def _insert(self, msg_id: str, env: Envelope, size: int, now: float) -> None:
+    @staticmethod
+    def _insert(db: sqlite3.Connection, msg_id: str, env: Envelope, size: int, now: float) -> None:
         meta = {"ret": env.ret, "envid": env.envid, "smtputf8": env.smtputf8, "body_8bit": env.body_8bit,
                 "received_from": env.received_from, "extra": env.extra}
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("INSERT INTO messages(id, sender, envelope, size, created) VALUES (?,?,?,?,?)",
-                       (msg_id, env.sender, json.dumps(meta), size, now))
-            db.executemany(
-                "INSERT INTO recipients(msg_id, address, domain, notify, orcpt, state, next_attempt)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [(msg_id, r.address, domain_of(r.address), ",".join(r.notify), r.orcpt, "pending", now)
-                 for r in env.recipients])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        db.execute("INSERT INTO messages(id, sender, envelope, size, created) VALUES (?,?,?,?,?)",
+                   (msg_id, env.sender, json.dumps(meta), size, now))
+        db.executemany(
+            "INSERT INTO recipients(msg_id, address, domain, notify, orcpt, state, next_attempt)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [(msg_id, r.address, domain_of(r.address), ",".join(r.notify), r.orcpt, "pending", now)
+             for r in env.recipients])
 
     # -- reads -------------------------------------------------------------------
     async def read_body(self, msg_id: str) -> bytes:
@@ -343,38 +402,48 @@ class SqliteQueue:
         return row[0]
 
     # -- writes ------------------------------------------------------------------
-    async def record(self, outcomes: Sequence[Outcome], now: float) -> None:
-        await self._run(self._record, list(outcomes), now)
+    async def record(self, outcomes: Sequence[Outcome], now: float, delay_notified: Sequence[int] = (),
+                     finish: str | None = None) -> bool:
+        outcomes, delay_notified = list(outcomes), list(delay_notified)
 
-    def _record(self, outcomes: list[Outcome], now: float) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for o in outcomes:
-                db.execute(
-                    "UPDATE recipients SET state=?, attempts=attempts+1, next_attempt=?, last_error=?,"
-                    " last_status=?, remote_mta=? WHERE id=?",
-                    (o.state.value, o.next_attempt or now, o.error, o.status, o.remote_mta, o.rcpt_id))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        def op(db: sqlite3.Connection) -> bool:
+            db.executemany(
+                "UPDATE recipients SET state=?, attempts=attempts+1, next_attempt=?, last_error=?,"
+                " last_status=?, remote_mta=? WHERE id=?",
+                [(o.state.value, o.next_attempt or now, o.error, o.status, o.remote_mta, o.rcpt_id)
+                 for o in outcomes])
+            db.executemany("UPDATE recipients SET delay_notified=1 WHERE id=?", [(i,) for i in delay_notified])
+            return finish is not None and self._delete_if_done(db, finish)
+
+        removed = await self._write(op)
+        if removed and finish is not None:
+            await asyncio.to_thread(self._unlink, finish)
+        return removed
 
     async def mark_delay_notified(self, rcpt_ids: Sequence[int]) -> None:
-        await self._run(self._mark_delay, list(rcpt_ids))
+        ids = list(rcpt_ids)
+        await self._write(lambda db: db.executemany("UPDATE recipients SET delay_notified=1 WHERE id=?",
+                                                    [(i,) for i in ids]))
 
-    def _mark_delay(self, ids: list[int]) -> None:
-        self.db.executemany("UPDATE recipients SET delay_notified=1 WHERE id=?", [(i,) for i in ids])
-
-    async def finish_if_done(self, msg_id: str) -> bool:
-        return await self._run(self._finish_if_done, msg_id)
-
-    def _finish_if_done(self, msg_id: str) -> bool:
-        row = self.db.execute("SELECT COUNT(*) FROM recipients WHERE msg_id=? AND state IN ('pending','deferred')",
-                              (msg_id,)).fetchone()
+    @staticmethod
+    def _delete_if_done(db: sqlite3.Connection, msg_id: str) -> bool:
+        row = db.execute("SELECT COUNT(*) FROM recipients WHERE msg_id=? AND state IN ('pending','deferred')",
+                         (msg_id,)).fetchone()
         if row[0]:
             return False
-        return self._delete(msg_id)
+        return db.execute("DELETE FROM messages WHERE id=?", (msg_id,)).rowcount > 0
+
+    def _unlink(self, msg_id: str) -> None:
+        try:
+            self._path(msg_id).unlink()
+        except FileNotFoundError:
+            pass
+
+    async def finish_if_done(self, msg_id: str) -> bool:
+        removed = await self._write(lambda db: self._delete_if_done(db, msg_id))
+        if removed:
+            await asyncio.to_thread(self._unlink, msg_id)
+        return removed
 
     async def reschedule(self, now: float, msg_id: str | None = None, domain: str | None = None,
                          subdomains: bool = False) -> int:
@@ -407,10 +476,7 @@ class SqliteQueue:
 
     def _delete(self, msg_id: str) -> bool:
         n = self.db.execute("DELETE FROM messages WHERE id=?", (msg_id,)).rowcount
-        try:
-            self._path(msg_id).unlink()
-        except FileNotFoundError:
-            pass
+        self._unlink(msg_id)
         return n > 0
 
     async def sweep_orphans(self, older_than: float = 3600.0) -> int:
