@@ -327,7 +327,13 @@ def main(argv: list[str] | None = None) -> int:
     if Path(sys.argv[0]).name == "sendmail" and argv[:1] != ["sendmail"]:
         argv = ["sendmail", *argv]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if "sendmail" in argv:
+        # sendmail(1) options (-t -i -f …) come in any order; argparse must not see them.
+        i = argv.index("sendmail")
+        args = parser.parse_args(argv[:i + 1])
+        args.rest = argv[i + 1:]
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help(sys.stderr)
         return 2

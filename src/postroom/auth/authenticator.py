@@ -66,12 +66,18 @@ class Authenticator:
                     hash_password, password))
             self._fail_user.pop(username, None)
             return AuthResult(account)
+        await self.record_failure(username, remote_ip)
+        return AuthResult(None)
+
+    async def record_failure(self, username: str, remote_ip: str) -> None:
+        """Count a failed login checked elsewhere (APOP digests, SASL mechanisms that never
+        reveal a password) and sleep its penalty, exactly as a wrong password would."""
+        username = username.strip().lower()
         now = time.monotonic()
         self._fail_ip[remote_ip].append(now)
         self._fail_user[username].append(now)
         n = max(self._recent(self._fail_ip, remote_ip), self._recent(self._fail_user, username))
         await asyncio.sleep(min(MAX_DELAY, self.base_delay * 2 ** max(0, n - 1)))
-        return AuthResult(None)
 
 
 _DUMMY: list[str] = []

@@ -54,3 +54,15 @@ def test_cli_subprocess(smtp_server):
                        timeout=60)
     assert p.returncode == 0, p.stderr
     assert len(smtp_server.inbox("dora")) == before + 1
+
+
+def test_cli_options_before_recipients(smtp_server):
+    """Cron and scripts put sendmail's options first (regression: argparse rejected them)."""
+    before = len(smtp_server.inbox("dora"))
+    p = subprocess.run([sys.executable, "-m", "postroom.cli", "-c", str(smtp_server.cfg.path), "sendmail",
+                        "-t", "-i", "-f", f"dora@{DOMAIN}"],
+                       input=f"To: dora@{DOMAIN}\nSubject: opts\n\nhi\n.\nmore\n".encode(), capture_output=True,
+                       timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert len(smtp_server.inbox("dora")) == before + 1
+    assert smtp_server.inbox("dora")[-1].endswith(b"hi\r\n.\r\nmore\r\n")
