@@ -113,7 +113,7 @@ async def one_run(domains: int, count: int, size: int, concurrency: int, per_dom
             out = time.perf_counter() - t1
             task.cancel()
             await runner.close()
-            left = await queue.list()
+            left = await queue.messages()
             await queue.close()
             if left:
                 raise RuntimeError(f"{len(left)} messages not delivered: {left[0].recipients[0].last_error}")

@@ -64,7 +64,7 @@ async def _main(cfg: Config, args: argparse.Namespace) -> int:
     try:
         cmd = args.queue_cmd
         if cmd == "list":
-            msgs = await q.list()
+            msgs = await q.messages()
             if not msgs:
                 print("Mail queue is empty")
                 return 0

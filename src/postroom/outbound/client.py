@@ -16,7 +16,9 @@ from typing import Sequence
 
 from ..net.tls import client_context
 from .api import Envelope, Recipient
-from .reply import Capabilities, Reply, ReplyError, ReplyParser, dot_stuff, parse_ehlo, xtext
+from ..wire.dotstuff import normalize_newlines, stuff
+from ..wire.xtext import encode as xtext
+from .reply import Capabilities, Reply, ReplyError, ReplyParser, parse_ehlo
 
 
 class SmtpError(Exception):
@@ -250,7 +252,8 @@ class SmtpClient:
             if data.code != 354:
                 await self._rset()
                 return Transaction(mail, replies, data)
-        await self._write(dot_stuff(raw))
+        # RFC 5321 §2.3.8 (CRLF only) and §4.5.2 (transparency)
+        await self._write(stuff(normalize_newlines(raw)))
         final = await self.read_reply(self.data_timeout)
         return Transaction(mail, replies, final)
 

@@ -91,7 +91,9 @@ class QueueBackend(Protocol):
     async def enqueue(self, envelope: Envelope, raw: bytes) -> str: ...
     async def read_body(self, msg_id: str) -> bytes: ...
     async def get(self, msg_id: str) -> QueuedMessage | None: ...
-    async def list(self) -> list[QueuedMessage]: ...
+    async def messages(self) -> list[QueuedMessage]:
+        """Every queued message, oldest first."""
+        ...
     async def due(self, now: float, limit: int, exclude: Sequence[int] = ()) -> list[QueuedMessage]:
         """Unheld messages with at least one active recipient whose next attempt is due;
         only the due recipients are included."""
@@ -373,7 +375,7 @@ class SqliteQueue:
         found = self._select("WHERE id = ?", (msg_id,))
         return found[0] if found else None
 
-    async def list(self) -> list[QueuedMessage]:
+    async def messages(self) -> list[QueuedMessage]:
         return await self._run(self._select)
 
     async def due(self, now: float, limit: int, exclude: Sequence[int] = ()) -> list[QueuedMessage]:
@@ -399,7 +401,7 @@ class SqliteQueue:
         row = self.db.execute(
             "SELECT MIN(r.next_attempt) FROM recipients r JOIN messages m ON m.id = r.msg_id"
             " WHERE r.state IN ('pending','deferred') AND m.held = 0").fetchone()
-        return row[0]
+        return float(row[0]) if row[0] is not None else None
 
     # -- writes ------------------------------------------------------------------
     async def record(self, outcomes: Sequence[Outcome], now: float, delay_notified: Sequence[int] = (),

@@ -140,28 +140,3 @@ def parse_ehlo(reply: Reply) -> Capabilities:
         if name:
             kw[name.upper()] = params
     return Capabilities(kw)
-
-
-def xtext(value: str) -> str:
-    """RFC 3461 §4: encode '+', '=', controls and non-ASCII as +XX."""
-    out = []
-    for b in value.encode("utf-8"):
-        if 33 <= b <= 126 and b not in (0x2B, 0x3D):
-            out.append(chr(b))
-        else:
-            out.append(f"+{b:02X}")
-    return "".join(out)
-
-
-def dot_stuff(raw: bytes) -> bytes:
-    """Message bytes ready for DATA: CRLF line ends, leading dots doubled, ``.\\r\\n`` end.
-
-    RFC 5321 §4.5.2 (transparency) and §2.3.8 (bare CR/LF are not allowed in SMTP).
-    """
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    if data.startswith(b"."):
-        data = b"." + data
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"

@@ -38,7 +38,7 @@ def env(*rcpts, sender="a@here.test", **kw):
 
 
 async def empty(queue):
-    return not await queue.list()
+    return not await queue.messages()
 
 
 def test_delivers_with_pipelining_dsn_and_params(tmp_path, dns_srv, port):
@@ -260,7 +260,7 @@ def test_remote_sender_notice_is_queued_with_null_sender(tmp_path, dns_srv, port
         await queue.enqueue(env("b@nomail.test", sender="someone@there.test"), RAW)
         await runner.schedule_once()
         await runner.drain()
-        [notice] = await queue.list()
+        [notice] = await queue.messages()
         assert notice.sender == "" and [r.address for r in notice.recipients] == ["someone@there.test"]
         assert notice.recipients[0].notify == ("NEVER",)
         await queue.close()

@@ -71,7 +71,7 @@ def test_opportunistic_starttls_with_aiosmtpd(tmp_path, dns_srv):
 
 
 async def _empty(queue):
-    return not await queue.list()
+    return not await queue.messages()
 
 
 def test_smart_host_with_auth(tmp_path, dns_srv):

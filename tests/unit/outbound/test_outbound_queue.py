@@ -76,7 +76,7 @@ def test_hold_release_delete_and_subdomains(tmp_path):
         assert await q.reschedule(time.time(), domain="x.test", subdomains=True) == 2
         assert await q.reschedule(time.time(), domain="x.test") == 1
         assert await q.delete(a) and not await q.delete(a)
-        assert [m.id for m in await q.list()] == [b]
+        assert [m.id for m in await q.messages()] == [b]
         await q.close()
     run(main())
 
@@ -89,7 +89,7 @@ def test_survives_reopen_and_sweeps_orphans(tmp_path):
         (tmp_path / "msgs" / "ORPHAN").write_bytes(b"x")
         os.utime(tmp_path / "msgs" / "ORPHAN", (0, 0))
         q = await _open(tmp_path)
-        assert [m.id for m in await q.list()] == [qid]
+        assert [m.id for m in await q.messages()] == [qid]
         assert await q.sweep_orphans() == 1
         assert await q.read_body(qid) == RAW
         await q.close()
@@ -129,7 +129,7 @@ def test_sigkill_while_enqueueing_loses_nothing_acknowledged(tmp_path):
 
     async def check():
         q = await _open(tmp_path)
-        msgs = {m.id: m for m in await q.list()}
+        msgs = {m.id: m for m in await q.messages()}
         for qid, i in acked:
             assert qid in msgs, f"acknowledged {qid} lost"
             assert msgs[qid].recipients[0].address == f"r{i}@x.test"

@@ -1,8 +1,8 @@
-"""Sans-I/O reply parsing, EHLO capabilities, xtext and dot-stuffing."""
+"""Sans-I/O reply parsing and EHLO capabilities (xtext and dot-stuffing live in postroom.wire)."""
 
 import pytest
 
-from postroom.outbound.reply import Reply, ReplyError, ReplyParser, dot_stuff, parse_ehlo, xtext
+from postroom.outbound.reply import Reply, ReplyError, ReplyParser, parse_ehlo
 
 
 @pytest.mark.parametrize("chunks, expected", [
@@ -44,19 +44,3 @@ def test_ehlo_capabilities():
     assert caps.auth_mechanisms == ("PLAIN", "LOGIN")
     assert parse_ehlo(Reply(250, ("x", "SIZE"))).size_limit is None
     assert parse_ehlo(Reply(250, ("x", "SIZE 0"))).size_limit is None
-
-
-def test_xtext():
-    # RFC 3461 §4: '+' and '=' and non-printables are hex-escaped.
-    assert xtext("a+b=c d") == "a+2Bb+3Dc+20d"
-    assert xtext("rfc822;ü@x") == "rfc822;+C3+BC@x"
-
-
-@pytest.mark.parametrize("raw, wire", [
-    (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),
-    (b"a\nb", b"a\r\nb\r\n.\r\n"),  # bare LF → CRLF, final CRLF added
-    (b".x\r\n..y\r\n.\r\n", b"..x\r\n...y\r\n..\r\n.\r\n"),  # RFC 5321 §4.5.2
-    (b"", b"\r\n.\r\n"),
-])
-def test_dot_stuff(raw, wire):
-    assert dot_stuff(raw) == wire
