@@ -194,7 +194,12 @@ class Runner:
             return [Result(r, RcptState.BOUNCED, exc.status, str(exc)) for r in rcpts]
         except DnsTemporary as exc:
             return [Result(r, RcptState.DEFERRED, "4.4.3", str(exc)) for r in rcpts]
-        raw = await self.queue.read_body(msg.id)
+        try:
+            raw = await self.queue.read_body(msg.id)
+        except FileNotFoundError:
+            # Only a lost disk or a hand-deleted file gets here; retrying cannot help.
+            log.error("%s: message file is missing; bouncing", msg.id)
+            return [Result(r, RcptState.BOUNCED, "5.3.0", "the queued message file was lost") for r in rcpts]
         env = msg.envelope
         remaining = list(rcpts)
         results: list[Result] = []

@@ -120,17 +120,24 @@ async def start_services(ctx: Any) -> None:
     ctx.state["outbound"] = service
 
 
+def _service(ctx: Any) -> OutboundService | None:
+    # ctx.outbound first: a SIGHUP reload clears ctx.state but keeps ctx.outbound.
+    for candidate in (getattr(ctx, "outbound", None), ctx.state.get("outbound")):
+        if isinstance(candidate, OutboundService):
+            return candidate
+    return None
+
+
 async def stop_services(ctx: Any) -> None:
-    service = ctx.state.pop("outbound", None)
-    if isinstance(service, OutboundService):
+    service = _service(ctx)
+    ctx.state.pop("outbound", None)
+    if service is not None:
         await service.stop()
-    if getattr(ctx, "outbound", None) is service:
-        ctx.outbound = None
+        if getattr(ctx, "outbound", None) is service:
+            ctx.outbound = None
 
 
 async def etrn(ctx: Any, domain: str) -> bool:
     """For the SMTP command table: RFC 1985 ETRN → True (250) or False (251)."""
-    service = ctx.state.get("outbound") or getattr(ctx, "outbound", None)
-    if not isinstance(service, OutboundService):
-        return False
-    return await service.etrn(domain)
+    service = _service(ctx)
+    return await service.etrn(domain) if service is not None else False

@@ -265,3 +265,16 @@ def test_remote_sender_notice_is_queued_with_null_sender(tmp_path, dns_srv, port
         assert notice.recipients[0].notify == ("NEVER",)
         await queue.close()
     asyncio.run(main())
+
+
+def test_lost_message_file_bounces_instead_of_looping(tmp_path, dns_srv, port):
+    async def main():
+        runner, queue, ctx = make_runner(tmp_path, outbound(dns_srv, port))
+        await queue.open()
+        qid = await queue.enqueue(env("b@there.test"), RAW)
+        (tmp_path / "queue" / "msgs" / qid).unlink()
+        await run_until(runner, lambda: empty(queue))
+        [(raw, _)] = ctx.store.delivered
+        assert b"Status: 5.3.0" in raw and b"file was lost" in raw
+        await queue.close()
+    asyncio.run(main())
