@@ -185,7 +185,18 @@ class Runner:
             if not addrs:
                 raise DnsTemporary(f"relay host {name} has no address")
             return [Host(name, 0, addrs)], port
-        return await self.resolver.hosts_for_domain(domain), self.s.port
+        return self.without_self(await self.resolver.hosts_for_domain(domain)), self.s.port
+
+    def without_self(self, hosts: list[Host]) -> list[Host]:
+        """RFC 5321 §5.1: if we are an MX of the domain, only more preferred MX hosts count."""
+        me = self.s.helo_name.lower().rstrip(".")
+        mine = [h.preference for h in hosts if h.name.lower().rstrip(".") == me]
+        if not mine:
+            return hosts
+        kept = [h for h in hosts if h.preference < min(mine)]
+        if not kept:
+            raise DnsPermanent(f"mail for this domain loops back to myself ({me} is its best MX)", "5.4.6")
+        return kept
 
     async def attempt(self, msg: QueuedMessage, domain: str, rcpts: Sequence[QueuedRecipient]) -> list[Result]:
         try:

@@ -278,3 +278,27 @@ def test_lost_message_file_bounces_instead_of_looping(tmp_path, dns_srv, port):
         assert b"Status: 5.3.0" in raw and b"file was lost" in raw
         await queue.close()
     asyncio.run(main())
+
+
+def test_mx_list_is_cut_at_our_own_name(tmp_path, dns_srv, port):
+    # RFC 5321 §5.1: we (mx.here.test) are MX 20 of there.test → only MX 10 may be tried
+    dns_srv.mx("there.test", [(10, "mx1.there.test"), (20, "mx.here.test"), (30, "mx2.there.test")])
+    dns_srv.a("mx.here.test", "127.0.0.5")
+    dns_srv.mx("loop.test", [(10, "mx.here.test"), (20, "mx2.there.test")])
+
+    async def main():
+        runner, queue, ctx = make_runner(tmp_path, outbound(dns_srv, port))
+        await queue.open()
+        with ScriptedSmtp("127.0.0.3", port) as mx2:  # mx1 is down, mx2 must not be used
+            qid = await queue.enqueue(env("b@there.test"), RAW)
+            await queue.enqueue(env("c@loop.test"), RAW)
+            await runner.schedule_once()
+            await runner.drain()
+            await runner.close()
+        assert mx2.messages == []
+        [r] = (await queue.get(qid)).recipients
+        assert r.state is RcptState.DEFERRED and "127.0.0.2" in r.last_error
+        [(raw, _)] = ctx.store.delivered  # loop.test bounced: we are its best MX
+        assert b"Status: 5.4.6" in raw and b"loops back to myself" in raw
+        await queue.close()
+    asyncio.run(main())
