@@ -61,18 +61,20 @@ def pick_port() -> tuple[int, int | None]:
 
 
 class Host:
-    def __init__(self, root: Path, name: str, ip: str, port: int, resolver: str, outbound: dict[str, str]):
+    def __init__(self, root: Path, name: str, ip: str, port: int, resolver: str, outbound: dict[str, str],
+                 workers: int = 1):
         self.dir = root / name
         self.domain = f"{name}.test"
         self.ip, self.port = ip, port
         self.cfg = self.dir / "postroom.toml"
+        self.workers = workers
         self.proc: subprocess.Popen[str] | None = None
         self.log = self.dir / "serve.log"
         subprocess.run([*PY, "init", str(self.dir), "--domain", self.domain, "--listen", ip,
                         "--hostname", f"mx.{self.domain}"], check=True, capture_output=True)
         out = {"resolver": resolver, "port": str(port), "retry_schedule": '["1s"]', "poll_interval": '"0.2s"',
                "connect_timeout": '"2s"', "connection_idle": '"0s"', **outbound}
-        lines = [f'hostname = "mx.{self.domain}"', f'domains = ["{self.domain}"]', "workers = 1",
+        lines = [f'hostname = "mx.{self.domain}"', f'domains = ["{self.domain}"]', f"workers = {workers}",
                  'log_level = "info"', "[storage]", 'path = "data"', "[tls]", 'cert = "tls/cert.pem"',
                  'key = "tls/key.pem"', "[listeners.smtp]", f'address = "{ip}:{port}"', "[smtp]",
                  'trusted_networks = ["127.0.0.1/32"]', "[outbound]"]
@@ -95,7 +97,7 @@ class Host:
         while time.time() < deadline:
             assert self.proc.poll() is None, self.log.read_text()
             # our own process must be the listener (not another run's server on the same address)
-            if mark in self.log.read_text()[start:]:
+            if self.log.read_text()[start:].count(mark) >= self.workers:
                 socket.create_connection((self.ip, self.port), 2).close()
                 return self
             time.sleep(0.1)
@@ -159,8 +161,8 @@ def net(tmp_path):
         dns_srv.a("mx.a.test", A_IP)
         hosts: list[Host] = []
 
-        def make(name: str, ip: str, **outbound: str) -> Host:
-            h = Host(tmp_path, name, ip, port, dns_srv.address, outbound)
+        def make(name: str, ip: str, workers: int = 1, **outbound: str) -> Host:
+            h = Host(tmp_path, name, ip, port, dns_srv.address, outbound, workers)
             hosts.append(h)
             return h
         try:
@@ -281,3 +283,14 @@ def test_bounce_to_remote_sender_travels_back_with_null_sender(net):
     assert rcpt["Action"] == "failed" and rcpt["Final-Recipient"] == "rfc822; nobody@b.test"
     assert b"Return-Path: <>" in notice or b"MAILER-DAEMON" in notice
     wait_for(lambda: "empty" in a.queue_text(), what="a's queue to empty")
+
+
+def test_two_workers_one_runner(net):
+    """workers = 2: both accept and enqueue, exactly one runs deliveries (the lock file)."""
+    _, make = net
+    a, b = make("a", A_IP, workers=2).start(), make("b", B_IP).start()
+    for i in range(6):  # SO_REUSEPORT spreads these over both workers
+        submit(a, "user@b.test", f"w{i}")
+    got = wait_for(lambda: (lambda x: x if len(x) == 6 else None)(b.inbox()), what="six deliveries")
+    assert sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in got) == [b"w%d" % i for i in range(6)]
+    assert a.log.read_text().count("outbound queue runner started") == 1
