@@ -63,8 +63,11 @@ class _Parser:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.parts = 0
-        #: ids of parts whose close delimiter line ends exactly at their end (see _extend).
-        self.closed_at_end: set[int] = set()
+        #: Parts whose close delimiter line ends exactly at their end (see _extend), by id().
+        #: The dict holds the parts so that their ids are not reused: _extend replaces a part,
+        #: and a freed part's id may come back for the next sibling (which then wrongly took
+        #: the line break before the following delimiter).
+        self.closed_at_end: dict[int, Part] = {}
 
     def _extend(self, part: Part, end: int) -> Part:
         """Give back the line break the parent took for its delimiter.
@@ -135,7 +138,7 @@ class _Parser:
             closed_here = id(children[0]) in self.closed_at_end
         part = Part(start, body, end, lines=raw.count(b"\n", body, end), children=children, **kw)  # type: ignore[arg-type]
         if closed_here:
-            self.closed_at_end.add(id(part))
+            self.closed_at_end[id(part)] = part
         return part
 
 

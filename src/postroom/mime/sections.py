@@ -6,11 +6,22 @@ case-insensitive).  Partial ranges (``<0.100>``) are applied by the caller.
 Returns None when the section does not exist or the spec is malformed; the
 IMAP layer then sends an empty string (as Dovecot does for a missing part).
 
-Part numbering: in a multipart, ``N`` is the N-th body part; in a non-multipart
-message (top level or embedded), ``1`` is its body.  After a message/rfc822
-part the numbers continue inside the embedded message, and ``N.HEADER`` /
-``N.TEXT`` / ``N.HEADER.FIELDS`` address the embedded message's header and
-body, while ``N.MIME`` is the MIME header of part N itself.
+Part numbering (RFC 9051 §6.4.5, checked against Dovecot 2.3): in a multipart,
+``N`` is the N-th body part.  Every part has a part number 1 that is the part
+itself, as long as it is the last number: ``1`` of a single-part message is
+its body, and ``N.1`` of a non-multipart part N is part N.  A number after a
+non-multipart part that is not message/rfc822 names nothing (``1.1`` of a
+single-part message, ``2.1.1`` of a text part 2).  A number after a
+message/rfc822 part steps into the embedded message, where the same rules
+apply (``2.1`` is the embedded message's part 1).  ``N.HEADER`` / ``N.TEXT`` /
+``N.HEADER.FIELDS`` address the header and body of the message embedded in
+part N, while ``N.MIME`` is the MIME header of part N itself.
+
+Header-only entities (no empty line ends the header): ``HEADER`` and ``MIME``
+are the header bytes as stored; ``HEADER.FIELDS.NOT`` keeps the remaining
+lines verbatim without adding an empty line (RFC 9051 §6.4.5: "except in the
+case of a message which has no body and no blank line"); ``HEADER.FIELDS``
+always ends with CRLF and an empty line, as Dovecot does.
 """
 
 from __future__ import annotations
@@ -55,31 +66,55 @@ def parse_section_spec(spec: str) -> SectionSpec | None:
 def find_part(p: ParsedMessage, nums: tuple[int, ...]) -> Part | None:
     """The part addressed by a section number, or None (see module docstring)."""
     node = p.root
+    last = len(nums) - 1
     for depth, n in enumerate(nums):
-        if depth > 0 and node.is_message:
-            node = node.children[0]  # step into the embedded message
         if node.is_multipart:
             if not 1 <= n <= len(node.children):
                 return None
             node = node.children[n - 1]
-        elif n == 1 and node.envelope is not None:
-            pass  # "1" of a non-multipart message is its body: same part
-        else:
+        elif n != 1 or (depth < last and not node.is_message):
+            # Only "1" exists below a non-multipart part: the part itself if the number ends
+            # here, else the way into a message/rfc822 part (RFC 9051 §6.4.5).
             return None
+        if depth < last and node.is_message:
+            node = node.children[0]  # more numbers follow: they count inside the embedded message
     return node
 
 
+def _blank_line(raw: bytes, start: int, end: int) -> bytes:
+    """The empty line ending the header block ``raw[start:end]``, or b"" when it has none."""
+    if end <= start or raw[end - 1] != 0x0A:
+        return b""
+    nl = raw.rfind(b"\n", start, end - 1)
+    line = raw[start if nl < 0 else nl + 1:end]
+    return line if line in (b"\r\n", b"\n") else b""
+
+
 def _filter_fields(raw: bytes, start: int, end: int, names: tuple[str, ...], negate: bool) -> bytes:
-    """HEADER.FIELDS[.NOT]: matching fields in original order and folding, then a blank line."""
+    """HEADER.FIELDS[.NOT] of the header block ``raw[start:end]``, fields in original order and folding.
+
+    HEADER.FIELDS adds a missing line break to its last field and always ends with an
+    empty line (Dovecot's header filter adds a missing one).  HEADER.FIELDS.NOT copies
+    the remaining lines as they are, lines that are not fields included (as Dovecot),
+    and ends with an empty line only if the header had one (RFC 9051 §6.4.5).
+    """
     fields, _ = split_header(raw, start, end)
+    blank = _blank_line(raw, start, end)
+    stop = end - len(blank)
     wanted = {n.lower().encode("ascii", "replace") for n in names}
     out = bytearray()
+    pos = start
     for f in fields:
+        if negate and pos < f.start:
+            out += raw[pos:f.start]  # a line that is not a field matches no name
         if (f.name.lower() in wanted) != negate:
             chunk = raw[f.start:f.end]
-            out += chunk if chunk.endswith(b"\n") else chunk + b"\r\n"
-    out += b"\r\n"  # RFC 9051 §6.4.5: the blank line is included
-    return bytes(out)
+            out += chunk if negate or chunk.endswith(b"\n") else chunk + b"\r\n"
+        pos = f.end
+    if negate:
+        out += raw[pos:stop]
+        return bytes(out + (b"\r\n" if blank else b""))
+    return bytes(out + b"\r\n")
 
 
 def section(raw: bytes, p: ParsedMessage, spec: str) -> bytes | None:
