@@ -229,3 +229,29 @@ async def run_until(runner: Runner, done: Callable[[], Any], timeout: float = 10
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+async def deliver_all(tmp: Path, outbound: dict[str, Any], messages: list[tuple[Any, bytes]],
+                      timeout: float = 10.0) -> FakeCtx:
+    """Enqueue ``(envelope, raw)`` pairs, run until the queue is empty, close; the context
+    (with ``ctx.store.delivered`` holding local notices) is returned."""
+    runner, queue, ctx = make_runner(tmp, outbound)
+    await queue.open()
+    try:
+        for envelope, raw in messages:
+            await queue.enqueue(envelope, raw)
+
+        async def empty() -> bool:
+            return not await queue.messages()
+        await run_until(runner, empty, timeout)
+    finally:
+        await runner.close()
+        await queue.close()
+    return ctx
+
+
+def rcpt_report(notice: bytes, index: int = 0) -> Any:
+    """The per-recipient block ``index`` of a DSN's message/delivery-status part."""
+    import email
+
+    return email.message_from_bytes(notice).get_payload()[1].get_payload()[1 + index]

@@ -6,7 +6,7 @@ import email
 import pytest
 
 from dnsfixture import DnsFixture
-from outbound_helpers import ScriptedSmtp, free_port, make_runner, run_until
+from outbound_helpers import ScriptedSmtp, deliver_all, free_port, make_runner, rcpt_report, run_until
 from postroom.outbound.api import Envelope, Recipient
 from postroom.outbound.queue import RcptState
 
@@ -77,8 +77,7 @@ def test_helo_fallback_without_extensions(tmp_path, dns_srv, port):
         # NOTIFY=SUCCESS and the next hop has no DSN: RFC 3461 §5.2.2 "relayed" notice
         [(raw, ids)] = ctx.store.delivered
         assert ids == [1]
-        report = email.message_from_bytes(raw).get_payload()[1].get_payload()[1]
-        assert report["Action"] == "relayed"
+        assert rcpt_report(raw)["Action"] == "relayed"
         await queue.close()
     asyncio.run(main())
 
@@ -170,30 +169,18 @@ def test_permanent_failure_bounces_at_once_with_dsn(tmp_path, dns_srv, port):
 def test_null_mx_bounces_at_once(tmp_path, dns_srv, port):
     dns_srv.null_mx("nomail.test")
 
-    async def main():
-        runner, queue, ctx = make_runner(tmp_path, outbound(dns_srv, port))
-        await queue.open()
-        await queue.enqueue(env("b@nomail.test"), RAW)
-        await run_until(runner, lambda: empty(queue))
-        [(raw, _)] = ctx.store.delivered
-        rcpt = email.message_from_bytes(raw).get_payload()[1].get_payload()[1]
-        assert rcpt["Status"] == "5.1.10" and "null MX" in rcpt["Diagnostic-Code"]
-        await queue.close()
-    asyncio.run(main())
+    ctx = asyncio.run(deliver_all(tmp_path, outbound(dns_srv, port), [(env("b@nomail.test"), RAW)]))
+    [(raw, _)] = ctx.store.delivered
+    rcpt = rcpt_report(raw)
+    assert rcpt["Status"] == "5.1.10" and "null MX" in rcpt["Diagnostic-Code"]
 
 
 def test_no_bounce_to_null_sender_and_notify_never(tmp_path, dns_srv, port):
     dns_srv.null_mx("nomail.test")
 
-    async def main():
-        runner, queue, ctx = make_runner(tmp_path, outbound(dns_srv, port))
-        await queue.open()
-        await queue.enqueue(env("b@nomail.test", sender=""), RAW)
-        await queue.enqueue(env(Recipient("c@nomail.test", ("NEVER",))), RAW)
-        await run_until(runner, lambda: empty(queue))
-        assert ctx.store.delivered == []
-        await queue.close()
-    asyncio.run(main())
+    ctx = asyncio.run(deliver_all(tmp_path, outbound(dns_srv, port), [
+        (env("b@nomail.test", sender=""), RAW), (env(Recipient("c@nomail.test", ("NEVER",))), RAW)]))
+    assert ctx.store.delivered == []
 
 
 def test_delay_notice_then_bounce_after_max_lifetime(tmp_path, dns_srv, port):
@@ -206,7 +193,7 @@ def test_delay_notice_then_bounce_after_max_lifetime(tmp_path, dns_srv, port):
         await run_until(runner, lambda: empty(queue), timeout=15)
         actions = []
         for raw, _ in ctx.store.delivered:
-            rcpt = email.message_from_bytes(raw).get_payload()[1].get_payload()[1]
+            rcpt = rcpt_report(raw)
             actions.append((rcpt["Action"], rcpt["Status"]))
         assert actions[0] == ("delayed", "4.4.1")  # exactly one delay notice …
         assert actions[1:] == [("failed", "5.4.7")]  # … then the bounce
@@ -237,18 +224,10 @@ def test_one_connection_for_several_messages(tmp_path, dns_srv, port):
 def test_size_limit_bounces(tmp_path, dns_srv, port):
     dns_srv.mx("there.test", [(10, "mx1.there.test")])
 
-    async def main():
-        runner, queue, ctx = make_runner(tmp_path, outbound(dns_srv, port))
-        await queue.open()
-        with ScriptedSmtp("127.0.0.2", port, ehlo=("SIZE 10",)) as mx:
-            await queue.enqueue(env("b@there.test"), RAW)
-            await run_until(runner, lambda: empty(queue))
-            await runner.close()
-        assert mx.messages == []
-        rcpt = email.message_from_bytes(ctx.store.delivered[0][0]).get_payload()[1].get_payload()[1]
-        assert rcpt["Status"] == "5.3.4"
-        await queue.close()
-    asyncio.run(main())
+    with ScriptedSmtp("127.0.0.2", port, ehlo=("SIZE 10",)) as mx:
+        ctx = asyncio.run(deliver_all(tmp_path, outbound(dns_srv, port), [(env("b@there.test"), RAW)]))
+    assert mx.messages == []
+    assert rcpt_report(ctx.store.delivered[0][0])["Status"] == "5.3.4"
 
 
 def test_remote_sender_notice_is_queued_with_null_sender(tmp_path, dns_srv, port):
@@ -274,10 +253,10 @@ def test_lost_message_file_bounces_instead_of_looping(tmp_path, dns_srv, port):
         qid = await queue.enqueue(env("b@there.test"), RAW)
         (tmp_path / "queue" / "msgs" / qid).unlink()
         await run_until(runner, lambda: empty(queue))
-        [(raw, _)] = ctx.store.delivered
-        assert b"Status: 5.3.0" in raw and b"file was lost" in raw
         await queue.close()
-    asyncio.run(main())
+        return ctx
+    [(raw, _)] = asyncio.run(main()).store.delivered
+    assert b"Status: 5.3.0" in raw and b"file was lost" in raw
 
 
 def test_mx_list_is_cut_at_our_own_name(tmp_path, dns_srv, port):

@@ -12,8 +12,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from dnsfixture import DnsFixture
-from outbound_helpers import free_port, make_runner, run_until
-from postroom.net.tls import client_context, write_self_signed
+from outbound_helpers import deliver_all, free_port
+from postroom.net.tls import write_self_signed
 from postroom.outbound.api import Envelope, Recipient
 
 RAW = b"From: a@here.test\r\nTo: b@there.test\r\nSubject: hi\r\n\r\nhello\r\n"
@@ -55,23 +55,13 @@ def test_opportunistic_starttls_with_aiosmtpd(tmp_path, dns_srv):
                      require_starttls=True)
     ctl.start()
     try:
-        async def main():
-            runner, queue, _ = make_runner(tmp_path, {"resolver": dns_srv.address, "port": port})
-            await queue.open()
-            await queue.enqueue(Envelope("a@here.test", (Recipient("b@there.test"),)), RAW)
-            await run_until(runner, lambda: _empty(queue))
-            await runner.close()
-            await queue.close()
-        asyncio.run(main())
+        asyncio.run(deliver_all(tmp_path, {"resolver": dns_srv.address, "port": port},
+                                [(Envelope("a@here.test", (Recipient("b@there.test"),)), RAW)]))
     finally:
         ctl.stop()
     [(sender, rcpts, content)] = handler.envelopes
     assert sender == "a@here.test" and rcpts == ["b@there.test"] and content == RAW
     assert handler.tls == [True]
-
-
-async def _empty(queue):
-    return not await queue.messages()
 
 
 def test_smart_host_with_auth(tmp_path, dns_srv):
@@ -87,18 +77,11 @@ def test_smart_host_with_auth(tmp_path, dns_srv):
                      authenticator=authenticator, auth_require_tls=True)
     ctl.start()
     try:
-        async def main():
-            runner, queue, _ = make_runner(tmp_path, {
-                "resolver": dns_srv.address, "port": 1, "relay_host": f"smart.test:{port}",
-                "relay_user": "relayuser", "relay_password": "s3cret", "relay_tls": "required"})
-            await queue.open()
-            # two domains, one of them without any MX: all go through the smart host
-            await queue.enqueue(Envelope("a@here.test", (Recipient("b@there.test"), Recipient("c@nowhere.test"))),
-                                RAW)
-            await run_until(runner, lambda: _empty(queue))
-            await runner.close()
-            await queue.close()
-        asyncio.run(main())
+        # two domains, one of them without any MX: all go through the smart host
+        asyncio.run(deliver_all(tmp_path, {
+            "resolver": dns_srv.address, "port": 1, "relay_host": f"smart.test:{port}",
+            "relay_user": "relayuser", "relay_password": "s3cret", "relay_tls": "required"},
+            [(Envelope("a@here.test", (Recipient("b@there.test"), Recipient("c@nowhere.test"))), RAW)]))
     finally:
         ctl.stop()
     assert [m for m, _, _ in logins] == ["PLAIN"]
@@ -125,17 +108,9 @@ def test_delivery_to_postfix_smtp_sink(tmp_path, dns_srv):
         time.sleep(0.3)
         assert sink.poll() is None, sink.stderr.read()
 
-        async def main():
-            runner, queue, ctx = make_runner(tmp_path, {"resolver": dns_srv.address, "port": port})
-            await queue.open()
-            for i in range(20):
-                await queue.enqueue(Envelope("a@here.test", (Recipient(f"u{i}@there.test", ("SUCCESS",)),),
-                                             envid=f"E{i}", ret="HDRS"), RAW + b"%d\r\n" % i)
-            await run_until(runner, lambda: _empty(queue), timeout=30)
-            await runner.close()
-            await queue.close()
-            return ctx
-        ctx = asyncio.run(main())
+        ctx = asyncio.run(deliver_all(tmp_path, {"resolver": dns_srv.address, "port": port}, [
+            (Envelope("a@here.test", (Recipient(f"u{i}@there.test", ("SUCCESS",)),), envid=f"E{i}", ret="HDRS"),
+             RAW + b"%d\r\n" % i) for i in range(20)], timeout=30))
     finally:
         sink.terminate()
         sink.wait()
