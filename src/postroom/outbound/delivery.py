@@ -110,6 +110,10 @@ class Runner:
         self.inflight: set[int] = set()  # recipient ids being delivered
         self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
+        # RFC 1123 §5.3.1.1: keep a list of hosts we cannot reach, so that a queue of
+        # mail for a dead host costs one connection timeout, not one per message.
+        self.unreachable: dict[tuple[str, int], tuple[float, str]] = {}
+        self.unreachable_ttl = min(settings.retry_schedule[0], 60.0)
         self.hostname = getattr(getattr(ctx, "config", None), "hostname", "localhost")
 
     def wake(self) -> None:
@@ -221,12 +225,19 @@ class Runner:
                 if not remaining or tried >= MAX_ADDRESSES_PER_ATTEMPT:
                     break
                 tried += 1
+                down = self.unreachable.get((address, port))
+                if down and down[0] > time.monotonic():
+                    last = ("4.4.1", down[1], "", False)  # tried moments ago by another job
+                    continue
                 try:
                     client = await self.pool.get(host, address, port, bool(self.s.relay_host))
                 except SmtpError as exc:
                     log.info("%s: %s", msg.id, exc)
                     last = (exc.status, str(exc.reply) if exc.reply else str(exc), "", exc.permanent)
+                    if exc.reply is None:  # no TCP session at all: remember for a while
+                        self.unreachable[(address, port)] = (time.monotonic() + self.unreachable_ttl, str(exc))
                     continue
+                self.unreachable.pop((address, port), None)
                 try:
                     done, remaining, last = await self._transaction(client, env, raw, remaining)
                     results += done

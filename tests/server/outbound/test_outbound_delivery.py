@@ -281,3 +281,28 @@ def test_mx_list_is_cut_at_our_own_name(tmp_path, dns_srv, port):
         assert b"Status: 5.4.6" in raw and b"loops back to myself" in raw
         await queue.close()
     asyncio.run(main())
+
+
+def test_unreachable_host_is_remembered_between_jobs(tmp_path, dns_srv, port):
+    dns_srv.mx("there.test", [(10, "mx1.there.test")])
+
+    async def main():
+        runner, queue, _ = make_runner(tmp_path, outbound(dns_srv, port, retry_schedule=["30s"], per_domain_concurrency=1))
+        await queue.open()
+        connects = []
+        real_get = runner.pool.get
+
+        async def counting_get(*a, **kw):
+            connects.append(a[1])
+            return await real_get(*a, **kw)
+        runner.pool.get = counting_get
+        ids = [await queue.enqueue(env("b@there.test"), RAW) for _ in range(5)]
+        await runner.schedule_once()
+        await runner.drain()
+        assert len(connects) == 1  # later jobs skipped the host that just refused
+        for qid in ids:
+            [r] = (await queue.get(qid)).recipients
+            assert r.state is RcptState.DEFERRED and "cannot connect" in r.last_error
+        await runner.close()
+        await queue.close()
+    asyncio.run(main())
