@@ -209,3 +209,65 @@ def test_purge_reclaims_expunged_space(store_factory):
             removed, _ = await s3.purge(min_age=0)
             assert removed == 1 and not list(seg_dir.glob("*.seg"))
     asyncio.run(t())
+
+
+def test_message_index(store_factory):
+    """message_index: current at each call (also for other processes' writes), immutable,
+    and agreeing with list_messages and mailbox_status."""
+    async def t():
+        async with store_factory() as s, store_factory() as other:  # other: a second process
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            for i in range(5):
+                await s.deliver(msg(i), [DeliveryTarget(a.id)])
+            await s.store_flags(inbox.id, [2, 4], FlagOp.ADD, frozenset({"\\Seen", "work"}))
+            idx = await s.message_index(inbox.id)
+            assert list(idx.uids) == [1, 2, 3, 4, 5] and len(idx) == 5 and 3 in idx and 9 not in idx
+            assert idx.messages([5, 9, 1]) == [m for m in await s.list_messages(inbox.id) if m.uid in (5, 1)][::-1]
+            assert idx.get(2) == (await s.get_messages(inbox.id, [2]))[0] and idx.get(9) is None
+            assert idx.with_flag("\\Seen") == {2, 4} == idx.with_flag("work") and idx.with_flag("x") == set()
+            assert idx.uid_set() == {1, 2, 3, 4, 5} and idx.size_of(1) == len(msg(0)) and idx.size_of(9) is None
+            assert idx.status() == await s.mailbox_status(inbox.id)
+            assert idx.mailbox == await s.get_mailbox_by_id(inbox.id)
+            assert await s.message_index(inbox.id) is idx  # nothing changed: the same index
+            # Changes by "another process" are seen at the next call; the old index stays as it was.
+            await other.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Flagged"}))
+            await other.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
+            assert await other.expunge(inbox.id) == [2]
+            await other.deliver(msg(7), [DeliveryTarget(a.id)])
+            idx2 = await s.message_index(inbox.id)
+            assert list(idx2.uids) == [1, 3, 4, 5, 6] and idx2.with_flag("\\Flagged") == {1}
+            assert idx2.with_flag("\\Seen") == {4} and idx2.messages(idx2.uids) == await s.list_messages(inbox.id)
+            assert idx2.status() == await s.mailbox_status(inbox.id)
+            assert list(idx.uids) == [1, 2, 3, 4, 5] and idx.with_flag("\\Flagged") == set()
+            # \Recent boundary: claimed by the first caller, visible in the index.
+            assert idx2.recent_uid == 1
+            assert await s.claim_recent(inbox.id) == 1
+            idx3 = await s.message_index(inbox.id)
+            assert idx3.recent_uid == idx3.mailbox.uidnext == 7 and idx3.status().recent == 0
+            # A deleted mailbox is gone; one re-created under that name starts empty.
+            work = await s.create_mailbox(a.id, "Work")
+            await s.append(a.id, "Work", msg(8))
+            assert len(await s.message_index(work.id)) == 1
+            await other.delete_mailbox(a.id, "Work")
+            with pytest.raises(MailboxNotFound):
+                await s.message_index(work.id)
+            again = await other.create_mailbox(a.id, "Work")
+            assert len(await s.message_index(again.id)) == 0
+    asyncio.run(t())
+
+
+def test_read_messages_and_structures(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            for i in range(3):
+                await s.deliver(msg(i), [DeliveryTarget(a.id)])
+            msgs = await s.list_messages(inbox.id)
+            assert await s.read_messages(msgs[::-1]) == [msg(2), msg(1), msg(0)]
+            assert await s.read_messages([]) == []
+            structures = await s.read_structures(msgs)
+            assert [p.size for p in structures] == [len(msg(i)) for i in range(3)]
+            assert structures == [await s.read_structure(m) for m in msgs]
+    asyncio.run(t())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Protocol, Sequence
 
 from .models import (
     Account,
@@ -44,6 +44,38 @@ class MailboxWatch(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class MessageIndex(Protocol):
+    """All messages of one mailbox as of one HIGHESTMODSEQ, from a per-process cache shared by
+    every session (see :meth:`Store.message_index`). Immutable: later changes give a new index."""
+
+    mailbox: Mailbox  # the mailbox row at that moment (UIDNEXT, HIGHESTMODSEQ …)
+    recent_uid: int  # the first UID no session has claimed as \\Recent yet (see claim_recent)
+    uids: Sequence[int]  # every UID, ascending; do not mutate
+
+    def __len__(self) -> int: ...
+    def __contains__(self, uid: object) -> bool: ...
+
+    def get(self, uid: int) -> MessageInfo | None: ...
+
+    def messages(self, uids: Iterable[int]) -> list[MessageInfo]:
+        """Records of those of ``uids`` that exist, in the order given."""
+        ...
+
+    def with_flag(self, flag: str) -> frozenset[int]:
+        """UIDs of the messages carrying ``flag`` (system flag or keyword); computed once per index."""
+        ...
+
+    def uid_set(self) -> frozenset[int]:
+        """Every UID, as a set (computed once per index)."""
+        ...
+
+    def size_of(self, uid: int) -> int | None: ...
+
+    def status(self) -> MailboxStatus:
+        """The counts of :meth:`Store.mailbox_status`, at this index's moment."""
+        ...
 
 
 class Store(Protocol):
@@ -136,9 +168,29 @@ class Store(Protocol):
         """Those of ``uids`` that exist, ordered by UID."""
         ...
 
+    async def message_index(self, mailbox_id: int) -> MessageIndex:
+        """Every message of the mailbox, current as of the call, for SELECT, SEARCH and FETCH.
+
+        Served from an in-process cache shared by all sessions and brought up to date at
+        each call with one query: O(changes since the cached index), whichever process
+        made them. Raises MailboxNotFound.
+        """
+        ...
+
     async def read_message(self, msg: MessageInfo) -> bytes: ...
+
+    async def read_messages(self, msgs: Sequence[MessageInfo]) -> "list[bytes | None]":
+        """The bytes of several messages in one go (one thread hop), in the order given;
+        None for a message whose bytes are gone (expunged and purged meanwhile)."""
+        ...
+
     async def read_structure(self, msg: MessageInfo) -> "ParsedMessage":
         """The MIME structure computed once at delivery (postroom.mime.parse)."""
+        ...
+
+    async def read_structures(self, msgs: Sequence[MessageInfo]) -> "list[ParsedMessage | None]":
+        """:meth:`read_structure` of several messages with one query for those not cached,
+        in the order given; None for a message that is gone."""
         ...
 
     async def store_flags(self, mailbox_id: int, uids: Sequence[int], op: FlagOp,

@@ -124,3 +124,29 @@ def test_fetch_bad_syntax(srv):
                 b"a FETCH 0 FLAGS", b"a FETCH"):
         assert r.cmd(bad)[-1].startswith(b"a BAD"), bad
     r.close()
+
+
+def test_fetch_header_fields_cached_and_fresh(srv):
+    """Header sections come from a process-wide cache after the first FETCH: the answers
+    must not change, also mixed with sections that need the bytes, and a read-write
+    BODY[HEADER.FIELDS] still sets \\Seen."""
+    from postroom.imap.handlers.fetch import HEADER_CACHE
+
+    acc = srv.new_user()
+    for i in range(3):
+        srv.deliver(acc, msg(f"s{i}"))
+    c = srv.imapclient(acc, select="INBOX")
+    spec = "BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)]"
+    first = c.fetch([1, 2, 3], [spec])
+    size = HEADER_CACHE.size
+    assert c.fetch([1, 2, 3], [spec]) == first and HEADER_CACHE.size == size  # served from the cache
+    key = b"BODY[HEADER.FIELDS (SUBJECT FROM)]"
+    assert first[2][key] == b"From: Alice <alice@outside.test>\r\nSubject: s1\r\n\r\n"
+    mixed = c.fetch([1, 2, 3], [spec, "BODY.PEEK[TEXT]", "BODY.PEEK[HEADER]"])
+    for n in (1, 2, 3):
+        assert mixed[n][key] == first[n][key]
+        assert mixed[n][b"BODY[HEADER]"] + mixed[n][b"BODY[TEXT]"] == msg(f"s{n - 1}")
+    r = c.fetch([2], ["BODY[HEADER.FIELDS (SUBJECT)]"])
+    assert r[2][b"BODY[HEADER.FIELDS (SUBJECT)]"] == b"Subject: s1\r\n\r\n"
+    assert b"\\Seen" in c.get_flags([2])[2]
+    c.logout()

@@ -1,14 +1,17 @@
 """FETCH and UID FETCH (RFC 3501 §6.4.5, §7.4.2).
 
-Messages are read in batches of ``settings.batch`` UIDs: one ``get_messages`` query
-per batch, then the structure (ENVELOPE, BODYSTRUCTURE, sections) and the bytes only
-for the attributes that need them. The response is streamed, so FETCH 1:* of a big
-mailbox does not build one huge buffer.
+The records come from the store's cached message index (one query to bring it up to
+date); then, in batches of ``settings.batch`` messages, the bytes and the structure
+(ENVELOPE, BODYSTRUCTURE, sections) are read with one call each, and only for the
+attributes that need them. HEADER and HEADER.FIELDS of the message itself need no
+stored structure: the header ends at the first empty line. The response is streamed,
+so FETCH 1:* of a big mailbox does not build one huge buffer.
 """
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections import OrderedDict
+from typing import Any, AsyncIterator
 
 from ... import mime
 from ...storage.models import FlagOp, MessageInfo
@@ -22,8 +25,78 @@ from .messages import resolve, sel
 _NEEDS_STRUCTURE = {"ENVELOPE", "BODY", "BODYSTRUCTURE"}
 
 
-def _section_bytes(raw: bytes, parsed: "mime.ParsedMessage", sec: BodySection) -> bytes:
-    if sec.part or sec.text or sec.fields:
+_TOP_HEADER = {"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"}
+
+
+def _needs_structure(sec: BodySection) -> bool:
+    return bool(sec.part) or (sec.text is not None and sec.text not in _TOP_HEADER)
+
+
+def _header_only(raw: bytes) -> "mime.ParsedMessage":
+    """Enough structure for HEADER / HEADER.FIELDS of the top-level message.
+
+    The header block ends where mime.parse ends it (``split_header``): after the
+    first empty line, or at the end when there is none. An empty line is a line
+    break at the start or right after another line break.
+    """
+    if raw[:1] == b"\n" or raw[:2] == b"\r\n":
+        body = raw.index(b"\n") + 1
+    else:
+        ends = [i for i in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+        body = len(raw) if not ends else min(ends) + (3 if raw[min(ends) + 1] == 13 else 2)
+    return mime.ParsedMessage(root=mime.Part(0, body, len(raw)), size=len(raw))
+
+
+class _HeaderCache:
+    """HEADER / HEADER.FIELDS results of recent FETCHes, shared by the process's sessions.
+
+    Like Dovecot's cache file: clients fetch the same few header fields of the same
+    messages again and again (on every resync, from every device), and filtering a
+    header costs far more than the lookup. Keyed by the message's stored bytes
+    (``MessageInfo.blob``, which never refer to other bytes) and the section spec;
+    least recently used entries go beyond ``limit`` bytes.
+    """
+
+    def __init__(self, limit: int = 16 * 1024 * 1024) -> None:
+        self.limit = limit
+        self.size = 0
+        self._data: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
+
+    def get(self, key: tuple[str, bytes]) -> bytes | None:
+        data = self._data.get(key)
+        if data is not None:
+            self._data.move_to_end(key)
+        return data
+
+    def put(self, key: tuple[str, bytes], data: bytes) -> None:
+        if key in self._data or len(data) > self.limit // 64:
+            return
+        self._data[key] = data
+        self.size += len(data) + len(key[0]) + len(key[1]) + 100
+        while self.size > self.limit:
+            (blob, spec), old = self._data.popitem(last=False)
+            self.size -= len(old) + len(blob) + len(spec) + 100
+
+
+HEADER_CACHE = _HeaderCache()
+
+
+def _is_top_header(sec: BodySection) -> bool:
+    return not sec.part and sec.text in _TOP_HEADER
+
+
+def _section_bytes(raw: bytes, parsed: "mime.ParsedMessage | None", sec: BodySection, blob: str,
+                   hits: dict[tuple[str, bytes], bytes]) -> bytes:
+    if _is_top_header(sec):
+        key = (blob, sec.spec())
+        data = hits.get(key)
+        if data is None:
+            data = HEADER_CACHE.get(key)  # safe here: raw is at hand if it is evicted meanwhile
+        if data is None:
+            data = mime.section(raw, parsed or _header_only(raw), key[1].decode("ascii", "replace")) or b""
+            HEADER_CACHE.put(key, data)
+    elif sec.part or sec.text or sec.fields:
+        assert parsed is not None
         data = mime.section(raw, parsed, sec.spec().decode("ascii", "replace"))
         if data is None:
             data = b""  # a part that does not exist reads as empty (as Dovecot answers)
@@ -51,15 +124,15 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
     store = s.store
     sections = [x for x in atts if isinstance(x, BodySection)]
     need_raw = bool(sections)
-    need_structure = any(x in _NEEDS_STRUCTURE for x in atts) or any(
-        x.part or x.text for x in sections)
+    need_structure = any(x in _NEEDS_STRUCTURE for x in atts) or any(_needs_structure(x) for x in sections)
     sets_seen = not box.readonly and any(x.sets_seen for x in sections)
     want_flags = "FLAGS" in atts
     batch = s.settings.batch
     missing = False
     for i in range(0, len(uids), batch):
         chunk = uids[i : i + batch]
-        infos = await store.get_messages(box.id, chunk)
+        # Refreshed per batch: one query when nothing changed, so flags stay current.
+        infos = (await store.message_index(box.id)).messages(chunk)
         if len(infos) != len(chunk):
             missing = True
         seen_changed: set[int] = set()
@@ -71,19 +144,20 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 upd = {m.uid: m for m in res.updated}
                 seen_changed = set(upd)
                 infos = [upd.get(m.uid, m) for m in infos]
+        hits: dict[tuple[str, bytes], bytes] = {}
+        raws = await _read(store, infos, sections, hits) if need_raw else [b""] * len(infos)
+        parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
         out: list[bytes] = []
-        for m in infos:
+        for m, raw, parsed in zip(infos, raws, parsed_all):
             seq = box.seq_of(m.uid)
             if seq is None:
                 continue
-            try:
-                raw = await store.read_message(m) if need_raw else b""
-                parsed = await store.read_structure(m) if need_structure else None
-            except Exception:  # expunged and its blob gone in between: skip it (RFC 2180 §4.1)
-                s.ctx.log.debug("imap fetch: message %d vanished", m.uid, exc_info=True)
+            if raw is None or (need_structure and parsed is None):
+                # Expunged and its bytes gone in between: skip it (RFC 2180 §4.1).
+                s.ctx.log.debug("imap fetch: message %d vanished", m.uid)
                 missing = True
                 continue
-            items = [_item(att, m, box, raw, parsed) for att in atts]
+            items = [_item(att, m, box, raw, parsed, hits) for att in atts]
             if m.uid in seen_changed and not want_flags:
                 # §6.4.5: \Seen was set as a side effect: report the new flags.
                 items.append(b"FLAGS " + flag_list(box.flags_of(m)))
@@ -94,9 +168,31 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         reply.status, reply.code, reply.text = b"NO", b"EXPUNGEISSUED", "Some messages were expunged"
 
 
-def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed: object) -> bytes:
+async def _read(store: Any, infos: list[MessageInfo], sections: list[BodySection],
+                hits: dict[tuple[str, bytes], bytes]) -> list[bytes | None]:
+    """The bytes of the messages, except (as b"") those whose every section is in
+    HEADER_CACHE; the cached data go to ``hits`` (kept even if evicted meanwhile)."""
+    if not all(_is_top_header(x) for x in sections):
+        return await store.read_messages(infos)  # type: ignore[no-any-return]
+    specs = [x.spec() for x in sections]
+    wanted = []
+    for m in infos:
+        found = [(key, HEADER_CACHE.get(key)) for key in ((m.blob, spec) for spec in specs)]
+        if all(data is not None for _, data in found):
+            hits.update(found)  # type: ignore[arg-type]
+        else:
+            wanted.append(m)
+    if len(wanted) == len(infos):
+        return await store.read_messages(infos)  # type: ignore[no-any-return]
+    got = dict(zip((m.uid for m in wanted), await store.read_messages(wanted) if wanted else []))
+    return [got.get(m.uid, b"") for m in infos]
+
+
+def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed: object,
+          hits: dict[tuple[str, bytes], bytes]) -> bytes:
     if isinstance(att, BodySection):
-        return att.response_name() + b" " + literal(_section_bytes(raw, parsed, att))  # type: ignore[arg-type]
+        data = _section_bytes(raw, parsed, att, m.blob, hits)  # type: ignore[arg-type]
+        return att.response_name() + b" " + literal(data)
     if att == "UID":
         return b"UID %d" % m.uid
     if att == "FLAGS":

@@ -16,14 +16,6 @@ from ..session import Session, State
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f*%]")
 
 
-async def list_uids(store, mailbox_id: int) -> list[int]:  # type: ignore[no-untyped-def]
-    """Only the UIDs: what SELECT needs (the SQLite store has a fast path for it)."""
-    fast = getattr(store, "list_uids", None)
-    if fast is not None:
-        return await fast(mailbox_id)
-    return [m.uid for m in await store.list_messages(mailbox_id)]
-
-
 def check_name(name: str) -> str:
     """A name a client may create: no wildcards or controls, no empty levels (§5.1, §6.3.3)."""
     name = name.rstrip(SEP)  # §6.3.3: a trailing separator only declares the hierarchy
@@ -40,11 +32,19 @@ async def _open(s: Session, name: str, readonly: bool) -> Reply:
     mb = await store.get_mailbox(s.account_id, name)
     if mb is None:
         raise nonexistent()
-    st = await store.mailbox_status(mb.id)
-    recent_from = None if readonly else await store.claim_recent(mb.id)
-    uids = await list_uids(store, mb.id)
-    sel = SelectedMailbox(st.mailbox, uids, readonly, recent_from)
-    mb = st.mailbox
+    # One cached index (shared by the process's sessions, refreshed with one query)
+    # gives the UIDs and the counts.
+    idx = await store.message_index(mb.id)
+    st = idx.status()
+    mb = idx.mailbox
+    if readonly:
+        recent_from = None
+    elif idx.recent_uid >= mb.uidnext:
+        recent_from = mb.uidnext  # nothing new to claim: skip the write (and its fsync)
+    else:
+        recent_from = await store.claim_recent(mb.id)
+    uids = list(idx.uids)
+    sel = SelectedMailbox(mb, uids, readonly, recent_from)
     out = [
         untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS)),
         untagged(b"OK [PERMANENTFLAGS " + (b"()" if readonly else flag_list(SYSTEM_FLAGS + ("\\*",)))
@@ -124,7 +124,7 @@ async def rename(s: Session, names: tuple[str, str]) -> Reply:
         # §6.3.5: renaming INBOX moves its messages to the new name; INBOX stays, empty,
         # and its inferiors are not renamed.
         dst = await store.create_mailbox(s.account_id, new)
-        uids = await list_uids(store, src.id)
+        uids = list((await store.message_index(src.id)).uids)
         if uids:
             await store.move_messages(src.id, uids, dst.id)
         return Reply("Rename completed")

@@ -1,14 +1,19 @@
 """SEARCH and UID SEARCH (RFC 3501 §6.4.4, §7.2.5).
 
-The criteria tree is compiled to closures once, then run over the messages: flag,
-size, date and number keys over the stored records alone; header and text keys
-over decoded content (``mime.decoded_headers``, ``mime.body_text``), loaded only for
-messages that pass the cheap keys of a top-level AND. Matching is case-insensitive
-substring matching, as §6.4.4 asks.
+The records come from the store's cached message index. Keys answerable from the
+records (flags, sequence numbers, UIDs, sizes, internal dates) are evaluated as set
+operations over UIDs: a flag key is the index's set of UIDs with that flag, NOT is a
+difference from the session's messages, AND an intersection started from the
+smallest positive set, so ``UNSEEN FLAGGED`` costs about the number of flagged
+messages, not the size of the mailbox. Header and text keys are compiled to closures
+and run over decoded content (``mime.decoded_headers``, ``mime.body_text``), loaded in
+batches only for the messages that pass the record keys of a top-level AND. Matching
+is case-insensitive substring matching, as §6.4.4 asks.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from datetime import date
 from typing import Any, Callable
 
@@ -125,42 +130,161 @@ def _date_pred(op: str, d: date, get: Callable[[Item], date | None]) -> Pred:
     return lambda it: (x := get(it)) is not None and x >= d
 
 
+UidSet = set[int] | frozenset[int]
+
+
+class _SetEval:
+    """Record keys as sets of UIDs over the messages this session knows (see module doc)."""
+
+    def __init__(self, idx: Any, box: SelectedMailbox) -> None:
+        self.idx = idx
+        self.box = box
+        self.last = box.uids[-1] if box.uids else 0
+        # The index's UIDs up to the last one announced: the messages the session knows
+        # that still exist (UIDs only grow, so nothing below ``last`` is unknown to it).
+        self.known = idx.uids[:bisect_right(idx.uids, self.last)]
+        self._universe: frozenset[int] | None = None
+
+    @property
+    def universe(self) -> frozenset[int]:
+        if self._universe is None:
+            if len(self.known) == len(self.idx):
+                self._universe = self.idx.uid_set()  # the usual case: made once per index
+            else:
+                self._universe = frozenset(self.known)
+        return self._universe
+
+    def eval(self, node: Node) -> UidSet | None:
+        """The matching UIDs (possibly with some beyond ``last``: the caller clips),
+        or None when a key needs message content."""
+        op = node[0]
+        if op in _CONTENT_OPS:
+            return None
+        if op == "all":
+            return self.universe
+        if op == "and":
+            pos: list[UidSet] = []
+            neg: list[UidSet] = []
+            for child in node[1]:
+                positive = _positive_of(child)
+                r = self.eval(child if positive is None else positive)
+                if r is None:
+                    return None
+                (pos if positive is None else neg).append(r)
+            if not pos:
+                pos.append(self.universe)
+            pos.sort(key=len)
+            out = set(pos[0])
+            for r in pos[1:]:
+                out &= r
+            for r in neg:
+                out -= r
+            return out
+        if op == "or":
+            a, b = self.eval(node[1]), self.eval(node[2])
+            return None if a is None or b is None else a | b
+        if op == "not":
+            a = self.eval(node[1])
+            return None if a is None else self.universe - a
+        if op == "flag" and node[1] != "\\Recent":
+            got = self.idx.with_flag(node[1])
+            return got if node[2] else self.universe - got
+        if op in ("flag", "recent"):
+            rec = self._recent()
+            return rec if node[-1] else self.universe - rec
+        if op == "new":  # §6.4.4: NEW = RECENT UNSEEN
+            return self._recent() - self.idx.with_flag("\\Seen")
+        if op == "seq":
+            uids = self.box.uids
+            return {uids[i] for i in node[1].seq_indexes(self.box.exists)}
+        if op == "uid":
+            known = self.known
+            out = set()
+            for lo, hi in node[1].ranges:
+                lo, hi = lo or self.last, hi or self.last  # STAR (0) is the last UID (§6.4.8)
+                if lo > hi:
+                    lo, hi = hi, lo
+                out.update(known[bisect_left(known, lo):bisect_right(known, hi)])
+            return out
+        if op in ("larger", "smaller"):
+            n, size = node[1], self.idx.size_of
+            if op == "larger":
+                return {u for u in self.known if size(u) > n}
+            return {u for u in self.known if size(u) < n}
+        # Internal dates: per record (made once per index, then kept).
+        pred = compile_node(node, self.box)
+        return {m.uid for m in self.idx.messages(self.known) if pred(Item(m, 0))}
+
+    def _recent(self) -> set[int]:
+        known = self.known
+        out: set[int] = set()
+        for lo, hi in self.box.recent:
+            out.update(known[bisect_left(known, lo):bisect_left(known, hi)])
+        return out
+
+
+def _positive_of(node: Node) -> Node | None:
+    """X for a key meaning NOT X (so an AND subtracts X instead of building the complement)."""
+    if node[0] == "not":
+        return node[1]  # type: ignore[no-any-return]
+    if node[0] == "flag" and not node[2]:
+        return ("flag", node[1], True)
+    if node[0] == "recent" and not node[1]:
+        return ("recent", True)
+    return None
+
+
 async def search(s: Session, a: SearchArgs, by_uid: bool = False) -> Reply:
     box = sel(s)
     store = s.store
     tree = a.criteria
+    idx = await store.message_index(box.id)
+    sets = _SetEval(idx, box)
     # Split a top-level AND into keys answerable from records and keys that need content.
     parts = tree[1] if tree[0] == "and" else [tree]
     cheap = [n for n in parts if not needs_content(n)]
     costly = [n for n in parts if needs_content(n)]
-    cheap_pred = compile_node(("and", cheap), box) if cheap else None
-    costly_pred = compile_node(("and", costly), box) if costly else None
-    with_body = any(needs_body(n) for n in costly)
-    infos = await store.list_messages(box.id)
+    found = sets.eval(("and", cheap)) if cheap else sets.universe
+    assert found is not None
+    last = sets.last
+    uids = sorted(u for u in found if u <= last and u in idx)
+    if costly:
+        uids = await _content_filter(s, idx, box, uids, costly)
     hits: list[int] = []
-    for m in infos:
-        seq = box.seq_of(m.uid)
-        if seq is None:
-            continue  # not yet announced to this session
-        it = Item(m, seq)
-        if cheap_pred is not None and not cheap_pred(it):
-            continue
-        if costly_pred is not None:
-            try:
-                await _load(store, it, with_body)
-            except Exception:  # vanished meanwhile: it cannot match
-                s.ctx.log.debug("imap search: message %d vanished", m.uid, exc_info=True)
-                continue
-            if not costly_pred(it):
-                continue
-        hits.append(m.uid if by_uid else seq)
+    for uid in uids:
+        seq = box.seq_of(uid)
+        if seq is not None:
+            hits.append(uid if by_uid else seq)
     line = b"SEARCH" + b"".join(b" %d" % n for n in hits)
     return Reply("Search completed", untagged=[untagged(line)])
 
 
-async def _load(store: Any, it: Item, with_body: bool) -> None:
-    raw = await store.read_message(it.m)
-    parsed = await store.read_structure(it.m)
+async def _content_filter(s: Session, idx: Any, box: SelectedMailbox, uids: list[int],
+                          costly: list[Node]) -> list[int]:
+    store = s.store
+    pred = compile_node(("and", costly), box)
+    with_body = any(needs_body(n) for n in costly)
+    out: list[int] = []
+    batch = s.settings.batch
+    for i in range(0, len(uids), batch):
+        msgs = idx.messages(uids[i:i + batch])
+        raws = await store.read_messages(msgs)
+        structures = await store.read_structures(msgs)
+        for m, raw, parsed in zip(msgs, raws, structures):
+            if raw is None or parsed is None:  # vanished meanwhile: it cannot match
+                s.ctx.log.debug("imap search: message %d vanished", m.uid)
+                continue
+            seq = box.seq_of(m.uid)
+            if seq is None:
+                continue
+            it = Item(m, seq)
+            _load(it, raw, parsed, with_body)
+            if pred(it):
+                out.append(m.uid)
+    return out
+
+
+def _load(it: Item, raw: bytes, parsed: Any, with_body: bool) -> None:
     it.headers = mime.decoded_headers(raw, parsed)
     sent = mime.header_date(parsed)
     # A missing or unparsable Date counts as 1 Jan 1970, as Dovecot does, so SENTBEFORE

@@ -51,13 +51,16 @@ from ..models import (
 )
 from ..watch import Watch, WatchHub
 from .engine import Engine, WriteRequest
+from .index import ROW_COLS, MessageIndex, RowCache
 from .schema import migrate
 from .segments import SEALED_AFTER, SegmentReader
 
 _MAILBOX_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
-_MSG_COLS = "mailbox_id, uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length"
+_MSG_COLS = "mailbox_id, " + ROW_COLS
 _MSG_FROM = "messages JOIN blobs ON blobs.id = messages.blob_id"
 LARGE_MESSAGE = 1024 * 1024
+_STRUCTURE_CACHE = 10000  # parsed MIME structures kept in memory (LRU by blob)
+_INDEXED_MAILBOXES = 256  # message indexes kept in memory (LRU by mailbox)
 _BARE_LF = re.compile(rb"(?<!\r)\n")  # parse such messages off the event loop
 
 
@@ -74,35 +77,6 @@ def _flags_str(flags: frozenset[str] | set[str]) -> str:
     return " ".join(sorted(flags))
 
 
-class _RowCache:
-    """Interning of decoded flags strings and time zones: a 100,000-message SELECT
-    builds 100,000 records, and most share a handful of flag sets and one zone."""
-
-    def __init__(self) -> None:
-        self.flags: dict[str, frozenset[str]] = {"": frozenset()}
-        self.zones: dict[int, timezone] = {}
-
-    def flagset(self, s: str) -> frozenset[str]:
-        f = self.flags.get(s)
-        if f is None:
-            f = frozenset(s.split())
-            if len(self.flags) < 10000:
-                self.flags[s] = f
-        return f
-
-    def zone(self, minutes: int) -> timezone:
-        z = self.zones.get(minutes)
-        if z is None:
-            z = self.zones[minutes] = timezone(timedelta(minutes=minutes))
-        return z
-
-    def message(self, row: tuple[Any, ...]) -> MessageInfo:
-        mid, uid, modseq, flags, idate, tzoff, size, blob_id, seg, off, length = row
-        return MessageInfo(mid, uid, modseq, self.flagset(flags),
-                           datetime.fromtimestamp(idate, self.zone(tzoff)), size,
-                           f"{blob_id}:{seg}:{off}:{length}")
-
-
 def _mailbox(row: tuple[Any, ...]) -> Mailbox:
     return Mailbox(*row)
 
@@ -112,7 +86,9 @@ class SqliteStore:
         self.dir = Path(data_dir)
         self.engine = Engine(self.dir / "store.db", self.dir / "segments", readers=readers)
         self.segments = SegmentReader(self.dir / "segments")
-        self._rows = _RowCache()
+        self._rows = RowCache()
+        # Per-mailbox message indexes shared by all sessions of this process (see index.py).
+        self._indexes: OrderedDict[int, MessageIndex] = OrderedDict()
         self._structures: OrderedDict[int, Any] = OrderedDict()
         self._poll_conn: sqlite3.Connection | None = None
         self._touched: set[int] = set()  # mailboxes changed by the batch being committed
@@ -429,11 +405,6 @@ class SqliteStore:
         return await self.engine.read(lambda c: [make(r) for r in c.execute(
             f"SELECT {_MSG_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))])
 
-    async def list_uids(self, mailbox_id: int) -> list[int]:
-        """Just the UIDs in order: the cheapest view of a large mailbox."""
-        return await self.engine.read(lambda c: [r[0] for r in c.execute(
-            "SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid", (mailbox_id,))])
-
     async def get_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageInfo]:
         uids = sorted(set(uids))
         make = self._rows.message
@@ -459,30 +430,76 @@ class SqliteStore:
                 raise
             return await self.engine.run_io(self.segments.read, *row)
 
+    async def read_messages(self, msgs: Sequence[MessageInfo]) -> list[bytes | None]:
+        def io() -> list[bytes | None]:
+            out: list[bytes | None] = []
+            for m in msgs:
+                _, seg, off, length = m.blob.split(":")
+                try:
+                    out.append(self.segments.read(seg, int(off), int(length)))
+                except FileNotFoundError:
+                    out.append(None)  # moved by purge() or gone: the slow path below decides
+            return out
+
+        datas = await self.engine.run_io(io)
+        for i, data in enumerate(datas):
+            if data is None:
+                try:
+                    datas[i] = await self.read_message(msgs[i])
+                except FileNotFoundError:
+                    pass  # expunged and purged meanwhile
+        return datas
+
     def read_message_sync(self, msg: MessageInfo) -> bytes:
         """For export tools that already run off the event loop."""
         _, seg, off, length = msg.blob.split(":")
         return self.segments.read(seg, int(off), int(length))
 
     async def read_structure(self, msg: MessageInfo) -> Any:
-        from ...mime import ParsedMessage
-
-        blob_id = int(msg.blob.split(":", 1)[0])
-        cached = self._structures.get(blob_id)
-        if cached is not None:
-            self._structures.move_to_end(blob_id)
-            return cached
-        text = await self.engine.read(lambda c: c.execute(
-            "SELECT structure FROM blobs WHERE id = ?", (blob_id,)).fetchone())
-        if text is None or text[0] is None:
-            from ...mime import parse
-            parsed = parse(await self.read_message(msg))
-        else:
-            parsed = ParsedMessage.from_json(json.loads(text[0]))
-        self._structures[blob_id] = parsed
-        while len(self._structures) > 2000:
-            self._structures.popitem(last=False)
+        [parsed] = await self.read_structures([msg])
+        if parsed is None:
+            raise FileNotFoundError(msg.blob)
         return parsed
+
+    async def read_structures(self, msgs: Sequence[MessageInfo]) -> list[Any]:
+        from ...mime import ParsedMessage, parse
+
+        ids = [int(m.blob.split(":", 1)[0]) for m in msgs]
+        cache = self._structures
+        out: list[Any] = []
+        for blob_id in ids:
+            got = cache.get(blob_id)
+            if got is not None:
+                cache.move_to_end(blob_id)
+            out.append(got)
+        todo = sorted({b for b, got in zip(ids, out) if got is None})
+        if not todo:
+            return out
+
+        def r(c: sqlite3.Connection) -> dict[int, Any]:
+            found: dict[int, Any] = {}
+            for i in range(0, len(todo), 500):
+                chunk = todo[i:i + 500]
+                for blob_id, text in c.execute(
+                        f"SELECT id, structure FROM blobs WHERE id IN ({','.join('?' * len(chunk))})", chunk):
+                    if text is not None:  # decoded here, off the event loop
+                        found[blob_id] = ParsedMessage.from_json(json.loads(text))
+            return found
+
+        found = await self.engine.read(r)
+        for i, (blob_id, m) in enumerate(zip(ids, msgs)):
+            if out[i] is not None:
+                continue
+            parsed = found.get(blob_id)
+            if parsed is None:  # stored before structures were kept, or gone
+                try:
+                    parsed = found[blob_id] = parse(await self.read_message(m))
+                except FileNotFoundError:
+                    continue
+            out[i] = cache[blob_id] = parsed
+        while len(cache) > _STRUCTURE_CACHE:
+            cache.popitem(last=False)
+        return out
 
     async def store_flags(self, mailbox_id: int, uids: Sequence[int], op: FlagOp, flags: frozenset[str],
                           unchangedsince: int | None = None) -> StoreFlagsResult:
@@ -576,6 +593,45 @@ class SqliteStore:
             self._w_expunge(c, src_mailbox_id, [s for s, _ in res.pairs])
             return res
         return await self.engine.write(w)
+
+    async def message_index(self, mailbox_id: int) -> MessageIndex:
+        cached = self._indexes.get(mailbox_id)
+        decode = self._rows
+
+        def r(c: sqlite3.Connection) -> MessageIndex:
+            row = c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE id = ?",
+                            (mailbox_id,)).fetchone()
+            if row is None:
+                raise MailboxNotFound(str(mailbox_id))
+            mb, recent_uid = _mailbox(row[:-1]), row[-1]
+            # UIDVALIDITY is unique across the store: a re-created mailbox that got the
+            # same id never passes for the cached one.
+            if cached is not None and cached.mailbox.uidvalidity == mb.uidvalidity:
+                since = cached.mailbox.highestmodseq
+                if mb.highestmodseq == since:
+                    return cached.updated(mb, recent_uid, [], [])
+                changed = c.execute(f"SELECT {ROW_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? AND modseq > ?",
+                                    (mailbox_id, since)).fetchall()
+                expunged = [u for (u,) in c.execute(
+                    "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?", (mailbox_id, since))]
+                return cached.updated(mb, recent_uid, changed, expunged)
+            rows = c.execute(f"SELECT {ROW_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ?", (mailbox_id,))
+            return MessageIndex.build(mb, recent_uid, rows, decode)
+
+        try:
+            idx: MessageIndex = await self.engine.read(r)
+        except MailboxNotFound:
+            self._indexes.pop(mailbox_id, None)
+            raise
+        current = self._indexes.get(mailbox_id)
+        # Refreshes of several sessions may finish out of order: keep the newest.
+        if current is None or current.mailbox.uidvalidity != idx.mailbox.uidvalidity or \
+                idx.mailbox.highestmodseq >= current.mailbox.highestmodseq:
+            self._indexes[mailbox_id] = idx
+        self._indexes.move_to_end(mailbox_id)
+        while len(self._indexes) > _INDEXED_MAILBOXES:
+            self._indexes.popitem(last=False)
+        return idx
 
     async def claim_recent(self, mailbox_id: int) -> int:
         def w(c: sqlite3.Connection) -> int:
