@@ -96,3 +96,11 @@ class StoreBackend:
 
     async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:
         return await deliver(self.ctx, self.settings, peer, txn, body)
+
+    async def etrn(self, domain: str) -> bool | None:
+        queue = self.ctx.outbound
+        run = getattr(queue, "etrn", None)
+        if run is None:
+            return None
+        logger.info("%s etrn %s", self.tag, domain)
+        return bool(await run(domain))

@@ -23,6 +23,7 @@ States (RFC 5321 §4.1.4, §3.3):
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
@@ -82,6 +83,11 @@ class Backend(Protocol):
         """Deliver durably and return the final reply (250 with the queue id, or 4xx/5xx)."""
         ...
 
+    async def etrn(self, domain: str) -> bool | None:
+        """RFC 1985: start a queue run for ``domain`` (``@domain`` with subdomains).
+        True: mail was waiting; False: none; None: no outbound queue here."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Options:
@@ -111,6 +117,7 @@ _NOTIFY = {"SUCCESS", "FAILURE", "DELAY"}
 _WEB_VERBS = {"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"}
 
 
+_DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _SEND_HELO = r(503, "5.5.1", "Send HELO/EHLO first")
 _NO_RCPTS = r(554, "5.5.1", "No valid recipients")  # RFC 5321 §3.3
 
@@ -202,7 +209,7 @@ class Session:
             ext.append("STARTTLS")
         if self._auth_offered():
             ext.append("AUTH PLAIN LOGIN")
-        ext += ["DSN", "SMTPUTF8", "CHUNKING", "HELP"]
+        ext += ["DSN", "SMTPUTF8", "CHUNKING", "ETRN", "HELP"]
         return ext
 
     def _auth_offered(self) -> bool:
@@ -448,6 +455,26 @@ class Session:
         return r(214, "2.0.0", "Commands: " + " ".join(sorted(COMMANDS)),
                  "See RFC 5321 and docs/smtp.md", "End of HELP info")
 
+    # -- ETRN (RFC 1985) -------------------------------------------------------------------
+    async def _etrn(self, arg: str) -> Reply:
+        if not arg:
+            return r(501, "5.5.4", "Syntax: ETRN domain")
+        if arg.startswith("#"):  # RFC 1985 §5.3: named queues are optional
+            return r(458, "4.5.4", f"Unable to queue messages for node {arg[:64]}: named queues not supported")
+        domain = arg[1:] if arg.startswith("@") else arg
+        if not _DOMAIN.fullmatch(domain):
+            return r(501, "5.5.4", "Syntax: ETRN domain")
+        # A queue run costs us work and the remote hosts connections: only for clients
+        # that may relay anyway (authenticated, or from trusted networks).
+        if not (self.login or self.opts.trusted):
+            return r(459, "4.7.1", f"Node {domain} not allowed: authenticate first")
+        started = await self.backend.etrn(arg.lower())
+        if started is None:
+            return r(458, "4.3.0", f"Unable to queue messages for node {domain}")
+        if started:
+            return r(250, "2.0.0", f"Queuing for node {domain} started")
+        return r(251, "2.0.0", f"OK, no messages waiting for node {domain}")
+
     # -- VRFY / EXPN (RFC 5321 §3.5, §7.3) ------------------------------------------------
     def _lookup_arg(self, arg: str) -> Path | None:
         text = arg if arg.startswith("<") else f"<{arg}>"
@@ -584,6 +611,7 @@ COMMANDS: dict[str, Command] = {
     "HELP": Command(Session._help, _ANY),
     "VRFY": Command(Session._vrfy, _NOT_BDAT),
     "EXPN": Command(Session._expn, _NOT_BDAT),
+    "ETRN": Command(Session._etrn, frozenset({State.READY})),  # RFC 1985 §5: not inside a transaction
     "STARTTLS": Command(Session._starttls, frozenset({State.READY})),
     "AUTH": Command(Session._auth, frozenset({State.READY})),
 }

@@ -70,6 +70,9 @@ tls = "starttls"
 [listeners.submissions]
 address = "127.0.0.1:0"
 tls = "implicit"
+[outbound]
+# Tests never talk to the network: DNS questions go to a closed loopback port.
+resolver = "127.0.0.1:9"
 [smtp]
 {smtp_section}
 """)

@@ -43,6 +43,9 @@ class FakeBackend:
         self.delivered.append((peer, txn, body))
         return r(250, "2.0.0", "Ok: queued as X")
 
+    async def etrn(self, domain):
+        return {"busy.example": True, "@busy.example": True, "idle.example": False}.get(domain)
+
 
 OPTS = Options(hostname="mx.example.org", submission=False, starttls=True, tls_active=False,
                auth_available=True, allow_plaintext_auth=False, trusted=False, max_size=1000,
@@ -234,3 +237,16 @@ def test_bad_bytes_in_command():
     assert asyncio.run(s.command(b"NOOP\rMAIL\r\n")).code == 500
     assert asyncio.run(s.command(b"\xff\xfe\r\n")).code == 500
     assert asyncio.run(s.command(b"GET / HTTP/1.1\r\n")).code == 421
+
+
+def test_etrn():
+    """RFC 1985: only for clients that may relay; 250 started, 251 nothing waiting, 458/459."""
+    codes, reps = run(session(), "EHLO c.example", "ETRN busy.example")
+    assert "ETRN" in reps[0].lines
+    assert codes[1] == 459  # not authenticated, not trusted
+    codes, _ = run(session(trusted=True), "EHLO c.example", "ETRN busy.example", "ETRN @busy.example",
+                   "ETRN idle.example", "ETRN other.example", "ETRN #queue", "ETRN", "ETRN bad..domain")
+    assert codes == [250, 250, 250, 251, 458, 458, 501, 501]
+    codes, _ = run(session(trusted=True), "ETRN busy.example", "EHLO c.example", "MAIL FROM:<a@b.example>",
+                   "ETRN busy.example")
+    assert codes == [503, 250, 250, 503]  # after EHLO and outside a transaction only
