@@ -211,9 +211,9 @@ def test_purge_reclaims_expunged_space(store_factory):
     asyncio.run(t())
 
 
-def test_message_index(store_factory):
+def test_message_index_and_batch_reads(store_factory):
     """message_index: current at each call (also for other processes' writes), immutable,
-    and agreeing with list_messages and mailbox_status."""
+    and agreeing with list_messages and mailbox_status; read_messages/read_structures."""
     async def t():
         async with store_factory() as s, store_factory() as other:  # other: a second process
             a = await _account(s)
@@ -230,6 +230,12 @@ def test_message_index(store_factory):
             assert idx.status() == await s.mailbox_status(inbox.id)
             assert idx.mailbox == await s.get_mailbox_by_id(inbox.id)
             assert await s.message_index(inbox.id) is idx  # nothing changed: the same index
+            msgs = idx.messages(idx.uids)
+            assert await s.read_messages(msgs[::-1]) == [msg(i) for i in range(4, -1, -1)]
+            assert await s.read_messages([]) == []
+            structures = await s.read_structures(msgs)
+            assert [p.size for p in structures] == [len(msg(i)) for i in range(5)]
+            assert structures == [await s.read_structure(m) for m in msgs]
             # Changes by "another process" are seen at the next call; the old index stays as it was.
             await other.store_flags(inbox.id, [1], FlagOp.ADD, frozenset({"\\Flagged"}))
             await other.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
@@ -257,17 +263,37 @@ def test_message_index(store_factory):
     asyncio.run(t())
 
 
-def test_read_messages_and_structures(store_factory):
-    async def t():
-        async with store_factory() as s:
-            a = await _account(s)
-            inbox = await s.get_mailbox(a.id, "INBOX")
-            for i in range(3):
-                await s.deliver(msg(i), [DeliveryTarget(a.id)])
-            msgs = await s.list_messages(inbox.id)
-            assert await s.read_messages(msgs[::-1]) == [msg(2), msg(1), msg(0)]
-            assert await s.read_messages([]) == []
-            structures = await s.read_structures(msgs)
-            assert [p.size for p in structures] == [len(msg(i)) for i in range(3)]
-            assert structures == [await s.read_structure(m) for m in msgs]
-    asyncio.run(t())
+
+def test_segment_reader_descriptors_survive_eviction(tmp_path):
+    """Many segments read from many threads with a tiny descriptor cache: every read
+    returns its own bytes (a closed-and-reused descriptor would return another file's)."""
+    import os
+    import threading
+
+    from postroom.storage.sqlite.segments import SegmentReader
+
+    names = []
+    for i in range(12):
+        name = f"seg{i}"
+        (tmp_path / f"{name}.seg").write_bytes(bytes([65 + i]) * 4096)
+        names.append(name)
+    reader = SegmentReader(tmp_path, max_open=2)
+    errors = []
+
+    def work(k):
+        for j in range(300):
+            n = names[(k * 7 + j) % len(names)]
+            want = bytes([65 + names.index(n)]) * 100
+            got = reader.read(n, 100, 100)
+            cached = reader.read_cached(n, 200, 100)
+            if got != want or (cached is not None and cached != want):
+                errors.append((n, got[:5]))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader.close()
+    assert not errors, errors[:3]
+    assert os.listdir(tmp_path)

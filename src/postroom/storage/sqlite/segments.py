@@ -19,6 +19,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 SEGMENT_LIMIT = 64 * 1024 * 1024
+_NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # Linux 4.14+
 # A writer starts a new segment after this long, so that a segment untouched for
 # longer than SEALED_AFTER is no longer written by anyone and can be compacted.
 SEGMENT_MAX_AGE = 3600.0
@@ -80,43 +81,95 @@ class SegmentWriter:
             self.fd = -1
 
 
+class _OpenSegment:
+    __slots__ = ("fd", "users", "evicted")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.evicted = False
+
+
 class SegmentReader:
-    """``pread`` from segment files with a small cache of open descriptors (thread-safe)."""
+    """``pread`` from segment files with a small cache of open descriptors (thread-safe).
+
+    Descriptors are reference-counted: one evicted from the cache while another thread
+    still reads through it is closed only after that read, so a descriptor number is
+    never reused under a reader's feet.
+    """
 
     def __init__(self, directory: Path, max_open: int = 64) -> None:
         self.dir = directory
         self.max_open = max_open
-        self._fds: OrderedDict[str, int] = OrderedDict()
+        self._open: OrderedDict[str, _OpenSegment] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _fd(self, name: str) -> int:
+    def _evict(self, entry: _OpenSegment) -> None:  # with the lock held
+        entry.evicted = True
+        if entry.users == 0:
+            os.close(entry.fd)
+
+    def _acquire(self, name: str, may_open: bool = True) -> _OpenSegment | None:
         with self._lock:
-            fd = self._fds.get(name)
-            if fd is not None:
-                self._fds.move_to_end(name)
-                return fd
-            fd = os.open(self.dir / f"{name}.seg", os.O_RDONLY)
-            self._fds[name] = fd
-            while len(self._fds) > self.max_open:
-                _, old = self._fds.popitem(last=False)
-                os.close(old)
-            return fd
+            entry = self._open.get(name)
+            if entry is not None:
+                self._open.move_to_end(name)
+            elif not may_open:
+                return None
+            else:
+                entry = self._open[name] = _OpenSegment(os.open(self.dir / f"{name}.seg", os.O_RDONLY))
+                while len(self._open) > self.max_open:
+                    _, old = self._open.popitem(last=False)
+                    self._evict(old)
+            entry.users += 1
+            return entry
+
+    def _release(self, entry: _OpenSegment) -> None:
+        with self._lock:
+            entry.users -= 1
+            if entry.evicted and entry.users == 0:
+                os.close(entry.fd)
 
     def read(self, name: str, offset: int, length: int) -> bytes:
-        fd = self._fd(name)
-        data = os.pread(fd, length, offset)
+        entry = self._acquire(name)
+        assert entry is not None
+        try:
+            data = os.pread(entry.fd, length, offset)
+        finally:
+            self._release(entry)
         if len(data) != length:
             raise OSError(f"segment {name} is truncated at offset {offset}")
         return data
 
+    def read_cached(self, name: str, offset: int, length: int) -> bytes | None:
+        """The bytes if the kernel has them in its page cache, else None — without blocking.
+
+        ``RWF_NOWAIT`` reads never wait for the disk, so they may run on the event
+        loop: the common case (recent mail, read again) skips the thread hop, and a
+        cold read still goes to a thread so a slow disk stalls nobody.
+        """
+        if not _NOWAIT:
+            return None
+        entry = self._acquire(name, may_open=False)  # opening could wait for the disk
+        if entry is None:
+            return None
+        buf = bytearray(length)
+        try:
+            n = os.preadv(entry.fd, [buf], offset, _NOWAIT)
+        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: file system without it
+            return None
+        finally:
+            self._release(entry)
+        return bytes(buf) if n == length else None
+
     def forget(self, name: str) -> None:
         with self._lock:
-            fd = self._fds.pop(name, None)
-            if fd is not None:
-                os.close(fd)
+            entry = self._open.pop(name, None)
+            if entry is not None:
+                self._evict(entry)
 
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
+            for entry in self._open.values():
+                self._evict(entry)
+            self._open.clear()

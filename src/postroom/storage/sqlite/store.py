@@ -420,6 +420,9 @@ class SqliteStore:
 
     async def read_message(self, msg: MessageInfo) -> bytes:
         blob_id, seg, off, length = msg.blob.split(":")
+        cached = self.segments.read_cached(seg, int(off), int(length))
+        if cached is not None:
+            return cached
         try:
             return await self.engine.run_io(self.segments.read, seg, int(off), int(length))
         except FileNotFoundError:
