@@ -434,17 +434,26 @@ class SqliteStore:
             return await self.engine.run_io(self.segments.read, *row)
 
     async def read_messages(self, msgs: Sequence[MessageInfo]) -> list[bytes | None]:
+        locs = [m.blob.split(":")[1:] for m in msgs]
+        # From the page cache without the thread hop when every message is there.
+        datas: list[bytes | None] = []
+        for seg, off, length in locs:
+            data = self.segments.read_cached(seg, int(off), int(length))
+            if data is None:
+                break
+            datas.append(data)
+
         def io() -> list[bytes | None]:
             out: list[bytes | None] = []
-            for m in msgs:
-                _, seg, off, length = m.blob.split(":")
+            for seg, off, length in locs[len(datas):]:
                 try:
                     out.append(self.segments.read(seg, int(off), int(length)))
                 except FileNotFoundError:
                     out.append(None)  # moved by purge() or gone: the slow path below decides
             return out
 
-        datas = await self.engine.run_io(io)
+        if len(datas) < len(msgs):
+            datas += await self.engine.run_io(io)
         for i, data in enumerate(datas):
             if data is None:
                 try:
