@@ -12,7 +12,7 @@ def test_greeting_ehlo_and_extensions(smtp_server):
     ehlo = raw.cmd("EHLO client.example").split("\n")
     assert ehlo[0] == f"250-mx.{DOMAIN} Hello client.example [127.0.0.1]"
     assert ehlo[1:] == ["250-PIPELINING", "250-SIZE 204800", "250-8BITMIME", "250-ENHANCEDSTATUSCODES",
-                        "250-STARTTLS", "250-DSN", "250-SMTPUTF8", "250-CHUNKING", "250 HELP"]
+                        "250-STARTTLS", "250-DSN", "250-SMTPUTF8", "250-CHUNKING", "250-ETRN", "250 HELP"]
     assert raw.cmd("HELO client.example") == f"250 mx.{DOMAIN} Hello client.example [127.0.0.1]"
     assert raw.cmd("QUIT") == f"221 2.0.0 mx.{DOMAIN} closing connection"
     assert raw.closed()
