@@ -77,10 +77,11 @@ class SelectedMailbox:
         Sent from the highest sequence number down, so each number is still valid
         when the client reads it and no renumbering is needed.
         """
-        gone = sorted({u for u in expunged if self.seq_of(u) is not None}, reverse=True)
-        if not gone:
+        seqs = sorted(((u, n) for u in set(expunged) if (n := self.seq_of(u)) is not None), reverse=True)
+        if not seqs:
             return []
-        out = [untagged(b"%d EXPUNGE" % self.seq_of(u)) for u in gone]  # type: ignore[str-bytes-safe]
+        gone = [u for u, _ in seqs]
+        out = [untagged(b"%d EXPUNGE" % n) for _, n in seqs]
         if len(gone) < 32:
             for u in gone:
                 del self.uids[bisect_left(self.uids, u)]

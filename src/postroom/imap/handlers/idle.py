@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from ..errors import Bad, Bye
 from ..responses import Reply
@@ -21,13 +22,13 @@ async def idle(s: Session, _: None) -> Reply:
             if updates:
                 await s.io.send(b"".join(updates))
         while True:
-            waiters: set[asyncio.Future[object]] = {reader}
-            waiter = None
+            waiters: set[asyncio.Future[Any]] = {reader}
+            waiter: asyncio.Future[bool] | None = None
             if watch is not None:
                 waiter = asyncio.ensure_future(watch.wait())
                 waiters.add(waiter)
-            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
+            finished, _pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if reader in finished:
                 if waiter is not None:
                     waiter.cancel()
                 line = reader.result()  # raises IdleTimeout / ConnectionClosed to the glue

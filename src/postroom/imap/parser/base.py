@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta, timezone
+from typing import Callable, TypeVar
 
 from ..errors import ParseError
+
+T = TypeVar("T")
 
 # ATOM-CHAR: any CHAR except atom-specials "(" ")" "{" SP CTL list-wildcards quoted-specials "]".
 _ATOM = re.compile(rb'[^\x00-\x20\x7f-\xff(){%*"\\\]]+')
@@ -150,10 +153,10 @@ class Reader:
             return self.string()
         return self._match(_LIST_CHARS, "a mailbox pattern")
 
-    def paren_list(self, item: "callable[[], object]") -> list:  # type: ignore[valid-type]
+    def paren_list(self, item: Callable[[], T]) -> list[T]:
         """``(`` item *(SP item) ``)``; empty lists allowed."""
         self.expect(b"(")
-        out = []
+        out: list[T] = []
         if self.take(b")"):
             return out
         while True:
