@@ -149,8 +149,10 @@ def test_watch_and_maildrop_lock(store_factory):
             inbox = await s.get_mailbox(a.id, "INBOX")
             w = s.watch(inbox.id)
             assert await w.wait(0.05) is False
+            assert w.pending() is False
             await s.deliver(MSG, [DeliveryTarget(a.id)])
             assert await w.wait(2) is True
+            assert w.pending() is False  # reset by the wait
             await w.wait(0.6)  # the cross-process poller's first sighting may wake once
             other = await s.create_mailbox(a.id, "Other")
             await s.append(a.id, "Other", MSG)
@@ -230,6 +232,8 @@ def test_message_index_and_batch_reads(store_factory):
             assert idx.status() == await s.mailbox_status(inbox.id)
             assert idx.mailbox == await s.get_mailbox_by_id(inbox.id)
             assert await s.message_index(inbox.id) is idx  # nothing changed: the same index
+            assert await s.mailbox_index(a.id, "inbox") is idx  # by name (INBOX in any case)
+            assert await s.mailbox_index(a.id, "Nope") is None
             msgs = idx.messages(idx.uids)
             assert await s.read_messages(msgs[::-1]) == [msg(i) for i in range(4, -1, -1)]
             assert await s.read_messages([]) == []
@@ -241,7 +245,8 @@ def test_message_index_and_batch_reads(store_factory):
             await other.store_flags(inbox.id, [2], FlagOp.ADD, frozenset({"\\Deleted"}))
             assert await other.expunge(inbox.id) == [2]
             await other.deliver(msg(7), [DeliveryTarget(a.id)])
-            idx2 = await s.message_index(inbox.id)
+            idx2 = await s.mailbox_index(a.id, "INBOX")
+            assert idx2 is not None and idx2 is await s.message_index(inbox.id)
             assert list(idx2.uids) == [1, 3, 4, 5, 6] and idx2.with_flag("\\Flagged") == {1}
             assert idx2.with_flag("\\Seen") == {4} and idx2.messages(idx2.uids) == await s.list_messages(inbox.id)
             assert idx2.status() == await s.mailbox_status(inbox.id)
@@ -258,8 +263,11 @@ def test_message_index_and_batch_reads(store_factory):
             await other.delete_mailbox(a.id, "Work")
             with pytest.raises(MailboxNotFound):
                 await s.message_index(work.id)
+            assert await s.mailbox_index(a.id, "Work") is None
             again = await other.create_mailbox(a.id, "Work")
             assert len(await s.message_index(again.id)) == 0
+            by_name = await s.mailbox_index(a.id, "Work")
+            assert by_name is not None and by_name.mailbox == again and len(by_name) == 0
     asyncio.run(t())
 
 

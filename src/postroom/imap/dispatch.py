@@ -79,7 +79,7 @@ async def run(s: Session, raw: bytes, write: Write) -> After:
     box = s.selected
     if box is not None and s.state is State.SELECTED and verb not in ("SELECT", "EXAMINE"):
         try:
-            if verb in _ALWAYS_POLL or await s.changed() or (spec.expunge_ok and box.held_expunges):
+            if verb in _ALWAYS_POLL or s.changed() or (spec.expunge_ok and box.held_expunges):
                 updates = await box.poll(s.store, allow_expunge=spec.expunge_ok)
                 if updates:
                     await write(b"".join(updates))

@@ -48,6 +48,21 @@ def flag_list(flags: frozenset[str] | set[str] | list[str] | tuple[str, ...]) ->
     return b"(" + " ".join(sorted(flags)).encode("ascii", "replace") + b")"
 
 
+_FLAG_LISTS: dict[tuple[frozenset[str], bool], bytes] = {}
+
+
+def flag_list_cached(flags: frozenset[str], recent: bool = False) -> bytes:
+    """``flag_list(flags | {"\\Recent"} if recent else flags)``, formatted once per flag set:
+    a mailbox has a handful of distinct sets, FETCH FLAGS formats one per message."""
+    key = (flags, recent)
+    got = _FLAG_LISTS.get(key)
+    if got is None:
+        if len(_FLAG_LISTS) >= 4096:
+            _FLAG_LISTS.clear()  # keywords made up by clients: stay bounded
+        got = _FLAG_LISTS[key] = flag_list(flags | {"\\Recent"} if recent else flags)
+    return got
+
+
 def mailbox_wire(name: str) -> bytes:
     """A mailbox name for LIST/LSUB/STATUS: modified UTF-7, quoted (§5.1.3, §9)."""
     return imap_quote(mutf7.encode(name))

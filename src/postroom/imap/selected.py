@@ -14,20 +14,23 @@ message, so SELECT of 100,000 messages costs one UID list.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import Any, Sequence
 
 from ..storage.models import Mailbox, MessageInfo
-from .responses import flag_list, untagged
+from .responses import flag_list_cached, untagged
 
 
 class SelectedMailbox:
     __slots__ = ("mailbox", "readonly", "uids", "recent", "modseq", "own", "held_expunges",
-                 "keywords", "exists_sent")
+                 "keywords", "exists_sent", "_shared")
 
-    def __init__(self, mailbox: Mailbox, uids: list[int], readonly: bool, recent_from: int | None) -> None:
+    def __init__(self, mailbox: Mailbox, uids: Sequence[int], readonly: bool, recent_from: int | None) -> None:
         self.mailbox = mailbox
         self.readonly = readonly
-        self.uids = uids
+        # Sorted. Usually the store's index list, shared (SELECT copies nothing, and
+        # dropping the view frees nothing): copied before the first change of the view.
+        self.uids: Sequence[int] = uids
+        self._shared = True
         # UID ranges [lo, hi) that carry \Recent in this session (§2.3.2): the first
         # session to learn of a message claims it; usually one range.
         self.recent: list[tuple[int, int]] = []
@@ -66,11 +69,22 @@ class SelectedMailbox:
     def flags_of(self, msg: MessageInfo) -> frozenset[str]:
         return msg.flags | {"\\Recent"} if self.recent and self.is_recent(msg.uid) else msg.flags
 
+    def flags_wire(self, msg: MessageInfo) -> bytes:
+        """``flag_list(self.flags_of(msg))``, from a cache of formatted flag sets."""
+        return flag_list_cached(msg.flags, bool(self.recent) and self.is_recent(msg.uid))
+
     def note_own(self, msgs: tuple[MessageInfo, ...] | list[MessageInfo]) -> None:
         for m in msgs:
             self.own[m.uid] = m.modseq
 
     # -- changes ----------------------------------------------------------------
+    def _own_uids(self) -> list[int]:
+        """The UID list, made this session's own (copied from the index) to be changed."""
+        if self._shared or not isinstance(self.uids, list):
+            self.uids = list(self.uids)
+            self._shared = False
+        return self.uids  # type: ignore[return-value]
+
     def remove(self, expunged: list[int]) -> list[bytes]:
         """Drop UIDs from the view; EXPUNGE lines in the order they apply (§7.4.1).
 
@@ -83,11 +97,13 @@ class SelectedMailbox:
         gone = [u for u, _ in seqs]
         out = [untagged(b"%d EXPUNGE" % n) for _, n in seqs]
         if len(gone) < 32:
+            uids = self._own_uids()
             for u in gone:
-                del self.uids[bisect_left(self.uids, u)]
+                del uids[bisect_left(uids, u)]
         else:
             drop = set(gone)
             self.uids = [u for u in self.uids if u not in drop]
+            self._shared = False
         for u in gone:
             self.own.pop(u, None)
             self.held_expunges.discard(u)
@@ -112,7 +128,7 @@ class SelectedMailbox:
                 first = max(await store.claim_recent(self.mailbox.id), new[0].uid)
                 if first <= new[-1].uid:
                     self.recent.append((first, new[-1].uid + 1))
-            self.uids.extend(m.uid for m in new)
+            self._own_uids().extend(m.uid for m in new)
         if len(self.uids) != self.exists_sent:
             self.exists_sent = len(self.uids)
             out.append(untagged(b"%d EXISTS" % len(self.uids)))
@@ -124,6 +140,6 @@ class SelectedMailbox:
                 continue
             seq = self.seq_of(m.uid)
             if seq is not None:
-                out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, m.uid, flag_list(self.flags_of(m)))))
+                out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, m.uid, self.flags_wire(m))))
         self.own.clear()
         return out

@@ -35,26 +35,44 @@ def settings_for(ctx: ServerContext) -> ImapSettings:
 
 
 class _ConnIO:
-    """The Interaction handlers use for AUTHENTICATE challenges and IDLE."""
+    """The Interaction handlers use for AUTHENTICATE challenges and IDLE.
+
+    Responses are collected and handed to the transport in one piece at ``flush``
+    (when the client has nothing more pipelined) or once ``FLUSH_AT`` bytes are
+    queued: one send() per command instead of one per response part. The transport
+    is drained (an await with a timer) only when its own buffer is above FLUSH_AT,
+    i.e. when the client reads slower than we write.
+    """
 
     def __init__(self, conn: Connection, line_limit: int) -> None:
         self.conn = conn
         self.line_limit = line_limit
         self.pending = 0
+        self._out: list[bytes] = []
 
     async def write(self, data: bytes) -> None:
-        self.conn.write(data)
+        self._out.append(data)
         self.pending += len(data)
         if self.pending >= FLUSH_AT:
-            await self.conn.drain()
-            self.pending = 0
+            await self.flush()
 
     async def flush(self) -> None:
-        await self.conn.drain()
-        self.pending = 0
+        if self._out:
+            data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+            self._out.clear()
+            self.pending = 0
+            self.conn.write(data)
+        # Looked up each time: STARTTLS replaces the transport.
+        transport = getattr(self.conn.writer, "transport", None)
+        try:
+            backlog = transport.get_write_buffer_size()  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError):
+            backlog = FLUSH_AT + 1
+        if backlog > FLUSH_AT:
+            await self.conn.drain()
 
     async def send(self, data: bytes) -> None:
-        self.conn.write(data)
+        self._out.append(data)
         await self.flush()
 
     async def read_line(self, timeout: float | None) -> bytes:

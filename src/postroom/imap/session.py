@@ -72,7 +72,7 @@ class Session:
         assert self.account is not None
         return self.account.id
 
-    async def changed(self) -> bool:
+    def changed(self) -> bool:
         """Did the selected mailbox change since we last asked (cheap, no query)?
 
         A watch per selected mailbox is woken by the store after every commit that
@@ -87,7 +87,7 @@ class Session:
             self.watch = self.store.watch(box.id)
             self.watched_id = box.id
             return True
-        return bool(await self.watch.wait(0))
+        return bool(self.watch.pending())
 
     def close_watch(self) -> None:
         if self.watch is not None:

@@ -43,6 +43,11 @@ class MailboxWatch(Protocol):
         also for changes made by other processes; False on timeout."""
         ...
 
+    def pending(self) -> bool:
+        """``wait(0)`` without awaiting: True (and reset) if a change was signalled since the
+        last wait. What a session checks after every command."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -175,6 +180,11 @@ class Store(Protocol):
         each call with one query: O(changes since the cached index), whichever process
         made them. Raises MailboxNotFound.
         """
+        ...
+
+    async def mailbox_index(self, account_id: int, name: str) -> MessageIndex | None:
+        """``message_index`` of the mailbox called ``name`` (matched as by ``get_mailbox``), or
+        None when there is none: what SELECT needs, in one round trip to the database."""
         ...
 
     async def read_message(self, msg: MessageInfo) -> bytes: ...

@@ -27,9 +27,20 @@ class Watch:
     def notify(self) -> None:
         self._event.set()
 
-    async def wait(self, timeout: float | None = None) -> bool:
+    def pending(self) -> bool:
+        """Like ``wait(0)`` without an await: True (and reset) if a change was signalled."""
         if self.closed:
             raise RuntimeError("watch closed")
+        if self._event.is_set():
+            self._event.clear()
+            return True
+        return False
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        if self.pending():
+            return True
+        if timeout is not None and timeout <= 0:
+            return False  # no timer, no trip through the event loop
         try:
             async with asyncio.timeout(timeout):
                 await self._event.wait()

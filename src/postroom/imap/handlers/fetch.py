@@ -17,7 +17,7 @@ from ... import mime
 from ...storage.models import FlagOp, MessageInfo
 from ..parser.args import FetchArgs
 from ..parser.fetch import BodySection
-from ..responses import Reply, flag_list, internaldate, literal
+from ..responses import Reply, internaldate, literal
 from ..selected import SelectedMailbox
 from ..session import Session
 from .messages import resolve, sel
@@ -120,6 +120,28 @@ async def fetch(s: Session, a: FetchArgs, by_uid: bool = False) -> Reply:
     return reply
 
 
+# How each attribute is formatted (see _plan): kinds with a fast path in _stream.
+_UID, _FLAGS, _SIZE, _TOP_HEADER_SECTION, _OTHER = range(5)
+
+
+def _plan(atts: list) -> list[tuple[int, Any, bytes, bytes]]:
+    """Per attribute, once per command: (kind, attribute, section spec, response name + SP)."""
+    plan: list[tuple[int, Any, bytes, bytes]] = []
+    for att in atts:
+        if isinstance(att, BodySection):
+            kind = _TOP_HEADER_SECTION if _is_top_header(att) and att.partial is None else _OTHER
+            plan.append((kind, att, att.spec(), att.response_name() + b" "))
+        elif att == "UID":
+            plan.append((_UID, att, b"", b""))
+        elif att == "FLAGS":
+            plan.append((_FLAGS, att, b"", b""))
+        elif att == "RFC822.SIZE":
+            plan.append((_SIZE, att, b"", b""))
+        else:
+            plan.append((_OTHER, att, b"", b""))
+    return plan
+
+
 async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list, reply: Reply) -> AsyncIterator[bytes]:
     store = s.store
     sections = [x for x in atts if isinstance(x, BodySection)]
@@ -127,6 +149,10 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
     need_structure = any(x in _NEEDS_STRUCTURE for x in atts) or any(_needs_structure(x) for x in sections)
     sets_seen = not box.readonly and any(x.sets_seen for x in sections)
     want_flags = "FLAGS" in atts
+    plan = _plan(atts)
+    cache_get = HEADER_CACHE.get
+    seq_of = box.seq_of
+    flags_wire = box.flags_wire
     batch = s.settings.batch
     missing = False
     for i in range(0, len(uids), batch):
@@ -149,7 +175,7 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
         out: list[bytes] = []
         for m, raw, parsed in zip(infos, raws, parsed_all):
-            seq = box.seq_of(m.uid)
+            seq = seq_of(m.uid)
             if seq is None:
                 continue
             if raw is None or (need_structure and parsed is None):
@@ -157,11 +183,28 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 s.ctx.log.debug("imap fetch: message %d vanished", m.uid)
                 missing = True
                 continue
-            items = [_item(att, m, box, raw, parsed, hits) for att in atts]
+            items: list[bytes] = []
+            for kind, att, spec, name in plan:
+                if kind == _UID:
+                    items.append(b"UID %d" % m.uid)
+                elif kind == _FLAGS:
+                    items.append(b"FLAGS " + flags_wire(m))
+                elif kind == _TOP_HEADER_SECTION:
+                    key = (m.blob, spec)
+                    data = hits.get(key)
+                    if data is None:
+                        data = cache_get(key)  # safe here: raw is at hand if it is evicted meanwhile
+                        if data is None:
+                            data = _section_bytes(raw, parsed, att, m.blob, hits)
+                    items.append(b"%s{%d}\r\n%s" % (name, len(data), data))
+                elif kind == _SIZE:
+                    items.append(b"RFC822.SIZE %d" % m.size)
+                else:
+                    items.append(_item(att, m, box, raw, parsed, hits))
             if m.uid in seen_changed and not want_flags:
                 # §6.4.5: \Seen was set as a side effect: report the new flags.
-                items.append(b"FLAGS " + flag_list(box.flags_of(m)))
-            out.append(b"* %d FETCH (" % seq + b" ".join(items) + b")\r\n")
+                items.append(b"FLAGS " + flags_wire(m))
+            out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
         yield b"".join(out)
     if missing:
         # RFC 5530 EXPUNGEISSUED: some messages were expunged by another session.
@@ -175,16 +218,29 @@ async def _read(store: Any, infos: list[MessageInfo], sections: list[BodySection
     if not all(_is_top_header(x) for x in sections):
         return await store.read_messages(infos)  # type: ignore[no-any-return]
     specs = [x.spec() for x in sections]
+    get = HEADER_CACHE.get
     wanted = []
-    for m in infos:
-        found = [(key, HEADER_CACHE.get(key)) for key in ((m.blob, spec) for spec in specs)]
-        if all(data is not None for _, data in found):
-            hits.update(found)  # type: ignore[arg-type]
-        else:
-            wanted.append(m)
+    if len(specs) == 1:
+        [spec] = specs
+        for m in infos:
+            key = (m.blob, spec)
+            data = get(key)
+            if data is None:
+                wanted.append(m)
+            else:
+                hits[key] = data
+    else:
+        for m in infos:
+            found = [(key, get(key)) for key in ((m.blob, spec) for spec in specs)]
+            if all(data is not None for _, data in found):
+                hits.update(found)  # type: ignore[arg-type]
+            else:
+                wanted.append(m)
     if len(wanted) == len(infos):
         return await store.read_messages(infos)  # type: ignore[no-any-return]
-    got = dict(zip((m.uid for m in wanted), await store.read_messages(wanted) if wanted else []))
+    if not wanted:
+        return [b""] * len(infos)
+    got = dict(zip((m.uid for m in wanted), await store.read_messages(wanted)))
     return [got.get(m.uid, b"") for m in infos]
 
 
@@ -196,7 +252,7 @@ def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed:
     if att == "UID":
         return b"UID %d" % m.uid
     if att == "FLAGS":
-        return b"FLAGS " + flag_list(box.flags_of(m))
+        return b"FLAGS " + box.flags_wire(m)
     if att == "INTERNALDATE":
         return b"INTERNALDATE " + internaldate(m.internaldate)
     if att == "RFC822.SIZE":

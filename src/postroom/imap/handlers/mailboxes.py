@@ -29,12 +29,11 @@ async def _open(s: Session, name: str, readonly: bool) -> Reply:
     s.selected = None  # §6.3.1: a failed SELECT leaves no mailbox selected
     s.state = State.AUTHENTICATED
     store = s.store
-    mb = await store.get_mailbox(s.account_id, name)
-    if mb is None:
+    # One cached index (shared by the process's sessions, brought up to date and found
+    # by name in one query) gives the UIDs and the counts.
+    idx = await store.mailbox_index(s.account_id, name)
+    if idx is None:
         raise nonexistent()
-    # One cached index (shared by the process's sessions, refreshed with one query)
-    # gives the UIDs and the counts.
-    idx = await store.message_index(mb.id)
     st = idx.status()
     mb = idx.mailbox
     if readonly:
@@ -43,8 +42,9 @@ async def _open(s: Session, name: str, readonly: bool) -> Reply:
         recent_from = mb.uidnext  # nothing new to claim: skip the write (and its fsync)
     else:
         recent_from = await store.claim_recent(mb.id)
-    uids = list(idx.uids)
-    sel = SelectedMailbox(mb, uids, readonly, recent_from)
+    # The index's UID list, shared until this session has to change its view.
+    sel = SelectedMailbox(mb, idx.uids, readonly, recent_from)
+    uids = sel.uids
     out = [
         untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS)),
         untagged(b"OK [PERMANENTFLAGS " + (b"()" if readonly else flag_list(SYSTEM_FLAGS + ("\\*",)))

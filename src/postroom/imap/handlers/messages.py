@@ -100,9 +100,9 @@ async def store(s: Session, a: StoreArgs, by_uid: bool = False) -> Reply:
         if m is None or seq is None:
             continue
         if by_uid:
-            out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, uid, flag_list(box.flags_of(m)))))
+            out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, uid, box.flags_wire(m))))
         else:
-            out.append(untagged(b"%d FETCH (FLAGS %s)" % (seq, flag_list(box.flags_of(m)))))
+            out.append(untagged(b"%d FETCH (FLAGS %s)" % (seq, box.flags_wire(m))))
     return Reply("Store completed", untagged=out)
 
 

@@ -8,6 +8,7 @@ session's sorted UID list, so ``1:*`` over 100,000 messages costs one slice.
 from __future__ import annotations
 
 import re
+from typing import Sequence
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
@@ -76,7 +77,7 @@ class SequenceSet:
             out = sorted(chosen)
         return out
 
-    def uid_indexes(self, uids: list[int]) -> list[int]:
+    def uid_indexes(self, uids: Sequence[int]) -> list[int]:
         """0-based indexes of the messages whose UIDs are in the set; missing UIDs are
         ignored (§6.4.8). ``n:*`` always includes the last message."""
         if not uids:

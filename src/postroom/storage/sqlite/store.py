@@ -607,34 +607,56 @@ class SqliteStore:
         return await self.engine.write(w)
 
     async def message_index(self, mailbox_id: int) -> MessageIndex:
-        cached = self._indexes.get(mailbox_id)
-        decode = self._rows
+        idx = await self._index(mailbox_id, None, "")
+        assert idx is not None
+        return idx
 
-        def r(c: sqlite3.Connection) -> MessageIndex:
+    async def mailbox_index(self, account_id: int, name: str) -> MessageIndex | None:
+        return await self._index(None, account_id, _norm_mailbox(name))
+
+    def _r_index(self, c: sqlite3.Connection, mailbox_id: int | None, account_id: int | None,
+                 name: str) -> MessageIndex | None:
+        if mailbox_id is not None:
             row = c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE id = ?",
                             (mailbox_id,)).fetchone()
             if row is None:
                 raise MailboxNotFound(str(mailbox_id))
-            mb, recent_uid = _mailbox(row[:-1]), row[-1]
-            # UIDVALIDITY is unique across the store: a re-created mailbox that got the
-            # same id never passes for the cached one.
-            if cached is not None and cached.mailbox.uidvalidity == mb.uidvalidity:
-                since = cached.mailbox.highestmodseq
-                if mb.highestmodseq == since:
-                    return cached.updated(mb, recent_uid, [], [])
-                changed = c.execute(f"SELECT {ROW_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? AND modseq > ?",
-                                    (mailbox_id, since)).fetchall()
-                expunged = [u for (u,) in c.execute(
-                    "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?", (mailbox_id, since))]
-                return cached.updated(mb, recent_uid, changed, expunged)
-            rows = c.execute(f"SELECT {ROW_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ?", (mailbox_id,))
-            return MessageIndex.build(mb, recent_uid, rows, decode)
+        else:
+            row = c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE account_id = ? AND name = ?",
+                            (account_id, name)).fetchone()
+            if row is None:
+                return None
+            mailbox_id = row[0]
+        mb, recent_uid = _mailbox(row[:-1]), row[-1]
+        # Read here, on the reader thread: the cache dict is only replaced, never mutated
+        # in place by this lookup, and a stale pick only costs a bigger refresh.
+        cached = self._indexes.get(mailbox_id)
+        # UIDVALIDITY is unique across the store: a re-created mailbox that got the
+        # same id never passes for the cached one.
+        if cached is not None and cached.mailbox.uidvalidity == mb.uidvalidity:
+            since = cached.mailbox.highestmodseq
+            if mb.highestmodseq == since:
+                return cached.updated(mb, recent_uid, [], [])
+            changed = c.execute(f"SELECT {ROW_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ? AND modseq > ?",
+                                (mailbox_id, since)).fetchall()
+            expunged = [u for (u,) in c.execute(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ?", (mailbox_id, since))]
+            return cached.updated(mb, recent_uid, changed, expunged)
+        rows = c.execute(f"SELECT {ROW_COLS} FROM {_MSG_FROM} WHERE mailbox_id = ?", (mailbox_id,))
+        return MessageIndex.build(mb, recent_uid, rows, self._rows)
 
+    async def _index(self, mailbox_id: int | None, account_id: int | None, name: str) -> MessageIndex | None:
+        """The index of a mailbox given by id (MailboxNotFound if gone) or by name (None if
+        there is none), brought up to date with one hop to a reader thread."""
         try:
-            idx: MessageIndex = await self.engine.read(r)
+            idx: MessageIndex | None = await self.engine.read(self._r_index, mailbox_id, account_id, name)
         except MailboxNotFound:
-            self._indexes.pop(mailbox_id, None)
+            if mailbox_id is not None:
+                self._indexes.pop(mailbox_id, None)
             raise
+        if idx is None:
+            return None
+        mailbox_id = idx.mailbox.id
         current = self._indexes.get(mailbox_id)
         # Refreshes of several sessions may finish out of order: keep the newest.
         if current is None or current.mailbox.uidvalidity != idx.mailbox.uidvalidity or \
