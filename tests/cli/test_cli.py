@@ -15,6 +15,8 @@ import pytest
 from postroom.cli import main
 from postroom.config import check, load
 
+from .serving import Serving, make_server_dir
+
 PY = [sys.executable, "-m", "postroom.cli"]
 
 
@@ -96,51 +98,28 @@ def test_bad_arguments_and_config(tmp_path: Path, srv: Path) -> None:
     one_line_error(run("-c", str(bad), "check"))
 
 
-def _free_port_offset() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return 20000 + port % 20000
-
-
-def _wait_port(port: int, timeout: float = 20) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"port {port} never opened")
-
-
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_sigterm_sighup(tmp_path: Path, workers: int) -> None:
-    offset = _free_port_offset()
-    d = tmp_path / "s"
-    assert main(["init", str(d), "--domain", "example.test", "--port-offset", str(offset)]) == 0
-    cfgp = d / "postroom.toml"
-    cfgp.write_text(cfgp.read_text().replace("workers = 1", f"workers = {workers}"))
-    cfg = load(cfgp)
-    if not cfg.listeners:
+    cfgp = make_server_dir(tmp_path / "s", workers)
+    if not load(cfgp).listeners:
         pytest.skip("no protocol listeners in this build yet")
-    port = cfg.listeners[0].port
-    proc = subprocess.Popen([*PY, "-c", str(cfgp), "serve"], stderr=subprocess.PIPE, text=True)
+    srv = Serving(cfgp, workers)
     try:
-        _wait_port(port)
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-        _wait_port(port)
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=40) == 0
+        ports = srv.wait_listening()
+        port = next(iter(ports.values()))
+        socket.create_connection(("127.0.0.1", port), 5).close()
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while srv.log().count("configuration reloaded") < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert srv.log().count("configuration reloaded") == workers
+        socket.create_connection(("127.0.0.1", port), 5).close()  # still serving after the reload
+        assert srv.proc.poll() is None
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=40) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    err = proc.stderr.read() if proc.stderr else ""
-    assert "Traceback" not in err
-    assert "configuration reloaded" in err
+        srv.stop()
+    assert "Traceback" not in srv.log()
 
 
 def test_serve_refuses_bad_config(tmp_path: Path) -> None:

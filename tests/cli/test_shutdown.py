@@ -6,8 +6,6 @@ import asyncio
 import imaplib
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from postroom.cli import main
 from postroom.config import load
 from postroom.storage.sqlite.store import SqliteStore
 
-from .test_cli import _free_port_offset, _wait_port
+from .serving import Serving, make_server_dir
 
 
 def _recv_line(s: socket.socket) -> bytes:
@@ -33,17 +31,12 @@ def _recv_line(s: socket.socket) -> bytes:
 
 @pytest.mark.skipif(not {"smtp", "imap"} <= protocols.available(), reason="needs the SMTP and IMAP listeners")
 def test_sigterm_finishes_transaction_and_says_goodbye(tmp_path: Path) -> None:
-    d = tmp_path / "s"
-    assert main(["init", str(d), "--domain", "example.test", "--port-offset", str(_free_port_offset())]) == 0
-    cfgp = d / "postroom.toml"
+    cfgp = make_server_dir(tmp_path / "s")
     assert main(["-c", str(cfgp), "user", "add", "u@example.test", "--password", "pw"]) == 0
     cfg = load(cfgp)
-    ports = {lst.name: lst.port for lst in cfg.listeners}
-    proc = subprocess.Popen([sys.executable, "-m", "postroom.cli", "-c", str(cfgp), "serve"],
-                            stderr=subprocess.PIPE, text=True)
+    srv = Serving(cfgp)
     try:
-        _wait_port(ports["smtp"])
-        _wait_port(ports["imap"])
+        ports = srv.wait_listening()
         idle = imaplib.IMAP4("127.0.0.1", ports["imap"])  # sits idle in the not-authenticated state
         s = socket.create_connection(("127.0.0.1", ports["smtp"]), timeout=10)
         assert _recv_line(s).startswith(b"220")
@@ -56,7 +49,7 @@ def test_sigterm_finishes_transaction_and_says_goodbye(tmp_path: Path) -> None:
             assert line.startswith(code), (cmd, line)
         s.sendall(b"Subject: in flight\r\n\r\nfirst half\r\n")
         time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
+        srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         s.sendall(b"second half\r\n.\r\n")  # the transaction in flight completes...
         assert _recv_line(s).startswith(b"250")
@@ -65,12 +58,10 @@ def test_sigterm_finishes_transaction_and_says_goodbye(tmp_path: Path) -> None:
         t0 = time.monotonic()
         bye = idle.readline()
         assert bye.startswith(b"* BYE"), bye
-        assert proc.wait(timeout=20) == 0
+        assert srv.proc.wait(timeout=20) == 0
         assert time.monotonic() - t0 < 15
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        srv.stop()
 
     async def check() -> None:
         async with SqliteStore(cfg.data_dir) as st:

@@ -1,0 +1,59 @@
+"""Run ``postroom serve`` as a real process on ephemeral ports, for runtime tests.
+
+Listeners bind port 0 and the test learns the real ports from the runtime's
+``listening NAME IP:PORT`` log lines, so concurrent test runs and other servers on
+the machine never collide with a test's ports. The log goes to a file (a pipe that
+nobody reads would block the server once full).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from postroom.cli import main
+
+_LISTENING = re.compile(r"listening (\S+) (\S+):(\d+) ")
+
+
+def make_server_dir(d: Path, workers: int = 1) -> Path:
+    """``postroom init`` with every listener on port 0; returns the config path."""
+    assert main(["init", str(d), "--domain", "example.test"]) == 0
+    cfgp = d / "postroom.toml"
+    text = cfgp.read_text().replace("workers = 1", f"workers = {workers}")
+    cfgp.write_text(re.sub(r'address = "127\.0\.0\.1:\d+"', 'address = "127.0.0.1:0"', text))
+    return cfgp
+
+
+class Serving:
+    def __init__(self, cfgp: Path, workers: int = 1) -> None:
+        self.log_path = cfgp.parent / "serve.log"
+        self.workers = workers
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "postroom.cli", "-c", str(cfgp), "serve"],
+                                     stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_listening(self, timeout: float = 60) -> dict[str, int]:
+        """Ports by listener name, once every worker listens on every listener."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"serve exited with {self.proc.returncode}:\n{self.log()}"
+            found = _LISTENING.findall(self.log())
+            names = {n for n, _, _ in found}
+            if found and len(found) >= len(names) * self.workers:
+                return {n: int(p) for n, _, p in found}
+            time.sleep(0.1)
+        raise AssertionError(f"serve did not start listening:\n{self.log()}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        code = self.proc.wait()
+        self._log.close()
+        return code
