@@ -305,3 +305,25 @@ def test_segment_reader_descriptors_survive_eviction(tmp_path):
     reader.close()
     assert not errors, errors[:3]
     assert os.listdir(tmp_path)
+
+
+def test_structure_from_an_older_parser_is_parsed_again(store_factory):
+    import json
+
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            d = await s.deliver(MSG, [DeliveryTarget(a.id)])
+            [m] = await s.get_messages(d[0].mailbox_id, [d[0].uid])
+            good = await s.read_structure(m)
+
+            def downgrade(c):
+                row = json.loads(c.execute("SELECT structure FROM blobs").fetchone()[0])
+                row["version"] = 1
+                row["size"] = 1  # visibly wrong, as an old parser's offsets may be
+                c.execute("UPDATE blobs SET structure = ?", (json.dumps(row),))
+            await s.engine.write(downgrade)
+            s._structures.clear()
+            again = await s.read_structure(m)
+            assert again == good and again.size == len(MSG)
+    asyncio.run(t())

@@ -475,6 +475,7 @@ class SqliteStore:
 
     async def read_structures(self, msgs: Sequence[MessageInfo]) -> list[Any]:
         from ...mime import ParsedMessage, parse
+        from ...mime.model import FORMAT_VERSION
 
         ids = [int(m.blob.split(":", 1)[0]) for m in msgs]
         cache = self._structures
@@ -495,7 +496,10 @@ class SqliteStore:
                 for blob_id, text in c.execute(
                         f"SELECT id, structure FROM blobs WHERE id IN ({','.join('?' * len(chunk))})", chunk):
                     if text is not None:  # decoded here, off the event loop
-                        found[blob_id] = ParsedMessage.from_json(json.loads(text))
+                        parsed = ParsedMessage.from_json(json.loads(text))
+                        # Stored by an older parser (FORMAT_VERSION moved): parse again below.
+                        if parsed.version == FORMAT_VERSION:
+                            found[blob_id] = parsed
             return found
 
         found = await self.engine.read(r)
@@ -503,7 +507,7 @@ class SqliteStore:
             if out[i] is not None:
                 continue
             parsed = found.get(blob_id)
-            if parsed is None:  # stored before structures were kept, or gone
+            if parsed is None:  # stored before structures were kept, by an older parser, or gone
                 try:
                     parsed = found[blob_id] = parse(await self.read_message(m))
                 except FileNotFoundError:
