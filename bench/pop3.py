@@ -16,7 +16,7 @@ listener. Without root or without Dovecot, only Postroom's figures are printed.
 
     python bench/pop3.py                 # 1,000 messages of 10 KB, 1 and 10 clients
     python bench/pop3.py --quick         # smoke run (tests/server/pop3/test_pop3_bench.py)
-    python bench/pop3.py --workers 2     # Postroom with two worker processes
+    python bench/pop3.py --workers 1     # Postroom with one worker process (default: one per core)
 """
 
 from __future__ import annotations
@@ -333,7 +333,8 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=1000)
     ap.add_argument("--size", type=int, default=10 * 1024, help="octets per message")
     ap.add_argument("--clients", default="1,10", help="comma-separated client counts")
-    ap.add_argument("--workers", type=int, default=1, help="Postroom worker processes")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="Postroom worker processes (default: one per CPU core, as an admin would set)")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per case (best is kept)")
     ap.add_argument("--quick", action="store_true", help="50 messages of 2 KB, 1 and 2 clients, 1 round")
     ap.add_argument("--no-dovecot", action="store_true")
@@ -378,7 +379,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"POP3 download: {args.messages} messages of {args.size} octets, RETR one at a time, "
-          f"best of {args.rounds}; Postroom workers={args.workers}")
+          f"best of {args.rounds}; Postroom workers={args.workers} ({os.cpu_count()} CPU cores)")
     if why_not is not None:
         print(f"(Dovecot not run: {why_not})")
     print(f"{'clients':>8} {'postroom msg/s':>15} {'dovecot msg/s':>14} {'ratio':>7}")

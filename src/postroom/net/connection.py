@@ -54,27 +54,75 @@ class Connection:
         # half-read, i.e. between commands; None while a command is being received or
         # processed. Lets a shutting-down server close idle sessions at once.
         self.idle_since: float | None = None
+        # The idle timer (see _fill).
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiter: asyncio.Task[Any] | None = None
+        self._deadline = 0.0
+        self._timed_out = False
 
     # -- reading ---------------------------------------------------------------
+    # The idle timeout is one lazily re-armed timer per connection rather than an
+    # ``asyncio.timeout`` (a timer handle and a context manager) around every read: a
+    # busy session reads thousands of times per idle period. Each wait records when it
+    # started; the timer, when it fires, cancels the waiting task only if the wait it
+    # finds has lasted the full timeout, and otherwise re-arms itself for that wait's
+    # deadline. The cancellation is turned into IdleTimeout as asyncio.timeout does
+    # (``uncancel``), so a cancellation from elsewhere (server shutdown) still propagates.
     async def _fill(self, timeout: float | None) -> None:
         if self._eof:
             raise ConnectionClosed()
         if not self._buf:
             self.idle_since = time.monotonic()
-        try:
-            async with asyncio.timeout(timeout):
-                chunk = await self.reader.read(65536)
-            self.idle_since = None
-        except TimeoutError:
-            raise IdleTimeout() from None
-        except (ConnectionError, ssl.SSLError, OSError):
-            self._eof = True
-            raise ConnectionClosed() from None
+        reader = self.reader
+        if timeout is None or getattr(reader, "_buffer", None):
+            # Data already waiting, or no limit: the read cannot outlast a timeout.
+            chunk = await self._read_chunk()
+        else:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            self._deadline = deadline
+            self._waiter = task = asyncio.current_task()
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._on_timer)
+            try:
+                chunk = await self._read_chunk()
+            except asyncio.CancelledError:
+                if self._timed_out:
+                    self._timed_out = False
+                    if task is not None and task.uncancel() == 0:
+                        raise IdleTimeout() from None
+                raise
+            finally:
+                # Cleared in the step that resumed us: the timer never sees a stale waiter.
+                self._waiter = None
+        self.idle_since = None
         if not chunk:
             self._eof = True
             raise ConnectionClosed()
         self.bytes_in += len(chunk)
         self._buf += chunk
+
+    async def _read_chunk(self) -> bytes:
+        try:
+            return await self.reader.read(65536)
+        except (ConnectionError, ssl.SSLError, OSError):
+            self._eof = True
+            raise ConnectionClosed() from None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        task = self._waiter
+        if task is None or task.done():
+            return  # not waiting: the next wait arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        self._timed_out = True
+        task.cancel()
 
     async def readline(self, limit: int, timeout: float | None) -> bytes:
         """One line including its LF (and CR before it, if any).
@@ -134,6 +182,15 @@ class Connection:
         self.bytes_out += len(data)
         self.writer.write(data)
 
+    def writelines(self, chunks: list[bytes]) -> int:
+        """Write several buffers as one (uvloop sends them with one writev); returns the octets."""
+        n = 0
+        for c in chunks:
+            n += len(c)
+        self.bytes_out += n
+        self.writer.writelines(chunks)
+        return n
+
     async def drain(self, timeout: float | None = 60.0) -> None:
         try:
             async with asyncio.timeout(timeout):
@@ -179,6 +236,9 @@ class Connection:
         return _tls.describe(self.ssl_object()) if self.tls_active else None
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         try:
             self.writer.close()
             async with asyncio.timeout(5):

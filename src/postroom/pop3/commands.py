@@ -12,7 +12,7 @@ from typing import Awaitable, Callable
 
 from . import handlers as h
 from .proto import (
-    MAX_ARG_LENGTH, Action, Code, Command, CommandError, Response, State, err, parse_command,
+    MAX_ARG_LENGTH, Action, Code, Command, CommandError, Reply, Response, State, err, parse_command,
 )
 from .session import Session
 
@@ -79,16 +79,24 @@ async def dispatch(s: Session, line: bytes) -> Response:
         return bad_command(s, "Wrong number of arguments")
     elif not spec.long_args and any(len(a) > MAX_ARG_LENGTH for a in cmd.args):
         return bad_command(s, "Argument too long")  # RFC 2449 §4
-    return await _guarded(s, cmd.verb, spec.handler(s, cmd))
+    # The guard is inline rather than a wrapping coroutine: one coroutine less per command.
+    try:
+        return await spec.handler(s, cmd)
+    except Exception:
+        return _internal_error(s, cmd.verb)
 
 
 async def _guarded(s: Session, verb: str, work: Awaitable[Response]) -> Response:
     try:
         return await work
     except Exception:
-        # GUIDE principle 4: log the traceback, never send the exception text.
-        s.ctx.log.exception("pop3: %s failed for %s", verb, s.peer_ip)
-        return err("Internal error", Code.SYS_TEMP)
+        return _internal_error(s, verb)
+
+
+def _internal_error(s: Session, verb: str) -> Reply:
+    # GUIDE principle 4: log the traceback, never send the exception text.
+    s.ctx.log.exception("pop3: %s failed for %s", verb, s.peer_ip)
+    return err("Internal error", Code.SYS_TEMP)
 
 
 def bad_command(s: Session, text: str) -> Response:

@@ -1,9 +1,12 @@
-"""Message reads for RETR with one message of read-ahead.
+"""Message reads for RETR, with one message of read-ahead while the store is slow.
 
 POP3 clients download a maildrop in order, one RETR after the other, waiting for
-each reply. Reading message n+1 while message n is on the wire and the client is
-busy with it takes the store's read (a hop to its I/O thread) off the round trip,
-which is most of what a RETR costs the server.
+each reply. When the store has to hop to its I/O thread (a cold read from disk),
+reading message n+1 while message n is on the wire takes that hop off the round
+trip. When the bytes are in the page cache the store returns them at once, without
+suspending; then a background task per message would only add work (a task, a
+scheduling step), so the reader reads inline and starts reading ahead again as soon
+as a read has to wait.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ class MessageReader:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._ahead: tuple[MessageInfo, asyncio.Task[bytes]] | None = None
+        # Whether the last read had to wait (suspend): then the next one is read ahead.
+        self._waits = False
 
     async def read(self, msg: MessageInfo, next_msg: MessageInfo | None = None) -> bytes:
-        """The stored bytes of ``msg``; then start reading ``next_msg`` in the background."""
+        """The stored bytes of ``msg``; then, if reads wait, start reading ``next_msg``."""
         raw: bytes | None = None
         if self._ahead is not None:
             ahead_msg, task = self._ahead
@@ -36,9 +41,18 @@ class MessageReader:
             else:
                 self._discard(task)
         if raw is None:
-            raw = await self.store.read_message(msg)
-        if next_msg is not None and next_msg.size <= READ_AHEAD_MAX:
-            self._ahead = (next_msg, asyncio.create_task(self.store.read_message(next_msg)))
+            raw = await self._read(msg)
+        if self._waits and next_msg is not None and next_msg.size <= READ_AHEAD_MAX:
+            self._ahead = (next_msg, asyncio.create_task(self._read(next_msg)))
+        return raw
+
+    async def _read(self, msg: MessageInfo) -> bytes:
+        # A callback queued now runs before this coroutine resumes only if the read
+        # suspends: an exact "did it wait" for the price of one loop callback.
+        waited = [False]
+        asyncio.get_running_loop().call_soon(waited.__setitem__, 0, True)
+        raw = await self.store.read_message(msg)
+        self._waits = waited[0]
         return raw
 
     @staticmethod
@@ -51,4 +65,3 @@ class MessageReader:
         if self._ahead is not None:
             self._discard(self._ahead[1])
             self._ahead = None
-

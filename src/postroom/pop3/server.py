@@ -61,10 +61,9 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
                 return
             else:
                 reply = await commands.dispatch(session, line)
-            # One write per reply: one send() for a RETR instead of two.
-            data = reply.encode()
-            conn.write(data)
-            pending += len(data)
+            # One write per reply: one send() for a RETR instead of two, and the
+            # status line and body go out as they are (writev), without a joined copy.
+            pending += conn.writelines(reply.chunks())
             if reply.action is Action.START_TLS:
                 await conn.drain()
                 await conn.start_tls()

@@ -1,4 +1,4 @@
-"""Read-ahead for RETR: hits, misses, failed guesses, and cleanup."""
+"""Read-ahead for RETR: hits, misses, failed guesses, cleanup, and no read-ahead while reads do not wait."""
 
 from __future__ import annotations
 
@@ -9,6 +9,18 @@ from pop3_fakes import FakeStore
 from postroom.pop3.reader import MessageReader
 
 
+def _counting(store: FakeStore, calls: list[int], slow: list[bool]) -> None:
+    real = store.read_message
+
+    async def counting(msg):  # type: ignore[no-untyped-def]
+        calls.append(msg.uid)
+        if slow[0]:
+            await asyncio.sleep(0)  # a store that hops to its I/O thread
+        return await real(msg)
+
+    store.read_message = counting  # type: ignore[method-assign]
+
+
 def test_read_ahead() -> None:
     async def go() -> None:
         store = FakeStore()
@@ -17,13 +29,7 @@ def test_read_ahead() -> None:
             store.add_message(acc, b"m%d\r\n" % i)
         m1, m2, m3 = await store.list_messages(acc.id)
         calls: list[int] = []
-        real = store.read_message
-
-        async def counting(msg):  # type: ignore[no-untyped-def]
-            calls.append(msg.uid)
-            return await real(msg)
-
-        store.read_message = counting  # type: ignore[method-assign]
+        _counting(store, calls, [True])
         r = MessageReader(store)  # type: ignore[arg-type]
         assert await r.read(m1, m2) == b"m0\r\n"
         await asyncio.sleep(0)
@@ -46,4 +52,32 @@ def test_read_ahead() -> None:
         await r.read(m1, m2)
         r.close()
         r2.close()
+    asyncio.run(go())
+
+
+def test_no_read_ahead_while_reads_do_not_wait() -> None:
+    async def go() -> None:
+        store = FakeStore()
+        acc = store.add_account("a@example.test", "pw")
+        for i in range(4):
+            store.add_message(acc, b"m%d\r\n" % i)
+        m1, m2, m3, m4 = await store.list_messages(acc.id)
+        calls: list[int] = []
+        slow = [False]
+        _counting(store, calls, slow)
+        r = MessageReader(store)  # type: ignore[arg-type]
+        # Reads that return at once (page-cached bytes) start no background read.
+        assert await r.read(m1, m2) == b"m0\r\n"
+        assert await r.read(m2, m3) == b"m1\r\n"
+        await asyncio.sleep(0)
+        assert calls == [1, 2]
+        # A read that waits (cold bytes) turns read-ahead back on.
+        slow[0] = True
+        assert await r.read(m3, m4) == b"m2\r\n"
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert calls == [1, 2, 3, 4]
+        assert await r.read(m4) == b"m3\r\n"
+        assert calls == [1, 2, 3, 4]
+        r.close()
     asyncio.run(go())
