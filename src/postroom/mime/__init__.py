@@ -10,7 +10,7 @@ from .envelope import envelope
 from .imapfmt import imap_nstring, imap_quote
 from .model import Address, Envelope, ParsedMessage, Part
 from .parse import parse
-from .sections import section
+from .sections import header_section, section
 
 __all__ = [
     "Address",
@@ -25,5 +25,6 @@ __all__ = [
     "imap_nstring",
     "imap_quote",
     "parse",
+    "header_section",
     "section",
 ]

@@ -8,11 +8,11 @@ from datetime import date
 
 from hypothesis import given, settings, strategies as st
 
-from postroom.imap.handlers.fetch import _header_only
+from postroom.imap.handlers.fetch import _header_end
 from postroom.imap.handlers.search import Item, _SetEval, compile_node
 from postroom.imap.parser.seqset import STAR, SequenceSet
 from postroom.imap.selected import SelectedMailbox
-from postroom.mime import parse
+from postroom.mime import header_section, parse, section
 from postroom.mime.headers import split_header
 from postroom.storage.models import Mailbox
 from postroom.storage.sqlite.index import MessageIndex, RowCache
@@ -84,6 +84,11 @@ def test_set_evaluation_matches_closures(case: tuple) -> None:
 
 @settings(max_examples=500)
 @given(st.binary(max_size=40).map(lambda b: bytes(b"A:\r\n \tx"[c % 7] for c in b)))
-def test_header_only_structure_ends_where_parse_does(raw: bytes) -> None:
+def test_header_end_is_where_parse_ends_the_header(raw: bytes) -> None:
     _, body = split_header(raw, 0, len(raw))
-    assert _header_only(raw).root.body_start == body == parse(raw).root.body_start
+    p = parse(raw)
+    assert _header_end(raw) == body == p.root.body_start
+    # So the top-level header sections need no stored structure.
+    for spec in ("HEADER", "HEADER.FIELDS (A X)", "HEADER.FIELDS.NOT (A)", "header.fields (a)"):
+        assert header_section(raw, body, spec) == section(raw, p, spec)
+    assert header_section(raw, body, "TEXT") is None and header_section(raw, body, "1.HEADER") is None

@@ -97,3 +97,42 @@ def test_many_parts_bounded() -> None:
     p = parse(raw)
     assert len(p.root.children) <= 5000
     check(raw)
+
+
+def _fields_reference(raw: bytes, start: int, end: int, names: tuple[str, ...]) -> bytes:
+    """HEADER.FIELDS as split_header + filter computed it before the one-pass version."""
+    from postroom.mime.headers import split_header
+
+    fields, _ = split_header(raw, start, end)
+    wanted = {n.lower().encode("ascii", "replace") for n in names}
+    out = bytearray()
+    for f in fields:
+        if f.name.lower() in wanted:
+            chunk = raw[f.start:f.end]
+            out += chunk if chunk.endswith(b"\n") else chunk + b"\r\n"
+    return bytes(out + b"\r\n")
+
+
+HEADER_FRAGMENTS = [b"\r\n", b"\n", b"\r", b" ", b"\t", b":", b"Subject", b"subject", b"From", b"To ",
+                    b"X-A", b"Subject:", b" Subject:", b"From :", b"\tcont", b"\r\n\r\n", b"\n\n", b"\xff"]
+
+
+@settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(HEADER_FRAGMENTS) | st.binary(max_size=4), max_size=40), st.data())
+def test_header_fields_fast_path_matches_split_header(chunks: list[bytes], data: st.DataObject) -> None:
+    from postroom.mime.sections import _filter_fields
+
+    raw = b"".join(chunks)
+    start = data.draw(st.integers(0, len(raw)))
+    end = data.draw(st.integers(start, len(raw)))
+    names = data.draw(st.lists(st.sampled_from(["SUBJECT", "FROM", "TO", "X-A", "NOPE"]), min_size=1, max_size=3))
+    assert _filter_fields(raw, start, end, tuple(names), False) == _fields_reference(raw, start, end, tuple(names))
+
+
+def test_header_fields_fast_path_on_samples() -> None:
+    from postroom.mime.sections import _filter_fields
+
+    for sample in SAMPLES:
+        p = parse(sample)
+        assert _filter_fields(sample, 0, p.root.body_start, ("SUBJECT", "FROM", "TO", "DATE"), False) == \
+            _fields_reference(sample, 0, p.root.body_start, ("SUBJECT", "FROM", "TO", "DATE"))

@@ -32,19 +32,16 @@ def _needs_structure(sec: BodySection) -> bool:
     return bool(sec.part) or (sec.text is not None and sec.text not in _TOP_HEADER)
 
 
-def _header_only(raw: bytes) -> "mime.ParsedMessage":
-    """Enough structure for HEADER / HEADER.FIELDS of the top-level message.
-
-    The header block ends where mime.parse ends it (``split_header``): after the
-    first empty line, or at the end when there is none. An empty line is a line
-    break at the start or right after another line break.
+def _header_end(raw: bytes) -> int:
+    """Where the body of the top-level message starts (what ``mime.parse`` gives as
+    ``root.body_start``, via ``split_header``): after the first empty line, or at the end
+    when there is none. An empty line is a line break at the start or right after
+    another line break. Enough for HEADER / HEADER.FIELDS without a stored structure.
     """
     if raw[:1] == b"\n" or raw[:2] == b"\r\n":
-        body = raw.index(b"\n") + 1
-    else:
-        ends = [i for i in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-        body = len(raw) if not ends else min(ends) + (3 if raw[min(ends) + 1] == 13 else 2)
-    return mime.ParsedMessage(root=mime.Part(0, body, len(raw)), size=len(raw))
+        return raw.index(b"\n") + 1
+    ends = [i for i in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return len(raw) if not ends else min(ends) + (3 if raw[min(ends) + 1] == 13 else 2)
 
 
 class _HeaderCache:
@@ -93,7 +90,11 @@ def _section_bytes(raw: bytes, parsed: "mime.ParsedMessage | None", sec: BodySec
         if data is None:
             data = HEADER_CACHE.get(key)  # safe here: raw is at hand if it is evicted meanwhile
         if data is None:
-            data = mime.section(raw, parsed or _header_only(raw), key[1].decode("ascii", "replace")) or b""
+            spec = key[1].decode("ascii", "replace")
+            if parsed is None:
+                data = mime.header_section(raw, _header_end(raw), spec) or b""
+            else:
+                data = mime.section(raw, parsed, spec) or b""
             HEADER_CACHE.put(key, data)
     elif sec.part or sec.text or sec.fields:
         assert parsed is not None
