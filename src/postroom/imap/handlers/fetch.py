@@ -10,6 +10,7 @@ so FETCH 1:* of a big mailbox does not build one huge buffer.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any, AsyncIterator
 
@@ -40,8 +41,12 @@ def _header_end(raw: bytes) -> int:
     """
     if raw[:1] == b"\n" or raw[:2] == b"\r\n":
         return raw.index(b"\n") + 1
-    ends = [i for i in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return len(raw) if not ends else min(ends) + (3 if raw[min(ends) + 1] == 13 else 2)
+    crlf = raw.find(b"\n\r\n")
+    # A bare-LF empty line counts only before the first CRLF one (no scan of the body).
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 2)
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf + 2
+    return len(raw) if crlf < 0 else crlf + 3
 
 
 class _HeaderCache:
@@ -121,38 +126,60 @@ async def fetch(s: Session, a: FetchArgs, by_uid: bool = False) -> Reply:
     return reply
 
 
-# How each attribute is formatted (see _plan): kinds with a fast path in _stream.
+# How each attribute is formatted (see _Plan): kinds with a fast path in _stream.
 _UID, _FLAGS, _SIZE, _TOP_HEADER_SECTION, _OTHER = range(5)
 
 
-def _plan(atts: list) -> list[tuple[int, Any, bytes, bytes]]:
-    """Per attribute, once per command: (kind, attribute, section spec, response name + SP)."""
-    plan: list[tuple[int, Any, bytes, bytes]] = []
-    for att in atts:
-        if isinstance(att, BodySection):
-            kind = _TOP_HEADER_SECTION if _is_top_header(att) and att.partial is None else _OTHER
-            plan.append((kind, att, att.spec(), att.response_name() + b" "))
-        elif att == "UID":
-            plan.append((_UID, att, b"", b""))
-        elif att == "FLAGS":
-            plan.append((_FLAGS, att, b"", b""))
-        elif att == "RFC822.SIZE":
-            plan.append((_SIZE, att, b"", b""))
-        else:
-            plan.append((_OTHER, att, b"", b""))
+class _Plan:
+    """What a FETCH attribute list needs, worked out once per distinct list."""
+
+    __slots__ = ("items", "sections", "specs", "need_raw", "need_structure", "sets_seen", "want_flags",
+                 "headers_only")
+
+    def __init__(self, atts: tuple[Any, ...]) -> None:
+        # Per attribute: (kind, attribute, section spec, response name + SP).
+        self.items: list[tuple[int, Any, bytes, bytes]] = []
+        for att in atts:
+            if isinstance(att, BodySection):
+                kind = _TOP_HEADER_SECTION if _is_top_header(att) and att.partial is None else _OTHER
+                self.items.append((kind, att, att.spec(), att.response_name() + b" "))
+            elif att == "UID":
+                self.items.append((_UID, att, b"", b""))
+            elif att == "FLAGS":
+                self.items.append((_FLAGS, att, b"", b""))
+            elif att == "RFC822.SIZE":
+                self.items.append((_SIZE, att, b"", b""))
+            else:
+                self.items.append((_OTHER, att, b"", b""))
+        self.sections = [x for x in atts if isinstance(x, BodySection)]
+        self.specs = [x.spec() for x in self.sections]
+        self.need_raw = bool(self.sections)
+        self.need_structure = any(x in _NEEDS_STRUCTURE for x in atts) or \
+            any(_needs_structure(x) for x in self.sections)
+        self.sets_seen = any(x.sets_seen for x in self.sections)
+        self.want_flags = "FLAGS" in atts
+        self.headers_only = all(_is_top_header(x) for x in self.sections)
+
+
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+
+
+def _plan_for(atts: list) -> _Plan:
+    key = tuple(atts)
+    plan = _PLANS.get(key)
+    if plan is None:
+        if len(_PLANS) >= 256:
+            _PLANS.clear()
+        plan = _PLANS[key] = _Plan(key)
     return plan
 
 
 async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list, reply: Reply) -> AsyncIterator[bytes]:
     store = s.store
-    sections = [x for x in atts if isinstance(x, BodySection)]
-    need_raw = bool(sections)
-    need_structure = any(x in _NEEDS_STRUCTURE for x in atts) or any(_needs_structure(x) for x in sections)
-    sets_seen = not box.readonly and any(x.sets_seen for x in sections)
-    want_flags = "FLAGS" in atts
-    plan = _plan(atts)
+    p = _plan_for(atts)
+    need_raw, need_structure, want_flags, plan = p.need_raw, p.need_structure, p.want_flags, p.items
+    sets_seen = not box.readonly and p.sets_seen
     cache_get = HEADER_CACHE.get
-    seq_of = box.seq_of
     flags_wire = box.flags_wire
     batch = s.settings.batch
     missing = False
@@ -172,13 +199,17 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 seen_changed = set(upd)
                 infos = [upd.get(m.uid, m) for m in infos]
         hits: dict[tuple[str, bytes], bytes] = {}
-        raws = await _read(store, infos, sections, hits) if need_raw else [b""] * len(infos)
+        raws = await _read(store, infos, p, hits) if need_raw else [b""] * len(infos)
         parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
         out: list[bytes] = []
+        box_uids = box.uids
+        nuids = len(box_uids)
         for m, raw, parsed in zip(infos, raws, parsed_all):
-            seq = seq_of(m.uid)
-            if seq is None:
+            uid = m.uid
+            seq = bisect_left(box_uids, uid)  # box.seq_of, inlined
+            if seq == nuids or box_uids[seq] != uid:
                 continue
+            seq += 1
             if raw is None or (need_structure and parsed is None):
                 # Expunged and its bytes gone in between: skip it (RFC 2180 §4.1).
                 s.ctx.log.debug("imap fetch: message %d vanished", m.uid)
@@ -212,13 +243,13 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         reply.status, reply.code, reply.text = b"NO", b"EXPUNGEISSUED", "Some messages were expunged"
 
 
-async def _read(store: Any, infos: list[MessageInfo], sections: list[BodySection],
+async def _read(store: Any, infos: list[MessageInfo], plan: _Plan,
                 hits: dict[tuple[str, bytes], bytes]) -> list[bytes | None]:
     """The bytes of the messages, except (as b"") those whose every section is in
     HEADER_CACHE; the cached data go to ``hits`` (kept even if evicted meanwhile)."""
-    if not all(_is_top_header(x) for x in sections):
+    if not plan.headers_only:
         return await store.read_messages(infos)  # type: ignore[no-any-return]
-    specs = [x.spec() for x in sections]
+    specs = plan.specs
     get = HEADER_CACHE.get
     wanted = []
     if len(specs) == 1:

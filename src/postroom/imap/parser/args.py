@@ -171,13 +171,26 @@ class FetchArgs:
     atts: tuple[FetchAtt, ...]
 
 
+# Parsed FETCH attribute lists by their text: a client sends the same few again and again.
+_FETCH_ATTS: dict[bytes, tuple[FetchAtt, ...]] = {}
+
+
 def fetch(r: Reader) -> FetchArgs:
     r.sp()
     s = SequenceSet.parse(r)
     r.sp()
-    atts = parse_fetch_atts(r)
-    r.end()
-    return FetchArgs(s, tuple(atts))
+    text = r.buf[r.pos:]
+    atts = _FETCH_ATTS.get(text)
+    if atts is None:
+        atts = tuple(parse_fetch_atts(r))
+        r.end()
+        if len(text) <= 1024:  # only what parsed: errors are answered as before
+            if len(_FETCH_ATTS) >= 256:
+                _FETCH_ATTS.clear()
+            _FETCH_ATTS[text] = atts
+    else:
+        r.pos = len(r.buf)
+    return FetchArgs(s, atts)
 
 
 @dataclass(frozen=True, slots=True)
