@@ -25,6 +25,11 @@ def check_name(name: str) -> str:
 
 
 # -- SELECT / EXAMINE (§6.3.1, §6.3.2) -------------------------------------------------
+_SELECT_FLAGS = untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS))
+_PERMANENTFLAGS_RW = untagged(b"OK [PERMANENTFLAGS " + flag_list(SYSTEM_FLAGS + ("\\*",)) + b"] Flags permitted")
+_PERMANENTFLAGS_RO = untagged(b"OK [PERMANENTFLAGS ()] Flags permitted")
+
+
 async def _open(s: Session, name: str, readonly: bool) -> Reply:
     s.selected = None  # §6.3.1: a failed SELECT leaves no mailbox selected
     s.state = State.AUTHENTICATED
@@ -46,9 +51,8 @@ async def _open(s: Session, name: str, readonly: bool) -> Reply:
     sel = SelectedMailbox(mb, idx.uids, readonly, recent_from)
     uids = sel.uids
     out = [
-        untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS)),
-        untagged(b"OK [PERMANENTFLAGS " + (b"()" if readonly else flag_list(SYSTEM_FLAGS + ("\\*",)))
-                 + b"] Flags permitted"),
+        _SELECT_FLAGS,
+        _PERMANENTFLAGS_RO if readonly else _PERMANENTFLAGS_RW,
         untagged(b"%d EXISTS" % len(uids)),
         untagged(b"%d RECENT" % (st.recent if readonly else sel.recent_count())),
     ]

@@ -13,6 +13,7 @@ own connection, so neither slow disks nor SQLite ever block the event loop.
 from __future__ import annotations
 
 import asyncio
+import queue
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -46,12 +47,79 @@ class WriteRequest:
     error: BaseException | None = None
 
 
+class _ReaderThreads:
+    """A fixed pool of reader threads handing results straight to asyncio futures.
+
+    ``loop.run_in_executor`` goes through a ``concurrent.futures.Future`` (with its
+    Condition), a wrapping asyncio future and two chained callbacks per call; here a
+    call is one queue put and one ``call_soon_threadsafe``, which matters at one or two
+    reads per IMAP command.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any],
+                                             Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        if self._closed:
+            raise RuntimeError("reader threads shut down")
+        if not self._threads:
+            for i in range(self._size):
+                t = threading.Thread(target=self._work, name=f"{self._name}_{i}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        fut = loop.create_future()
+        self._queue.put((loop, fut, fn, args))
+        return fut
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            loop, fut, fn, args = item
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting task, as an executor would
+                try:
+                    loop.call_soon_threadsafe(_set_error, fut, exc)
+                except RuntimeError:
+                    pass  # loop closed
+                continue
+            try:
+                loop.call_soon_threadsafe(_set_result, fut, result)
+            except RuntimeError:
+                pass
+
+    def shutdown(self) -> None:
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for t in self._threads:
+            t.join()
+        self._threads.clear()
+
+
+def _set_result(fut: asyncio.Future[Any], result: Any) -> None:
+    if not fut.done():  # the awaiting task may have been cancelled meanwhile
+        fut.set_result(result)
+
+
+def _set_error(fut: asyncio.Future[Any], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+
+
 class Engine:
     def __init__(self, db_path: Path, segment_dir: Path, readers: int = 4) -> None:
         self.db_path = db_path
         self.segment_dir = segment_dir
         self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="postroom-writer")
-        self._reader_pool = ThreadPoolExecutor(readers, thread_name_prefix="postroom-reader")
+        self._reader_pool = _ReaderThreads(readers, "postroom-reader")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
         self._segments = SegmentWriter(segment_dir)
@@ -95,7 +163,7 @@ class Engine:
 
         await loop.run_in_executor(self._writer_pool, _close)
         self._writer_pool.shutdown(wait=True)
-        self._reader_pool.shutdown(wait=True)
+        self._reader_pool.shutdown()
         with self._conn_lock:
             for c in self._reader_conns:
                 c.close()
@@ -128,12 +196,11 @@ class Engine:
             finally:
                 conn.execute("COMMIT")
 
-        return await loop.run_in_executor(self._reader_pool, call)
+        return await self._reader_pool.submit(loop, call)
 
     async def run_io(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Plain blocking work (segment reads) on the reader pool."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader_pool, fn, *args)
+        return await self._reader_pool.submit(asyncio.get_running_loop(), fn, *args)
 
     # -- writes ------------------------------------------------------------------
     async def write(self, fn: WriteFn, *args: Any, blobs: tuple[bytes, ...] = ()) -> Any:
