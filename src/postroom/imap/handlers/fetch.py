@@ -18,7 +18,7 @@ from ... import mime
 from ...storage.models import FlagOp, MessageInfo
 from ..parser.args import FetchArgs
 from ..parser.fetch import BodySection
-from ..responses import Reply, internaldate, literal
+from ..responses import Reply, flag_list_cached, internaldate, literal
 from ..selected import SelectedMailbox
 from ..session import Session
 from .messages import resolve, sel
@@ -134,7 +134,7 @@ class _Plan:
     """What a FETCH attribute list needs, worked out once per distinct list."""
 
     __slots__ = ("items", "sections", "specs", "need_raw", "need_structure", "sets_seen", "want_flags",
-                 "headers_only")
+                 "headers_only", "one_header")
 
     def __init__(self, atts: tuple[Any, ...]) -> None:
         # Per attribute: (kind, attribute, section spec, response name + SP).
@@ -159,6 +159,7 @@ class _Plan:
         self.sets_seen = any(x.sets_seen for x in self.sections)
         self.want_flags = "FLAGS" in atts
         self.headers_only = all(_is_top_header(x) for x in self.sections)
+        self.one_header = self.headers_only and len(self.sections) == 1 and self.sections[0].partial is None
 
 
 _PLANS: dict[tuple[Any, ...], _Plan] = {}
@@ -199,12 +200,16 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 seen_changed = set(upd)
                 infos = [upd.get(m.uid, m) for m in infos]
         hits: dict[tuple[str, bytes], bytes] = {}
-        raws = await _read(store, infos, p, hits) if need_raw else [b""] * len(infos)
+        # One top-level header section (the usual client header fetch): its cached data
+        # per message, without going through ``hits``.
+        pre: list[bytes | None] | None = [None] * len(infos) if p.one_header else None
+        raws = await _read(store, infos, p, hits, pre) if need_raw else [b""] * len(infos)
         parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
         out: list[bytes] = []
         box_uids = box.uids
         nuids = len(box_uids)
-        for m, raw, parsed in zip(infos, raws, parsed_all):
+        has_recent = bool(box.recent)
+        for j, (m, raw, parsed) in enumerate(zip(infos, raws, parsed_all)):
             uid = m.uid
             seq = bisect_left(box_uids, uid)  # box.seq_of, inlined
             if seq == nuids or box_uids[seq] != uid:
@@ -220,11 +225,12 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 if kind == _UID:
                     items.append(b"UID %d" % m.uid)
                 elif kind == _FLAGS:
-                    items.append(b"FLAGS " + flags_wire(m))
+                    # box.flags_wire(m), inlined
+                    items.append(b"FLAGS " + flag_list_cached(m.flags, has_recent and box.is_recent(uid)))
                 elif kind == _TOP_HEADER_SECTION:
-                    key = (m.blob, spec)
-                    data = hits.get(key)
+                    data = pre[j] if pre is not None else hits.get((m.blob, spec))
                     if data is None:
+                        key = (m.blob, spec)
                         data = cache_get(key)  # safe here: raw is at hand if it is evicted meanwhile
                         if data is None:
                             data = _section_bytes(raw, parsed, att, m.blob, hits)
@@ -243,24 +249,22 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         reply.status, reply.code, reply.text = b"NO", b"EXPUNGEISSUED", "Some messages were expunged"
 
 
-async def _read(store: Any, infos: list[MessageInfo], plan: _Plan,
-                hits: dict[tuple[str, bytes], bytes]) -> list[bytes | None]:
+async def _read(store: Any, infos: list[MessageInfo], plan: _Plan, hits: dict[tuple[str, bytes], bytes],
+                pre: list[bytes | None] | None = None) -> list[bytes | None]:
     """The bytes of the messages, except (as b"") those whose every section is in
-    HEADER_CACHE; the cached data go to ``hits`` (kept even if evicted meanwhile)."""
+    HEADER_CACHE; the cached data go to ``hits`` (kept even if evicted meanwhile), or
+    by position to ``pre`` when the plan has one section only."""
     if not plan.headers_only:
         return await store.read_messages(infos)  # type: ignore[no-any-return]
     specs = plan.specs
     get = HEADER_CACHE.get
     wanted = []
-    if len(specs) == 1:
+    if pre is not None:
         [spec] = specs
-        for m in infos:
-            key = (m.blob, spec)
-            data = get(key)
+        for j, m in enumerate(infos):
+            data = pre[j] = get((m.blob, spec))
             if data is None:
                 wanted.append(m)
-            else:
-                hits[key] = data
     else:
         for m in infos:
             found = [(key, get(key)) for key in ((m.blob, spec) for spec in specs)]
