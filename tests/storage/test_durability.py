@@ -132,3 +132,27 @@ def test_watch_sees_other_process(tmp_path: Path) -> None:
             w.close()
 
     asyncio.run(t())
+
+
+def _open_fresh(path: str) -> str:
+    from postroom.storage.sqlite.engine import connect
+
+    try:
+        conn = connect(Path(path))
+        conn.execute("CREATE TABLE IF NOT EXISTS t(x)")
+        conn.close()
+        return "ok"
+    except Exception as exc:  # reported to the parent
+        return repr(exc)
+
+
+def test_workers_opening_a_new_database_at_once(tmp_path: Path) -> None:
+    """Regression: the switch to WAL failed with "database is locked" when two workers
+    opened a new queue database at the same moment."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(4) as pool:
+        for i in range(15):
+            path = str(tmp_path / f"fresh{i}.db")
+            assert pool.map(_open_fresh, [path] * 4) == ["ok"] * 4

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence, TypeVar
 
 from ..log import new_id
+from ..storage.sqlite.engine import connect
 from .api import Envelope, Recipient
 
 T = TypeVar("T")
@@ -187,11 +188,9 @@ class SqliteQueue:
         return self
 
     def _open(self) -> None:
-        db = sqlite3.connect(self.root / "queue.db", timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # the 250 reply promises the commit is on disk
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA busy_timeout=30000")
+        # WAL, synchronous=FULL (the 250 reply promises the commit is on disk), and a
+        # retried switch to WAL when two workers open a new queue at the same moment.
+        db = connect(self.root / "queue.db", check_same_thread=True)
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version < SCHEMA_VERSION:
             # Idempotent (IF NOT EXISTS), so two processes opening at once is harmless.

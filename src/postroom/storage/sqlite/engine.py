@@ -16,6 +16,7 @@ import asyncio
 import queue
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,27 @@ from .segments import SegmentWriter
 WriteFn = Callable[..., Any]
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+def connect(path: Path, check_same_thread: bool = False) -> sqlite3.Connection:
+    """A connection in WAL mode with durable commits.
+
+    Switching a new database to WAL needs an exclusive lock and SQLite reports
+    "database is locked" at once, without its busy handler, when another process
+    (a second worker starting at the same moment) holds the file: so that step is
+    retried for a while instead of failing the process.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=check_same_thread, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout=30000")
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     conn.execute("PRAGMA synchronous=FULL")  # durable commits: the WAL is fsynced at COMMIT
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=30000")
     return conn
 
 
