@@ -6,19 +6,17 @@ its own account so tests in one module never see each other's mail.
 
 from __future__ import annotations
 
-import asyncio
 import imaplib
 import itertools
 import smtplib
 import socket
 import ssl
-import threading
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
+
+from threaded_runtime import ThreadedRuntime
 
 from postroom.auth import hash_password
-from postroom.config import load
 from postroom.storage.models import Account, DeliveryTarget
 
 DOMAIN = "example.test"
@@ -60,43 +58,10 @@ def tls_client_context() -> ssl.SSLContext:
     return ctx
 
 
-class Harness:
+class Harness(ThreadedRuntime):
     def __init__(self, cfg_path: Path) -> None:
-        self.cfg_path = cfg_path
-        self.loop = asyncio.new_event_loop()
-        self._ready: Future[Any] = Future()
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.server = self._ready.result(timeout=30)
-        self.ports = {name: addr[1] for name, addr in self.server.addresses.items()}
+        super().__init__(cfg_path)
         self.port = self.ports["imap"]
-        self.store = self.server.ctx.store
-
-    def _run(self) -> None:
-        from postroom.server import running
-
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            try:
-                async with running(load(self.cfg_path)) as srv:
-                    srv.ctx.auth.base_delay = 0.01
-                    self._ready.set_result(srv)
-                    await self._stop.wait()
-            except BaseException as exc:
-                if not self._ready.done():
-                    self._ready.set_exception(exc)
-                raise
-
-        self.loop.run_until_complete(main())
-
-    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(timeout=30)
 
     # -- data ------------------------------------------------------------------
     def new_user(self, password: str = PASSWORD) -> Account:

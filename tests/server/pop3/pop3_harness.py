@@ -7,19 +7,17 @@ own account, so tests in one module never see each other's mail.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import poplib
 import smtplib
 import ssl
-import threading
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
 
+
+from threaded_runtime import ThreadedRuntime
 
 from postroom.auth import hash_password
-from postroom.config import load
 from postroom.storage.models import Account, DeliveryTarget, FlagOp
 
 DOMAIN = "example.test"
@@ -54,43 +52,9 @@ auth_failures_per_ip = 1000
     return path
 
 
-class Harness:
+class Harness(ThreadedRuntime):
     def __init__(self, cfg_path: Path) -> None:
-        self.cfg_path = cfg_path
-        self.loop = asyncio.new_event_loop()
-        self._ready: Future[Any] = Future()
-        self._stop: asyncio.Event | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        self.server = self._ready.result(timeout=30)
-        self.ports = {name: addr[1] for name, addr in self.server.addresses.items()}
-        self.store = self.server.ctx.store
-
-    def _run(self) -> None:
-        from postroom.server import running
-
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            try:
-                async with running(load(self.cfg_path)) as srv:
-                    # Fast failure delays: the tests exercise failures on purpose.
-                    srv.ctx.auth.base_delay = 0.01
-                    self._ready.set_result(srv)
-                    await self._stop.wait()
-            except BaseException as exc:
-                if not self._ready.done():
-                    self._ready.set_exception(exc)
-                raise
-
-        self.loop.run_until_complete(main())
-
-    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        if self._stop is not None:
-            self.loop.call_soon_threadsafe(self._stop.set)
-        self.thread.join(timeout=30)
+        super().__init__(cfg_path)
 
     # -- data ------------------------------------------------------------------
     def new_user(self, password: str = "secret", apop: str | None = None) -> Account:
