@@ -74,8 +74,8 @@ class SmtpClient:
         """Connect, read the greeting, EHLO (or HELO), STARTTLS if offered, AUTH if asked."""
         local = (source_address, 0) if source_address else None
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, port, local_addr=local, limit=1 << 20), connect_timeout)
+            async with asyncio.timeout(connect_timeout):
+                reader, writer = await asyncio.open_connection(address, port, local_addr=local, limit=1 << 20)
         except (OSError, asyncio.TimeoutError) as exc:
             raise SmtpError(f"cannot connect to {name} [{address}]:{port}: {exc or 'timeout'}",
                             status="4.4.1") from None
@@ -101,9 +101,8 @@ class SmtpClient:
             if reply.code == 220:
                 try:
                     # RFC 7435: opportunistic TLS, so no certificate check.
-                    await asyncio.wait_for(
-                        self.writer.start_tls(client_context(verify=starttls == "verify")),
-                        self.command_timeout)
+                    async with asyncio.timeout(self.command_timeout):
+                        await self.writer.start_tls(client_context(verify=starttls == "verify"))
                 except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
                     self.broken = True
                     raise SmtpError(f"TLS handshake with {self.peer} failed: {exc}", status="4.7.5") from None
@@ -151,7 +150,8 @@ class SmtpClient:
     async def read_reply(self, timeout: float | None = None) -> Reply:
         while not self.replies:
             try:
-                data = await asyncio.wait_for(self.reader.read(65536), timeout or self.command_timeout)
+                async with asyncio.timeout(timeout or self.command_timeout):
+                    data = await self.reader.read(65536)
             except (OSError, asyncio.TimeoutError) as exc:
                 self.broken = True
                 raise SmtpError(f"{self.peer}: {exc.__class__.__name__} while reading reply",
@@ -169,7 +169,8 @@ class SmtpClient:
     async def _write(self, data: bytes) -> None:
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), self.command_timeout)
+            async with asyncio.timeout(self.command_timeout):
+                await self.writer.drain()
         except (OSError, asyncio.TimeoutError) as exc:
             self.broken = True
             raise SmtpError(f"{self.peer}: {exc.__class__.__name__} while sending", status="4.4.2") from None
@@ -268,7 +269,8 @@ class SmtpClient:
     async def quit(self) -> None:
         if not self.broken:
             try:
-                await asyncio.wait_for(self.command("QUIT"), 5)
+                async with asyncio.timeout(5):
+                    await self.command("QUIT")
             except (SmtpError, asyncio.TimeoutError):
                 pass
         self.close()

@@ -128,9 +128,12 @@ class Runner:
             except Exception:
                 log.exception("queue scan failed")
             self.pool.reap()
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation
+            # that arrives as the wake-up completes, and this loop would then never end.
             try:
-                await asyncio.wait_for(self.wakeup.wait(), self.s.poll_interval)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.s.poll_interval):
+                    await self.wakeup.wait()
+            except TimeoutError:
                 pass
 
     async def schedule_once(self) -> int:
