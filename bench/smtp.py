@@ -181,7 +181,7 @@ class Aiosmtpd:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def setup(self) -> None:
-        pass
+        """Nothing to prepare: the server script creates its Maildir when it starts."""
 
     def start(self) -> None:
         self.proc = subprocess.Popen([PY, "-c", AIOSMTPD_SERVER, str(self.dir), str(self.port)])
