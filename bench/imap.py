@@ -18,7 +18,7 @@ operation is steadier than rates on a busy host).
 Postroom runs with ``workers = 1`` unless ``--workers N`` is given (the output says which);
 Dovecot uses its default process model (a process per IMAP connection).
 
-Dovecot is a standalone instance (tests/server/imap/dovecot_peer.py, /work/shared/PEERS.md)
+Dovecot is a standalone instance (bench/dovecot_peer.py, /work/shared/PEERS.md)
 with Maildir under the vmail user; Postroom runs ``postroom serve`` as a subprocess.
 Without root or Dovecot, only Postroom's figures are printed.
 
@@ -47,9 +47,8 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(0, str(ROOT / "tests" / "server" / "imap"))
 
-from dovecot_peer import PASSWORD, DovecotImap, free_port, unavailable  # noqa: E402
+from dovecot_peer import PASSWORD, BenchDovecot, free_port, unavailable  # noqa: E402
 
 DOMAIN = "example.test"
 OPS = ("SELECT", "FETCH", "SEARCH", "STORE")
@@ -145,37 +144,14 @@ address = "127.0.0.1:{self.port}"
                 self.proc.kill()
 
 
-class Dovecot:
-    name = "dovecot"
-
+class Dovecot(BenchDovecot):
     def __init__(self) -> None:
-        self.peer: DovecotImap | None = None
-        self.port = 0
-
-    def setup(self, mailboxes: dict[str, list[bytes]]) -> None:
-        self.peer = DovecotImap(list(mailboxes))
-        self.port = self.peer.port
-        for user, msgs in mailboxes.items():
-            self.peer.fill(user, msgs)
-
-    def login(self, user: str) -> str:
-        return user
-
-    def start(self) -> None:
-        assert self.peer is not None
-        self.peer.start()
+        super().__init__(imap_port=0)
 
     def pids(self) -> list[int]:
         """The peer's master process and its children (imap-login, imap, auth …)."""
-        assert self.peer is not None
-        try:
-            return _tree(int((self.peer.root / "run" / "master.pid").read_text().split()[0]))
-        except (OSError, ValueError):
-            return []
-
-    def stop(self) -> None:
-        if self.peer is not None:
-            self.peer.stop()
+        pid = self.master_pid()
+        return [] if pid is None else _tree(pid)
 
 
 # -- clients --------------------------------------------------------------------------

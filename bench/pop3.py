@@ -9,8 +9,8 @@ octet count, and QUITs without deleting. Before timing, each maildrop is read on
 so both servers have built their indexes. Printed: messages per second for each
 server, and Postroom / Dovecot.
 
-Dovecot runs as a standalone instance with its own config dir (docs: /work/shared
-PEERS.md), Maildir under the ``vmail`` user, plaintext on loopback; Postroom runs
+Dovecot runs as a standalone instance with its own config dir (bench/dovecot_peer.py,
+/work/shared/PEERS.md), Maildir under the ``vmail`` user, plaintext on loopback; Postroom runs
 ``postroom serve`` as a subprocess with plaintext USER/PASS allowed on its POP3
 listener. Without root or without Dovecot, only Postroom's figures are printed.
 
@@ -37,8 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from dovecot_peer import PASSWORD, BenchDovecot, free_port, unavailable  # noqa: E402
+
 DOMAIN = "example.test"
-PASSWORD = "benchpw"
 
 
 def message(n: int, size: int) -> bytes:
@@ -49,12 +50,6 @@ def message(n: int, size: int) -> bytes:
     if n % 7 == 0:
         body = b".a line that needs byte-stuffing\r\n" + body
     return head + body
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
@@ -235,98 +230,6 @@ address = "127.0.0.1:{self.port}"
                 self.proc.kill()
 
 
-# -- Dovecot --------------------------------------------------------------------------
-class Dovecot:
-    name = "dovecot"
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = free_port()
-        self.conf = root / "dovecot.conf"
-
-    @staticmethod
-    def available() -> str | None:
-        """None when usable, else why not."""
-        if shutil.which("dovecot") is None or not Path("/usr/lib/dovecot/pop3").exists():
-            return "dovecot-pop3d is not installed (scripts/install-test-deps.sh)"
-        if os.geteuid() != 0:
-            return "Dovecot as a peer needs root (for the vmail user)"
-        return None
-
-    def setup(self, mailboxes: dict[str, list[bytes]]) -> None:
-        # PEERS.md: a vmail user owns the mail files.
-        if subprocess.run(["id", "vmail"], capture_output=True).returncode != 0:
-            subprocess.run(["groupadd", "-g", "5000", "vmail"], capture_output=True)
-            subprocess.run(["useradd", "-u", "5000", "-g", "5000", "-M", "-d", "/nonexistent",
-                            "-s", "/usr/sbin/nologin", "vmail"], check=True, capture_output=True)
-        r = self.root
-        for sub in ("run", "state", "mail", "home"):
-            (r / sub).mkdir()
-        (r / "users").write_text("".join(f"{u}:{{PLAIN}}{PASSWORD}::::::\n" for u in mailboxes))
-        self.conf.write_text(f"""
-instance_name = bench-dovecot-{os.getpid()}
-base_dir = {r}/run
-state_dir = {r}/state
-log_path = {r}/dovecot.log
-protocols = pop3
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {r}/users
-}}
-userdb {{
-  driver = static
-  args = uid=vmail gid=vmail home={r}/home/%u
-}}
-mail_location = maildir:{r}/mail/%u
-first_valid_uid = 5000
-last_valid_uid = 5000
-namespace inbox {{
-  inbox = yes
-  separator = /
-}}
-service imap-login {{
-  inet_listener imap {{
-    port = 0
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener pop3s {{
-    port = 0
-  }}
-}}
-""")
-        now = int(time.time())
-        for user, msgs in mailboxes.items():
-            md = r / "mail" / user
-            for sub in ("cur", "new", "tmp"):
-                (md / sub).mkdir(parents=True)
-            for i, m in enumerate(msgs):
-                lf = m.replace(b"\r\n", b"\n")  # Maildir files have LF line ends
-                (md / "cur" / f"{now}.M{i}P1.bench,S={len(lf)},W={len(m)}:2,").write_bytes(lf)
-        subprocess.run(["chown", "-R", "5000:5000", str(r / "mail"), str(r / "home")], check=True)
-
-    def login(self, user: str) -> str:
-        return user
-
-    def start(self) -> None:
-        subprocess.run(["dovecot", "-c", str(self.conf)], check=True)
-        wait_port(self.port)
-
-    def stop(self) -> None:
-        subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True)
-
-
 # -- main -----------------------------------------------------------------------------
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -350,16 +253,17 @@ def main() -> int:
         for k, u in enumerate(users):
             mailboxes[u] = msgs[k::c]
 
-    why_not = "--no-dovecot" if args.no_dovecot else Dovecot.available()
+    why_not = "--no-dovecot" if args.no_dovecot else unavailable("pop3")
     tmp = Path(tempfile.mkdtemp(prefix="pop3-bench-"))
     os.chmod(tmp, 0o755)
-    servers: list[Postroom | Dovecot] = [Postroom(tmp / "postroom", args.workers)]
+    servers: list[Postroom | BenchDovecot] = [Postroom(tmp / "postroom", args.workers)]
     if why_not is None:
-        servers.append(Dovecot(tmp / "dovecot"))
+        # mail_fsync: Dovecot's default, as this bench has always run it (POP3 here only reads).
+        servers.append(BenchDovecot(tmp / "dovecot", pop3_port=0, mail_fsync="optimized"))
     results: dict[tuple[str, int], float] = {}
     try:
         for srv in servers:
-            srv.root.mkdir()
+            srv.root.mkdir(exist_ok=True)
             os.chmod(srv.root, 0o755)
             srv.setup(mailboxes)
             srv.start()

@@ -8,15 +8,18 @@ docs/imap.md ("Differences from Dovecot") and in ``KNOWN`` below.
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
 
-from dovecot_peer import PASSWORD as DPASS
-from dovecot_peer import DovecotImap, unavailable
 from imap_harness import PASSWORD
+
+sys.path.append(str(Path(__file__).resolve().parents[3] / "bench"))  # the Dovecot peer, shared with the benches
+from dovecot_peer import PASSWORD as DPASS  # noqa: E402
+from dovecot_peer import DovecotPeer, unavailable  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))]
 
@@ -53,25 +56,24 @@ KNOWN_SECTIONS: set[str] = set()
 
 @pytest.fixture(scope="module")
 def peers(srv):
-    d = DovecotImap(["diff"]).start()
-    acc = srv.new_user()
-    ours = IMAPClient("127.0.0.1", srv.port, ssl=False, timeout=30)
-    ours.login(acc.address, PASSWORD)
-    theirs = IMAPClient("127.0.0.1", d.port, ssl=False, timeout=30)
-    theirs.login("diff", DPASS)
-    when = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
-    names = []
-    for name, raw in corpus():
+    with DovecotPeer(users=["diff"], imap_port=0) as d:
+        acc = srv.new_user()
+        ours = IMAPClient("127.0.0.1", srv.port, ssl=False, timeout=30)
+        ours.login(acc.address, PASSWORD)
+        theirs = IMAPClient("127.0.0.1", d.imap_port, ssl=False, timeout=30)
+        theirs.login("diff", DPASS)
+        when = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+        names = []
+        for name, raw in corpus():
+            for c in (ours, theirs):
+                c.append("INBOX", raw, flags=(), msg_time=when)
+            names.append(name)
         for c in (ours, theirs):
-            c.append("INBOX", raw, flags=(), msg_time=when)
-        names.append(name)
-    for c in (ours, theirs):
-        c.select_folder("INBOX")
-        c.use_uid = False
-    yield ours, theirs, names
-    ours.logout()
-    theirs.logout()
-    d.stop()
+            c.select_folder("INBOX")
+            c.use_uid = False
+        yield ours, theirs, names
+        ours.logout()
+        theirs.logout()
 
 
 def _fetch(c, n, items):
