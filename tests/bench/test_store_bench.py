@@ -13,11 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.slow
 def test_store_bench_smoke() -> None:
-    p = subprocess.run([sys.executable, str(ROOT / "bench" / "store.py"), "--quick"], capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "store.py"), "--quick", "--processes", "2"],
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    lines = p.stdout.splitlines()
-    rows = [line.split() for line in lines if line.split() and line.split()[0] in ("1", "8", "64")]
-    assert [r[0] for r in rows] == ["1", "8", "64"]
-    assert all(float(r[1]) > 0 and float(r[3]) > 0 for r in rows)
-    assert "at 64 deliverers the store is" in p.stdout
+    rows = [line.split() for line in p.stdout.splitlines()
+            if line.split() and line.split()[0] in ("1", "2") and "process" not in line]
+    assert [(r[0], r[1]) for r in rows] == [(n, c) for n in ("1", "2") for c in ("1", "8", "64")]
+    assert all(float(r[2]) > 0 and float(r[4]) > 0 for r in rows)
+    assert "1 process(es), 64 deliverers: the store is" in p.stdout
+    assert "2 process(es), 64 deliverers: the store is" in p.stdout

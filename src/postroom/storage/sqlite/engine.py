@@ -6,13 +6,18 @@ them: message bytes are appended to the segment file and fsynced once, then ever
 request runs inside one transaction (each in its own SAVEPOINT, so one refused
 request does not undo the others) and one COMMIT makes the batch durable (WAL with
 ``synchronous=FULL`` syncs the log on commit). Concurrent deliveries thus share two
-fsyncs instead of paying two each. Reads use a small pool of threads, each with its
-own connection, so neither slow disks nor SQLite ever block the event loop.
+fsyncs instead of paying two each. A run of same-kind requests (deliveries) may
+go through one bulk function instead, a few statements for the whole run: the
+Python and GIL cost per statement, not the disk, is what limits a batch. Reads use
+a small pool of threads, each with its own connection, so neither slow disks nor
+SQLite ever block the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import queue
 import sqlite3
 import threading
@@ -25,6 +30,7 @@ from typing import Any, Callable
 from .segments import SegmentWriter
 
 WriteFn = Callable[..., Any]
+BulkFn = Callable[[sqlite3.Connection, "list[WriteRequest]"], None]
 
 
 def connect(path: Path, check_same_thread: bool = False) -> sqlite3.Connection:
@@ -57,6 +63,8 @@ class WriteRequest:
     args: tuple[Any, ...]
     blobs: tuple[bytes, ...] = ()
     future: asyncio.Future[Any] | None = None
+    #: Optional ``bulk(conn, requests)`` doing a run of same-kind requests at once.
+    bulk: BulkFn | None = None
     # filled by the writer thread
     blob_refs: list[tuple[str, int, int]] = field(default_factory=list)
     result: Any = None
@@ -145,6 +153,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader_conns: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
+        self._lock_fd = -1
         self.after_commit: list[Callable[[list[WriteRequest]], None]] = []
         self.batches = 0  # for benchmarks and tests: how many commits served the writes
 
@@ -153,6 +162,8 @@ class Engine:
         self._wakeup = asyncio.Event()
 
         def _open() -> None:
+            self._lock_fd = os.open(self.db_path.with_name(self.db_path.name + ".writer"),
+                                    os.O_RDWR | os.O_CREAT, 0o600)
             self._wconn = connect(self.db_path)
             setup(self._wconn)
 
@@ -176,6 +187,9 @@ class Engine:
             self._segments.close()
             if self._wconn is not None:
                 self._wconn.close()
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+                self._lock_fd = -1
 
         await loop.run_in_executor(self._writer_pool, _close)
         self._writer_pool.shutdown(wait=True)
@@ -219,16 +233,23 @@ class Engine:
         return await self._reader_pool.submit(asyncio.get_running_loop(), fn, *args)
 
     # -- writes ------------------------------------------------------------------
-    async def write(self, fn: WriteFn, *args: Any, blobs: tuple[bytes, ...] = ()) -> Any:
+    async def write(self, fn: WriteFn, *args: Any, blobs: tuple[bytes, ...] = (),
+                    bulk: BulkFn | None = None) -> Any:
         """Run ``fn(conn, *args[, blob_refs])`` in the next group-commit batch.
 
         With ``blobs``, ``fn`` receives as last argument the list of
         ``(segment, offset, length)`` where each was appended and fsynced.
         Returns after the batch is committed.
+
+        ``bulk``, if given, must do for a list of such requests exactly what ``fn``
+        does for each, setting each request's ``result``: consecutive requests with
+        the same ``bulk`` then run as one (a few statements for the whole run instead
+        of several per request). If it raises, its changes are rolled back and each
+        request runs alone through ``fn``, so one bad request still fails alone.
         """
         assert self._loop is not None and self._wakeup is not None, "store not opened"
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.append(WriteRequest(fn, args, blobs, fut))
+        self._queue.append(WriteRequest(fn, args, blobs, fut, bulk))
         self._wakeup.set()
         return await fut
 
@@ -262,26 +283,63 @@ class Engine:
     def _commit_batch(self, batch: list[WriteRequest]) -> None:
         conn = self._wconn
         assert conn is not None
-        for req in batch:
-            for data in req.blobs:
-                seg, off = self._segments.append(data)
-                req.blob_refs.append((seg, off, len(data)))
-        self._segments.sync()  # one fsync for every message of the batch
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        datas = [data for req in batch for data in req.blobs]
+        if datas:
+            where = iter(self._segments.append_many(datas))
             for req in batch:
-                conn.execute("SAVEPOINT req")
-                try:
-                    args = req.args + ((req.blob_refs,) if req.blobs else ())
-                    req.result = req.fn(conn, *args)
-                    conn.execute("RELEASE req")
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO req")
-                    conn.execute("RELEASE req")
-                    req.error = exc
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+                for data in req.blobs:
+                    seg, off = next(where)
+                    req.blob_refs.append((seg, off, len(data)))
+            self._segments.sync()  # one fsync for every message of the batch
+        # Writers of other processes (workers, the CLI) queue on this lock in the
+        # kernel and wake the moment it is free; SQLite's own busy handler would
+        # poll with sleeps of a millisecond and more.
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                i = 0
+                while i < len(batch):
+                    j = i + 1
+                    bulk = batch[i].bulk
+                    if bulk is not None:
+                        while j < len(batch) and batch[j].bulk == bulk:
+                            j += 1
+                    if bulk is None or j - i == 1 or not self._run_bulk(conn, bulk, batch[i:j]):
+                        for req in batch[i:j]:
+                            self._run_one(conn, req)
+                    i = j
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
         self.batches += 1
+
+    @staticmethod
+    def _run_one(conn: sqlite3.Connection, req: WriteRequest) -> None:
+        conn.execute("SAVEPOINT req")
+        try:
+            args = req.args + ((req.blob_refs,) if req.blobs else ())
+            req.result = req.fn(conn, *args)
+            conn.execute("RELEASE req")
+        except Exception as exc:
+            conn.execute("ROLLBACK TO req")
+            conn.execute("RELEASE req")
+            req.error = exc
+
+    @staticmethod
+    def _run_bulk(conn: sqlite3.Connection, bulk: BulkFn, reqs: list[WriteRequest]) -> bool:
+        conn.execute("SAVEPOINT bulk")
+        try:
+            bulk(conn, reqs)
+            conn.execute("RELEASE bulk")
+            return True
+        except Exception:  # one of them is bad: let each run (and fail) alone
+            conn.execute("ROLLBACK TO bulk")
+            conn.execute("RELEASE bulk")
+            for req in reqs:
+                req.result = None
+            return False
