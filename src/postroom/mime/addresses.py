@@ -185,7 +185,19 @@ def _fast_quoted(value: bytes) -> tuple[Address, ...] | None:
 
 def parse_address_list(value: bytes) -> tuple[Address, ...]:
     """Parse an address-list header value; never raises, skips what it cannot use."""
-    fast = _fast(value) if b'"' not in value else _fast_quoted(value)
+    if b'"' in value:
+        fast = _fast_quoted(value)
+    else:
+        # One address alone, the most common value: what _fast gives for it, without the split.
+        m = _FAST_BARE.fullmatch(value)
+        if m:
+            return (Address(None, None, b2s(m.group(1)), b2s(m.group(2))),)
+        if b"," not in value:
+            m = _FAST_NAMED.fullmatch(value)
+            if m:
+                name = b" ".join(m.group(1).split()) if m.group(1) else b""
+                return (Address(b2s(name) if name else None, None, b2s(m.group(2)), b2s(m.group(3))),)
+        fast = _fast(value)
     if fast is not None:
         return fast
     return _parse_slow(value)

@@ -33,18 +33,41 @@ class HeaderField(NamedTuple):
     end: int
 
 
-def _line_end(raw: bytes, pos: int, end: int) -> int:
-    """Offset just after the line starting at ``pos`` (after its LF, or ``end``)."""
-    nl = raw.find(b"\n", pos, end)
-    return end if nl < 0 else nl + 1
+#: One header-block unit at a line start: a field (first line has a colon, then its
+#: continuation lines, RFC 5322 §2.2.3) or a line that is neither (no colon), which
+#: split_header skips.  Group 1 is the raw name, group 2 the value from after the colon
+#: to the end of the field, final CR (but not LF) included.  Applied with finditer over
+#: the block, every match starts where the previous one ended, so this is the
+#: line-by-line state machine (a continuation line after a skipped line starts a new
+#: field) done in C.
+FIELD_RE = re.compile(rb"(?:([^\n:]*):([^\n]*(?:\n[ \t][^\n]*)*)|[^\n:]*)(?:\n|\Z)")
 
 
-def _strip_eol(line: bytes) -> bytes:
-    if line.endswith(b"\r\n"):
-        return line[:-2]
-    if line.endswith(b"\n"):
-        return line[:-1]
-    return line
+def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """``(fields_end, body_start)`` of the entity in ``raw[start:end]``.
+
+    The header ends at the first empty line ("\\r\\n" or "\\n" between line
+    breaks), which belongs to the header; ``fields_end`` is where that line
+    starts.  Without one both are ``end``.
+    """
+    if raw.startswith(b"\n", start, end):
+        return start, start + 1
+    if raw.startswith(b"\r\n", start, end):
+        return start, start + 2
+    i = raw.find(b"\n\r\n", start, end)
+    j = raw.find(b"\n\n", start, end if i < 0 else i + 1)  # only an earlier "\n\n" matters
+    if j >= 0:
+        return j + 1, j + 2
+    if i >= 0:
+        return i + 1, i + 3
+    return end, end
+
+
+def field_value(raw: bytes, value: bytes, match_end: int) -> bytes:
+    """The value of a FIELD_RE match: final line break and leading WSP removed."""
+    if raw[match_end - 1] == 0x0A and value.endswith(b"\r"):
+        value = value[:-1]
+    return value.lstrip(b" \t")
 
 
 def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], int]:
@@ -56,33 +79,14 @@ def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], i
     continuation does not end the header (Dovecot does the same; ending there,
     as ``email`` does, would move the body of mbox-ish or broken mail).
     """
+    fields_end, body = header_end(raw, start, end)
     fields: list[HeaderField] = []
-    pos = start
-    cur: tuple[int, int] | None = None  # (start, end) of the field being collected
-
-    def flush() -> None:
-        if cur is None:
-            return
-        s, e = cur
-        text = _strip_eol(raw[s:e])
-        colon = text.find(b":")
-        name, value = text[:colon].rstrip(b" \t"), text[colon + 1:]
-        fields.append(HeaderField(name, value.lstrip(b" \t"), s, e))
-
-    while pos < end:
-        nxt = _line_end(raw, pos, end)
-        line = raw[pos:nxt]
-        if line in (b"\r\n", b"\n"):
-            flush()
-            return fields, nxt
-        if line[:1] in (b" ", b"\t") and cur is not None:
-            cur = (cur[0], nxt)  # RFC 5322 §2.2.3 folding
-        else:
-            flush()
-            cur = (pos, nxt) if b":" in _strip_eol(line) else None
-        pos = nxt
-    flush()
-    return fields, end
+    for m in FIELD_RE.finditer(raw, start, fields_end):
+        name, value = m.groups()
+        if name is not None:
+            s, e = m.span()
+            fields.append(HeaderField(name.rstrip(b" \t"), field_value(raw, value, e), s, e))
+    return fields, body
 
 
 # --- RFC 2045 §5.1 tokens -------------------------------------------------------------
@@ -266,6 +270,40 @@ class ContentType(NamedTuple):
     params: Params
 
 
+# Fast paths for the common, clean shapes: ``type/subtype`` (or a disposition type), then
+# ``; name=token`` / ``; name="quoted"`` parameters, with no comments, escapes or folding
+# inside quotes and nothing left over.  A value that is not entirely of that shape goes to
+# the _Lexer, so the result is always the one the _Lexer gives (tokens and quoted-strings
+# are the same octets; the _Lexer skips the same " \t\r\n" between them).
+_WS = rb"[ \t\r\n]*"
+_TOKEN = rb'[^\x00-\x20\x7f()<>@,;:\\"/\[\]?=]+'
+_FAST_CT = re.compile(_WS + b"(" + _TOKEN + b")" + _WS + b"/" + _WS + b"(" + _TOKEN + b")" + _WS)
+_FAST_TOKEN = re.compile(_WS + b"(" + _TOKEN + b")" + _WS)
+_PARAM = (b";" + _WS + b"(" + _TOKEN + b")" + _WS + b"=" + _WS
+          + rb'(?:"([^"\\\r\n]*)"|(' + _TOKEN + b"))" + _WS)
+_FAST_PARAM = re.compile(_PARAM)
+_FAST_PARAMS = re.compile(b"(?:" + _PARAM + b")*")
+_FAST_CT_ONE = re.compile(_FAST_CT.pattern + b"(?:" + _PARAM + b")?")
+
+
+def _fast_params(value: bytes, pos: int) -> tuple[Params, Params] | None:
+    """(wire, decoded) parameters of ``value[pos:]`` when it is all clean parameters, else None."""
+    if pos == len(value):
+        return (), ()
+    if _FAST_PARAMS.fullmatch(value, pos) is None:
+        return None
+    # The whole rest is parameters, and it splits into them one way only (a token or WSP
+    # run cannot end early: what follows it would have to be ";", "=" or WSP), so
+    # findall yields them in order.  A token is never empty, so an empty one means the
+    # value was the (possibly empty) quoted-string.
+    raw = [(name, token or quoted) for name, quoted, token in _FAST_PARAM.findall(value, pos)]
+    if b"*" in value and any(b"*" in name for name, _v in raw):
+        merged = _rfc2231_merge(raw)  # RFC 2231 sections: merge and decode them the general way
+        return tuple([(b2s(a), b2s(b)) for a, b in merged]), decode_params(merged)
+    wire = tuple([(a.decode("utf-8", "surrogateescape"), b.decode("utf-8", "surrogateescape")) for a, b in raw])
+    return wire, tuple([(a.lower(), b) for a, b in wire])
+
+
 def parse_content_type(value: bytes) -> ContentType:
     """RFC 2045 §5.1 ``type "/" subtype *(";" parameter)``.
 
@@ -273,6 +311,21 @@ def parse_content_type(value: bytes) -> ContentType:
     ("text", ""), a missing subtype gives ("", ""), and parameters are only
     read when the type/subtype was well formed.
     """
+    m = _FAST_CT_ONE.fullmatch(value)
+    if m is not None:  # the most common shape: at most one clean parameter
+        t, st, name, quoted, token = m.groups()
+        ct = t.decode("utf-8", "surrogateescape"), st.decode("utf-8", "surrogateescape")
+        if name is None:
+            return ContentType(ct[0], ct[1], (), ())
+        if b"*" not in name:
+            n = name.decode("utf-8", "surrogateescape")
+            v = (quoted if token is None else token).decode("utf-8", "surrogateescape")
+            return ContentType(ct[0], ct[1], ((n, v),), ((n.lower(), v),))
+    m = _FAST_CT.match(value)
+    if m is not None:
+        params = _fast_params(value, m.end())
+        if params is not None:
+            return ContentType(b2s(m.group(1)), b2s(m.group(2)), params[0], params[1])
     lx = _Lexer(value)
     t = lx.token()
     if t is None:
@@ -289,6 +342,11 @@ def parse_content_type(value: bytes) -> ContentType:
 
 def parse_disposition(value: bytes) -> tuple[str | None, Params, Params]:
     """RFC 2183 ``disposition-type *(";" parameter)`` → (type, wire params, decoded params)."""
+    m = _FAST_TOKEN.match(value)
+    if m is not None:
+        params = _fast_params(value, m.end())
+        if params is not None:
+            return b2s(m.group(1)), params[0], params[1]
     lx = _Lexer(value)
     t = lx.token()
     if t is None:
@@ -299,6 +357,9 @@ def parse_disposition(value: bytes) -> tuple[str | None, Params, Params]:
 
 def first_token(value: bytes) -> str | None:
     """The leading MIME token (Content-Transfer-Encoding), spelling kept."""
+    m = _FAST_TOKEN.match(value)
+    if m is not None:
+        return b2s(m.group(1))
     t = _Lexer(value).token()
     return None if t is None else b2s(t)
 

@@ -48,6 +48,11 @@ class Address:
 _ADDR_FIELDS = ("from_", "sender", "reply_to", "to", "cc", "bcc")
 
 
+def _addrs_json(v: tuple[Address, ...] | None) -> list[list[str | None]] | None:
+    """``[a.to_json() for a in v]``, None kept."""
+    return None if v is None else [[a.name, a.adl, a.mailbox, a.host] for a in v]
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """Raw (undecoded, unfolded later) header values for ENVELOPE; None when absent.
@@ -68,13 +73,19 @@ class Envelope:
     message_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for name in ("date", "subject", "in_reply_to", "message_id"):
-            d[name] = getattr(self, name)
-        for name in _ADDR_FIELDS:
-            v = getattr(self, name)
-            d[name] = None if v is None else [a.to_json() for a in v]
-        return d
+        # Spelled out (same keys, same order as before) because it runs at every delivery.
+        return {
+            "date": self.date,
+            "subject": self.subject,
+            "in_reply_to": self.in_reply_to,
+            "message_id": self.message_id,
+            "from_": _addrs_json(self.from_),
+            "sender": _addrs_json(self.sender),
+            "reply_to": _addrs_json(self.reply_to),
+            "to": _addrs_json(self.to),
+            "cc": _addrs_json(self.cc),
+            "bcc": _addrs_json(self.bcc),
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Envelope:
@@ -165,19 +176,32 @@ class Part:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for name in self.__slots__:  # type: ignore[attr-defined]
-            v = getattr(self, name)
-            if name == "envelope":
-                v = None if v is None else v.to_json()
-            elif name == "children":
-                v = [c.to_json() for c in v]
-            elif name in ("params", "params_wire", "disposition_params", "disposition_params_wire"):
-                v = [list(p) for p in v]
-            elif name == "language":
-                v = None if v is None else list(v)
-            d[name] = v
-        return d
+        # Spelled out because it runs at every delivery: one key per field, in field order
+        # (tests/unit/mime/test_parse_regression.py checks that against __slots__).
+        env, lang = self.envelope, self.language
+        return {
+            "header_start": self.header_start,
+            "body_start": self.body_start,
+            "body_end": self.body_end,
+            "type": self.type,
+            "subtype": self.subtype,
+            "type_wire": self.type_wire,
+            "subtype_wire": self.subtype_wire,
+            "params": [list(p) for p in self.params],
+            "params_wire": [list(p) for p in self.params_wire],
+            "content_id": self.content_id,
+            "description": self.description,
+            "encoding": self.encoding,
+            "md5": self.md5,
+            "disposition": self.disposition,
+            "disposition_params": [list(p) for p in self.disposition_params],
+            "disposition_params_wire": [list(p) for p in self.disposition_params_wire],
+            "language": None if lang is None else list(lang),
+            "location": self.location,
+            "lines": self.lines,
+            "envelope": None if env is None else env.to_json(),
+            "children": [c.to_json() for c in self.children],
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Part:

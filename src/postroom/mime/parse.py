@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from .addresses import parse_address_list
 from .headers import (
-    HeaderField,
+    FIELD_RE,
     b2s,
+    header_end,
     first_token,
     parse_content_type,
     parse_disposition,
@@ -28,10 +29,52 @@ MAX_DEPTH = 50
 #: Total part limit, so a hostile message cannot make the stored JSON huge.
 MAX_PARTS = 5000
 
-_ENVELOPE_STRINGS = {b"date": "date", b"subject": "subject", b"in-reply-to": "in_reply_to",
-                     b"message-id": "message_id"}
-_ENVELOPE_ADDRS = {b"from": "from_", b"sender": "sender", b"reply-to": "reply_to", b"to": "to",
-                   b"cc": "cc", b"bcc": "bcc"}
+#: What entity() does with a header field, by lowercased name: (kind, key).  Content-*
+#: fields (RFC 2045 §3; the first occurrence of each kind wins) are parsed into Part
+#: fields; message-level parts also take the ENVELOPE fields (RFC 9051 §7.5.2; the last
+#: occurrence wins, as in Dovecot): "s" for strings, "a" for address lists.  ``key`` is
+#: the Part or Envelope field, and for Content-* fields also what "first wins" is tracked by.
+_CONTENT_KINDS: dict[bytes, tuple[str, str]] = {
+    b"content-type": ("ct", "ct"), b"content-transfer-encoding": ("cte", "cte"),
+    b"content-id": ("str", "content_id"), b"content-description": ("str", "description"),
+    b"content-md5": ("str", "md5"), b"content-location": ("str", "location"),
+    b"content-language": ("lang", "lang"), b"content-disposition": ("disp", "disp"),
+}
+_MESSAGE_KINDS: dict[bytes, tuple[str, str]] = {
+    **_CONTENT_KINDS,
+    b"date": ("s", "date"), b"subject": ("s", "subject"), b"in-reply-to": ("s", "in_reply_to"),
+    b"message-id": ("s", "message_id"), b"from": ("a", "from_"), b"sender": ("a", "sender"),
+    b"reply-to": ("a", "reply_to"), b"to": ("a", "to"), b"cc": ("a", "cc"), b"bcc": ("a", "bcc"),
+}
+#: Names as commonly spelled, looked up before lowercasing (most fields are one of these).
+_COMMON_NAMES = [
+    *_MESSAGE_KINDS, b"received", b"return-path", b"mime-version", b"dkim-signature", b"references",
+    b"x-received", b"x-mailer", b"user-agent", b"delivered-to", b"x-original-to", b"authentication-results",
+    b"received-spf", b"arc-seal", b"arc-message-signature", b"arc-authentication-results",
+    b"x-google-dkim-signature", b"x-gm-message-state", b"x-google-smtp-source", b"list-unsubscribe",
+    b"list-id", b"precedence", b"thread-topic", b"thread-index", b"x-spam-status", b"x-spam-score",
+    b"importance", b"x-priority", b"organization", b"feedback-id", b"auto-submitted", b"errors-to",
+]
+
+
+_ACRONYMS = {b"id", b"md5", b"mime", b"dkim", b"spf", b"arc", b"cc", b"bcc"}
+
+
+def _spellings(name: bytes) -> set[bytes]:
+    """lower, UPPER, Title-Case and Title-Case with acronyms upper (Message-ID, MIME-Version)."""
+    words = name.split(b"-")
+    return {name, name.upper(), b"-".join(w.capitalize() for w in words),
+            b"-".join(w.upper() if w in _ACRONYMS else w.capitalize() for w in words)}
+
+
+def _by_spelling(kinds: dict[bytes, tuple[str, str]]) -> dict[bytes, tuple[str, str] | None]:
+    """``{spelling: kinds.get(spelling.lower())}`` for the common spellings of _COMMON_NAMES."""
+    return {sp: kinds.get(sp.lower()) for n in _COMMON_NAMES for sp in _spellings(n)}
+
+
+_CONTENT_BY_SPELLING = _by_spelling(_CONTENT_KINDS)
+_MESSAGE_BY_SPELLING = _by_spelling(_MESSAGE_KINDS)
+_EMPTY_ENVELOPE = Envelope()
 
 
 def parse(raw: bytes) -> ParsedMessage:
@@ -43,20 +86,6 @@ def parse(raw: bytes) -> ParsedMessage:
         _fields, body = split_header(raw, 0, len(raw))
         root = Part(0, body, len(raw), lines=raw.count(b"\n", body), envelope=Envelope())
     return ParsedMessage(root=root, size=len(raw))
-
-
-def _envelope(fields: list[HeaderField]) -> Envelope:
-    """RFC 9051 §7.5.2 ENVELOPE fields; the last occurrence wins (as in Dovecot)."""
-    kw: dict[str, object] = {}
-    for f in fields:
-        n = f.name.lower()
-        if n in _ENVELOPE_STRINGS:
-            kw[_ENVELOPE_STRINGS[n]] = b2s(f.value)
-        elif n in _ENVELOPE_ADDRS:
-            addrs = parse_address_list(f.value)
-            # An empty header is as good as absent, so Reply-To: falls back to From.
-            kw[_ENVELOPE_ADDRS[n]] = addrs or None
-    return Envelope(**kw)  # type: ignore[arg-type]
 
 
 class _Parser:
@@ -84,43 +113,66 @@ class _Parser:
     def entity(self, start: int, end: int, *, message_level: bool, default_rfc822: bool, depth: int) -> Part:
         raw = self.raw
         self.parts += 1
-        fields, body = split_header(raw, start, end)
+        fields_end, body = header_end(raw, start, end)
         kw: dict[str, object] = {}
-        seen: set[bytes] = set()
+        env: dict[str, object] | None = {} if message_level else None
+        if message_level:
+            kinds, spelled = _MESSAGE_KINDS, _MESSAGE_BY_SPELLING
+        else:
+            kinds, spelled = _CONTENT_KINDS, _CONTENT_BY_SPELLING
+        seen: set[str] = set()
         if default_rfc822:  # RFC 2046 §5.1.5: the default inside multipart/digest
             kw.update(type="message", subtype="rfc822", type_wire="message", subtype_wire="rfc822")
-        for f in fields:
-            n = f.name.lower()
-            if not n.startswith(b"content-") or n in seen:
+        for m in FIELD_RE.finditer(raw, start, fields_end):
+            name, value = m.groups()
+            if name is None:
+                continue  # a line that is no field
+            if name in spelled:
+                what = spelled[name]
+            else:
+                what = kinds.get(name.rstrip(b" \t").lower())
+            if what is None:
+                continue
+            kind, key = what
+            if key in seen:
                 continue  # the first Content-* field of each kind wins
-            seen.add(n)
-            if n == b"content-type":
-                ct = parse_content_type(f.value)
+            # The value without its final line break (the CR of a CRLF is still in it) and leading WSP.
+            if value[-1:] == b"\r" and raw[m.end() - 1] == 0x0A:
+                value = value[:-1]
+            value = value.lstrip(b" \t")
+            if kind == "s":
+                env[key] = value.decode("utf-8", "surrogateescape")  # type: ignore[index]
+                continue
+            if kind == "a":
+                # An empty header is as good as absent, so Reply-To: falls back to From.
+                env[key] = parse_address_list(value) or None  # type: ignore[index]
+                continue
+            seen.add(key)
+            if kind == "ct":
+                ct = parse_content_type(value)
                 kw.update(type=ct.type.lower(), subtype=ct.subtype.lower(), type_wire=ct.type,
                           subtype_wire=ct.subtype, params=ct.params, params_wire=ct.params_wire)
-            elif n == b"content-transfer-encoding":
-                kw["encoding"] = first_token(f.value)
-            elif n == b"content-id":
-                kw["content_id"] = b2s(f.value)
-            elif n == b"content-description":
-                kw["description"] = b2s(f.value)
-            elif n == b"content-md5":
-                kw["md5"] = b2s(f.value)
-            elif n == b"content-location":
-                kw["location"] = b2s(f.value)
-            elif n == b"content-language":
-                kw["language"] = parse_language(f.value)
-            elif n == b"content-disposition":
-                disp, wire, dec = parse_disposition(f.value)
+            elif kind == "cte":
+                kw["encoding"] = first_token(value)
+            elif kind == "str":
+                kw[key] = value.decode("utf-8", "surrogateescape")
+            elif kind == "lang":
+                kw["language"] = parse_language(value)
+            else:  # "disp"
+                disp, wire, dec = parse_disposition(value)
                 kw.update(disposition=disp, disposition_params_wire=wire, disposition_params=dec)
-        if message_level:
-            kw["envelope"] = _envelope(fields)
+        if env is not None:
+            kw["envelope"] = Envelope(**env) if env else _EMPTY_ENVELOPE  # type: ignore[arg-type]
         ctype, sub = kw.get("type", "text"), kw.get("subtype", "plain")
         children: tuple[Part, ...] = ()
         closed_here = False
         room = depth < MAX_DEPTH and self.parts < MAX_PARTS
         if ctype == "multipart" and room:
-            boundary = next((v for k, v in kw.get("params_wire", ()) if k.lower() == "boundary"), None)  # type: ignore[attr-defined]
+            boundary = None
+            for k, v in kw.get("params_wire", ()):  # type: ignore[attr-defined]
+                if k.lower() == "boundary":
+                    boundary = v
+                    break
             if boundary:
                 regions, closed_at = _split_multipart(raw, body, end, boundary.encode("utf-8", "surrogateescape"))
                 kids: list[Part] = []
@@ -136,10 +188,22 @@ class _Parser:
         elif ctype == "message" and sub in ("rfc822", "global") and room:
             children = (self.entity(body, end, message_level=True, default_rfc822=False, depth=depth + 1),)
             closed_here = id(children[0]) in self.closed_at_end
-        part = Part(start, body, end, lines=raw.count(b"\n", body, end), children=children, **kw)  # type: ignore[arg-type]
+        part = Part(start, body, end, lines=_lines(raw, body, end, children), children=children, **kw)  # type: ignore[arg-type]
         if closed_here:
             self.closed_at_end[id(part)] = part
         return part
+
+
+def _lines(raw: bytes, start: int, end: int, children: tuple[Part, ...]) -> int:
+    """``raw.count(b"\\n", start, end)``, reusing the children's counts of their bodies
+    (children are in order and do not overlap, and ``lines`` counts ``[body_start, body_end)``)."""
+    lines, pos = 0, start
+    for c in children:
+        if c.body_start < pos or c.body_end > end:
+            return raw.count(b"\n", start, end)  # not a partition (cannot happen); count it all
+        lines += raw.count(b"\n", pos, c.body_start) + c.lines
+        pos = c.body_end
+    return lines + raw.count(b"\n", pos, end)
 
 
 def _split_multipart(

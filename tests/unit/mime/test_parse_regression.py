@@ -40,3 +40,14 @@ def test_parse_reproduces_corpus() -> None:
             continue
         assert ParsedMessage.from_json(json.loads(c["json"])) == p, c["sha256"]
     assert not mismatches, f"{len(mismatches)} of the corpus differ, first {mismatches[:5]}"
+
+
+def test_to_json_keys_follow_the_fields() -> None:
+    """to_json is spelled out by hand: it must still have every field, in field order."""
+    from dataclasses import fields
+
+    from postroom.mime import Envelope, Part
+
+    assert list(Part(0, 0, 0).to_json()) == [f.name for f in fields(Part)]
+    assert list(Envelope().to_json()) == ["date", "subject", "in_reply_to", "message_id",
+                                          "from_", "sender", "reply_to", "to", "cc", "bcc"]
