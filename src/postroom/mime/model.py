@@ -48,9 +48,9 @@ class Address:
 _ADDR_FIELDS = ("from_", "sender", "reply_to", "to", "cc", "bcc")
 
 
-def _addrs_json(v: tuple[Address, ...] | None) -> list[list[str | None]] | None:
-    """``[a.to_json() for a in v]``, None kept."""
-    return None if v is None else [[a.name, a.adl, a.mailbox, a.host] for a in v]
+def _addrs_json(v: tuple[Address, ...]) -> list[list[str | None]]:
+    """``[a.to_json() for a in v]``, inlined."""
+    return [[a.name, a.adl, a.mailbox, a.host] for a in v]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +79,12 @@ class Envelope:
             "subject": self.subject,
             "in_reply_to": self.in_reply_to,
             "message_id": self.message_id,
-            "from_": _addrs_json(self.from_),
-            "sender": _addrs_json(self.sender),
-            "reply_to": _addrs_json(self.reply_to),
-            "to": _addrs_json(self.to),
-            "cc": _addrs_json(self.cc),
-            "bcc": _addrs_json(self.bcc),
+            "from_": None if self.from_ is None else _addrs_json(self.from_),
+            "sender": None if self.sender is None else _addrs_json(self.sender),
+            "reply_to": None if self.reply_to is None else _addrs_json(self.reply_to),
+            "to": None if self.to is None else _addrs_json(self.to),
+            "cc": None if self.cc is None else _addrs_json(self.cc),
+            "bcc": None if self.bcc is None else _addrs_json(self.bcc),
         }
 
     @classmethod
@@ -178,7 +178,10 @@ class Part:
     def to_json(self) -> dict[str, Any]:
         # Spelled out because it runs at every delivery: one key per field, in field order
         # (tests/unit/mime/test_parse_regression.py checks that against __slots__).
-        env, lang = self.envelope, self.language
+        # (Empty tuples, the common case, skip the comprehensions.)
+        env, lang, kids = self.envelope, self.language, self.children
+        params, params_wire = self.params, self.params_wire
+        dparams, dparams_wire = self.disposition_params, self.disposition_params_wire
         return {
             "header_start": self.header_start,
             "body_start": self.body_start,
@@ -187,20 +190,20 @@ class Part:
             "subtype": self.subtype,
             "type_wire": self.type_wire,
             "subtype_wire": self.subtype_wire,
-            "params": [list(p) for p in self.params],
-            "params_wire": [list(p) for p in self.params_wire],
+            "params": [list(p) for p in params] if params else [],
+            "params_wire": [list(p) for p in params_wire] if params_wire else [],
             "content_id": self.content_id,
             "description": self.description,
             "encoding": self.encoding,
             "md5": self.md5,
             "disposition": self.disposition,
-            "disposition_params": [list(p) for p in self.disposition_params],
-            "disposition_params_wire": [list(p) for p in self.disposition_params_wire],
+            "disposition_params": [list(p) for p in dparams] if dparams else [],
+            "disposition_params_wire": [list(p) for p in dparams_wire] if dparams_wire else [],
             "language": None if lang is None else list(lang),
             "location": self.location,
             "lines": self.lines,
             "envelope": None if env is None else env.to_json(),
-            "children": [c.to_json() for c in self.children],
+            "children": [c.to_json() for c in kids] if kids else [],
         }
 
     @classmethod
