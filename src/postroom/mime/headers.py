@@ -35,12 +35,13 @@ class HeaderField(NamedTuple):
 
 #: One header-block unit at a line start: a field (first line has a colon, then its
 #: continuation lines, RFC 5322 §2.2.3) or a line that is neither (no colon), which
-#: split_header skips.  Group 1 is the raw name, group 2 the value from after the colon
-#: to the end of the field, final CR (but not LF) included.  Applied with finditer over
+#: split_header skips.  Groups: the raw name, the colon (empty for a line that is no
+#: field), the value from after the colon to the end of the field (final CR included),
+#: and the final LF (empty at the end of the block).  Applied with finditer/findall over
 #: the block, every match starts where the previous one ended, so this is the
 #: line-by-line state machine (a continuation line after a skipped line starts a new
 #: field) done in C.
-FIELD_RE = re.compile(rb"(?:([^\n:]*):([^\n]*(?:\n[ \t][^\n]*)*)|[^\n:]*)(?:\n|\Z)")
+FIELD_RE = re.compile(rb"(?:([^\n:]*)(:)([^\n]*(?:\n[ \t][^\n]*)*)|[^\n:]*)(\n|\Z)")
 
 
 def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
@@ -63,9 +64,9 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     return end, end
 
 
-def field_value(raw: bytes, value: bytes, match_end: int) -> bytes:
+def field_value(value: bytes, eol: bytes) -> bytes:
     """The value of a FIELD_RE match: final line break and leading WSP removed."""
-    if raw[match_end - 1] == 0x0A and value.endswith(b"\r"):
+    if eol and value.endswith(b"\r"):
         value = value[:-1]
     return value.lstrip(b" \t")
 
@@ -82,10 +83,10 @@ def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], i
     fields_end, body = header_end(raw, start, end)
     fields: list[HeaderField] = []
     for m in FIELD_RE.finditer(raw, start, fields_end):
-        name, value = m.groups()
-        if name is not None:
+        name, colon, value, eol = m.groups()
+        if colon:
             s, e = m.span()
-            fields.append(HeaderField(name.rstrip(b" \t"), field_value(raw, value, e), s, e))
+            fields.append(HeaderField(name.rstrip(b" \t"), field_value(value, eol), s, e))
     return fields, body
 
 

@@ -123,9 +123,8 @@ class _Parser:
         seen: set[str] = set()
         if default_rfc822:  # RFC 2046 §5.1.5: the default inside multipart/digest
             kw.update(type="message", subtype="rfc822", type_wire="message", subtype_wire="rfc822")
-        for m in FIELD_RE.finditer(raw, start, fields_end):
-            name, value = m.groups()
-            if name is None:
+        for name, colon, value, eol in FIELD_RE.findall(raw, start, fields_end):
+            if not colon:
                 continue  # a line that is no field
             if name in spelled:
                 what = spelled[name]
@@ -137,7 +136,7 @@ class _Parser:
             if key in seen:
                 continue  # the first Content-* field of each kind wins
             # The value without its final line break (the CR of a CRLF is still in it) and leading WSP.
-            if value[-1:] == b"\r" and raw[m.end() - 1] == 0x0A:
+            if eol and value[-1:] == b"\r":
                 value = value[:-1]
             value = value.lstrip(b" \t")
             if kind == "s":
