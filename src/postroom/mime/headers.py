@@ -64,13 +64,6 @@ def header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
     return end, end
 
 
-def field_value(value: bytes, eol: bytes) -> bytes:
-    """The value of a FIELD_RE match: final line break and leading WSP removed."""
-    if eol and value.endswith(b"\r"):
-        value = value[:-1]
-    return value.lstrip(b" \t")
-
-
 def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], int]:
     """Split the header block of the entity in ``raw[start:end]``.
 
@@ -82,11 +75,14 @@ def split_header(raw: bytes, start: int, end: int) -> tuple[list[HeaderField], i
     """
     fields_end, body = header_end(raw, start, end)
     fields: list[HeaderField] = []
+    new = tuple.__new__  # HeaderField(...) without its Python-level __new__
     for m in FIELD_RE.finditer(raw, start, fields_end):
         name, colon, value, eol = m.groups()
         if colon:
+            if eol and value[-1:] == b"\r":
+                value = value[:-1]
             s, e = m.span()
-            fields.append(HeaderField(name.rstrip(b" \t"), field_value(value, eol), s, e))
+            fields.append(new(HeaderField, (name.rstrip(b" \t"), value.lstrip(b" \t"), s, e)))
     return fields, body
 
 
