@@ -4,15 +4,17 @@
 For 1, 8 and 64 concurrent deliverers of 10 KB messages, runs
 
 * ``store``    — ``SqliteStore.deliver`` (segment append + one fsync + one WAL commit per batch);
-* ``baseline`` — the plain way: each message written to its own file and fsynced, from
-  the same number of concurrent asyncio tasks using threads for the blocking calls (so
-  the file system may batch their journal commits; a Maildir would also fsync the
-  directory, which the baseline leaves out to be the harder peer),
+* ``baseline`` — the plain way: each message written to its own file and fsynced, from as
+  many threads (so the file system may merge their journal commits; a Maildir would also
+  fsync the directory, which the baseline leaves out to be the harder peer),
 
-on the same disk, and prints both rates and their ratio. Target: at 64 deliverers the
-store does at least 5x the baseline.
+on the same disk, first in one process, then with the deliverers split over one process
+per core (``--processes``), as a server with ``workers = N`` splits its connections. It
+prints both rates and their ratio, and checks that every delivery that returned is in the
+mailbox. Target: at 64 deliverers the store does at least 5x the baseline. Where the time
+goes is in docs/storage.md ("Figures").
 
-    python bench/store.py            # full run (about a minute)
+    python bench/store.py            # full run (about two minutes)
     python bench/store.py --quick    # smoke run for CI
 """
 
