@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -42,6 +43,21 @@ def test_accounts_domains_aliases(store_factory):
             await s.delete_account("u@example.test")
             assert await s.get_account("u@example.test") is None
             assert await s.list_domains() == ["example.test"]
+    asyncio.run(t())
+
+
+def test_default_internaldate_is_now_in_local_zone(store_factory):
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            before = int(time.time())
+            await s.deliver(MSG, [DeliveryTarget(a.id)], crlf=True)
+            after = time.time()
+            [m] = await s.list_messages((await s.get_mailbox(a.id, "INBOX")).id)
+            assert before <= m.internaldate.timestamp() <= after
+            local = datetime.fromtimestamp(m.internaldate.timestamp()).astimezone().utcoffset()
+            assert m.internaldate.utcoffset() == local
+            assert await s.read_message(m) == MSG
     asyncio.run(t())
 
 

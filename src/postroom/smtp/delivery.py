@@ -49,7 +49,9 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     try:
         if local_ids:
             raw = message.return_path(sender) + trace + body
-            await ctx.store.deliver(raw, [DeliveryTarget(aid) for aid in local_ids])
+            # The DATA reader (and sendmail) normalised the body's line ends; the
+            # header lines added here are CRLF-terminated.
+            await ctx.store.deliver(raw, [DeliveryTarget(aid) for aid in local_ids], crlf=True)
         if remote:
             assert ctx.outbound is not None
             env = Envelope(sender=sender, recipients=tuple(remote.values()), ret=txn.ret,

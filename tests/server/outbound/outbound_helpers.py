@@ -191,7 +191,7 @@ class FakeStore:
     async def has_domain(self, domain: str) -> bool:
         return False
 
-    async def deliver(self, raw: bytes, targets: Any) -> list[Any]:
+    async def deliver(self, raw: bytes, targets: Any, internaldate: Any = None, *, crlf: bool = False) -> list[Any]:
         self.delivered.append((raw, [t.account_id for t in targets]))
         return []
 

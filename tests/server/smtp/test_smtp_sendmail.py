@@ -25,6 +25,7 @@ def test_recipients_on_the_command_line(smtp_server):
     assert m.startswith(b"Return-Path: <cron@example.test>\r\nReceived: by mx.example.test (Postroom, from local")
     assert b"\r\nFrom: <cron@example.test>\r\n" in m and b"\r\nMessage-ID: <" in m and b"\r\nDate: " in m
     assert m.endswith(b"Subject: cron\r\n\r\noutput\r\n")  # "." alone ended the input
+    assert m.count(b"\n") == m.count(b"\r\n")  # delivered with crlf=True: no bare LF may remain
 
 
 def test_t_reads_headers_and_drops_bcc(smtp_server):
@@ -38,6 +39,7 @@ def test_t_reads_headers_and_drops_bcc(smtp_server):
     m = smtp_server.inbox("carl")[-1]
     assert b"Bcc" not in m and b"friend@remote" not in m
     assert m.endswith(b"\r\n\r\nbody\r\n.\r\nstill body\r\n")
+    assert m.count(b"\n") == m.count(b"\r\n")
 
 
 def test_errors(smtp_server):

@@ -381,8 +381,8 @@ class SqliteStore:
         return mb.id
 
     async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
-                      internaldate: datetime | None = None) -> list[Delivered]:
-        return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True)
+                      internaldate: datetime | None = None, *, crlf: bool = False) -> list[Delivered]:
+        return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True, crlf=crlf)
 
     async def append(self, account_id: int, mailbox: str, raw: bytes, flags: frozenset[str] = frozenset(),
                      internaldate: datetime | None = None) -> Delivered:
@@ -391,18 +391,21 @@ class SqliteStore:
         return out[0]
 
     async def _store_message(self, raw: bytes, targets: list[DeliveryTarget], internaldate: datetime | None,
-                             fallback_inbox: bool) -> list[Delivered]:
+                             fallback_inbox: bool, crlf: bool = False) -> list[Delivered]:
         if not targets:
             return []
-        if raw.count(b"\n") != raw.count(b"\r\n"):
+        if not crlf and raw.count(b"\n") != raw.count(b"\r\n"):
             # Stored mail has CRLF line ends (what SMTP carries and IMAP must send), so
             # sizes, sections and POP3 octet counts all agree with the bytes served.
             raw = _BARE_LF.sub(b"\r\n", raw)
         structure = await self._structure_json(raw)
-        when = internaldate or datetime.now(timezone.utc).astimezone()
-        offset = when.utcoffset()
-        tzoff = int(offset.total_seconds() // 60) if offset is not None else 0
-        idate = int(when.timestamp())
+        if internaldate is None:  # now, in the server's zone (cheaper than datetime on this path)
+            now = time.time()
+            idate, tzoff = int(now), time.localtime(now).tm_gmtoff // 60
+        else:
+            offset = internaldate.utcoffset()
+            tzoff = int(offset.total_seconds() // 60) if offset is not None else 0
+            idate = int(internaldate.timestamp())
         return await self.engine.write(self._w_store, targets, structure, idate, tzoff, fallback_inbox,
                                        blobs=(raw,), bulk=self._w_store_bulk)
 
