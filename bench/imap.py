@@ -31,14 +31,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import asyncio
 import imaplib
 import multiprocessing as mp
 import random
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,9 +45,9 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dovecot_peer import PASSWORD, BenchDovecot, free_port, unavailable  # noqa: E402
+from dovecot_peer import PASSWORD, BenchDovecot, unavailable  # noqa: E402
+from postroom_peer import DOMAIN, BenchPostroom  # noqa: E402
 
-DOMAIN = "example.test"
 OPS = ("SELECT", "FETCH", "SEARCH", "STORE")
 
 
@@ -72,76 +69,16 @@ def wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"port {port} did not open")
 
 
-class Postroom:
-    name = "postroom"
-
+class Postroom(BenchPostroom):
     def __init__(self, root: Path, workers: int = 1) -> None:
-        self.root = root
-        self.workers = workers
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def setup(self, mailboxes: dict[str, list[bytes]]) -> None:
-        from postroom.auth import hash_password
-        from postroom.net.tls import write_self_signed
-        from postroom.storage.models import DeliveryTarget
-        from postroom.storage.sqlite.store import SqliteStore
-
-        write_self_signed(self.root / "cert.pem", self.root / "key.pem", "localhost")
-        (self.root / "postroom.toml").write_text(f"""
-hostname = "localhost"
-domains = ["{DOMAIN}"]
-log_level = "warning"
-workers = {self.workers}
-[storage]
-path = "data"
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[limits]
-connections_per_ip = 200
-[imap]
-allow_plaintext_auth = true   # loopback benchmark, like Dovecot's ssl = no
-[listeners.imap]
-address = "127.0.0.1:{self.port}"
-""")
-
-        async def fill() -> None:
-            store = SqliteStore(self.root / "data")
-            await store.open()
-            try:
-                await store.add_domain(DOMAIN)
-                pw = hash_password(PASSWORD)
-                for user, msgs in mailboxes.items():
-                    acc = await store.create_account(f"{user}@{DOMAIN}", pw)
-                    target = [DeliveryTarget(acc.id)]
-                    for i in range(0, len(msgs), 256):  # concurrent: group commit
-                        await asyncio.gather(*(store.deliver(m, target) for m in msgs[i:i + 256]))
-            finally:
-                await store.close()
-
-        asyncio.run(fill())
-
-    def login(self, user: str) -> str:
-        return f"{user}@{DOMAIN}"
+        super().__init__(root, "imap", workers, limits="connections_per_ip = 200", batch=256)
 
     def start(self) -> None:
-        exe = Path(sys.executable).with_name("postroom")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "postroom.cli"]
-        self.proc = subprocess.Popen(cmd + ["-c", str(self.root / "postroom.toml"), "serve"],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "serve.log", "wb"))
+        super().start()
         wait_port(self.port)
 
     def pids(self) -> list[int]:
         return [] if self.proc is None else _tree(self.proc.pid)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 class Dovecot(BenchDovecot):

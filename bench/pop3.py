@@ -22,11 +22,9 @@ listener. Without root or without Dovecot, only Postroom's figures are printed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -37,9 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dovecot_peer import PASSWORD, BenchDovecot, free_port, unavailable  # noqa: E402
-
-DOMAIN = "example.test"
+from dovecot_peer import PASSWORD, BenchDovecot, unavailable  # noqa: E402
+from postroom_peer import DOMAIN, BenchPostroom  # noqa: E402
 
 
 def message(n: int, size: int) -> bytes:
@@ -163,71 +160,13 @@ def run_clients(port: int, users: list[str]) -> tuple[int, float]:
 
 
 # -- Postroom -------------------------------------------------------------------------
-class Postroom:
-    name = "postroom"
-
+class Postroom(BenchPostroom):
     def __init__(self, root: Path, workers: int) -> None:
-        self.root = root
-        self.port = free_port()
-        self.workers = workers
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def setup(self, mailboxes: dict[str, list[bytes]]) -> None:
-        from postroom.auth import hash_password
-        from postroom.net.tls import write_self_signed
-        from postroom.storage.models import DeliveryTarget
-        from postroom.storage.sqlite.store import SqliteStore
-
-        write_self_signed(self.root / "cert.pem", self.root / "key.pem", "localhost")
-        (self.root / "postroom.toml").write_text(f"""
-hostname = "localhost"
-domains = ["{DOMAIN}"]
-workers = {self.workers}
-log_level = "warning"
-[storage]
-path = "data"
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[pop3]
-allow_plaintext_auth = true   # loopback benchmark, like Dovecot's ssl = no
-[listeners.pop3]
-address = "127.0.0.1:{self.port}"
-""")
-
-        async def fill() -> None:
-            store = SqliteStore(self.root / "data")
-            await store.open()
-            try:
-                await store.add_domain(DOMAIN)
-                pw = hash_password(PASSWORD)
-                for user, msgs in mailboxes.items():
-                    acc = await store.create_account(f"{user}@{DOMAIN}", pw)
-                    target = [DeliveryTarget(acc.id)]
-                    for i in range(0, len(msgs), 64):  # concurrent: group commit
-                        await asyncio.gather(*(store.deliver(m, target) for m in msgs[i:i + 64]))
-            finally:
-                await store.close()
-
-        asyncio.run(fill())
-
-    def login(self, user: str) -> str:
-        return f"{user}@{DOMAIN}"
+        super().__init__(root, "pop3", workers)
 
     def start(self) -> None:
-        exe = Path(sys.executable).with_name("postroom")
-        cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "postroom.cli"]
-        self.proc = subprocess.Popen(cmd + ["-c", str(self.root / "postroom.toml"), "serve"],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.root / "serve.log", "wb"))
+        super().start()
         wait_port(self.port, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 # -- main -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ replaces its ``[imap]`` section)."""
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Iterator
 
 import pytest
@@ -13,9 +14,5 @@ from imap_harness import Harness, write_config
 @pytest.fixture(scope="module")
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     imap = getattr(request.module, "IMAP_SETTINGS", "allow_plaintext_auth = true")
-    d = tmp_path_factory.mktemp("imapsrv")
-    h = Harness(write_config(d, imap))
-    try:
+    with closing(Harness(write_config(tmp_path_factory.mktemp("imapsrv"), imap))) as h:
         yield h
-    finally:
-        h.close()

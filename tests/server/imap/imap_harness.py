@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import imaplib
 import itertools
-import smtplib
 import socket
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,36 +19,15 @@ from threaded_runtime import ThreadedRuntime
 from postroom.auth import hash_password
 from postroom.storage.models import Account, DeliveryTarget
 
-DOMAIN = "example.test"
+sys.path.append(str(Path(__file__).resolve().parents[3] / "bench"))  # the Postroom peer, shared with the benches
+from postroom_peer import DOMAIN, send_over_smtp, write_test_config  # noqa: E402
+
 PASSWORD = "secret"
 _names = itertools.count(1)
 
 
 def write_config(d: Path, imap: str = "allow_plaintext_auth = true") -> Path:
-    from postroom import protocols
-    from postroom.net.tls import write_self_signed
-
-    write_self_signed(d / "cert.pem", d / "key.pem", "mail.example.test")
-    listeners = ['[listeners.imap]\naddress = "127.0.0.1:0"\ntls = "starttls"',
-                 '[listeners.imaps]\naddress = "127.0.0.1:0"\ntls = "implicit"']
-    if "smtp" in protocols.available():
-        listeners.append('[listeners.smtp]\naddress = "127.0.0.1:0"')
-    text = f"""
-hostname = "mail.example.test"
-domains = ["{DOMAIN}"]
-[storage]
-path = "data"
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[limits]
-auth_failures_per_ip = 1000
-[imap]
-{imap}
-""" + "\n".join(listeners) + "\n"
-    path = d / "postroom.toml"
-    path.write_text(text)
-    return path
+    return write_test_config(d, "imap", imap, extra_listeners=("smtp",))
 
 
 def tls_client_context() -> ssl.SSLContext:
@@ -73,11 +52,7 @@ class Harness(ThreadedRuntime):
         return d.uid
 
     def deliver_by_smtp(self, acc: Account, raw: bytes) -> bool:
-        if "smtp" not in self.ports:
-            return False
-        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
-            s.sendmail("sender@outside.test", [acc.address], raw)
-        return True
+        return send_over_smtp(self.ports, acc.address, raw)
 
     # -- clients ---------------------------------------------------------------
     def imaplib(self, acc: Account | None = None, select: str | None = None) -> imaplib.IMAP4:

@@ -3,6 +3,7 @@ adds lines to its ``[pop3]`` section)."""
 
 from __future__ import annotations
 
+from contextlib import closing
 from typing import Iterator
 
 import pytest
@@ -14,9 +15,5 @@ from pop3_harness import Harness, write_config
 def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     pytest.importorskip("postroom.server")
     pop3 = getattr(request.module, "POP3_SETTINGS", "")
-    d = tmp_path_factory.mktemp("pop3srv")
-    h = Harness(write_config(d, pop3))
-    try:
+    with closing(Harness(write_config(tmp_path_factory.mktemp("pop3srv"), pop3))) as h:
         yield h
-    finally:
-        h.close()

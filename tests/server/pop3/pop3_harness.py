@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import itertools
 import poplib
-import smtplib
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +20,14 @@ from threaded_runtime import ThreadedRuntime
 from postroom.auth import hash_password
 from postroom.storage.models import Account, DeliveryTarget, FlagOp
 
-DOMAIN = "example.test"
+sys.path.append(str(Path(__file__).resolve().parents[3] / "bench"))  # the Postroom peer, shared with the benches
+from postroom_peer import DOMAIN, send_over_smtp, write_test_config  # noqa: E402
+
 _names = itertools.count(1)
 
 
 def write_config(d: Path, pop3: str = "", extra_listeners: tuple[str, ...] = ("smtp", "imap")) -> Path:
-    from postroom import protocols
-    from postroom.net.tls import write_self_signed
-
-    write_self_signed(d / "cert.pem", d / "key.pem", "mail.example.test")
-    listeners = ['[listeners.pop3]\naddress = "127.0.0.1:0"\ntls = "starttls"',
-                 '[listeners.pop3s]\naddress = "127.0.0.1:0"\ntls = "implicit"']
-    for name in extra_listeners:
-        if name in protocols.available():
-            listeners.append(f'[listeners.{name}]\naddress = "127.0.0.1:0"')
-    text = f"""
-hostname = "mail.example.test"
-domains = ["{DOMAIN}"]
-[storage]
-path = "data"
-[tls]
-cert = "cert.pem"
-key = "key.pem"
-[limits]
-auth_failures_per_ip = 1000
-[pop3]
-{pop3}
-""" + "\n".join(listeners) + "\n"
-    path = d / "postroom.toml"
-    path.write_text(text)
-    return path
+    return write_test_config(d, "pop3", pop3, extra_listeners)
 
 
 class Harness(ThreadedRuntime):
@@ -71,11 +49,7 @@ class Harness(ThreadedRuntime):
 
     def deliver_by_smtp(self, acc: Account, raw: bytes) -> bool:
         """Deliver over the SMTP listener when this build has SMTP; False if it has not."""
-        if "smtp" not in self.ports:
-            return False
-        with smtplib.SMTP("127.0.0.1", self.ports["smtp"], timeout=30) as s:
-            s.sendmail("sender@outside.test", [acc.address], raw)
-        return True
+        return send_over_smtp(self.ports, acc.address, raw)
 
     def imap_delete(self, acc: Account, uids: list[int], expunge: bool = True) -> None:
         """What an IMAP client does: flag \\Deleted, then (optionally) expunge."""
