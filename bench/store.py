@@ -198,12 +198,13 @@ def _median(points: list[Point]) -> Point:
 
 
 # ext4 without a journal (the test machines' disks) will not reuse an inode freed in the
-# last 30-35 s, and skips over such inodes one by one while holding the directory lock:
-# right after a run deletes its tens of thousands of files, creating files is several
-# times slower and the baseline collapses (1,000 instead of 7,000 files/s), which would
-# flatter the store. So a run waits until its predecessor's deletions are that old.
+# last 60 s (6 minutes while its inode table block is not yet written back), and skips
+# over such inodes one by one while holding the directory lock: right after a run
+# deletes its tens of thousands of files, creating files is several times slower and
+# the baseline collapses (1,000 instead of 7,000 files/s), which would flatter the
+# store. So a run syncs after its cleanup, and the next one waits until that is 65 s old.
 CLEANUP_MARK = ".store-bench-cleanup"
-RECENTLY_DELETED = 40.0
+RECENTLY_DELETED = 65.0
 
 
 def _wait_after_cleanup(base: Path) -> None:
@@ -215,6 +216,7 @@ def _wait_after_cleanup(base: Path) -> None:
         wait = RECENTLY_DELETED - age
         print(f"waiting {wait:.0f}s: the previous run's files were deleted {age:.0f}s ago, and freshly "
               "freed inodes slow down file creation (the baseline)", flush=True)
+        os.sync()
         time.sleep(wait)
 
 
@@ -258,6 +260,7 @@ def main() -> int:
                       f"{bl.rate:>15.0f} {bl.cpu_us:>5.0f} {ratios[procs, c]:>6.1f}x", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+        os.sync()  # the freed inodes' table blocks written back: "recent" for 60 s, not 6 minutes
         (base / CLEANUP_MARK).write_text(f"{time.time()}\n")
     for (procs, c), ratio in ratios.items():
         if c == 64:
