@@ -22,7 +22,7 @@ import sqlite3
 import time
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
