@@ -96,7 +96,7 @@ def _client(port: int, user: str, op: str, seconds: float, ready: "mp.Queue[int]
             out: "mp.Queue[int]") -> None:
     c = imaplib.IMAP4("127.0.0.1", port, timeout=120)
     c.login(user, PASSWORD)
-    n = int(c.select("INBOX")[1][0])
+    n = int(c.select("INBOX")[1][0] or 0)
     rnd = random.Random()
     ready.put(1)
     go.wait()

@@ -37,6 +37,7 @@ class ThreadedRuntime:
             try:
                 async with running(load(self.cfg_path)) as srv:
                     # Fast failure delays: the tests exercise failed logins on purpose.
+                    assert srv.ctx is not None  # set once running() has started the server
                     srv.ctx.auth.base_delay = 0.01
                     self._ready.set_result(srv)
                     await self._stop.wait()
