@@ -420,3 +420,27 @@ def test_segment_append_many_rolls_over(tmp_path):
     assert w.append(b"") == (w.name, w.size)
     w.close()
     r.close()
+
+
+def test_writes_queued_at_close_are_committed_and_later_ones_refused(store_factory):
+    """close() lets every write already queued commit (they were promised); a write
+    that comes after close() began fails at once instead of waiting forever."""
+    from postroom.storage.sqlite.engine import StoreClosed
+
+    async def t():
+        s = store_factory()
+        await s.open()
+        a = await _account(s)
+        pending = [asyncio.ensure_future(s.deliver(msg(i), [DeliveryTarget(a.id)])) for i in range(30)]
+        await asyncio.sleep(0)  # they are queued now
+        closing = asyncio.ensure_future(s.close())
+        await asyncio.sleep(0)
+        with pytest.raises(StoreClosed):
+            await s.deliver(msg(99), [DeliveryTarget(a.id)])
+        await closing
+        delivered = [d for r in await asyncio.gather(*pending) for d in r]
+        assert sorted(d.uid for d in delivered) == list(range(1, 31))
+        async with store_factory() as again:
+            inbox = await again.get_mailbox(a.id, "INBOX")
+            assert (await again.mailbox_status(inbox.id)).messages == 30
+    asyncio.run(t())

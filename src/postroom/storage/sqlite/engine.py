@@ -1,8 +1,9 @@
 """Threads and group commit under the SQLite store.
 
 All writes of a process go through one writer thread with one connection. Write
-requests queue up while a batch is being committed; the next batch takes all of
-them: message bytes are appended to the segment file and fsynced once, then every
+requests queue up (a thread-safe queue, no event-loop task in between) while a
+batch is being committed; the moment it is durable the writer thread takes all of
+them as the next batch: message bytes are appended to the segment file and fsynced once, then every
 request runs inside one transaction (each in its own SAVEPOINT, so one refused
 request does not undo the others) and one COMMIT makes the batch durable (WAL with
 ``synchronous=FULL`` syncs the log on commit). Concurrent deliveries thus share two
@@ -16,13 +17,13 @@ SQLite ever block the event loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import fcntl
 import os
 import queue
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +56,10 @@ def connect(path: Path, check_same_thread: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")  # durable commits: the WAL is fsynced at COMMIT
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+class StoreClosed(RuntimeError):
+    """A write after ``stop()`` began: it would never be committed, so it fails at once."""
 
 
 @dataclass(slots=True)
@@ -128,6 +133,23 @@ class _ReaderThreads:
         self._threads.clear()
 
 
+def _finish(batch: list[WriteRequest], then: list[Callable[[], None]]) -> None:
+    """On the event loop: a batch is done; run its follow-ups, then wake its writers."""
+    for action in then:
+        try:
+            action()
+        except Exception:  # a notification failure must not fail the writes
+            pass
+    for req in batch:
+        fut = req.future
+        if fut is None or fut.done():  # the awaiting task may have been cancelled meanwhile
+            continue
+        if req.error is not None:
+            fut.set_exception(req.error)
+        else:
+            fut.set_result(req.result)
+
+
 def _set_result(fut: asyncio.Future[Any], result: Any) -> None:
     if not fut.done():  # the awaiting task may have been cancelled meanwhile
         fut.set_result(result)
@@ -142,57 +164,39 @@ class Engine:
     def __init__(self, db_path: Path, segment_dir: Path, readers: int = 4) -> None:
         self.db_path = db_path
         self.segment_dir = segment_dir
-        self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="postroom-writer")
+        self._writer: threading.Thread | None = None
+        self._requests: queue.SimpleQueue[WriteRequest | None] = queue.SimpleQueue()
+        self._closing = False
         self._reader_pool = _ReaderThreads(readers, "postroom-reader")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
         self._segments = SegmentWriter(segment_dir)
-        self._queue: list[WriteRequest] = []
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reader_conns: list[sqlite3.Connection] = []
         self._conn_lock = threading.Lock()
         self._lock_fd = -1
-        self.after_commit: list[Callable[[list[WriteRequest]], None]] = []
+        #: Called on the writer thread after each batch (committed or failed); may return
+        #: a function to run on the event loop just before the batch's writers resume.
+        self.on_commit: list[Callable[[list[WriteRequest]], Callable[[], None] | None]] = []
         self.batches = 0  # for benchmarks and tests: how many commits served the writes
 
     async def start(self, setup: Callable[[sqlite3.Connection], object]) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
-
-        def _open() -> None:
-            self._lock_fd = os.open(self.db_path.with_name(self.db_path.name + ".writer"),
-                                    os.O_RDWR | os.O_CREAT, 0o600)
-            self._wconn = connect(self.db_path)
-            setup(self._wconn)
-
-        await self._loop.run_in_executor(self._writer_pool, _open)
-        self._task = asyncio.create_task(self._run(), name="postroom-group-commit")
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._writer = threading.Thread(target=self._writer_main, args=(setup, ready),
+                                        name="postroom-writer", daemon=True)
+        self._writer.start()
+        await asyncio.wrap_future(ready)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            # let queued writes finish: they were promised
-            while self._queue:
-                await asyncio.sleep(0.01)
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        loop = asyncio.get_running_loop()
-
-        def _close() -> None:
-            self._segments.close()
-            if self._wconn is not None:
-                self._wconn.close()
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
-
-        await loop.run_in_executor(self._writer_pool, _close)
-        self._writer_pool.shutdown(wait=True)
+        self._closing = True
+        if self._writer is not None:
+            # Queued writes finish first (they were promised): the sentinel comes after them.
+            self._requests.put(None)
+            while self._writer.is_alive():
+                await asyncio.sleep(0.005)
+            self._writer = None
+            await asyncio.sleep(0)  # the last batch's results, handed over with call_soon_threadsafe
         self._reader_pool.shutdown()
         with self._conn_lock:
             for c in self._reader_conns:
@@ -247,38 +251,73 @@ class Engine:
         of several per request). If it raises, its changes are rolled back and each
         request runs alone through ``fn``, so one bad request still fails alone.
         """
-        assert self._loop is not None and self._wakeup is not None, "store not opened"
+        if self._closing or self._writer is None:
+            raise StoreClosed("the store is closed" if self._closing else "the store is not open")
+        assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.append(WriteRequest(fn, args, blobs, fut, bulk))
-        self._wakeup.set()
+        self._requests.put(WriteRequest(fn, args, blobs, fut, bulk))
         return await fut
 
-    async def _run(self) -> None:
-        assert self._wakeup is not None and self._loop is not None
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch, self._queue = self._queue, []
+    def _writer_main(self, setup: Callable[[sqlite3.Connection], object],
+                     ready: concurrent.futures.Future[None]) -> None:
+        """The writer thread: take every queued request, commit them as one batch, repeat."""
+        try:
+            self._lock_fd = os.open(self.db_path.with_name(self.db_path.name + ".writer"),
+                                    os.O_RDWR | os.O_CREAT, 0o600)
+            self._wconn = connect(self.db_path)
+            setup(self._wconn)
+        except BaseException as exc:
+            self._close_writer()
+            ready.set_exception(exc)
+            return
+        ready.set_result(None)
+        requests = self._requests
+        try:
+            stopping = False
+            while not stopping:
+                first = requests.get()
+                if first is None:
+                    break
+                batch = [first]
+                while True:  # everything that queued while the last batch was being committed
+                    try:
+                        req = requests.get_nowait()
+                    except queue.Empty:
+                        break
+                    if req is None:
+                        stopping = True
+                        break
+                    batch.append(req)
                 try:
-                    await self._loop.run_in_executor(self._writer_pool, self._commit_batch, batch)
+                    self._commit_batch(batch)
                 except BaseException as exc:  # the whole batch failed (disk full, I/O error)
                     for req in batch:
                         if req.error is None:
                             req.error = exc
-                for hook in self.after_commit:
+                then = []
+                for hook in self.on_commit:
                     try:
-                        hook(batch)
+                        action = hook(batch)
                     except Exception:  # a notification failure must not fail the writes
-                        pass
-                for req in batch:
-                    assert req.future is not None
-                    if req.future.done():
                         continue
-                    if req.error is not None:
-                        req.future.set_exception(req.error)
-                    else:
-                        req.future.set_result(req.result)
+                    if action is not None:
+                        then.append(action)
+                assert self._loop is not None
+                try:
+                    self._loop.call_soon_threadsafe(_finish, batch, then)
+                except RuntimeError:  # the loop is gone: nobody waits for these any more
+                    pass
+        finally:
+            self._close_writer()
+
+    def _close_writer(self) -> None:
+        self._segments.close()
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def _commit_batch(self, batch: list[WriteRequest]) -> None:
         conn = self._wconn

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Callable, Sequence
 
 import orjson
 
@@ -116,7 +116,7 @@ class SqliteStore:
         self._poll_conn: sqlite3.Connection | None = None
         self._touched: set[int] = set()  # mailboxes changed by the batch being committed
         self.hub = WatchHub(self._data_version, self._modseqs)
-        self.engine.after_commit.append(self._notify)
+        self.engine.on_commit.append(self._committed)
 
     # -- lifecycle -----------------------------------------------------------------
     async def open(self) -> None:
@@ -771,12 +771,13 @@ class SqliteStore:
     def watch(self, mailbox_id: int) -> Watch:
         return self.hub.watch(mailbox_id)
 
-    def _notify(self, batch: list[WriteRequest]) -> None:
-        # Runs on the event loop after a batch committed (the writer thread is idle
-        # then): wake the watchers of the mailboxes whose MODSEQ moved.
+    def _committed(self, batch: list[WriteRequest]) -> Callable[[], None] | None:
+        # On the writer thread after a batch (the only thread that fills _touched):
+        # the watchers of the mailboxes whose MODSEQ moved are woken on the event loop.
         touched, self._touched = self._touched, set()
-        if touched:
-            self.hub.changed(touched)
+        if not touched:
+            return None
+        return lambda: self.hub.changed(touched)
 
     async def _data_version(self) -> int:
         def r() -> int:
