@@ -444,3 +444,48 @@ def test_writes_queued_at_close_are_committed_and_later_ones_refused(store_facto
             inbox = await again.get_mailbox(a.id, "INBOX")
             assert (await again.mailbox_status(inbox.id)).messages == 30
     asyncio.run(t())
+
+
+@pytest.mark.parametrize("fail_in", ["writev", "fdatasync"])
+def test_disk_full_or_io_error_fails_the_batch_and_later_messages_read_back_whole(store_factory, monkeypatch,
+                                                                                 fail_in):
+    """A disk that fills up in the middle of a batch's writev (ENOSPC after a short
+    write), or an fsync that reports an I/O error, fails that batch's deliveries; the
+    segment is then in an unknown state (bytes past where the writer thinks it ends,
+    pages the kernel may have dropped), so later deliveries must not be placed after
+    it: every later message reads back byte for byte."""
+    import errno
+    import os as real_os
+
+    from postroom.storage.sqlite import segments
+
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            await s.deliver(msg(0), [DeliveryTarget(a.id)])
+            state = {"armed": True}
+            real_writev, real_fdatasync = real_os.writev, real_os.fdatasync
+
+            def writev(fd, views):
+                if state["armed"]:
+                    state["armed"] = False
+                    real_writev(fd, [bytes(views[0])[:100]])  # a short write, then the disk is full
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return real_writev(fd, views)
+
+            def fdatasync(fd):
+                if state["armed"]:
+                    state["armed"] = False
+                    raise OSError(errno.EIO, "Input/output error")
+                return real_fdatasync(fd)
+
+            monkeypatch.setattr(segments.os, fail_in, writev if fail_in == "writev" else fdatasync)
+            failed = await asyncio.gather(*(s.deliver(msg(i), [DeliveryTarget(a.id)]) for i in range(1, 4)),
+                                          return_exceptions=True)
+            assert all(isinstance(r, OSError) for r in failed)
+            later = [await s.deliver(msg(i), [DeliveryTarget(a.id)]) for i in range(4, 8)]
+            assert [d.uid for [d] in later] == [2, 3, 4, 5]  # the failed ones took no UIDs
+            got = {m.uid: await s.read_message(m) for m in await s.list_messages(inbox.id)}
+            assert got == {1: msg(0), 2: msg(4), 3: msg(5), 4: msg(6), 5: msg(7)}
+    asyncio.run(t())

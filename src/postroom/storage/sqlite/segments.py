@@ -40,19 +40,38 @@ class SegmentWriter:
         self.opened_at = 0.0
 
     def _open_new(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-        self.name = f"{os.getpid()}-{secrets.token_hex(6)}"
-        path = self.dir / f"{self.name}.seg"
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        self.size = 0
-        self.opened_at = time.monotonic()
-        # The new directory entry must be durable too, before anything refers to it.
-        dfd = os.open(self.dir, os.O_RDONLY)
+        self._abandon()
+        name = f"{os.getpid()}-{secrets.token_hex(6)}"
+        path = self.dir / f"{name}.seg"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            # The new directory entry must be durable too, before anything refers to it.
+            dfd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd, self.name, self.size, self.opened_at = fd, name, 0, time.monotonic()
+
+    def _abandon(self) -> None:
+        """Stop appending to the current segment; the next append starts a new one.
+
+        After a failed write or fsync the file's state is unknown: a short write
+        before ENOSPC leaves bytes past ``size`` (so later offsets would be wrong),
+        and after a failed fsync the kernel may have dropped pages that a retried
+        fsync would then report as synced. Bytes already committed stay readable.
+        """
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+        self.fd = -1
+        self.name = None
+        self.dirty = False
 
     def append(self, data: bytes) -> tuple[str, int]:
         return self.append_many([data])[0]
@@ -77,7 +96,11 @@ class SegmentWriter:
                 out.append((self.name, size))
                 size += len(datas[j])
                 j += 1
-            self._writev(datas[i:j])
+            try:
+                self._writev(datas[i:j])
+            except BaseException:
+                self._abandon()
+                raise
             self.size = size
             self.dirty = True
             i = j
@@ -95,14 +118,18 @@ class SegmentWriter:
 
     def sync(self) -> None:
         if self.dirty and self.fd >= 0:
-            os.fdatasync(self.fd)
+            try:
+                os.fdatasync(self.fd)
+            except BaseException:
+                self._abandon()
+                raise
             self.dirty = False
 
     def close(self) -> None:
-        if self.fd >= 0:
+        try:
             self.sync()
-            os.close(self.fd)
-            self.fd = -1
+        finally:
+            self._abandon()
 
 
 class _OpenSegment:
