@@ -7,6 +7,9 @@ generic reply, never the exception text (GUIDE principle 4).
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class PostroomError(Exception):
     """Base class for errors Postroom raises on purpose."""
@@ -26,6 +29,26 @@ class UsageError(PostroomError):
 
 class StoreError(PostroomError):
     """Base class for refusals by the store (the request was understood but cannot be done)."""
+
+
+class StorageFull(StoreError):
+    """The disk (or a file-system quota) is full: nothing of the write was kept.
+
+    SMTP answers ``452 4.3.1`` (the sender retries later), IMAP ``NO [OVERQUOTA]``
+    as Dovecot does. The original OSError or sqlite3 error is the ``__cause__``.
+    """
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """True for StorageFull and for the OS or SQLite errors that mean "no space left"."""
+    if isinstance(exc, StorageFull):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code is not None and code & 0xFF == sqlite3.SQLITE_FULL
+    return False
 
 
 class NotFound(StoreError):

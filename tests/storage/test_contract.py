@@ -455,35 +455,23 @@ def test_disk_full_or_io_error_fails_the_batch_and_later_messages_read_back_whol
     pages the kernel may have dropped), so later deliveries must not be placed after
     it: every later message reads back byte for byte."""
     import errno
-    import os as real_os
 
-    from postroom.storage.sqlite import segments
+    from diskfault import fail_next_segment_sync, fail_next_segment_write
+    from postroom.errors import StorageFull
 
     async def t():
         async with store_factory() as s:
             a = await _account(s)
             inbox = await s.get_mailbox(a.id, "INBOX")
             await s.deliver(msg(0), [DeliveryTarget(a.id)])
-            state = {"armed": True}
-            real_writev, real_fdatasync = real_os.writev, real_os.fdatasync
-
-            def writev(fd, views):
-                if state["armed"]:
-                    state["armed"] = False
-                    real_writev(fd, [bytes(views[0])[:100]])  # a short write, then the disk is full
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                return real_writev(fd, views)
-
-            def fdatasync(fd):
-                if state["armed"]:
-                    state["armed"] = False
-                    raise OSError(errno.EIO, "Input/output error")
-                return real_fdatasync(fd)
-
-            monkeypatch.setattr(segments.os, fail_in, writev if fail_in == "writev" else fdatasync)
+            (fail_next_segment_write if fail_in == "writev" else fail_next_segment_sync)(monkeypatch)
             failed = await asyncio.gather(*(s.deliver(msg(i), [DeliveryTarget(a.id)]) for i in range(1, 4)),
                                           return_exceptions=True)
-            assert all(isinstance(r, OSError) for r in failed)
+            if fail_in == "writev":  # what the protocols turn into 452 4.3.1 and NO [OVERQUOTA]
+                assert all(isinstance(r, StorageFull) and isinstance(r.__cause__, OSError) and
+                           r.__cause__.errno == errno.ENOSPC for r in failed), failed
+            else:
+                assert all(isinstance(r, OSError) and r.errno == errno.EIO for r in failed), failed
             later = [await s.deliver(msg(i), [DeliveryTarget(a.id)]) for i in range(4, 8)]
             assert [d.uid for [d] in later] == [2, 3, 4, 5]  # the failed ones took no UIDs
             got = {m.uid: await s.read_message(m) for m in await s.list_messages(inbox.id)}

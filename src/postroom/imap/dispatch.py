@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from ..errors import MailboxExists, MailboxNotFound, StoreError
+from ..errors import MailboxExists, MailboxNotFound, StorageFull, StoreError
 from ..net.connection import ConnectionClosed, IdleTimeout
 from .commands import TABLE
 from .errors import Bad, Bye, ImapError, ParseError
@@ -37,6 +37,8 @@ def _store_error(exc: StoreError) -> Reply:
         return Reply("Mailbox does not exist", b"NO", b"NONEXISTENT")
     if isinstance(exc, MailboxExists):
         return Reply("Mailbox already exists", b"NO", b"ALREADYEXISTS")
+    if isinstance(exc, StorageFull):
+        return Reply("Not enough disk space", b"NO", b"OVERQUOTA")  # Dovecot's reply
     return Reply("Operation failed", b"NO", b"CANNOT")
 
 

@@ -11,6 +11,7 @@ import logging
 
 from .. import log
 from ..context import ServerContext
+from ..errors import is_storage_full
 from ..outbound.api import Envelope, Recipient
 from ..storage.models import DeliveryTarget
 from . import message, recipients
@@ -58,7 +59,11 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
                            envid=txn.envid, smtputf8=txn.smtputf8, body_8bit=txn.body_8bit,
                            received_from=f"{peer.helo} [{peer.ip}]" if peer.ip else "local")
             await ctx.outbound.enqueue(env, trace + body)
-    except Exception:  # the client must get a retryable reply, never the exception text
+    except Exception as exc:  # the client must get a retryable reply, never the exception text
+        if is_storage_full(exc):  # RFC 3463 X.3.1, what Postfix says when its disk is full
+            logger.error("%s id=%s from=<%s> to=%s result=deferred (disk full: %s)", peer.session_id,
+                         queue_id, sender, rcpt_log, exc.__cause__ or exc)
+            return r(452, "4.3.1", "Insufficient system storage, try again later")
         logger.exception("%s id=%s from=<%s> to=%s result=failed", peer.session_id, queue_id,
                          sender, rcpt_log)
         return r(451, "4.3.0", "Local error in processing, try again later")

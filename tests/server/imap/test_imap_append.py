@@ -55,3 +55,20 @@ def test_append_raw_literals(srv):
     ic.append("INBOX", b"Subject: x\r\n\r\ny\r\n", msg_time=when)
     assert ic.folder_status("INBOX", ["MESSAGES"])[b"MESSAGES"] == 3
     ic.logout()
+
+
+def test_append_when_the_disk_is_full_says_overquota_and_keeps_nothing(srv, monkeypatch):
+    """NO [OVERQUOTA] as Dovecot answers when its disk is full; the next APPEND works."""
+    from diskfault import fail_next_segment_write
+
+    acc = srv.new_user()
+    c = srv.imaplib(acc)
+    fail_next_segment_write(monkeypatch)
+    typ, data = c.append("INBOX", None, None, msg("no room"))
+    assert typ == "NO" and data[0].startswith(b"[OVERQUOTA] ")
+    typ, data = c.append("INBOX", None, None, msg("room again"))
+    assert typ == "OK"
+    c.select("INBOX")
+    typ, data = c.fetch("1:*", "(BODY.PEEK[])")
+    assert [d[1] for d in data if isinstance(d, tuple)] == [msg("room again")]
+    c.logout()

@@ -197,3 +197,19 @@ def test_submission_adds_missing_date_and_message_id(smtp_server):
     with smtplib.SMTP("127.0.0.1", smtp_server.ports["smtp"]) as c:
         c.sendmail("x@remote.example", ["dora@example.test"], body)
     assert b"Message-ID" not in smtp_server.inbox("dora")[-1]
+
+
+def test_disk_full_defers_with_452_and_the_retry_is_delivered_whole(smtp_server, monkeypatch):
+    """A full disk during delivery: 452 4.3.1 (the sender keeps the message and retries,
+    as with Postfix), nothing half-stored; once there is room the retry is stored whole."""
+    from diskfault import fail_next_segment_write
+
+    before = len(smtp_server.inbox("carl"))
+    fail_next_segment_write(monkeypatch)
+    with smtplib.SMTP("127.0.0.1", smtp_server.ports["smtp"]) as c:
+        with pytest.raises(smtplib.SMTPDataError) as exc:
+            c.sendmail("someone@remote.example", ["carl@example.test"], MSG)
+        assert exc.value.smtp_code == 452 and exc.value.smtp_error.startswith(b"4.3.1 ")
+        assert c.sendmail("someone@remote.example", ["carl@example.test"], MSG) == {}
+    after = smtp_server.inbox("carl")
+    assert len(after) == before + 1 and after[-1].endswith(MSG)

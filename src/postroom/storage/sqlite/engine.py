@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ...errors import StorageFull, is_storage_full
 from .segments import SegmentWriter
 
 WriteFn = Callable[..., Any]
@@ -294,6 +295,12 @@ class Engine:
                     for req in batch:
                         if req.error is None:
                             req.error = exc
+                for req in batch:
+                    if req.error is not None and not isinstance(req.error, StorageFull) and \
+                            is_storage_full(req.error):
+                        full = StorageFull("not enough disk space")
+                        full.__cause__ = req.error
+                        req.error = full
                 then = []
                 for hook in self.on_commit:
                     try:
