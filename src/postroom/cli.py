@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable, NoReturn
@@ -359,6 +360,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except (OSError, sqlite3.Error) as exc:  # a file or folder the command needs: one line, no traceback
+        if isinstance(exc, OSError) and exc.strerror:
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"postroom: {exc.strerror}{where}", file=sys.stderr)
+        else:
+            print(f"postroom: {exc}", file=sys.stderr)
+        # sendmail(1) callers retry on EX_TEMPFAIL, as when a real MTA cannot queue.
+        return 75 if getattr(args, "run", None) is cmd_sendmail else 1
 
 
 if __name__ == "__main__":

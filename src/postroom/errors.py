@@ -27,6 +27,11 @@ class UsageError(PostroomError):
     """A CLI invocation or input file is wrong; the message is shown as one line."""
 
 
+class StoreUnavailable(PostroomError):
+    """The store cannot be opened (its database is damaged or not a database, its
+    folders are not folders); the message names the file."""
+
+
 class StoreError(PostroomError):
     """Base class for refusals by the store (the request was understood but cannot be done)."""
 

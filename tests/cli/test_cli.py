@@ -127,3 +127,26 @@ def test_serve_refuses_bad_config(tmp_path: Path) -> None:
     bad.write_text('[listeners.smtp]\naddress = "127.0.0.1:1"\n[tls]\ncert = "nope.pem"\n')
     p = run("-c", str(bad), "serve")
     assert p.returncode == 2 and "tls.cert" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unusable_store_is_a_one_line_error(tmp_path: Path) -> None:
+    """A store whose database is not SQLite (damaged, overwritten) or whose folders are
+    files: every command, serve included, says which file in one line and exits 1."""
+    d = tmp_path / "srv"
+    assert main(["init", str(d), "--domain", "example.test", "--port-offset", "33000"]) == 0
+    cfg = str(d / "postroom.toml")
+    db = d / "data" / "store.db"
+    for extra in ("-wal", "-shm"):
+        Path(f"{db}{extra}").unlink(missing_ok=True)
+    db.write_bytes(b"not a database, " * 1000)
+    for args in (["user", "list"], ["user", "add", "x@example.test", "--password", "pw"], ["serve"]):
+        p = run("-c", cfg, *args)
+        one_line_error(p)
+        assert p.returncode == 1 and str(db) in p.stderr and "not a database" in p.stderr, p.stderr
+    db.unlink()
+    seg = d / "data" / "segments"
+    seg.rename(d / "data" / "old-segments")
+    seg.write_text("a file where a folder belongs")
+    p = run("-c", cfg, "user", "list")
+    one_line_error(p)
+    assert p.returncode == 1 and str(seg) in p.stderr

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ...errors import StorageFull, is_storage_full
+from ...errors import StorageFull, StoreUnavailable, is_storage_full
 from .segments import SegmentWriter
 
 WriteFn = Callable[..., Any]
@@ -269,6 +269,10 @@ class Engine:
             setup(self._wconn)
         except BaseException as exc:
             self._close_writer()
+            if isinstance(exc, sqlite3.DatabaseError):  # "file is not a database", "database disk image is malformed"
+                unusable = StoreUnavailable(f"{self.db_path}: {exc}")
+                unusable.__cause__ = exc
+                exc = unusable
             ready.set_exception(exc)
             return
         ready.set_result(None)
