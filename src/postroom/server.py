@@ -32,7 +32,7 @@ from .auth import Authenticator
 from .config import Config, Listener, load
 from .context import ServerContext
 from .net.connection import Connection
-from .net.tls import server_context
+from .net.tls import reload_certificate, server_context
 from .storage import open_store
 
 GRACE_SECONDS = 30.0
@@ -206,7 +206,7 @@ class Server:
         try:
             cfg = load(path)
             assert self.ctx.tls is not None
-            self.ctx.tls.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+            reload_certificate(self.ctx.tls, cfg.tls_cert, cfg.tls_key)
         except Exception as exc:
             self.log.error("reload failed, keeping the running config: %s", exc)
             return

@@ -150,3 +150,50 @@ def test_unusable_store_is_a_one_line_error(tmp_path: Path) -> None:
     p = run("-c", cfg, "user", "list")
     one_line_error(p)
     assert p.returncode == 1 and str(seg) in p.stderr
+
+
+def test_sighup_with_a_mismatched_key_keeps_the_working_certificate(tmp_path: Path) -> None:
+    """A renewal half done (the new certificate in place, the key still the old one) must
+    not break TLS: SIGHUP refuses it and the old pair keeps serving; once the matching
+    key is there, the next SIGHUP takes the new certificate."""
+    import shutil
+    import ssl
+
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from postroom.net.tls import write_self_signed
+
+    cfgp = make_server_dir(tmp_path / "s")
+    tls = tmp_path / "s" / "tls"
+    srv = Serving(cfgp)
+
+    def served_name(port: int) -> str:
+        client = ssl.create_default_context()
+        client.check_hostname, client.verify_mode = False, ssl.CERT_NONE
+        with client.wrap_socket(socket.create_connection(("127.0.0.1", port), 5)) as s:
+            der = s.getpeercert(binary_form=True)
+        assert der is not None
+        cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(cn[0].value)
+
+    def sighup_until(text: str, count: int) -> None:
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while srv.log().count(text) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert srv.log().count(text) == count, srv.log()
+
+    try:
+        port = srv.wait_listening()["imaps"]
+        first = served_name(port)
+        write_self_signed(tmp_path / "new.pem", tmp_path / "new.key", "renewed.example.test")
+        shutil.copy(tmp_path / "new.pem", tls / "cert.pem")
+        sighup_until("reload failed", 1)
+        assert served_name(port) == first  # before the fix: every handshake failed from here on
+        shutil.copy(tmp_path / "new.key", tls / "key.pem")
+        sighup_until("configuration reloaded", 1)
+        assert served_name(port) == "renewed.example.test"
+    finally:
+        srv.stop()
+    assert "Traceback" not in srv.log()

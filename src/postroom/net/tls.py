@@ -11,6 +11,7 @@ import datetime as _dt
 import ipaddress
 import os
 import ssl
+import tempfile
 from pathlib import Path
 
 _CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS:!SHA1"
@@ -23,6 +24,27 @@ def server_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     ctx.load_cert_chain(str(cert), str(key))
     return ctx
+
+
+def reload_certificate(ctx: ssl.SSLContext, cert: Path | str, key: Path | str) -> None:
+    """Put a new certificate and key into a live server context, or change nothing.
+
+    ``load_cert_chain`` replaces the certificate before it checks the key: a key that
+    does not match (a renewal half written, a typo in the config) would leave the live
+    context with the new certificate and the old key, and every handshake after that
+    fails. So the pair is first loaded into a scratch context, from a private copy of
+    the files, and the live context loads the very same bytes only once they passed.
+    """
+    with tempfile.TemporaryDirectory(prefix="postroom-tls-") as tmp:  # mode 0700
+        copies = []
+        for name, src in (("cert.pem", cert), ("key.pem", key)):
+            dst = Path(tmp) / name
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(Path(src).read_bytes())
+            copies.append(str(dst))
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(*copies)  # raises: nothing changed
+        ctx.load_cert_chain(*copies)
 
 
 def client_context(verify: bool = True) -> ssl.SSLContext:
