@@ -7,6 +7,9 @@ flushed when the client has nothing more pipelined, or once enough is queued.
 
 from __future__ import annotations
 
+import asyncio
+
+from .. import log
 from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
@@ -18,6 +21,7 @@ from .session import ImapSettings, Session, State
 from .settings import read_settings
 from .tokenizer import Command, CommandFramer, LiteralTooLarge, NeedLiteral
 
+logger = log.get("imap")
 FLUSH_AT = 256 * 1024
 MAX_BAD = 20  # consecutive malformed commands before we hang up
 
@@ -87,8 +91,13 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
     limits = ctx.config.limits
     line_limit = max(limits.line_length, 8192)
     io = _ConnIO(conn, line_limit)
+    sid = log.new_id()
+    tag = f"{listener.name}[{sid}] {conn.peer_ip}"
     s = Session(ctx, settings, io, peer_ip=conn.peer_ip, tls_active=conn.tls_active,
-                starttls_available=listener.tls == "starttls" and conn.server_tls is not None)
+                starttls_available=listener.tls == "starttls" and conn.server_tls is not None,
+                session_id=sid, tag=tag)
+    logger.info("%s connect%s", tag, " tls" if conn.tls_active else "")
+    result = "lost"
 
     def literal_limits(verb: bytes) -> tuple[int, int]:
         if s.state is State.NOT_AUTHENTICATED:
@@ -136,18 +145,30 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
                 await conn.start_tls()
                 s.tls_active = True
                 framer.reset()
+                logger.info("%s starttls %s", tag, conn.tls_description() or "")
             elif after is After.LOGOUT:
+                result = "logout"
                 await io.flush()
                 return
     except IdleTimeout:
         # RFC 3501 §5.4 autologout.
+        result = "timeout"
         await _bye(io, "Autologout; idle for too long")
     except Bye as exc:
+        result = "bye"
         await _bye(io, exc.text)
     except ConnectionClosed:
         pass
+    except asyncio.CancelledError:
+        result = "shutdown"
+        raise
+    except Exception:
+        result = "error"  # the traceback is logged by the runtime
+        raise
     finally:
         s.close_watch()
+        logger.info("%s disconnect %s in=%d out=%d%s", tag, result, conn.bytes_in, conn.bytes_out,
+                    f" user={s.account.address}" if s.account is not None else "")
 
 
 async def _bye(io: _ConnIO, text: str) -> None:

@@ -55,6 +55,8 @@ class Session:
     account: Account | None = None
     selected: "SelectedMailbox | None" = None
     session_id: str = ""
+    #: ``imaps[SID] 127.0.0.1``: starts every log line of this connection.
+    tag: str = ""
     # The store's change notification for the selected mailbox (see :meth:`changed`).
     watch: Any = None
     watched_id: int | None = None

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from typing import Callable
 
+from .. import log
 from ..errors import MaildropLocked
 from ..storage.models import Account, FlagOp, MessageInfo
 from ..wire import sasl
@@ -26,6 +27,7 @@ from .session import Session
 
 IMPLEMENTATION = "Postroom"
 
+_auth_log = log.get("pop3")
 _PLAINTEXT_REFUSED = "Plaintext authentication disallowed on non-secure connections; use STLS first"
 _AUTH_FAILED = "Authentication failed"
 
@@ -151,7 +153,7 @@ async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes
         s.sasl = mechanism
         return Challenge(sasl.encode_b64(result.data))
     if isinstance(result, sasl.Failed):
-        s.ctx.log.info("pop3: SASL %s from %s failed: %s", mechanism.name, s.peer_ip, result.reason)
+        _auth_log.info("%s auth failed (%s: %s)", s.tag, mechanism.name, result.reason)
         return _fail(s)
     if result.authzid and result.authzid.lower() != result.username.lower():
         # Logging in as someone else (proxy authorization) is not offered.
@@ -163,6 +165,7 @@ async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes
 async def _password_login(s: Session, name: str, password: str) -> Response:
     result = await s.ctx.auth.authenticate(name, password, s.peer_ip)
     if result.account is None:
+        _auth_log.info("%s auth %s user=%r", s.tag, "throttled" if result.throttled else "failed", name[:100])
         return _fail(s, throttled=result.throttled)
     return await _login(s, result.account)
 
@@ -173,6 +176,7 @@ async def _count_failure(s: Session, name: str) -> None:
     The authenticator has no public "record a failure" call yet, so a check with a
     random password that cannot match stands in for one (same delay, same counters).
     """
+    _auth_log.info("%s auth failed user=%r", s.tag, name[:100])
     record = getattr(s.ctx.auth, "record_failure", None)
     if record is not None:
         await record(name, s.peer_ip)
@@ -195,6 +199,7 @@ async def _login(s: Session, account: Account) -> Response:
         await s.resources.enter_async_context(store.lock_maildrop(account.id))
     except MaildropLocked:
         # RFC 2449 §8.1.1
+        _auth_log.info("%s auth ok user=%r, maildrop in use", s.tag, account.address)
         return err("Maildrop is in use by another session", Code.IN_USE)
     try:
         mailbox = await store.get_mailbox(account.id, "INBOX")
@@ -209,6 +214,7 @@ async def _login(s: Session, account: Account) -> Response:
     s.maildrop = Maildrop.snapshot(mailbox, messages)
     s.reader = MessageReader(store)
     s.state = State.TRANSACTION
+    _auth_log.info("%s auth ok user=%r", s.tag, account.address)
     count, size = s.maildrop.stat()
     return ok(f"Logged in, {count} messages ({size} octets)")
 

@@ -34,6 +34,8 @@ class Session:
     ctx: "ServerContext"
     settings: Pop3Settings
     peer_ip: str
+    #: ``pop3s[SID] 127.0.0.1``: starts every log line of this connection.
+    tag: str = ""
     tls_active: bool = False
     tls_available: bool = False
     state: State = State.AUTHORIZATION

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ... import log
 from ...storage.models import Account
 from ...wire import sasl
 from ..errors import Bad, No
@@ -9,6 +10,8 @@ from ..parser.args import AuthenticateArgs, LoginArgs
 from ..responses import After, Reply
 from ..session import Session, State
 from .anystate import capabilities
+
+_auth_log = log.get("imap")
 
 
 async def starttls(s: Session, _: None) -> Reply:
@@ -28,6 +31,7 @@ def _require_privacy(s: Session) -> None:
 async def _finish_login(s: Session, user: str, password: str) -> Reply:
     result = await s.ctx.auth.authenticate(user, password, s.peer_ip)
     if result.account is None:
+        _auth_log.info("%s auth %s user=%r", s.tag, "throttled" if result.throttled else "failed", user[:100])
         if result.throttled:
             raise No("Too many failed logins, try again later", b"UNAVAILABLE")
         raise No("Authentication failed", b"AUTHENTICATIONFAILED")
@@ -39,7 +43,7 @@ async def _finish_login(s: Session, user: str, password: str) -> Reply:
 def _logged_in(s: Session, account: Account) -> None:
     s.account = account
     s.state = State.AUTHENTICATED
-    s.ctx.log.info("imap %s login %s", s.peer_ip, account.address)
+    _auth_log.info("%s auth ok user=%r", s.tag, account.address)
 
 
 async def login(s: Session, a: LoginArgs) -> Reply:
