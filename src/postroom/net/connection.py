@@ -180,7 +180,10 @@ class Connection:
     # -- writing ---------------------------------------------------------------
     def write(self, data: bytes) -> None:
         self.bytes_out += len(data)
-        self.writer.write(data)
+        try:
+            self.writer.write(data)
+        except RuntimeError:
+            raise self._closed_under_us() from None
 
     def writelines(self, chunks: list[bytes]) -> int:
         """Write several buffers as one (uvloop sends them with one writev); returns the octets."""
@@ -188,8 +191,18 @@ class Connection:
         for c in chunks:
             n += len(c)
         self.bytes_out += n
-        self.writer.writelines(chunks)
+        try:
+            self.writer.writelines(chunks)
+        except RuntimeError:
+            raise self._closed_under_us() from None
         return n
+
+    def _closed_under_us(self) -> ConnectionClosed:
+        # uvloop raises RuntimeError ("the handler is closed") when a write comes after
+        # the transport closed itself, e.g. on a reset while the reply was being made:
+        # that is the peer going away, not a server fault.
+        self._eof = True
+        return ConnectionClosed()
 
     async def drain(self, timeout: float | None = 60.0) -> None:
         try:
