@@ -83,13 +83,13 @@ def parse_hostport(value: object, default_host: str = "127.0.0.1") -> tuple[str,
             port_s = rest.lstrip(":")
         elif v.count(":") == 1:
             host, port_s = v.split(":")
-        elif v.isdigit():
+        elif v.isascii() and v.isdigit():
             host, port_s = default_host, v
         else:
             raise ValueError(f"{value!r} is not HOST:PORT")
     else:
         raise ValueError("expected a string HOST:PORT")
-    if not port_s.isdigit() or not 0 <= int(port_s) <= 65535:
+    if not (port_s.isascii() and port_s.isdigit()) or not 0 <= int(port_s) <= 65535:
         raise ValueError(f"{value!r} has no valid port (0-65535)")
     return host or default_host, int(port_s)
 

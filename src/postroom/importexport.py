@@ -103,7 +103,8 @@ def _iter_maildir(path: Path) -> Iterator[tuple[str, bytes, frozenset[str], date
 
 def _natural(name: str) -> list[Any]:
     """Sort key that orders ``1.M9P`` before ``1.M10P`` (delivery order in common names)."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+    # ASCII digits only: "²".isdigit() is True and int("²") raises.
+    return [int(t) if t.isascii() and t.isdigit() else t for t in re.split(r"([0-9]+)", name)]
 
 
 async def import_mail(store: Any, address: str, fmt: str, path: Path, mailbox_name: str | None) -> int:

@@ -106,3 +106,16 @@ def test_bad_import_files_one_line_errors(cfg: Path, tmp_path: Path) -> None:
         assert p.returncode != 0
         assert p.stderr.count("\n") == 1 and p.stderr.startswith("postroom: "), p.stderr
         assert "Traceback" not in p.stderr
+
+
+def test_maildir_file_names_with_non_ascii_digits_import(cfg: Path, tmp_path: Path) -> None:
+    """Maildir names are sorted "naturally" (1.M9P before 1.M10P); a name with "²" in it
+    ("²".isdigit() is True, int("²") raises) used to stop the import with a traceback."""
+    md = tmp_path / "md"
+    for sub in ("cur", "new", "tmp"):
+        (md / sub).mkdir(parents=True)
+    for name in ("²", "1.M10P²", "1.M9P"):
+        (md / "cur" / f"{name}:2,S").write_bytes(b"Subject: %s\r\n\r\nbody\r\n" % name.encode())
+    p = subprocess.run([sys.executable, "-m", "postroom.cli", "-c", str(cfg), "import", "maildir",
+                        "a@example.test", str(md), "--mailbox", "Digits"], capture_output=True, text=True)
+    assert p.returncode == 0 and "imported 3 messages" in p.stdout + p.stderr, p.stderr

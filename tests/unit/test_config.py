@@ -61,3 +61,13 @@ def test_defaults(tmp_path: Path) -> None:
     [lst] = cfg.listeners
     assert (lst.protocol, lst.tls, lst.port) == ("imap", "implicit", 993)
     assert cfg.data_dir == tmp_path / "data"
+
+
+def test_non_ascii_digits_in_a_port_are_a_config_problem(tmp_path):
+    """"²".isdigit() is True but int("²") raises: a problem line, not a traceback."""
+    from postroom.config import check
+
+    cfgp = tmp_path / "postroom.toml"
+    cfgp.write_text('hostname = "mx.example.test"\n[listeners.smtp]\naddress = "127.0.0.1:²5"\n')
+    problems = check(cfgp)
+    assert any(p.startswith("listeners.smtp.address:") and "no valid port" in p for p in problems), problems

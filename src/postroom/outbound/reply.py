@@ -125,7 +125,7 @@ class Capabilities:
         if v is None:
             return None
         v = v.strip()
-        return int(v) if v.isdigit() and int(v) > 0 else None
+        return int(v) if v.isascii() and v.isdigit() and int(v) > 0 else None
 
     @property
     def auth_mechanisms(self) -> tuple[str, ...]:

@@ -35,6 +35,11 @@ from .replies import Reply, r
 from .transaction import Peer, Rcpt, Resolved, Transaction
 
 
+def _ascii_digits(s: str) -> bool:
+    """0-9 only: ``str.isdigit`` also accepts "²" or "٣", which ``int`` then refuses or reads."""
+    return s.isascii() and s.isdigit()
+
+
 class State(enum.Enum):
     START = "start"
     READY = "ready"
@@ -263,7 +268,7 @@ class Session:
 
     def _mail_param(self, txn: Transaction, key: str, value: str | None) -> Reply | None:
         if key == "SIZE":  # RFC 1870
-            if value is None or not value.isdigit() or len(value) > 20:
+            if value is None or not _ascii_digits(value) or len(value) > 20:
                 return r(501, "5.5.4", "Invalid SIZE parameter")
             txn.size = int(value)
         elif key == "BODY":  # RFC 6152
@@ -375,7 +380,7 @@ class Session:
     # -- BDAT (RFC 3030 §2) --------------------------------------------------------------
     def _parse_bdat(self, arg: str) -> tuple[int, bool] | None:
         parts = arg.split()
-        if not 1 <= len(parts) <= 2 or not parts[0].isdigit() or len(parts[0]) > 12:
+        if not 1 <= len(parts) <= 2 or not _ascii_digits(parts[0]) or len(parts[0]) > 12:
             return None
         if len(parts) == 2 and parts[1].upper() != "LAST":
             return None

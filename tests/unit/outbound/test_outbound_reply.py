@@ -44,3 +44,11 @@ def test_ehlo_capabilities():
     assert caps.auth_mechanisms == ("PLAIN", "LOGIN")
     assert parse_ehlo(Reply(250, ("x", "SIZE"))).size_limit is None
     assert parse_ehlo(Reply(250, ("x", "SIZE 0"))).size_limit is None
+
+
+def test_size_keyword_with_non_ascii_digits_means_no_limit():
+    """A remote EHLO "SIZE ²": no limit known (int("²") would raise although "²".isdigit())."""
+    from postroom.outbound.reply import Reply, parse_ehlo
+
+    assert parse_ehlo(Reply(250, ("mx.example", "SIZE ²"))).size_limit is None
+    assert parse_ehlo(Reply(250, ("mx.example", "SIZE 1000"))).size_limit == 1000

@@ -106,6 +106,10 @@ def test_happy_path_and_state():
     (["EHLO x", "MAIL FROM:<a@b.example> SIZE=1001"], [250, 552]),
     (["EHLO x", "MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=a+2Bb"], [250, 250]),
     (["EHLO x", "MAIL FROM:<a@b.example> BODY=BINARYMIME"], [250, 501]),
+    # Non-ASCII digits ("²".isdigit() is True, int("²") raises): found by fuzzing, was a 421 + traceback.
+    (["EHLO x", "MAIL FROM:<a@b.example> SIZE=²"], [250, 501]),
+    (["EHLO x", "MAIL FROM:<a@b.example> SIZE=٣"], [250, 501]),
+    (["EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<joe@example.org>", "BDAT ² LAST"], [250, 250, 250, 501]),
     (["EHLO x", "MAIL FROM:<ü@b.example>"], [250, 553]),
     (["EHLO x", "MAIL FROM:<ü@b.example> SMTPUTF8"], [250, 250]),
     (["EHLO x", "MAIL FROM:<a@b.example>", "RCPT TO:<nobody@example.org>"], [250, 250, 550]),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 from ..errors import ParseError
@@ -71,12 +73,16 @@ def parse_fetch_atts(r: Reader) -> list[FetchAtt]:
     return [_fetch_att(r)]
 
 
+_ATT_NAME = re.compile(rb"[A-Za-z0-9.]*")
+
+
 def _fetch_att(r: Reader) -> FetchAtt:
-    start = r.pos
-    # Atoms stop at "[" only if we look for it: read letters, dots and digits.
-    while r.pos < len(r.buf) and (chr(r.buf[r.pos]).isalnum() or r.buf[r.pos] == 0x2E):
-        r.pos += 1
-    name = r.buf[start : r.pos].decode("ascii").upper()
+    # Atoms stop at "[" only if we look for it: read ASCII letters, dots and digits
+    # (not str.isalnum(): "\xff" is a letter in Latin-1 and would reach the decode).
+    m = _ATT_NAME.match(r.buf, r.pos)
+    assert m is not None  # the pattern matches the empty string
+    r.pos = m.end()
+    name = m.group().decode("ascii").upper()
     if not name:
         raise ParseError("Expected a FETCH attribute")
     if name in ("BODY", "BODY.PEEK") and r.peek() == 0x5B:  # "["
