@@ -7,10 +7,13 @@ queue id, sender, recipients, size and result.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
 import sys
+from types import TracebackType
+from typing import Any, Callable
 
 _configured = False
 
@@ -40,3 +43,34 @@ def new_id() -> str:
 
 def worker_tag() -> str:
     return f"pid={os.getpid()}"
+
+
+class SessionEvents:
+    """The ``connect`` and ``disconnect`` lines of one connection, for IMAP and POP3.
+
+    ``with SessionEvents(logger, listener.name, conn, user) as ev:`` logs the connect
+    line; the protocol sets ``ev.result`` ("logout", "timeout", ...) as the session
+    ends, and leaving the block logs the disconnect line with it, the byte counts and
+    the user (``user()`` is asked then). An exception leaving the block makes the
+    result "shutdown" (cancelled) or "error" (the runtime logs its traceback).
+    """
+
+    def __init__(self, logger: logging.Logger, listener: str, conn: Any,
+                 user: Callable[[], str | None] = lambda: None) -> None:
+        self.logger = logger
+        self.conn = conn
+        self.tag = f"{listener}[{new_id()}] {conn.peer_ip}"
+        self.result = "lost"  # the peer went away, unless the protocol says otherwise
+        self._user = user
+
+    def __enter__(self) -> "SessionEvents":
+        self.logger.info("%s connect%s", self.tag, " tls" if self.conn.tls_active else "")
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self.result = "shutdown" if issubclass(exc_type, asyncio.CancelledError) else "error"
+        user = self._user()
+        self.logger.info("%s disconnect %s in=%d out=%d%s", self.tag, self.result, self.conn.bytes_in,
+                         self.conn.bytes_out, f" user={user}" if user else "")

@@ -7,8 +7,6 @@ flushed when the client has nothing more pipelined, or once enough is queued.
 
 from __future__ import annotations
 
-import asyncio
-
 from .. import log
 from ..config import Config, Listener
 from ..context import ServerContext
@@ -88,16 +86,18 @@ class _ConnIO:
 
 async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
     settings = settings_for(ctx)
-    limits = ctx.config.limits
-    line_limit = max(limits.line_length, 8192)
-    io = _ConnIO(conn, line_limit)
-    sid = log.new_id()
-    tag = f"{listener.name}[{sid}] {conn.peer_ip}"
+    io = _ConnIO(conn, max(ctx.config.limits.line_length, 8192))
     s = Session(ctx, settings, io, peer_ip=conn.peer_ip, tls_active=conn.tls_active,
-                starttls_available=listener.tls == "starttls" and conn.server_tls is not None,
-                session_id=sid, tag=tag)
-    logger.info("%s connect%s", tag, " tls" if conn.tls_active else "")
-    result = "lost"
+                starttls_available=listener.tls == "starttls" and conn.server_tls is not None)
+    with log.SessionEvents(logger, listener.name, conn, lambda: s.account.address if s.account else None) as events:
+        s.tag = events.tag
+        await _serve(s, conn, io, settings, events)
+
+
+async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettings,
+                 events: log.SessionEvents) -> None:
+    limits = s.ctx.config.limits
+    line_limit = io.line_limit
 
     def literal_limits(verb: bytes) -> tuple[int, int]:
         if s.state is State.NOT_AUTHENTICATED:
@@ -145,30 +145,22 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
                 await conn.start_tls()
                 s.tls_active = True
                 framer.reset()
-                logger.info("%s starttls %s", tag, conn.tls_description() or "")
+                logger.info("%s starttls %s", events.tag, conn.tls_description() or "")
             elif after is After.LOGOUT:
-                result = "logout"
+                events.result = "logout"
                 await io.flush()
                 return
     except IdleTimeout:
         # RFC 3501 §5.4 autologout.
-        result = "timeout"
+        events.result = "timeout"
         await _bye(io, "Autologout; idle for too long")
     except Bye as exc:
-        result = "bye"
+        events.result = "bye"
         await _bye(io, exc.text)
     except ConnectionClosed:
         pass
-    except asyncio.CancelledError:
-        result = "shutdown"
-        raise
-    except Exception:
-        result = "error"  # the traceback is logged by the runtime
-        raise
     finally:
         s.close_watch()
-        logger.info("%s disconnect %s in=%d out=%d%s", tag, result, conn.bytes_in, conn.bytes_out,
-                    f" user={s.account.address}" if s.account is not None else "")
 
 
 async def _bye(io: _ConnIO, text: str) -> None:

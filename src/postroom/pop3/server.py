@@ -7,8 +7,6 @@ reply. Replies are only flushed when the client has nothing more pipelined
 
 from __future__ import annotations
 
-import asyncio
-
 from .. import log
 from ..config import Config, Listener
 from ..context import ServerContext
@@ -38,11 +36,16 @@ def settings_for(ctx: ServerContext) -> Pop3Settings:
 
 async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:
     settings = settings_for(ctx)
-    tag = f"{listener.name}[{log.new_id()}] {conn.peer_ip}"
-    session = Session(ctx, settings, conn.peer_ip, tag=tag, tls_active=conn.tls_active,
+    session = Session(ctx, settings, conn.peer_ip, tls_active=conn.tls_active,
                       tls_available=ctx.tls is not None and conn.server_tls is not None)
-    logger.info("%s connect%s", tag, " tls" if conn.tls_active else "")
-    result = "lost"
+    with log.SessionEvents(logger, listener.name, conn,
+                           lambda: session.account.address if session.account else None) as ev:
+        session.tag = ev.tag
+        await _serve(session, conn, settings, ev)
+
+
+async def _serve(session: Session, conn: Connection, settings: Pop3Settings, ev: log.SessionEvents) -> None:
+    ctx = session.ctx
     pending = 0
     try:
         # RFC 1939 §4 greeting; the timestamp makes APOP possible (RFC 1939 §7).
@@ -50,7 +53,7 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
         while True:
             if ctx.stopping.is_set():
                 # Shutdown between commands: no UPDATE, the maildrop stays as it was.
-                result = "shutdown"
+                ev.result = "shutdown"
                 await conn.send(err("Server shutting down", Code.SYS_TEMP).encode())
                 return
             if pending >= FLUSH_AT or not conn.has_buffered_input():
@@ -66,7 +69,7 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
                 reply = commands.bad_command(session, "Line too long")
             except IdleTimeout:
                 # RFC 1939 §3: the autologout timer ends the session without UPDATE.
-                result = "timeout"
+                ev.result = "timeout"
                 await conn.send(err("Disconnected for inactivity").encode())
                 return
             else:
@@ -78,23 +81,14 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
                 await conn.drain()
                 await conn.start_tls()
                 session.tls_started()
-                logger.info("%s starttls %s", tag, conn.tls_description() or "")
+                logger.info("%s starttls %s", ev.tag, conn.tls_description() or "")
             elif reply.action is Action.CLOSE:
                 # QUIT, or the server gave up (too many bad commands or failed logins)
-                result = "quit" if line[:4].upper() == b"QUIT" else "closed"
+                ev.result = "quit" if line[:4].upper() == b"QUIT" else "closed"
                 await conn.drain()
                 return
     except (ConnectionClosed, IdleTimeout):
         pass
-    except asyncio.CancelledError:
-        result = "shutdown"
-        raise
-    except Exception:
-        result = "error"  # the traceback is logged by the runtime
-        raise
     finally:
-        user = session.account.address if session.account is not None else None
         await session.close()
-        logger.info("%s disconnect %s in=%d out=%d%s", tag, result, conn.bytes_in, conn.bytes_out,
-                    f" user={user}" if user else "")
 
