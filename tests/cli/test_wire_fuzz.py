@@ -83,6 +83,12 @@ def _drain(s: socket.socket, done: Callable[[bytes], bool]) -> bytes:
     return out
 
 
+def _tagged_reply(tag: bytes) -> Callable[[bytes], bool]:
+    """Done reading once the tagged reply (or a BYE, or a literal prompt) is in."""
+    end = re.compile(rb"(^|\n)" + re.escape(tag) + rb" (OK|NO|BAD)")
+    return lambda o: end.search(o) is not None or b"* BYE" in o or o.endswith(b"+ Ready for literal data\r\n")
+
+
 def _session(proto: str, port: int, rnd: random.Random, known: list[bytes] | None = None) -> list[bytes]:
     """One connection's worth of commands (``known`` ones, else random); returns the
     commands whose replies say SERVERBUG."""
@@ -95,7 +101,7 @@ def _session(proto: str, port: int, rnd: random.Random, known: list[bytes] | Non
         if proto == "imap":
             for tag, line in ((b"a", b"LOGIN %s \"%s\"" % (USER.encode(), PASSWORD.encode())), (b"b", b"SELECT INBOX")):
                 s.sendall(tag + b" " + line + b"\r\n")
-                _drain(s, lambda o, t=tag: re.search(rb"(^|\n)" + t + rb" (OK|NO|BAD)", o) is not None)
+                _drain(s, _tagged_reply(tag))
         elif proto == "pop3":
             for line in (b"USER " + USER.encode(), b"PASS " + PASSWORD.encode()):
                 s.sendall(line + b"\r\n")
@@ -108,8 +114,7 @@ def _session(proto: str, port: int, rnd: random.Random, known: list[bytes] | Non
             if proto == "imap":
                 tag = b"t%d" % k
                 s.sendall(tag + b" " + line + b"\r\n")
-                out = _drain(s, lambda o, t=tag: re.search(rb"(^|\n)" + t + rb" (OK|NO|BAD)", o) is not None
-                             or b"* BYE" in o or o.endswith(b"+ Ready for literal data\r\n"))
+                out = _drain(s, _tagged_reply(tag))
             else:
                 s.sendall(line + b"\r\n")
                 out = _drain(s, lambda o: o.endswith(b"\r\n"))
