@@ -14,7 +14,7 @@ from ..context import ServerContext
 from ..errors import is_storage_full
 from ..outbound.api import Envelope, Recipient
 from ..storage.models import DeliveryTarget
-from . import message, recipients
+from . import message, recipients, replies
 from .address import Path
 from .proto import AuthOutcome
 from .replies import Reply, r
@@ -63,7 +63,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         if is_storage_full(exc):  # RFC 3463 X.3.1, what Postfix says when its disk is full
             logger.error("%s id=%s from=<%s> to=%s result=deferred (disk full: %s)", peer.session_id,
                          queue_id, sender, rcpt_log, exc.__cause__ or exc)
-            return r(452, "4.3.1", "Insufficient system storage, try again later")
+            return replies.NO_ROOM
         logger.exception("%s id=%s from=<%s> to=%s result=failed", peer.session_id, queue_id,
                          sender, rcpt_log)
         return r(451, "4.3.0", "Local error in processing, try again later")
@@ -100,6 +100,15 @@ class StoreBackend:
         result = "ok" if res.account else ("throttled" if res.throttled else "failed")
         logger.info("%s auth %s user=%r", self.tag, result, username[:100])
         return AuthOutcome(res.account.address if res.account else None, res.throttled)
+
+    async def has_room(self, size: int | None) -> bool:
+        # As Postfix: room for 1.5 times the largest message accepted here (so a full disk
+        # is refused at MAIL, before the client sends it), and for 1.5 times a larger
+        # declared SIZE.
+        free = await self.ctx.store.free_space()
+        if free is None:
+            return True
+        return free >= 1.5 * max(self.ctx.config.limits.message_size, size or 0)
 
     async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:
         return await deliver(self.ctx, self.settings, peer, txn, body)

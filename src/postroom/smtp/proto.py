@@ -88,6 +88,11 @@ class Backend(Protocol):
         """Deliver durably and return the final reply (250 with the queue id, or 4xx/5xx)."""
         ...
 
+    async def has_room(self, size: int | None) -> bool:
+        """Whether the disk can take a message of ``size`` octets (the declared SIZE, None
+        when the client declared none) with room to spare; False answers MAIL with 452."""
+        ...
+
     async def etrn(self, domain: str) -> bool | None:
         """RFC 1985: start a queue run for ``domain`` (``@domain`` with subdomains).
         True: mail was waiting; False: none; None: no outbound queue here."""
@@ -242,6 +247,8 @@ class Session:
             return r(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")  # RFC 6531 §3.4
         if txn.size is not None and txn.size > self.opts.max_size:
             return replies.TOO_BIG  # RFC 1870 §6.1
+        if not await self.backend.has_room(txn.size):
+            return replies.NO_ROOM  # RFC 1870 §6.1 452; refused now rather than after DATA
         if self.opts.submission and self.login and self.opts.require_sender_match:
             owners = await self.backend.sender_owners(path.key) if path.domain else []
             if not policy.sender_allowed(path.key, self.login, owners):

@@ -237,6 +237,10 @@ class Store(Protocol):
     def watch(self, mailbox_id: int) -> MailboxWatch: ...
 
     # -- maintenance -------------------------------------------------------------
+    async def free_space(self) -> int | None:
+        """Bytes free for new messages where the store keeps them (None: not known here)."""
+        ...
+
     async def purge(self) -> tuple[int, int]:
         """Reclaim the space of expunged messages; return (files removed, bytes freed).
         Safe to run while serving; the runtime runs it hourly, ``postroom purge`` on demand."""

@@ -213,3 +213,23 @@ def test_disk_full_defers_with_452_and_the_retry_is_delivered_whole(smtp_server,
         assert c.sendmail("someone@remote.example", ["carl@example.test"], MSG) == {}
     after = smtp_server.inbox("carl")
     assert len(after) == before + 1 and after[-1].endswith(MSG)
+
+
+def test_mail_is_refused_with_452_when_the_disk_is_nearly_full(smtp_server, monkeypatch):
+    """As Postfix: the store's disk must have 1.5 times the largest accepted message free
+    (or 1.5 times a larger declared SIZE), else MAIL gets 452 4.3.1 before any data is sent."""
+    from collections import namedtuple
+
+    from postroom.storage.sqlite import store as sqlite_store
+
+    limit = smtp_server.cfg.limits.message_size
+    usage = namedtuple("usage", "total used free")
+    free = [int(limit * 1.4)]
+    monkeypatch.setattr(sqlite_store.shutil, "disk_usage", lambda path: usage(10 * limit, 0, free[0]))
+    with smtplib.SMTP("127.0.0.1", smtp_server.ports["smtp"]) as c:
+        c.ehlo()
+        code, text = c.mail("someone@remote.example")
+        assert (code, text[:6]) == (452, b"4.3.1 ")
+        free[0] = int(limit * 1.6)
+        assert c.mail("someone@remote.example")[0] == 250
+        c.rset()

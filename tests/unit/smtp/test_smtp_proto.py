@@ -43,6 +43,9 @@ class FakeBackend:
         self.delivered.append((peer, txn, body))
         return r(250, "2.0.0", "Ok: queued as X")
 
+    async def has_room(self, size):
+        return size != 999  # SIZE=999 stands for a message the disk has no room for
+
     async def etrn(self, domain):
         return {"busy.example": True, "@busy.example": True, "idle.example": False}.get(domain)
 
@@ -106,6 +109,7 @@ def test_happy_path_and_state():
     (["EHLO x", "MAIL FROM:<a@b.example> SIZE=1001"], [250, 552]),
     (["EHLO x", "MAIL FROM:<a@b.example> SIZE=1000 BODY=8BITMIME RET=HDRS ENVID=a+2Bb"], [250, 250]),
     (["EHLO x", "MAIL FROM:<a@b.example> BODY=BINARYMIME"], [250, 501]),
+    (["EHLO x", "MAIL FROM:<a@b.example> SIZE=999"], [250, 452]),  # fits the limit, not the disk
     # Non-ASCII digits ("²".isdigit() is True, int("²") raises): found by fuzzing, was a 421 + traceback.
     (["EHLO x", "MAIL FROM:<a@b.example> SIZE=²"], [250, 501]),
     (["EHLO x", "MAIL FROM:<a@b.example> SIZE=٣"], [250, 501]),

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import sqlite3
 import time
 from collections import OrderedDict
@@ -790,6 +791,10 @@ class SqliteStore:
     async def _modseqs(self, ids: list[int]) -> dict[int, int]:
         return await self.engine.read(lambda c: dict(c.execute(
             f"SELECT id, highestmodseq FROM mailboxes WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()))
+
+    async def free_space(self) -> int | None:
+        # statvfs can wait on a busy or remote disk: on the reader pool, not the loop.
+        return int((await self.engine.run_io(shutil.disk_usage, self.dir / "segments")).free)
 
     # -- space reclamation -------------------------------------------------------------
     async def purge(self, min_age: float = SEALED_AFTER, sparse: float = 0.5) -> tuple[int, int]:
