@@ -3,8 +3,8 @@
 All writes of a process go through one writer thread with one connection. Write
 requests queue up (a thread-safe queue, no event-loop task in between) while a
 batch is being committed; the moment it is durable the writer thread takes all of
-them as the next batch: message bytes are appended to the segment file and fsynced once, then every
-request runs inside one transaction (each in its own SAVEPOINT, so one refused
+them as the next batch: message bytes are appended to the segment file and
+fsynced once, then every request runs inside one transaction (each in its own SAVEPOINT, so one refused
 request does not undo the others) and one COMMIT makes the batch durable (WAL with
 ``synchronous=FULL`` syncs the log on commit). Concurrent deliveries thus share two
 fsyncs instead of paying two each. A run of same-kind requests (deliveries) may
