@@ -12,7 +12,7 @@ from .commands import TABLE
 from .errors import Bad, Bye, ImapError, ParseError
 from .parser import split_command
 from .parser.base import Reader
-from .responses import After, Reply
+from .responses import After, Reply, no_room
 from .session import Session, State
 
 log = logging.getLogger("postroom.imap")
@@ -38,7 +38,7 @@ def _store_error(exc: StoreError) -> Reply:
     if isinstance(exc, MailboxExists):
         return Reply("Mailbox already exists", b"NO", b"ALREADYEXISTS")
     if isinstance(exc, StorageFull):
-        return Reply("Not enough disk space", b"NO", b"OVERQUOTA")  # Dovecot's reply
+        return no_room()
     return Reply("Operation failed", b"NO", b"CANNOT")
 
 

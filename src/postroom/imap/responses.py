@@ -40,6 +40,11 @@ class Reply:
         return tag + b" " + self.status + b" " + code + self.text.encode() + b"\r\n"
 
 
+def no_room() -> Reply:
+    """A write the store's disk has no room for: Dovecot's reply (RFC 5530 OVERQUOTA)."""
+    return Reply("Not enough disk space", b"NO", b"OVERQUOTA")
+
+
 def untagged(line: bytes) -> bytes:
     return b"* " + line + b"\r\n"
 

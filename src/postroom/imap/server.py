@@ -14,10 +14,11 @@ from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooL
 from . import dispatch
 from .errors import Bad, Bye
 from .handlers.anystate import capabilities
-from .responses import After
+from .responses import After, no_room
 from .session import ImapSettings, Session, State
 from .settings import read_settings
-from .tokenizer import Command, CommandFramer, LiteralTooLarge, NeedLiteral
+from ..storage.api import has_room
+from .tokenizer import Command, CommandFramer, Event, LiteralTooLarge, NeedLiteral
 
 logger = log.get("imap")
 FLUSH_AT = 256 * 1024
@@ -116,9 +117,15 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 await io.flush()
             timeout = settings.preauth_timeout if s.state is State.NOT_AUTHENTICATED else settings.autologout
             try:
-                ev = framer.feed_line(await conn.readline(line_limit, timeout))
+                # bytes: the tagged refusal of a literal not sent yet
+                ev: Event | bytes = framer.feed_line(await conn.readline(line_limit, timeout))
                 while isinstance(ev, NeedLiteral):
                     if ev.sync:
+                        refusal = await _no_room_for(s, framer, ev.size)
+                        if refusal is not None:
+                            framer.reset()
+                            ev = refusal
+                            break
                         await io.send(b"+ Ready for literal data\r\n")  # §7.5
                     framer.feed_literal(await conn.readexactly(ev.size, timeout))
                     ev = framer.feed_line(await conn.readline(line_limit, timeout))
@@ -135,6 +142,9 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                     raise Bye("Literal too large")
                 # §7.1: refusing before the "+" means the client sends nothing more.
                 await io.write((ev.tag or b"*") + b" NO [TOOBIG] Literal too large\r\n")
+                continue
+            if isinstance(ev, bytes):
+                await io.write(ev)
                 continue
             assert isinstance(ev, Command)
             if not ev.raw.strip():
@@ -161,6 +171,20 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
         pass
     finally:
         s.close_watch()
+
+
+async def _no_room_for(s: Session, framer: CommandFramer, size: int) -> bytes | None:
+    """The tagged NO for an APPEND whose message the store's disk has no room for, or None.
+
+    Asked before the "+" of a synchronizing literal, so a full disk costs the client one
+    line instead of the upload (RFC 3501 §7.5: the server may refuse instead of "+").
+    The reply is the one a failed write gets, as Dovecot answers.
+    """
+    if s.state is State.NOT_AUTHENTICATED or framer.verb() != b"APPEND":
+        return None
+    if has_room(await s.ctx.store.free_space(), size):
+        return None
+    return no_room().tagged(framer.tag())
 
 
 async def _bye(io: _ConnIO, text: str) -> None:

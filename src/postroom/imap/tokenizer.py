@@ -112,3 +112,7 @@ class CommandFramer:
 
     def tag(self) -> bytes:
         return first_words(self._first or b"")[0]
+
+    def verb(self) -> bytes:
+        """The upper-cased verb of the command being assembled (b"" between commands)."""
+        return first_words(self._first or b"")[1]

@@ -13,6 +13,7 @@ from .. import log
 from ..context import ServerContext
 from ..errors import is_storage_full
 from ..outbound.api import Envelope, Recipient
+from ..storage.api import has_room
 from ..storage.models import DeliveryTarget
 from . import message, recipients, replies
 from .address import Path
@@ -105,10 +106,7 @@ class StoreBackend:
         # As Postfix: room for 1.5 times the largest message accepted here (so a full disk
         # is refused at MAIL, before the client sends it), and for 1.5 times a larger
         # declared SIZE.
-        free = await self.ctx.store.free_space()
-        if free is None:
-            return True
-        return free >= 1.5 * max(self.ctx.config.limits.message_size, size or 0)
+        return has_room(await self.ctx.store.free_space(), max(self.ctx.config.limits.message_size, size or 0))
 
     async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:
         return await deliver(self.ctx, self.settings, peer, txn, body)

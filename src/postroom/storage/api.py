@@ -34,6 +34,17 @@ from .models import (
 if TYPE_CHECKING:
     from ..mime import ParsedMessage
 
+#: A write of ``size`` bytes is refused ahead (SMTP MAIL, IMAP APPEND before its literal) while
+#: the store's disk has less than this many times ``size`` free: Postfix's rule (its
+#: queue_minfree defaults to 1.5 times message_size_limit), which keeps room for SQLite's own
+#: writes and refuses a message before the client has sent it rather than after.
+ROOM_FACTOR = 1.5
+
+
+def has_room(free: int | None, size: int) -> bool:
+    """Whether ``free`` bytes (from :meth:`Store.free_space`; None: unknown) leave room for ``size``."""
+    return free is None or free >= ROOM_FACTOR * size
+
 
 class MailboxWatch(Protocol):
     """A subscription to one mailbox's changes (IMAP IDLE, NOOP)."""

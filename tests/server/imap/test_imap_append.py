@@ -72,3 +72,36 @@ def test_append_when_the_disk_is_full_says_overquota_and_keeps_nothing(srv, monk
     typ, data = c.fetch("1:*", "(BODY.PEEK[])")
     assert [d[1] for d in data if isinstance(d, tuple)] == [msg("room again")]
     c.logout()
+
+
+def test_append_is_refused_before_its_literal_when_the_disk_is_nearly_full(srv, monkeypatch):
+    """As SMTP's MAIL: less than 1.5 times the message free on the store's disk gets
+    NO [OVERQUOTA] instead of "+", so the client does not upload a message that cannot be kept."""
+    from collections import namedtuple
+
+    from postroom.storage.sqlite import store as sqlite_store
+
+    body = msg("big one")
+    usage = namedtuple("usage", "total used free")
+    free = [int(len(body) * 1.4)]
+    monkeypatch.setattr(sqlite_store.shutil, "disk_usage", lambda path: usage(10**9, 0, free[0]))
+    acc = srv.new_user()
+    r = srv.raw()
+    r.cmd(b'l LOGIN "%s" "%s"' % (acc.address.encode(), PASSWORD.encode()))
+    r.send(b"a APPEND INBOX (\\Seen) {%d}\r\n" % len(body))
+    assert r.line() == b"a NO [OVERQUOTA] Not enough disk space\r\n"
+    # The connection is in step: the next command is a command, not literal data.
+    assert r.cmd(b"b NOOP")[-1].startswith(b"b OK")
+    free[0] = int(len(body) * 1.6)
+    r.send(b"c APPEND INBOX {%d}\r\n" % len(body))
+    assert r.line().startswith(b"+ ")
+    r.send(body + b"\r\n")
+    assert r.until_tagged(b"c")[-1].startswith(b"c OK [APPENDUID ")
+    # Other commands' literals are not the message's: a nearly full disk does not refuse them.
+    free[0] = 0
+    r.send(b"d SELECT {5}\r\n")
+    assert r.line().startswith(b"+ ")
+    r.send(b"INBOX\r\n")
+    assert r.until_tagged(b"d")[-1].startswith(b"d OK")
+    assert b"(\\Seen)" not in b"".join(r.cmd(b"e FETCH 1:* FLAGS"))  # only the message of c was kept
+    r.close()
