@@ -16,12 +16,14 @@ delivery that returned is in the mailbox. Target: at 64 deliverers the store doe
 
     python bench/store.py            # full run (about two minutes)
     python bench/store.py --quick    # smoke run for CI
+    python bench/store.py --ceiling  # also the store with every fsync skipped: what CPU alone allows
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
@@ -31,11 +33,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from postroom.storage.models import DeliveryTarget  # noqa: E402
+from postroom.storage.sqlite import engine as sqlite_engine  # noqa: E402
 from postroom.storage.sqlite.store import SqliteStore  # noqa: E402
 
 SIZE = 10 * 1024
@@ -111,10 +115,32 @@ def _run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
+@contextlib.contextmanager
+def _fsyncs_skipped() -> Iterator[None]:
+    """The store with no fsync at all, neither the segments' nor SQLite's (``synchronous=OFF``).
+
+    Not durable, so never a result: it is the ceiling, what the store's CPU work alone allows
+    on this machine, against which to judge how much any overlap of disk waits could gain.
+    """
+    connect = sqlite_engine.connect
+
+    def connect_unsynced(*args: Any, **kwargs: Any) -> Any:
+        conn = connect(*args, **kwargs)
+        conn.execute("PRAGMA synchronous=OFF")
+        return conn
+
+    with mock.patch("os.fdatasync"), mock.patch("os.fsync"), \
+            mock.patch.object(sqlite_engine, "connect", connect_unsynced):
+        yield
+
+
 def _child(kind: str, path: Path, deliverers: int, first: int, start_at: float,
            seconds: float) -> Part:
     if kind == "store":
         return _run(_store_part(path, deliverers, first, start_at, seconds))
+    if kind == "ceiling":
+        with _fsyncs_skipped():
+            return _run(_store_part(path, deliverers, first, start_at, seconds))
     return _baseline_part(path, deliverers, first, start_at, seconds)
 
 
@@ -142,10 +168,12 @@ class Point(NamedTuple):
     commits: int
 
 
-def bench_store(root: Path, deliverers: int, processes: int, seconds: float, run: int = 0) -> Point:
-    path = root / f"store-{processes}-{deliverers}-{run}"
+def bench_store(root: Path, deliverers: int, processes: int, seconds: float, run: int = 0,
+                durable: bool = True) -> Point:
+    path = root / f"{'store' if durable else 'ceiling'}-{processes}-{deliverers}-{run}"
     _run(_setup_store(path))
-    count, elapsed, batches, cpu = _spread("store", path, deliverers, processes, seconds)
+    count, elapsed, batches, cpu = _spread("store" if durable else "ceiling", path, deliverers, processes,
+                                           seconds)
     stored = _run(_inbox_count(path))
     assert stored == count, f"{count} deliveries returned but {stored} messages in the mailbox"
     return Point(count / elapsed, cpu / count * 1e6, batches)
@@ -232,6 +260,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every point this many times, alternating store and baseline, and print "
                          "the median run of each (default: 1)")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also run the store with every fsync skipped (not durable): the rate its CPU work "
+                         "alone allows, and so the most any overlap of the disk waits could give")
     args = ap.parse_args()
     seconds = args.seconds or (0.5 if args.quick else 5.0)
     points = [int(x) for x in args.deliverers.split(",")]
@@ -244,20 +275,26 @@ def main() -> int:
           f"{f', median of {args.repeat} runs' if args.repeat > 1 else ''}, in {root}")
     print("(cpu: microseconds of CPU, all threads and processes, user + system, per delivery)")
     print(f"{'processes':>9} {'deliverers':>10} {'store msg/s':>12} {'cpu':>5} {'commits':>8} "
-          f"{'baseline msg/s':>15} {'cpu':>5} {'ratio':>7}")
+          f"{'baseline msg/s':>15} {'cpu':>5} {'ratio':>7}"
+          + (f" {'no-fsync msg/s':>15} {'cpu':>5} {'ratio':>7}" if args.ceiling else ""))
     ratios = {}
     target = 5.0
     try:
         for procs in sorted({1, max(1, args.processes)}):
             for c in points:
                 # Alternated, and the median run of each kind: this disk's speed drifts.
-                runs = [(bench_store(root, c, procs, seconds, k), bench_baseline(root, c, procs, seconds, k))
+                runs = [(bench_store(root, c, procs, seconds, k), bench_baseline(root, c, procs, seconds, k),
+                         bench_store(root, c, procs, seconds, k, durable=False) if args.ceiling else None)
                         for k in range(args.repeat)]
                 st = _median([r[0] for r in runs])
                 bl = _median([r[1] for r in runs])
                 ratios[procs, c] = st.rate / bl.rate
-                print(f"{procs:>9} {c:>10} {st.rate:>12.0f} {st.cpu_us:>5.0f} {st.commits:>8} "
-                      f"{bl.rate:>15.0f} {bl.cpu_us:>5.0f} {ratios[procs, c]:>6.1f}x", flush=True)
+                line = (f"{procs:>9} {c:>10} {st.rate:>12.0f} {st.cpu_us:>5.0f} {st.commits:>8} "
+                        f"{bl.rate:>15.0f} {bl.cpu_us:>5.0f} {ratios[procs, c]:>6.1f}x")
+                if args.ceiling:
+                    top = _median([r[2] for r in runs if r[2] is not None])
+                    line += f" {top.rate:>15.0f} {top.cpu_us:>5.0f} {top.rate / bl.rate:>6.1f}x"
+                print(line, flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         os.sync()  # the freed inodes' table blocks written back: "recent" for 60 s, not 6 minutes
