@@ -6,6 +6,7 @@ kernel spreads connections over them (one Python process uses one core). SIGTERM
 stop accepting, let connections finish what they are doing (protocols watch
 ``ctx.stopping`` and close after the transaction in flight), exit 0. SIGHUP:
 re-read the config and the TLS certificate; listener address changes need a restart.
+A worker whose supervisor has died (SIGKILL) stops the same way within a second.
 
 Tests start the same runtime in-process with :func:`running`.
 """
@@ -47,6 +48,7 @@ GOODBYE = {
     "nntp": b"400 Server shutting down\r\n",
 }
 IDLE_CLOSE_AFTER = 0.5
+SUPERVISOR_CHECK = 1.0  # seconds between a worker's checks that its supervisor still runs
 PURGE_EVERY = 3600.0  # seconds a session must have been waiting for a command to be closed at shutdown
 
 # What a client hears when it is over a connection limit, in its own protocol.
@@ -230,7 +232,7 @@ async def running(cfg: Config) -> AsyncIterator[Server]:
         await srv.stop(grace=5)
 
 
-async def _serve_forever(path: str, cfg: Config, reuse_port: bool) -> int:
+async def _serve_forever(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None) -> int:
     srv = Server(cfg)
     await srv.start(reuse_port=reuse_port)
     loop = asyncio.get_running_loop()
@@ -238,20 +240,37 @@ async def _serve_forever(path: str, cfg: Config, reuse_port: bool) -> int:
     loop.add_signal_handler(signal.SIGTERM, done.set)
     loop.add_signal_handler(signal.SIGINT, done.set)
     loop.add_signal_handler(signal.SIGHUP, srv.reload, path)
+    watch = None if supervisor is None else asyncio.create_task(_watch_supervisor(supervisor, srv, done))
     await done.wait()
     srv.log.info("shutting down")
+    if watch is not None:
+        watch.cancel()
     await srv.stop()
     return 0
 
 
-def _run_worker(path: str, cfg: Config, reuse_port: bool) -> int:
+async def _watch_supervisor(supervisor: int, srv: Server, done: asyncio.Event) -> None:
+    """Stop (finishing what is in flight) once the supervisor is gone.
+
+    A supervisor killed with SIGKILL (the OOM killer, ``kill -9``) cannot pass on a
+    SIGTERM: its workers would go on serving as orphans that no later stop or reload
+    reaches, alongside the workers of the next ``postroom serve`` (SO_REUSEPORT lets
+    both bind). The kernel re-parents an orphan, which ``getppid`` shows.
+    """
+    while os.getppid() == supervisor:
+        await asyncio.sleep(SUPERVISOR_CHECK)
+    srv.log.error("supervisor pid=%d is gone; stopping", supervisor)
+    done.set()
+
+
+def _run_worker(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # uvloop is a dependency, but the server still works without it
         pass
-    return asyncio.run(_serve_forever(path, cfg, reuse_port))
+    return asyncio.run(_serve_forever(path, cfg, reuse_port, supervisor))
 
 
 def serve(path: str) -> int:
@@ -266,6 +285,8 @@ def serve(path: str) -> int:
         return 1
     children: dict[int, int] = {}
 
+    supervisor = os.getpid()
+
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
@@ -276,7 +297,7 @@ def serve(path: str) -> int:
                 signal.signal(s, lambda *_: os._exit(0))
             code = 1
             try:
-                code = _run_worker(path, cfg, reuse_port=True)
+                code = _run_worker(path, cfg, reuse_port=True, supervisor=supervisor)
             except BaseException:
                 logging.getLogger("postroom.server").exception("worker failed")
             finally:

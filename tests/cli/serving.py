@@ -8,7 +8,9 @@ nobody reads would block the server once full).
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -33,8 +35,9 @@ class Serving:
         self.log_path = cfgp.parent / "serve.log"
         self.workers = workers
         self._log = open(self.log_path, "w")
+        # Its own process group, so that a test can kill the supervisor and its workers at once.
         self.proc = subprocess.Popen([sys.executable, "-m", "postroom.cli", "-c", str(cfgp), "serve"],
-                                     stdout=subprocess.DEVNULL, stderr=self._log)
+                                     stdout=subprocess.DEVNULL, stderr=self._log, start_new_session=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -51,9 +54,20 @@ class Serving:
             time.sleep(0.1)
         raise AssertionError(f"serve did not start listening:\n{self.log()}")
 
+    def kill_all(self) -> None:
+        """SIGKILL to the supervisor and every worker at the same moment, as a power cut."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.kill()
         code = self.proc.wait()
+        try:  # workers a test left behind (their supervisor gone)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self._log.close()
         return code
