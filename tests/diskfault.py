@@ -1,4 +1,5 @@
-"""Make the store's next segment write or fsync fail the way a full or failing disk does.
+"""Make the store's next segment write or fsync fail the way a full or failing disk does,
+or every fsync slow.
 
 The servers under test run in the test process (a thread), so patching the ``os``
 functions the segment writer calls reaches them; the fault fires once.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -44,3 +47,25 @@ def fail_next_segment_sync(monkeypatch: pytest.MonkeyPatch) -> None:
         real(fd)
 
     monkeypatch.setattr(segments.os, "fdatasync", fdatasync)
+
+
+def slow_segment_syncs(monkeypatch: pytest.MonkeyPatch, seconds: float) -> threading.Event:
+    """Every ``fdatasync`` of a segment takes ``seconds`` longer, as on a slow or busy disk.
+
+    The returned event is set while one of them is in progress.
+    """
+    from postroom.storage.sqlite import segments
+
+    real = os.fdatasync
+    syncing = threading.Event()
+
+    def fdatasync(fd: int) -> None:
+        syncing.set()
+        try:
+            time.sleep(seconds)
+            real(fd)
+        finally:
+            syncing.clear()
+
+    monkeypatch.setattr(segments.os, "fdatasync", fdatasync)
+    return syncing
