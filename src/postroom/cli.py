@@ -171,9 +171,27 @@ async def cmd_import(store: Any, cfg: Config, args: argparse.Namespace) -> int:
 async def cmd_export(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     from .importexport import export_mail
 
-    n = await export_mail(store, _check_address(args.address), args.format, Path(args.dir))
+    damaged: list[str] = []
+    n = await export_mail(store, _check_address(args.address), args.format, Path(args.dir), damaged)
     print(f"exported {n} messages")
-    return 0
+    return _report_damaged(damaged, "not exported")
+
+
+@_store_cmd
+async def cmd_verify(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    from .verify import verify_store
+
+    report = await verify_store(store)
+    print(f"verified {report.messages} messages of {report.accounts} accounts: "
+          f"{len(report.damaged) or 'none'} damaged")
+    return _report_damaged(report.damaged, "damaged")
+
+
+def _report_damaged(damaged: list[str], what: str) -> int:
+    """One stderr line per message whose bytes cannot be read back; exit 1 if any."""
+    for line in damaged:
+        print(f"postroom: {what}: {line}", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 @_store_cmd
@@ -285,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_export)
 
     sub.add_parser("purge", help="reclaim the disk space of expunged messages").set_defaults(run=cmd_purge)
+    sub.add_parser("verify", help="read back every stored message; list those that cannot be (exit 1)"
+                   ).set_defaults(run=cmd_verify)
 
     sm = sub.add_parser("sendmail", help="submit a message from stdin (sendmail-compatible)", add_help=False)
     sm.add_argument("rest", nargs=argparse.REMAINDER)

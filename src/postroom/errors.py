@@ -44,6 +44,16 @@ class StorageFull(StoreError):
     """
 
 
+class MessageDamaged(StoreError):
+    """A message's bytes cannot be read back: its segment is shorter than the index says,
+    missing, or the disk fails to read it (a restore that lost files, bit rot, a dying disk).
+
+    The message names the mailbox, the UID and where the bytes should be; the OSError is
+    the ``__cause__``. IMAP answers ``NO [CORRUPTION]`` (RFC 5530) after serving every
+    readable message, POP3 ``-ERR [SYS/PERM]``; ``postroom verify`` lists every such message.
+    """
+
+
 def is_storage_full(exc: BaseException) -> bool:
     """True for StorageFull and for the OS or SQLite errors that mean "no space left"."""
     if isinstance(exc, StorageFull):

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import MailboxExists, UsageError
+from .errors import MailboxExists, MessageDamaged, UsageError
 from .storage.models import HIERARCHY_SEPARATOR, MessageInfo
 
 BATCH = 64  # appends in flight at once: they share group commits
@@ -44,7 +44,7 @@ def to_lf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n")
 
 
-def _progress(total: int | None, desc: str) -> Any:
+def progress_bar(total: int | None, desc: str) -> Any:
     """A tqdm bar on a terminal, nothing otherwise (scripts and tests read stdout)."""
     if sys.stderr.isatty():
         from tqdm import tqdm
@@ -124,7 +124,7 @@ async def import_mail(store: Any, address: str, fmt: str, path: Path, mailbox_na
         source = _iter_maildir(path)
     base = mailbox_name or "INBOX"
     existing = {m.name for m in await store.list_mailboxes(account.id)}
-    bar = _progress(None, f"import {path.name}")
+    bar = progress_bar(None, f"import {path.name}")
     count = 0
     pending: list[Any] = []
 
@@ -206,7 +206,12 @@ def _from_line(raw: bytes, msg: MessageInfo) -> str:
     return f"{sender} {time.strftime('%a %b %d %H:%M:%S %Y', time.gmtime(msg.internaldate.timestamp()))}"
 
 
-async def export_mail(store: Any, address: str, fmt: str, out: Path) -> int:
+async def export_mail(store: Any, address: str, fmt: str, out: Path, damaged: list[str] | None = None) -> int:
+    """Write the account's mail to ``out``; return how many messages were written.
+
+    A message whose bytes cannot be read back (MessageDamaged) stops the export, unless
+    ``damaged`` is given: then it is skipped and described there, and the rest goes out.
+    """
     account = await store.get_account(address)
     if account is None:
         raise UsageError(f"no such account: {address}")
@@ -214,7 +219,7 @@ async def export_mail(store: Any, address: str, fmt: str, out: Path) -> int:
     total = 0
     for mb in boxes:
         total += (await store.mailbox_status(mb.id)).messages
-    bar = _progress(total, f"export {address}")
+    bar = progress_bar(total, f"export {address}")
     count = 0
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -234,7 +239,13 @@ async def export_mail(store: Any, address: str, fmt: str, out: Path) -> int:
                 target.lock()
             try:
                 for msg in msgs:
-                    raw = to_lf(await store.read_message(msg))
+                    try:
+                        raw = to_lf(await store.read_message(msg))
+                    except MessageDamaged as exc:
+                        if damaged is None:
+                            raise
+                        damaged.append(f"{mb.name} uid {msg.uid}: {exc}")
+                        continue
                     if fmt == "mbox":
                         # bytes, not a Message object: mailbox would re-generate the headers
                         target.add(b"From " + _from_line(raw, msg).encode("ascii", "replace") + b"\n"

@@ -11,29 +11,45 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from postroom import protocols
 from postroom.cli import main
+from postroom.config import load
 
 _LISTENING = re.compile(r"listening (\S+) (\S+):(\d+) ")
 
 
 def make_server_dir(d: Path, workers: int = 1) -> Path:
-    """``postroom init`` with every listener on port 0; returns the config path."""
+    """``postroom init`` with every listener on a port of its own; returns the config path.
+
+    One worker binds port 0 (the kernel picks). Several workers must share each port
+    (SO_REUSEPORT), which port 0 would not give them: those get free ports picked now.
+    """
     assert main(["init", str(d), "--domain", "example.test"]) == 0
     cfgp = d / "postroom.toml"
     text = cfgp.read_text().replace("workers = 1", f"workers = {workers}")
-    cfgp.write_text(re.sub(r'address = "127\.0\.0\.1:\d+"', 'address = "127.0.0.1:0"', text))
+    cfgp.write_text(re.sub(r'address = "127\.0\.0\.1:\d+"',
+                           lambda _: f'address = "127.0.0.1:{0 if workers == 1 else _free_port()}"', text))
     return cfgp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Serving:
     def __init__(self, cfgp: Path, workers: int = 1) -> None:
         self.log_path = cfgp.parent / "serve.log"
         self.workers = workers
+        # Listeners whose protocol this version has (the others are logged and skipped).
+        self.expected = {lst.name for lst in load(cfgp).listeners if protocols.module_for(lst.protocol) is not None}
         self._log = open(self.log_path, "w")
         # Its own process group, so that a test can kill the supervisor and its workers at once.
         self.proc = subprocess.Popen([sys.executable, "-m", "postroom.cli", "-c", str(cfgp), "serve"],
@@ -48,8 +64,8 @@ class Serving:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"serve exited with {self.proc.returncode}:\n{self.log()}"
             found = _LISTENING.findall(self.log())
-            names = {n for n, _, _ in found}
-            if found and len(found) >= len(names) * self.workers:
+            # Every worker logs each of its listeners; wait for all of them, not the first few.
+            if all(sum(n == name for n, _, _ in found) >= self.workers for name in self.expected):
                 return {n: int(p) for n, _, p in found}
             time.sleep(0.1)
         raise AssertionError(f"serve did not start listening:\n{self.log()}")

@@ -477,3 +477,58 @@ def test_disk_full_or_io_error_fails_the_batch_and_later_messages_read_back_whol
             got = {m.uid: await s.read_message(m) for m in await s.list_messages(inbox.id)}
             assert got == {1: msg(0), 2: msg(4), 3: msg(5), 4: msg(6), 5: msg(7)}
     asyncio.run(t())
+
+
+def test_damaged_segment_reads_fail_alone_and_purge_goes_on(store_factory, postroom_log):
+    """Bytes short or missing on disk (a partial restore, a lost block): reading that message
+    raises MessageDamaged, naming where its bytes should be; the others still read; expunged
+    and purged stays FileNotFoundError; purge keeps a damaged segment and goes on with the rest."""
+    from postroom.errors import MessageDamaged
+
+    big = b"x" * 5000
+
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            for i in range(6):
+                await s.deliver(msg(i) + big, [DeliveryTarget(a.id)])
+            first = s.engine.current_segment()
+        async with store_factory() as s:  # a second segment, with one message to purge away
+            for i in range(6, 8):
+                await s.deliver(msg(i) + big, [DeliveryTarget(a.id)])
+            second = s.engine.current_segment()
+        seg_dir = s.dir / "segments"
+        (seg_dir / f"{first}.seg").write_bytes((seg_dir / f"{first}.seg").read_bytes()[:-3000])
+        async with store_factory() as s:
+            msgs = await s.list_messages(inbox.id)
+            with pytest.raises(MessageDamaged) as exc:
+                await s.read_message(msgs[5])
+            assert f"uid 6 of mailbox {inbox.id}" in str(exc.value) and first in str(exc.value)
+            assert "shorter" in str(exc.value)
+            with pytest.raises(MessageDamaged):
+                await s.read_messages(msgs)
+            assert [await s.read_message(m) for m in msgs[:5]] == [msg(i) + big for i in range(5)]
+            assert await s.read_messages(msgs[:5]) == [msg(i) + big for i in range(5)]
+            # Both segments sparse: the damaged one is kept (its message 6 cannot move), the other,
+            # which comes after it, is still purged.
+            await s.store_flags(inbox.id, [1, 2, 3, 4, 7, 8], FlagOp.ADD, frozenset({"\\Deleted"}))
+            await s.expunge(inbox.id)
+            removed, _ = await s.purge(min_age=0)
+            assert removed == 1
+            assert (seg_dir / f"{first}.seg").exists() and not (seg_dir / f"{second}.seg").exists()
+            left = await s.list_messages(inbox.id)
+            assert [m.uid for m in left] == [5, 6] and await s.read_message(left[0]) == msg(4) + big
+            assert any(f"purge: segment {first} keeps its space" in line for line in postroom_log)
+        (seg_dir / f"{first}.seg").unlink()  # the whole file lost
+        async with store_factory() as s:
+            m5 = (await s.list_messages(inbox.id))[0]
+            with pytest.raises(MessageDamaged) as exc:
+                await s.read_message(m5)
+            assert "No such file" in str(exc.value)
+            # Expunged and purged is "gone", not damaged.
+            await s.store_flags(inbox.id, [m5.uid], FlagOp.ADD, frozenset({"\\Deleted"}))
+            await s.expunge(inbox.id)
+            with pytest.raises(FileNotFoundError):
+                await s.read_message(m5)
+    asyncio.run(t())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from ..errors import MailboxExists, MailboxNotFound, StorageFull, StoreError
+from ..errors import MailboxExists, MailboxNotFound, MessageDamaged, StorageFull, StoreError
 from ..net.connection import ConnectionClosed, IdleTimeout
 from .commands import TABLE
 from .errors import Bad, Bye, ImapError, ParseError
@@ -39,6 +39,9 @@ def _store_error(exc: StoreError) -> Reply:
         return Reply("Mailbox already exists", b"NO", b"ALREADYEXISTS")
     if isinstance(exc, StorageFull):
         return no_room()
+    if isinstance(exc, MessageDamaged):
+        log.error("imap: %s", exc)
+        return Reply("Message is damaged and cannot be read", b"NO", b"CORRUPTION")  # RFC 5530
     return Reply("Operation failed", b"NO", b"CANNOT")
 
 

@@ -13,7 +13,7 @@ import secrets
 from typing import Callable
 
 from .. import log
-from ..errors import MaildropLocked
+from ..errors import MaildropLocked, MessageDamaged
 from ..storage.models import Account, FlagOp, MessageInfo
 from ..wire import sasl
 from ..wire.dotstuff import stuff
@@ -269,8 +269,8 @@ async def retr(s: Session, cmd: Command) -> Response:
         return found
     number, msg = found
     raw = await _read(s, msg, md.next_after(number))
-    if raw is None:
-        return _UNAVAILABLE
+    if isinstance(raw, Reply):
+        return raw
     md.retrieved.add(number)
     # The count is the stored size, which is exactly what follows before stuffing.
     return ok(f"{len(raw)} octets", stuff(raw))
@@ -284,23 +284,30 @@ async def top(s: Session, cmd: Command) -> Response:
     if isinstance(found, Reply):
         return found
     raw = await _read(s, found[1])
-    if raw is None:
-        return _UNAVAILABLE
+    if isinstance(raw, Reply):
+        return raw
     return ok("Top of message follows", stuff(top_of(raw, lines)))
 
 
 _UNAVAILABLE = err("Message is no longer available", Code.SYS_TEMP)
+_DAMAGED = err("Message is damaged and cannot be read", Code.SYS_PERM)
 
 
-async def _read(s: Session, msg: MessageInfo, next_msg: MessageInfo | None = None) -> bytes | None:
+async def _read(s: Session, msg: MessageInfo, next_msg: MessageInfo | None = None) -> bytes | Reply:
+    """The message's bytes, or the -ERR to answer instead."""
     assert s.reader is not None
     try:
         raw = await s.reader.read(msg, next_msg)
+    except FileNotFoundError:  # expunged by IMAP since the snapshot, and purged
+        return _UNAVAILABLE
+    except MessageDamaged as exc:  # it will not get better: the admin must look (postroom verify)
+        s.ctx.log.error("pop3: %s", exc)
+        return _DAMAGED
     except Exception:
-        # Expunged by IMAP since the snapshot, or a storage fault: log, say little.
+        # Any other storage fault: log it, say little.
         s.ctx.log.warning("pop3: cannot read uid %d of mailbox %d", msg.uid, msg.mailbox_id,
                           exc_info=True)
-        return None
+        return _UNAVAILABLE
     if len(raw) != msg.size:
         s.ctx.log.error("pop3: uid %d has %d octets, the index says %d", msg.uid, len(raw), msg.size)
     return raw

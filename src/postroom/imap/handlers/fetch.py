@@ -5,16 +5,19 @@ date); then, in batches of ``settings.batch`` messages, the bytes and the struct
 (ENVELOPE, BODYSTRUCTURE, sections) are read with one call each, and only for the
 attributes that need them. HEADER and HEADER.FIELDS of the message itself need no
 stored structure: the header ends at the first empty line. The response is streamed,
-so FETCH 1:* of a big mailbox does not build one huge buffer.
+so FETCH 1:* of a big mailbox does not build one huge buffer. A message whose bytes
+cannot be read back (a damaged segment) does not take the others down with it: every
+readable message is sent, then the command ends ``NO [CORRUPTION]`` (RFC 5530).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import OrderedDict
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from ... import mime
+from ...errors import MessageDamaged
 from ...storage.models import FlagOp, MessageInfo
 from ..parser.args import FetchArgs
 from ..parser.fetch import BodySection
@@ -184,6 +187,7 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
     flags_wire = box.flags_wire
     batch = s.settings.batch
     missing = False
+    damaged: set[int] = set()  # UIDs whose bytes could not be read back
     for i in range(0, len(uids), batch):
         chunk = uids[i : i + batch]
         # Refreshed per batch: one query when nothing changed, so flags stay current.
@@ -203,7 +207,7 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         # One top-level header section (the usual client header fetch): its cached data
         # per message, without going through ``hits``.
         pre: list[bytes | None] | None = [None] * len(infos) if p.one_header else None
-        raws = await _read(store, infos, p, hits, pre) if need_raw else [b""] * len(infos)
+        raws = await _read(s, infos, p, hits, pre, damaged) if need_raw else [b""] * len(infos)
         parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
         out: list[bytes] = []
         box_uids = box.uids
@@ -215,6 +219,8 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
             if seq == nuids or box_uids[seq] != uid:
                 continue
             seq += 1
+            if uid in damaged:
+                continue
             if raw is None or (need_structure and parsed is None):
                 # Expunged and its bytes gone in between: skip it (RFC 2180 §4.1).
                 s.ctx.log.debug("imap fetch: message %d vanished", m.uid)
@@ -244,18 +250,44 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 items.append(b"FLAGS " + flags_wire(m))
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
         yield b"".join(out)
-    if missing:
+    if damaged:
+        reply.status, reply.code, reply.text = b"NO", b"CORRUPTION", "Some messages are damaged and cannot be read"
+    elif missing:
         # RFC 5530 EXPUNGEISSUED: some messages were expunged by another session.
         reply.status, reply.code, reply.text = b"NO", b"EXPUNGEISSUED", "Some messages were expunged"
 
 
-async def _read(store: Any, infos: list[MessageInfo], plan: _Plan, hits: dict[tuple[str, bytes], bytes],
-                pre: list[bytes | None] | None = None) -> list[bytes | None]:
+async def read_messages(s: Session, msgs: Sequence[MessageInfo], damaged: set[int]) -> list[bytes | None]:
+    """The messages' bytes (None: vanished, or damaged, whose UIDs go to ``damaged``).
+
+    The store reads a batch with one call and raises MessageDamaged for the whole batch
+    if one message in it cannot be read back; then each is read alone, so the damaged
+    one (logged, one line) does not hide the others.
+    """
+    try:
+        return await s.store.read_messages(msgs)  # type: ignore[no-any-return]
+    except MessageDamaged:
+        pass
+    out: list[bytes | None] = []
+    for m in msgs:
+        try:
+            out.append(await s.store.read_message(m))
+        except FileNotFoundError:
+            out.append(None)
+        except MessageDamaged as exc:
+            s.ctx.log.error("imap: %s", exc)
+            damaged.add(m.uid)
+            out.append(None)
+    return out
+
+
+async def _read(s: Session, infos: list[MessageInfo], plan: _Plan, hits: dict[tuple[str, bytes], bytes],
+                pre: list[bytes | None] | None, damaged: set[int]) -> list[bytes | None]:
     """The bytes of the messages, except (as b"") those whose every section is in
     HEADER_CACHE; the cached data go to ``hits`` (kept even if evicted meanwhile), or
     by position to ``pre`` when the plan has one section only."""
     if not plan.headers_only:
-        return await store.read_messages(infos)  # type: ignore[no-any-return]
+        return await read_messages(s, infos, damaged)
     specs = plan.specs
     get = HEADER_CACHE.get
     wanted = []
@@ -273,10 +305,10 @@ async def _read(store: Any, infos: list[MessageInfo], plan: _Plan, hits: dict[tu
             else:
                 wanted.append(m)
     if len(wanted) == len(infos):
-        return await store.read_messages(infos)  # type: ignore[no-any-return]
+        return await read_messages(s, infos, damaged)
     if not wanted:
         return [b""] * len(infos)
-    got = dict(zip((m.uid for m in wanted), await store.read_messages(wanted)))
+    got = dict(zip((m.uid for m in wanted), await read_messages(s, wanted, damaged)))
     return [got.get(m.uid, b"") for m in infos]
 
 

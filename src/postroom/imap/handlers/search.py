@@ -24,6 +24,7 @@ from ..parser.search import Node
 from ..responses import Reply, untagged
 from ..selected import SelectedMailbox
 from ..session import Session
+from .fetch import read_messages
 from .messages import sel
 
 
@@ -268,7 +269,9 @@ async def _content_filter(s: Session, idx: Any, box: SelectedMailbox, uids: list
     batch = s.settings.batch
     for i in range(0, len(uids), batch):
         msgs = idx.messages(uids[i:i + batch])
-        raws = await store.read_messages(msgs)
+        # A damaged message (logged) cannot match, as one that vanished meanwhile: the
+        # search still answers for the others.
+        raws = await read_messages(s, msgs, set())
         structures = await store.read_structures(msgs)
         for m, raw, parsed in zip(msgs, raws, structures):
             if raw is None or parsed is None:  # vanished meanwhile: it cannot match

@@ -11,6 +11,7 @@ when the segment is compacted.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import threading
@@ -189,7 +190,7 @@ class SegmentReader:
         finally:
             self._release(entry)
         if len(data) != length:
-            raise OSError(f"segment {name} is truncated at offset {offset}")
+            raise OSError(errno.EIO, f"only {len(data)} of its {length} bytes are there (the segment file is shorter)")
         return data
 
     def read_cached(self, name: str, offset: int, length: int) -> bytes | None:

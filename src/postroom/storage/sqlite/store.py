@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -36,6 +37,7 @@ from ...errors import (
     MailboxExists,
     MailboxNotFound,
     MaildropLocked,
+    MessageDamaged,
 )
 from ...mime import ParsedMessage, parse
 from ...mime.model import FORMAT_VERSION
@@ -64,6 +66,7 @@ _MAILBOX_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, spec
 _MSG_COLS = "mailbox_id, " + ROW_COLS
 _MSG_FROM = "messages JOIN blobs ON blobs.id = messages.blob_id"
 LARGE_MESSAGE = 1024 * 1024
+_log = logging.getLogger("postroom.store")
 _STRUCTURE_CACHE = 10000  # parsed MIME structures kept in memory (LRU by blob)
 _INDEXED_MAILBOXES = 256  # message indexes kept in memory (LRU by mailbox)
 _BARE_LF = re.compile(rb"(?<!\r)\n")  # parse such messages off the event loop
@@ -86,6 +89,12 @@ def _load_structure(text: str | bytes) -> Any:
         return orjson.loads(text)
     except orjson.JSONDecodeError:  # escaped lone surrogates
         return json.loads(text)
+
+
+def _damaged(msg: MessageInfo, seg: str, off: str | int, exc: OSError) -> MessageDamaged:
+    reason = exc.strerror or str(exc)
+    return MessageDamaged(f"uid {msg.uid} of mailbox {msg.mailbox_id} cannot be read "
+                          f"(segment {seg}, offset {off}): {reason}")
 
 
 def _norm_mailbox(name: str) -> str:
@@ -495,19 +504,28 @@ class SqliteStore:
         return await self.engine.read(r)
 
     async def read_message(self, msg: MessageInfo) -> bytes:
+        """The message's bytes. FileNotFoundError: expunged and purged meanwhile (gone);
+        MessageDamaged: still in the index, but its bytes cannot be read back."""
         blob_id, seg, off, length = msg.blob.split(":")
         cached = self.segments.read_cached(seg, int(off), int(length))
         if cached is not None:
             return cached
         try:
             return await self.engine.run_io(self.segments.read, seg, int(off), int(length))
-        except FileNotFoundError:
-            # purge() moved the bytes to another segment after this record was read.
+        except FileNotFoundError as exc:
+            # purge() moved the bytes to another segment after this record was read?
             row = await self.engine.read(lambda c: c.execute(
                 "SELECT segment, offset, length FROM blobs WHERE id = ?", (int(blob_id),)).fetchone())
             if row is None:
-                raise
+                raise  # expunged, and its bytes purged meanwhile: gone, not damaged
+            if tuple(row) == (seg, int(off), int(length)):
+                raise _damaged(msg, seg, off, exc) from exc  # not moved: its segment is missing
+        except OSError as exc:
+            raise _damaged(msg, seg, off, exc) from exc
+        try:
             return await self.engine.run_io(self.segments.read, *row)
+        except OSError as exc:
+            raise _damaged(msg, row[0], row[1], exc) from exc
 
     async def read_messages(self, msgs: Sequence[MessageInfo]) -> list[bytes | None]:
         locs = [m.blob.split(":")[1:] for m in msgs]
@@ -524,8 +542,8 @@ class SqliteStore:
             for seg, off, length in locs[len(datas):]:
                 try:
                     out.append(self.segments.read(seg, int(off), int(length)))
-                except FileNotFoundError:
-                    out.append(None)  # moved by purge() or gone: the slow path below decides
+                except OSError:
+                    out.append(None)  # moved by purge(), gone or damaged: the slow path below decides
             return out
 
         if len(datas) < len(msgs):
@@ -541,7 +559,10 @@ class SqliteStore:
     def read_message_sync(self, msg: MessageInfo) -> bytes:
         """For export tools that already run off the event loop."""
         _, seg, off, length = msg.blob.split(":")
-        return self.segments.read(seg, int(off), int(length))
+        try:
+            return self.segments.read(seg, int(off), int(length))
+        except OSError as exc:
+            raise _damaged(msg, seg, off, exc) from exc
 
     async def read_structure(self, msg: MessageInfo) -> Any:
         [parsed] = await self.read_structures([msg])
@@ -833,9 +854,19 @@ class SqliteStore:
             live_bytes = sum(r[2] for r in live)
             if live and live_bytes >= sparse * st.st_size:
                 continue
+            unreadable = False
             for i in range(0, len(live), 256):  # move live messages in bounded chunks
                 chunk = live[i:i + 256]
-                datas = tuple([await self.engine.run_io(self.segments.read, name, off, ln) for _, off, ln in chunk])
+                try:
+                    datas = tuple([await self.engine.run_io(self.segments.read, name, off, ln)
+                                   for _, off, ln in chunk])
+                except OSError as exc:
+                    # A damaged segment keeps its space (and its readable messages) rather
+                    # than stopping every later purge at the same place.
+                    _log.error("purge: segment %s keeps its space: a message in it cannot be read (%s); "
+                               "run postroom verify", name, exc.strerror or exc)
+                    unreadable = True
+                    break
 
                 def relocate(c: sqlite3.Connection, refs: list[tuple[str, int, int]],
                              chunk: list[tuple[int, int, int]] = chunk, old: str = name) -> None:
@@ -844,6 +875,8 @@ class SqliteStore:
                                   (seg, noff, bid, old, off))
 
                 await self.engine.write(relocate, blobs=datas)
+            if unreadable:
+                continue
             still = await self.engine.read(lambda c, n: c.execute(
                 "SELECT count(*) FROM blobs WHERE segment = ?", (n,)).fetchone()[0], name)
             if still:
