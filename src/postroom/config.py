@@ -194,6 +194,9 @@ class Limits:
     # Before authentication a client gets short timeouts and small line/literal limits.
     idle_timeout: float = 300.0
     auth_idle_timeout: float = 1800.0
+    # IMAP and POP3: connected this long without logging in, however busy, is disconnected
+    # (Dovecot's fixed 3 minutes), so trickled commands cannot hold connections for ever.
+    login_timeout: float = 180.0
     line_length: int = 8192
     auth_failures_per_ip: int = 10  # failures per minute before delays grow
 
@@ -278,12 +281,15 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         connections_per_ip=lim.get("connections_per_ip", int, dl.connections_per_ip),
         idle_timeout=lim.convert("idle_timeout", parse_duration, dl.idle_timeout),
         auth_idle_timeout=lim.convert("auth_idle_timeout", parse_duration, dl.auth_idle_timeout),
+        login_timeout=lim.convert("login_timeout", parse_duration, dl.login_timeout),
         line_length=lim.get("line_length", int, dl.line_length),
         auth_failures_per_ip=lim.get("auth_failures_per_ip", int, dl.auth_failures_per_ip),
     )
     for name in ("connections", "connections_per_ip", "line_length"):
         if getattr(limits, name) < 1:
             lim.problem(name, "must be at least 1")
+    if limits.login_timeout <= 0:
+        lim.problem("login_timeout", "must be positive")
     if limits.line_length < 1000:
         lim.problem("line_length", "must be at least 1000 (RFC 5321 §4.5.3.1.6 allows 1000-octet lines)")
     lim.finish()

@@ -42,6 +42,7 @@ def render_config(domain: str, hostname: str, listen: str, offset: int, availabl
         "connections_per_ip = 20",
         'idle_timeout = "5m"       # before login',
         'auth_idle_timeout = "30m" # after login',
+        'login_timeout = "3m"      # IMAP, POP3: log in within this long of connecting',
         "",
     ]
     for name, (protocol, port, tls) in STANDARD_LISTENERS.items():

@@ -7,10 +7,12 @@ flushed when the client has nothing more pipelined, or once enough is queued.
 
 from __future__ import annotations
 
+import time
+
 from .. import log
 from ..config import Config, Listener
 from ..context import ServerContext
-from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
+from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
 from . import dispatch
 from .errors import Bad, Bye
 from .handlers.anystate import capabilities
@@ -109,13 +111,17 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
 
     framer = CommandFramer(literal_limits)
     bad_in_a_row = 0
+    login_by = time.monotonic() + limits.login_timeout
     try:
         # RFC 3501 §7.1.1 greeting with the capabilities (§7.2.1 allows them in the code).
         await io.send(b"* OK [CAPABILITY " + capabilities(s) + b"] Postroom IMAP4rev1 ready\r\n")
         while True:
             if not conn.has_buffered_input():
                 await io.flush()
-            timeout = settings.preauth_timeout if s.state is State.NOT_AUTHENTICATED else settings.autologout
+            if s.state is State.NOT_AUTHENTICATED:
+                timeout = within(login_by, settings.preauth_timeout)
+            else:
+                timeout = settings.autologout
             try:
                 # bytes: the tagged refusal of a literal not sent yet
                 ev: Event | bytes = framer.feed_line(await conn.readline(line_limit, timeout))

@@ -29,6 +29,15 @@ class IdleTimeout(Exception):
     """Nothing arrived within the timeout."""
 
 
+def within(end: float, timeout: float | None = None) -> float:
+    """The time left until ``end`` (a ``time.monotonic()`` value), at most ``timeout``;
+    IdleTimeout once it has passed."""
+    left = end - time.monotonic()
+    if left <= 0:
+        raise IdleTimeout()
+    return left if timeout is None else min(left, timeout)
+
+
 class Connection:
     """Buffered line/byte reads with limits, writes, and in-place TLS upgrade."""
 
@@ -131,6 +140,7 @@ class Connection:
         raised, so the protocol can answer with an error and stay in sync.
         """
         start = 0
+        end = None
         while True:
             i = self._buf.find(b"\n", start)
             if i >= 0:
@@ -139,20 +149,27 @@ class Connection:
                 if len(line) > limit:
                     raise LineTooLong()
                 return line
+            if timeout is not None:
+                # The timeout is for the whole line, not each piece of it: a client that
+                # trickles a byte now and then cannot hold the connection for ever.
+                if end is None:
+                    end = time.monotonic() + timeout
+                else:
+                    timeout = within(end)
             if len(self._buf) > limit:
-                await self._discard_line(timeout)
+                await self._discard_line(timeout, end)
                 raise LineTooLong()
             start = len(self._buf)
             await self._fill(timeout)
 
-    async def _discard_line(self, timeout: float | None) -> None:
+    async def _discard_line(self, timeout: float | None, end: float | None) -> None:
         while True:
             i = self._buf.find(b"\n")
             if i >= 0:
                 del self._buf[: i + 1]
                 return
             self._buf.clear()
-            await self._fill(timeout)
+            await self._fill(timeout if end is None else within(end))
 
     async def readexactly(self, n: int, timeout: float | None) -> bytes:
         while len(self._buf) < n:

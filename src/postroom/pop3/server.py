@@ -7,12 +7,14 @@ reply. Replies are only flushed when the client has nothing more pipelined
 
 from __future__ import annotations
 
+import time
+
 from .. import log
 from ..config import Config, Listener
 from ..context import ServerContext
-from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
+from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
 from . import commands
-from .proto import MAX_COMMAND_LINE, MAX_SASL_LINE, Action, Code, err, ok
+from .proto import MAX_COMMAND_LINE, MAX_SASL_LINE, Action, Code, State, err, ok
 from .session import Session
 from .settings import Pop3Settings, read_settings
 
@@ -47,6 +49,8 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
 async def _serve(session: Session, conn: Connection, settings: Pop3Settings, ev: log.SessionEvents) -> None:
     ctx = session.ctx
     pending = 0
+    limits = ctx.config.limits
+    login_by = time.monotonic() + limits.login_timeout
     try:
         # RFC 1939 §4 greeting; the timestamp makes APOP possible (RFC 1939 §7).
         conn.write(ok(f"Postroom POP3 ready {session.timestamp}").encode())
@@ -64,7 +68,11 @@ async def _serve(session: Session, conn: Connection, settings: Pop3Settings, ev:
             limit = MAX_SASL_LINE if session.sasl is not None else MAX_COMMAND_LINE
             line = b""
             try:
-                line = await conn.readline(limit, settings.idle_timeout)
+                if session.state is State.AUTHORIZATION:  # before login: the short limits
+                    timeout = within(login_by, min(settings.idle_timeout, limits.idle_timeout))
+                else:
+                    timeout = settings.idle_timeout
+                line = await conn.readline(limit, timeout)
             except LineTooLong:
                 reply = commands.bad_command(session, "Line too long")
             except IdleTimeout:

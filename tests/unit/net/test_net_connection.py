@@ -50,3 +50,44 @@ def test_writes_after_the_peer_reset_are_connection_closed() -> None:
             srv.close()
 
     assert uvloop.run(main()) == ["closed", "closed"]
+
+
+def test_a_line_must_arrive_whole_within_the_timeout() -> None:
+    """A client trickling one byte at a time, each well within the timeout, is cut off once
+    the line as a whole has taken longer (slowloris): the timeout is per line, not per read.
+    An overlong line being discarded gets the same deadline. A line that arrives in time,
+    even in pieces, is read."""
+    from postroom.net.connection import IdleTimeout
+
+    async def one(first: bytes, trickled: bytes, limit: int) -> object:
+        got: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            try:
+                got.set_result(await Connection(reader, writer).readline(limit, 0.6))
+            except IdleTimeout:
+                got.set_result(("timeout", round(loop.time() - t0, 1)))
+            writer.close()
+
+        srv = await asyncio.start_server(handler, "127.0.0.1", 0)
+        _, writer = await asyncio.open_connection("127.0.0.1", srv.sockets[0].getsockname()[1])
+        try:
+            writer.write(first)
+            for b in trickled:
+                if got.done():
+                    break
+                await asyncio.sleep(0.1)
+                writer.write(bytes([b]))
+            return await asyncio.wait_for(got, 5)
+        finally:
+            writer.close()
+            srv.close()
+
+    async def main() -> list[object]:
+        return [await one(b"o", b"k\r\n", 100),  # 0.3 s in all: in time
+                await one(b"s", b"low line that never ends", 100),  # cut off at 0.6 s
+                await one(b"longer than the limit", b"and more and more", 4)]  # discarded, cut off
+
+    assert uvloop.run(main()) == [b"ok\r\n", ("timeout", 0.6), ("timeout", 0.6)]
