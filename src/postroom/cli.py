@@ -178,6 +178,20 @@ async def cmd_export(store: Any, cfg: Config, args: argparse.Namespace) -> int:
 
 
 @_store_cmd
+async def cmd_backup(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    dest = Path(args.dest).resolve()
+    data = Path(cfg.data_dir).resolve()
+    if dest == data or data in dest.parents:
+        raise UsageError(f"backup: {args.dest} is inside the data directory {cfg.data_dir}")
+    if dest.exists() and not dest.is_dir():
+        raise UsageError(f"backup: {args.dest} is not a directory")
+    r = await store.backup(dest)
+    print(f"backed up {r.messages} messages to {dest}: {r.segments} segment files, {r.copied} bytes copied"
+          + (f", {r.removed} purged segment files removed" if r.removed else ""))
+    return 0
+
+
+@_store_cmd
 async def cmd_verify(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     from .verify import verify_store
 
@@ -303,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(run=cmd_export)
 
     sub.add_parser("purge", help="reclaim the disk space of expunged messages").set_defaults(run=cmd_purge)
+    b = sub.add_parser("backup", help="copy the store, consistent while the server runs, to DEST (again: "
+                                      "only what changed)")
+    b.add_argument("dest")
+    b.set_defaults(run=cmd_backup)
     sub.add_parser("verify", help="read back every stored message; list those that cannot be (exit 1)"
                    ).set_defaults(run=cmd_verify)
 

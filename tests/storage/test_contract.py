@@ -532,3 +532,44 @@ def test_damaged_segment_reads_fail_alone_and_purge_goes_on(store_factory, postr
             with pytest.raises(FileNotFoundError):
                 await s.read_message(m5)
     asyncio.run(t())
+
+
+def test_backup_is_a_store_of_its_own_and_copies_only_what_changed(store_factory, tmp_path):
+    from postroom.storage.sqlite.store import SqliteStore
+
+    dest = tmp_path / "backup"
+    big = b"y" * 3000
+
+    async def contents(data) -> list[bytes]:
+        async with SqliteStore(data) as b:
+            acct = await b.get_account("u@example.test")
+            inbox = await b.get_mailbox(acct.id, "INBOX")
+            return [await b.read_message(m) for m in await b.list_messages(inbox.id)]
+
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            for i in range(5):
+                await s.deliver(msg(i) + big, [DeliveryTarget(a.id)])
+            r = await s.backup(dest)
+            assert (r.messages, r.segments, r.removed) == (5, 1, 0) and r.copied >= 5 * 3000
+            again = await s.backup(dest)
+            assert (again.messages, again.copied) == (5, 0)  # nothing new
+            with pytest.raises(ValueError):
+                await s.backup(s.dir / "inside")
+        assert not (dest / "store.db-wal").exists()  # a standalone file
+        assert await contents(dest) == [msg(i) + big for i in range(5)]
+        async with store_factory() as s:  # a second segment
+            await s.deliver(msg(5) + big, [DeliveryTarget(a.id)])
+            r = await s.backup(dest)
+            assert (r.messages, r.segments) == (6, 2) and 3000 < r.copied < 2 * 3000 + 1000
+            # everything in the first segment expunged and purged: it goes from the backup too
+            await s.store_flags(inbox.id, [1, 2, 3, 4, 5], FlagOp.ADD, frozenset({"\\Deleted"}))
+            await s.expunge(inbox.id)
+        async with store_factory() as s:
+            assert (await s.purge(min_age=0))[0] >= 1
+            r = await s.backup(dest)
+            assert r.messages == 1 and r.removed >= 1
+        assert await contents(dest) == [msg(5) + big]
+    asyncio.run(t())

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Iterable, Protocol, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
 from .models import (
     Account,
@@ -250,6 +251,11 @@ class Store(Protocol):
     # -- maintenance -------------------------------------------------------------
     async def free_space(self) -> int | None:
         """Bytes free for new messages where the store keeps them (None: not known here)."""
+        ...
+
+    async def backup(self, dest: Path) -> Any:
+        """Write a consistent copy of the store to the directory ``dest`` while it serves;
+        a later backup to the same place copies only what changed. Returns a summary."""
         ...
 
     async def purge(self) -> tuple[int, int]:

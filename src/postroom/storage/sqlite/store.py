@@ -57,6 +57,7 @@ from ..models import (
     StoreFlagsResult,
 )
 from ..watch import Watch, WatchHub
+from .backup import BackupResult, backup
 from .engine import Engine, WriteRequest
 from .index import ROW_COLS, MessageIndex, RowCache
 from .schema import migrate
@@ -816,6 +817,13 @@ class SqliteStore:
     async def free_space(self) -> int | None:
         # statvfs can wait on a busy or remote disk: on the reader pool, not the loop.
         return int((await self.engine.run_io(shutil.disk_usage, self.dir / "segments")).free)
+
+    async def backup(self, dest: Path) -> BackupResult:
+        """A consistent copy of the store in ``dest`` while it serves (see backup.py)."""
+        dest = Path(dest).resolve()
+        if dest == self.dir.resolve() or self.dir.resolve() in dest.parents:
+            raise ValueError("the backup must go outside the data directory")
+        return await asyncio.to_thread(backup, self.dir, dest)
 
     # -- space reclamation -------------------------------------------------------------
     async def purge(self, min_age: float = SEALED_AFTER, sparse: float = 0.5) -> tuple[int, int]:
