@@ -9,11 +9,12 @@ CRLF.CRLF by :class:`postroom.wire.dotstuff.DataReader`, not line by line.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from .. import log
 from ..config import Config, Listener
 from ..context import ServerContext
-from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong
+from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
 from ..wire.dotstuff import DataReader
 from . import policy, replies, settings as smtp_settings
 from .delivery import StoreBackend
@@ -166,19 +167,22 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
         elif expect is Expect.DATA:
             await flush()
             reader = DataReader(limits.message_size)
-            while not reader.feed(await conn.read_some(s.data_timeout)):
-                pass
+            deadline = _Deadline(s)
+            while True:
+                chunk = await conn.read_some(deadline.left())
+                deadline.received(len(chunk))
+                if reader.feed(chunk):
+                    break
             if reader.leftover:
                 conn.unread(reader.leftover)
             reply = await session.data_end(reader.body, reader.too_big)
         elif expect is Expect.CHUNK:
             size = session.chunk_size
             if size > limits.message_size:
-                await _discard(conn, size, s.data_timeout)
+                await _read_chunk(conn, size, _Deadline(s), keep=False)
                 reply = await session.bdat_chunk(b"", dropped=size)
             else:
-                data = await conn.readexactly(size, s.data_timeout) if size else b""
-                reply = await session.bdat_chunk(data)
+                reply = await session.bdat_chunk(await _read_chunk(conn, size, _Deadline(s)))
         else:  # pragma: no cover - TLS and CLOSE are handled right after the reply
             raise RuntimeError(f"unexpected state {expect}")
         if reply is not None:
@@ -193,10 +197,40 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
             return
 
 
-async def _discard(conn: Connection, n: int, timeout: float) -> None:
+class _Deadline:
+    """How long the rest of a message may take to arrive.
+
+    A timeout per read lets a client trickle a byte every few minutes and hold the
+    connection for days. As Postfix 3.7 (smtpd_per_request_deadline with
+    smtpd_min_data_rate): DATA, or one BDAT chunk, gets ``data_timeout`` in all, plus
+    one second per ``min_data_rate`` bytes received, so a client sending at least that
+    fast never runs out of time, however big the message.
+    """
+
+    __slots__ = ("end", "rate", "timeout")
+
+    def __init__(self, s: SmtpSettings) -> None:
+        self.timeout = s.data_timeout
+        self.rate = s.min_data_rate
+        self.end = time.monotonic() + s.data_timeout
+
+    def left(self) -> float:
+        return within(self.end, self.timeout) if self.rate else self.timeout
+
+    def received(self, n: int) -> None:
+        self.end += n / self.rate if self.rate else 0.0
+
+
+async def _read_chunk(conn: Connection, n: int, deadline: _Deadline, keep: bool = True) -> bytes:
+    """The next ``n`` bytes (a BDAT chunk); with ``keep=False`` read and dropped."""
+    parts = []
     while n > 0:
-        data = await conn.read_some(timeout)
+        data = await conn.read_some(deadline.left())
+        deadline.received(len(data))
         if len(data) > n:
             conn.unread(data[n:])
             data = data[:n]
         n -= len(data)
+        if keep:
+            parts.append(data)
+    return b"".join(parts)

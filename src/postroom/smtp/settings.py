@@ -18,6 +18,10 @@ class SmtpSettings:
     max_recipients: int = 100  # per message; RFC 5321 §4.5.3.1.8 requires at least 100
     max_errors: int = 20  # error replies per session before 421 and disconnect
     data_timeout: float = 600.0  # RFC 5321 §4.5.3.2.6: 10 minutes for the DATA terminator
+    # The message must keep arriving at this many bytes/s on average (Postfix's
+    # smtpd_min_data_rate): DATA or a BDAT chunk gets data_timeout, plus a second per
+    # min_data_rate bytes received. 0: data_timeout per read only, as before Postfix 3.7.
+    min_data_rate: int = 500
     add_missing_headers: bool = True  # submission adds Date / Message-ID when missing
     banner: str = "ESMTP Postroom"
 
@@ -37,11 +41,14 @@ def parse(cfg: Config, problems: list[str]) -> SmtpSettings:
         max_recipients=sec.get("max_recipients", int, d.max_recipients),
         max_errors=sec.get("max_errors", int, d.max_errors),
         data_timeout=sec.convert("data_timeout", parse_duration, d.data_timeout),
+        min_data_rate=sec.get("min_data_rate", int, d.min_data_rate),
         add_missing_headers=sec.get("add_missing_headers", bool, d.add_missing_headers),
         banner=sec.get("banner", str, d.banner),
     )
     if s.max_recipients < 1:
         sec.problem("max_recipients", "must be at least 1")
+    if s.min_data_rate < 0:
+        sec.problem("min_data_rate", "must be 0 (off) or more")
     if s.max_errors < 1:
         sec.problem("max_errors", "must be at least 1")
     if any(c in s.banner for c in "\r\n"):

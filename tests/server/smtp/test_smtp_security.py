@@ -122,3 +122,57 @@ def test_shutdown_sends_421_to_idle_clients(tmp_path_factory):
         assert raw.closed() and time.monotonic() - t < 5
     finally:
         srv.stop()
+
+
+slow_data_server = server_fixture('data_timeout = "1s"\nmin_data_rate = 200')
+
+
+def _trickle(raw: Raw, data: bytes, per_second: int, seconds: float) -> float:
+    """Send ``data`` piecewise at ``per_second`` bytes/s; return when the server hung up
+    (seconds after the start), or ``seconds`` if it never did."""
+    t0 = time.monotonic()
+    step = max(1, per_second // 10)
+    for i in range(0, len(data), step):
+        if time.monotonic() - t0 >= seconds:
+            break
+        try:
+            raw.send(data[i:i + step])
+        except OSError:
+            break
+        time.sleep(0.1)
+    return time.monotonic() - t0
+
+
+def test_trickled_data_is_cut_off_and_a_steady_sender_is_not(slow_data_server):
+    """Postfix's smtpd_min_data_rate: a message trickled slower than min_data_rate runs out of
+    time (data_timeout plus a second per min_data_rate bytes) however short each pause is;
+    one sent at least that fast is accepted even when it takes several data_timeouts."""
+    srv = slow_data_server
+    before = len(srv.inbox("joe"))
+    for verb in ("DATA", "BDAT"):
+        raw = Raw(srv.ports["smtp"])
+        raw.start("EHLO x", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
+        body = b"Subject: slow\r\n\r\n" + b"x" * 2000 + b"\r\n"
+        if verb == "DATA":
+            assert raw.cmd("DATA").startswith("354")
+        else:
+            raw.send(b"BDAT %d LAST\r\n" % len(body))
+        # 40 bytes/s, a pause of 0.1 s between pieces: before, each read was within data_timeout
+        took = _trickle(raw, body, 40, 10)
+        assert raw.reply() == "421 4.4.2 mx.example.test Idle timeout, closing connection"
+        assert 1.0 <= took < 3, (verb, took)  # 1 s, plus 1 s per 200 bytes received
+        raw.close()
+
+        raw = Raw(srv.ports["smtp"])
+        raw.start("EHLO x", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
+        body = b"Subject: steady\r\n\r\n" + b"y" * 600 + b"\r\n"
+        if verb == "DATA":
+            assert raw.cmd("DATA").startswith("354")
+            body += b".\r\n"
+        else:
+            raw.send(b"BDAT %d LAST\r\n" % len(body))
+        took = _trickle(raw, body, 300, 10)  # about 2 s: twice data_timeout, at 300 bytes/s
+        assert took > 1.5
+        assert raw.reply().startswith("250 ")
+        raw.close()
+    assert len(srv.inbox("joe")) == before + 2
