@@ -278,6 +278,11 @@ def serve(path: str) -> int:
     cfg = load(path)
     _log.setup(cfg.log_level)
     log = _log.get("server")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Nothing here needs root once the ports are bound; a flaw in a protocol engine
+        # would hand an attacker the whole machine.
+        log.warning("running as root: a dedicated user with CAP_NET_BIND_SERVICE is safer "
+                    "(contrib/postroom.service, docs/deployment.md)")
     if cfg.workers == 1:
         return _run_worker(path, cfg, reuse_port=False)
     if not hasattr(socket, "SO_REUSEPORT"):
