@@ -241,12 +241,22 @@ async def _serve_forever(path: str, cfg: Config, reuse_port: bool, supervisor: i
     loop.add_signal_handler(signal.SIGINT, done.set)
     loop.add_signal_handler(signal.SIGHUP, srv.reload, path)
     watch = None if supervisor is None else asyncio.create_task(_watch_supervisor(supervisor, srv, done))
+    if supervisor is None:  # a supervisor says it once for all its workers
+        _warn_if_root(srv.log)
     await done.wait()
     srv.log.info("shutting down")
     if watch is not None:
         watch.cancel()
     await srv.stop()
     return 0
+
+
+def _warn_if_root(log: logging.Logger) -> None:
+    # Nothing here needs root once the ports are bound, and a flaw in a protocol engine
+    # would hand an attacker the whole machine.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        log.warning("running as root: a dedicated user with CAP_NET_BIND_SERVICE is safer "
+                    "(contrib/postroom.service, docs/deployment.md)")
 
 
 async def _watch_supervisor(supervisor: int, srv: Server, done: asyncio.Event) -> None:
@@ -278,11 +288,6 @@ def serve(path: str) -> int:
     cfg = load(path)
     _log.setup(cfg.log_level)
     log = _log.get("server")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Nothing here needs root once the ports are bound; a flaw in a protocol engine
-        # would hand an attacker the whole machine.
-        log.warning("running as root: a dedicated user with CAP_NET_BIND_SERVICE is safer "
-                    "(contrib/postroom.service, docs/deployment.md)")
     if cfg.workers == 1:
         return _run_worker(path, cfg, reuse_port=False)
     if not hasattr(socket, "SO_REUSEPORT"):
@@ -327,6 +332,7 @@ def serve(path: str) -> int:
     for slot in range(cfg.workers):
         spawn(slot)
     log.info("supervisor pid=%d started %d workers", os.getpid(), cfg.workers)
+    _warn_if_root(log)
     status = 0
     while children:
         try:
