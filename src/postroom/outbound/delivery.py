@@ -289,8 +289,6 @@ class Runner:
                 dsn = client.caps.has("DSN")
                 done += [Result(r, RcptState.DELIVERED, data.status("0.0"), str(data), mta, dsn)
                          for r in accepted]
-                log.info("%s: delivered to %s via %s: %s", env.sender or "<>",
-                         ",".join(r.address for r in accepted), mta, data)
             elif data is not None and data.permanent:
                 done += [Result(r, RcptState.BOUNCED, data.status("0.0"), str(data), mta) for r in accepted]
                 last = (data.status("0.0"), str(data), mta, True)
@@ -330,6 +328,9 @@ class Runner:
                     continue
             if res.state is RcptState.BOUNCED:
                 log.info("%s: bounced %s: %s", msg.id, res.rcpt.address, res.error)
+            elif res.state is RcptState.DELIVERED:
+                # By queue id, as the "queued" and "deferred" lines: grep one id, see its story.
+                log.info("%s: delivered to %s via %s: %s", msg.id, res.rcpt.address, res.remote_mta, res.error)
             outcomes.append(Outcome(res.rcpt.id, res.state, res.status, res.error, res.remote_mta, now))
         # Notices go out before the outcome is committed: a crash in between repeats
         # the attempt (and maybe the notice) rather than losing a bounce.

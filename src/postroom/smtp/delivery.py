@@ -48,6 +48,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         logger.warning("%s id=%s from=<%s> to=%s result=deferred (no outbound queue)",
                        peer.session_id, queue_id, sender, rcpt_log)
         return r(451, "4.3.0", "Cannot relay now, try again later")
+    outbound_id = None
     try:
         if local_ids:
             raw = message.return_path(sender) + trace + body
@@ -59,7 +60,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
             env = Envelope(sender=sender, recipients=tuple(remote.values()), ret=txn.ret,
                            envid=txn.envid, smtputf8=txn.smtputf8, body_8bit=txn.body_8bit,
                            received_from=f"{peer.helo} [{peer.ip}]" if peer.ip else "local")
-            await ctx.outbound.enqueue(env, trace + body)
+            outbound_id = await ctx.outbound.enqueue(env, trace + body)
     except Exception as exc:  # the client must get a retryable reply, never the exception text
         if is_storage_full(exc):  # RFC 3463 X.3.1, what Postfix says when its disk is full
             logger.error("%s id=%s from=<%s> to=%s result=deferred (disk full: %s)", peer.session_id,
@@ -68,8 +69,12 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         logger.exception("%s id=%s from=<%s> to=%s result=failed", peer.session_id, queue_id,
                          sender, rcpt_log)
         return r(451, "4.3.0", "Local error in processing, try again later")
-    logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d result=delivered",
-                peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote))
+    # Mail for remote recipients is in the outbound queue, whose lines ("queued", "delivered
+    # to", "deferred", "bounced") carry its own id: given here so one grep follows the message.
+    result = "delivered" if outbound_id is None else ("queued" if not local_ids else "delivered+queued")
+    logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s result=%s",
+                peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
+                f" outbound={outbound_id}" if outbound_id else "", result)
     return r(250, "2.0.0", f"Ok: queued as {queue_id}")
 
 

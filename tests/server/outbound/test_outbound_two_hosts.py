@@ -14,6 +14,7 @@ import asyncio
 import email
 import fcntl
 import os
+import re
 import signal
 import smtplib
 import socket
@@ -190,6 +191,12 @@ def test_delivery_from_one_host_to_the_other(net):
     assert b"Subject: first" in raw and b"\r\n.dot line\r\n" in raw
     assert b"body of first" in raw
     wait_for(lambda: "empty" in a.queue_text(), what="a's queue to empty")
+    # One queue id ties the lines of a message together, from "queued" to "delivered".
+    log = a.log.read_text()
+    [qid] = re.findall(r"(\S+): queued from=<user@a\.test> to=", log)
+    assert re.search(rf" id=\w+ from=<user@a\.test> to=<user@b\.test> size=\d+ local=0 remote=1 "
+                     rf"outbound={qid} result=queued\n", log), log[-2000:]
+    assert re.search(rf"{qid}: delivered to user@b\.test via mx\.b\.test \[{B_IP}\]: 250 ", log), log[-2000:]
 
 
 def test_fallback_to_second_mx(net):
