@@ -573,3 +573,42 @@ def test_backup_is_a_store_of_its_own_and_copies_only_what_changed(store_factory
             assert r.messages == 1 and r.removed >= 1
         assert await contents(dest) == [msg(5) + big]
     asyncio.run(t())
+
+
+def test_a_backup_cut_short_leaves_the_previous_one_whole(store_factory, tmp_path, monkeypatch):
+    from postroom.storage.sqlite import backup as backup_mod
+    from postroom.storage.sqlite.store import SqliteStore
+
+    dest = tmp_path / "backup"
+
+    async def count_readable(data) -> int:
+        async with SqliteStore(data) as b:
+            acct = await b.get_account("u@example.test")
+            inbox = await b.get_mailbox(acct.id, "INBOX")
+            return len([await b.read_message(m) for m in await b.list_messages(inbox.id)])
+
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            for i in range(3):
+                await s.deliver(msg(i), [DeliveryTarget(a.id)])
+            await s.backup(dest)
+        async with store_factory() as s:  # more mail, in a second segment
+            for i in range(3, 6):
+                await s.deliver(msg(i), [DeliveryTarget(a.id)])
+            real = backup_mod._copy_segment
+
+            def failing(src, dst):
+                if not dst.exists():
+                    raise OSError(28, "No space left on device")  # the new segment cannot be copied
+                return real(src, dst)
+
+            monkeypatch.setattr(backup_mod, "_copy_segment", failing)
+            with pytest.raises(OSError):
+                await s.backup(dest)
+        assert await count_readable(dest) == 3  # the previous backup, whole
+        monkeypatch.setattr(backup_mod, "_copy_segment", real)
+        async with store_factory() as s:
+            assert (await s.backup(dest)).messages == 6
+        assert await count_readable(dest) == 6 and not (dest / "store.db.tmp").exists()
+    asyncio.run(t())

@@ -6,12 +6,14 @@ bytes the copy missed. Here:
 
 1. purge is held off (its lock file), so no segment is rewritten or deleted meanwhile;
 2. SQLite's online backup copies the database as of one moment (a read transaction:
-   deliveries go on meanwhile) to ``DEST/store.db``, through a temporary file, fsynced;
+   deliveries go on meanwhile) to a temporary file in DEST, fsynced;
 3. the segments are copied after that moment. A committed row only ever points at bytes
    that were fsynced before the commit, and segments only grow, so every byte the
    copied database refers to is in the copied segments. A segment already in DEST is
    a prefix of the live one: only its new tail is copied (daily backups copy each
-   message once); segments purged since the last backup are removed from DEST.
+   message once);
+4. the new database replaces ``DEST/store.db``, and only then are the segments purged
+   since the last backup removed from DEST: a backup cut short leaves the last one whole.
 
 DEST is then a data directory in its own right: restore by stopping the server and
 putting DEST's ``store.db`` and ``segments/`` in place of the data directory's.
@@ -40,25 +42,30 @@ def backup(data_dir: Path, dest: Path) -> BackupResult:
     lock = os.open(data_dir / "locks" / "purge.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # waits for a purge in progress to finish
-        messages = _copy_database(data_dir / "store.db", dest / "store.db")
+        snapshot = dest / "store.db.tmp"
+        messages = _copy_database(data_dir / "store.db", snapshot)
         copied = segments = removed = 0
         live = {p.name for p in (data_dir / "segments").glob("*.seg")}
         for name in sorted(live):
             copied += _copy_segment(data_dir / "segments" / name, dest / "segments" / name)
             segments += 1
+        _fsync(dest / "segments")  # the names of the new files
+        # Only now the new database replaces the old one, and only after that go the segments
+        # it no longer needs: a backup cut short (a crash, ^C) leaves the previous one whole.
+        os.replace(snapshot, dest / "store.db")
+        _fsync(dest)
         for old in (dest / "segments").glob("*.seg"):
             if old.name not in live:
                 old.unlink()
                 removed += 1
-        _fsync(dest / "segments")  # the names of the new files
-        _fsync(dest)
+        _fsync(dest / "segments")
     finally:
         os.close(lock)  # releases the flock
     return BackupResult(messages, segments, copied, removed)
 
 
-def _copy_database(src: Path, dest: Path) -> int:
-    tmp = dest.with_name(dest.name + ".tmp")
+def _copy_database(src: Path, tmp: Path) -> int:
+    """The database as of one moment, to ``tmp`` (fsynced); returns its message count."""
     tmp.unlink(missing_ok=True)
     source = sqlite3.connect(src, timeout=30.0)
     try:
@@ -74,7 +81,6 @@ def _copy_database(src: Path, dest: Path) -> int:
     finally:
         source.close()
     _fsync(tmp)
-    os.replace(tmp, dest)
     return messages
 
 
