@@ -23,6 +23,25 @@ async def _account(store, address="u@example.test"):
     return await store.create_account(address, "{PLAIN}pw")
 
 
+async def _inbox_with(store, count, pad=b""):
+    """A new account u@example.test whose INBOX holds msg(i) + pad for i < count."""
+    a = await _account(store)
+    inbox = await store.get_mailbox(a.id, "INBOX")
+    for i in range(count):
+        await store.deliver(msg(i) + pad, [DeliveryTarget(a.id)])
+    return a, inbox
+
+
+async def _inbox_of(data_dir) -> list[bytes]:
+    """The messages of u@example.test's INBOX in the store at ``data_dir``, read back."""
+    from postroom.storage.sqlite.store import SqliteStore
+
+    async with SqliteStore(data_dir) as b:
+        acct = await b.get_account("u@example.test")
+        inbox = await b.get_mailbox(acct.id, "INBOX")
+        return [await b.read_message(m) for m in await b.list_messages(inbox.id)]
+
+
 def test_accounts_domains_aliases(store_factory):
     async def t():
         async with store_factory() as s:
@@ -489,10 +508,7 @@ def test_damaged_segment_reads_fail_alone_and_purge_goes_on(store_factory, postr
 
     async def t():
         async with store_factory() as s:
-            a = await _account(s)
-            inbox = await s.get_mailbox(a.id, "INBOX")
-            for i in range(6):
-                await s.deliver(msg(i) + big, [DeliveryTarget(a.id)])
+            a, inbox = await _inbox_with(s, 6, big)
             first = s.engine.current_segment()
         async with store_factory() as s:  # a second segment, with one message to purge away
             for i in range(6, 8):
@@ -535,23 +551,12 @@ def test_damaged_segment_reads_fail_alone_and_purge_goes_on(store_factory, postr
 
 
 def test_backup_is_a_store_of_its_own_and_copies_only_what_changed(store_factory, tmp_path):
-    from postroom.storage.sqlite.store import SqliteStore
-
     dest = tmp_path / "backup"
     big = b"y" * 3000
 
-    async def contents(data) -> list[bytes]:
-        async with SqliteStore(data) as b:
-            acct = await b.get_account("u@example.test")
-            inbox = await b.get_mailbox(acct.id, "INBOX")
-            return [await b.read_message(m) for m in await b.list_messages(inbox.id)]
-
     async def t():
         async with store_factory() as s:
-            a = await _account(s)
-            inbox = await s.get_mailbox(a.id, "INBOX")
-            for i in range(5):
-                await s.deliver(msg(i) + big, [DeliveryTarget(a.id)])
+            a, inbox = await _inbox_with(s, 5, big)
             r = await s.backup(dest)
             assert (r.messages, r.segments, r.removed) == (5, 1, 0) and r.copied >= 5 * 3000
             again = await s.backup(dest)
@@ -559,7 +564,7 @@ def test_backup_is_a_store_of_its_own_and_copies_only_what_changed(store_factory
             with pytest.raises(ValueError):
                 await s.backup(s.dir / "inside")
         assert not (dest / "store.db-wal").exists()  # a standalone file
-        assert await contents(dest) == [msg(i) + big for i in range(5)]
+        assert await _inbox_of(dest) == [msg(i) + big for i in range(5)]
         async with store_factory() as s:  # a second segment
             await s.deliver(msg(5) + big, [DeliveryTarget(a.id)])
             r = await s.backup(dest)
@@ -571,27 +576,18 @@ def test_backup_is_a_store_of_its_own_and_copies_only_what_changed(store_factory
             assert (await s.purge(min_age=0))[0] >= 1
             r = await s.backup(dest)
             assert r.messages == 1 and r.removed >= 1
-        assert await contents(dest) == [msg(5) + big]
+        assert await _inbox_of(dest) == [msg(5) + big]
     asyncio.run(t())
 
 
 def test_a_backup_cut_short_leaves_the_previous_one_whole(store_factory, tmp_path, monkeypatch):
     from postroom.storage.sqlite import backup as backup_mod
-    from postroom.storage.sqlite.store import SqliteStore
 
     dest = tmp_path / "backup"
 
-    async def count_readable(data) -> int:
-        async with SqliteStore(data) as b:
-            acct = await b.get_account("u@example.test")
-            inbox = await b.get_mailbox(acct.id, "INBOX")
-            return len([await b.read_message(m) for m in await b.list_messages(inbox.id)])
-
     async def t():
         async with store_factory() as s:
-            a = await _account(s)
-            for i in range(3):
-                await s.deliver(msg(i), [DeliveryTarget(a.id)])
+            a, _ = await _inbox_with(s, 3)
             await s.backup(dest)
         async with store_factory() as s:  # more mail, in a second segment
             for i in range(3, 6):
@@ -606,9 +602,9 @@ def test_a_backup_cut_short_leaves_the_previous_one_whole(store_factory, tmp_pat
             monkeypatch.setattr(backup_mod, "_copy_segment", failing)
             with pytest.raises(OSError):
                 await s.backup(dest)
-        assert await count_readable(dest) == 3  # the previous backup, whole
+        assert await _inbox_of(dest) == [msg(i) for i in range(3)]  # the previous backup, whole
         monkeypatch.setattr(backup_mod, "_copy_segment", real)
         async with store_factory() as s:
             assert (await s.backup(dest)).messages == 6
-        assert await count_readable(dest) == 6 and not (dest / "store.db.tmp").exists()
+        assert await _inbox_of(dest) == [msg(i) for i in range(6)] and not (dest / "store.db.tmp").exists()
     asyncio.run(t())
