@@ -189,6 +189,8 @@ class Listener:
 @dataclass(frozen=True, slots=True)
 class Limits:
     message_size: int = 36 * 1024 * 1024
+    # Bytes of messages being received that one process holds at once (smtp/budget.py).
+    message_memory: int = 512 * 1024 * 1024
     connections: int = 1000
     connections_per_ip: int = 20
     # Before authentication a client gets short timeouts and small line/literal limits.
@@ -277,6 +279,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     dl = Limits()
     limits = Limits(
         message_size=lim.convert("message_size", parse_size, dl.message_size),
+        message_memory=lim.convert("message_memory", parse_size, dl.message_memory),
         connections=lim.get("connections", int, dl.connections),
         connections_per_ip=lim.get("connections_per_ip", int, dl.connections_per_ip),
         idle_timeout=lim.convert("idle_timeout", parse_duration, dl.idle_timeout),
@@ -288,6 +291,8 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     for name in ("connections", "connections_per_ip", "line_length"):
         if getattr(limits, name) < 1:
             lim.problem(name, "must be at least 1")
+    if limits.message_memory < limits.message_size:
+        lim.problem("message_memory", "must be at least message_size (one message must fit)")
     if limits.login_timeout <= 0:
         lim.problem("login_timeout", "must be positive")
     if limits.line_length < 1000:

@@ -366,16 +366,19 @@ class Session:
         self.expect = Expect.DATA
         return r(354, None, "End data with <CR><LF>.<CR><LF>")
 
-    async def data_end(self, body: bytes, too_big: bool) -> Reply:
-        """The DATA block has been read (un-stuffed); deliver it or refuse it."""
+    async def data_end(self, body: bytes, too_big: bool, no_room: bool = False) -> Reply:
+        """The DATA block has been read (un-stuffed); deliver it or refuse it. ``no_room``:
+        the server had no memory left to keep it (smtp/budget.py), a temporary refusal."""
         self.expect = Expect.LINE
-        return self._done(await self._finish(body, too_big))
+        return self._done(await self._finish(body, too_big, no_room))
 
-    async def _finish(self, body: bytes, too_big: bool) -> Reply:
+    async def _finish(self, body: bytes, too_big: bool, no_room: bool = False) -> Reply:
         txn = self.txn
         assert txn is not None
         self.txn = None
         self.state = State.READY
+        if no_room:
+            return replies.NO_ROOM
         if too_big:
             return replies.TOO_BIG
         return await self.backend.deliver(self._peer(), txn, normalize_newlines(body))
@@ -417,15 +420,20 @@ class Session:
         self.expect = Expect.CHUNK
         return None
 
-    async def bdat_chunk(self, data: bytes, dropped: int = 0) -> Reply:
+    async def bdat_chunk(self, data: bytes, dropped: int = 0, no_room: bool = False) -> Reply:
         """The chunk announced by BDAT has been read (or, ``dropped`` octets, skipped
-        because it alone exceeds the size limit)."""
+        because it alone exceeds the size limit; or skipped because the server had no
+        memory left to keep it, ``no_room``: the transaction ends with a temporary error)."""
         self.expect = Expect.LINE
         if self._chunk_discard is not None:
             reply, self._chunk_discard = self._chunk_discard, None
             return self._done(reply)
         txn = self.txn
         assert txn is not None
+        if no_room:
+            self.txn = None
+            self.state = State.READY
+            return self._done(replies.NO_ROOM)
         if not txn.chunks_too_big:
             if dropped or len(txn.chunks) + len(data) > self.opts.max_size:
                 txn.chunks_too_big = True

@@ -17,6 +17,7 @@ from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
 from ..wire.dotstuff import DataReader
 from . import policy, replies, settings as smtp_settings
+from .budget import Budget, budget_for
 from .delivery import StoreBackend
 from .proto import Expect, Options, Session
 from .replies import Reply, r
@@ -140,61 +141,84 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
             pending.clear()
         await conn.drain(limits.idle_timeout)
 
-    while True:
-        expect = session.expect
-        reply: Reply | None
-        if expect is Expect.LINE or expect is Expect.SASL:
-            if ctx.stopping.is_set():
-                pending.append(_421(ctx, replies.SHUTDOWN).encode())
+    budget = budget_for(ctx)
+    chunks_held = 0  # bytes of this transaction's BDAT chunks counted in the budget
+    try:
+        while True:
+            expect = session.expect
+            reply: Reply | None
+            if expect is Expect.LINE or expect is Expect.SASL:
+                if ctx.stopping.is_set():
+                    pending.append(_421(ctx, replies.SHUTDOWN).encode())
+                    await flush()
+                    return
+                if not conn.has_buffered_input():
+                    await flush()
+                idle.add(conn)
+                try:
+                    line: bytes | None = await conn.readline(limits.line_length, limits.idle_timeout)
+                except LineTooLong:
+                    line = None
+                finally:
+                    idle.discard(conn)
+                if line is None:
+                    reply = session.line_too_long()
+                else:
+                    if expect is Expect.LINE:
+                        reply = await session.command(line)
+                    else:
+                        reply = await session.sasl_line(line)
+            elif expect is Expect.DATA:
+                await flush()
+                reader = DataReader(limits.message_size)
+                deadline = _Deadline(s)
+                held, no_room = 0, False
+                try:
+                    while True:
+                        chunk = await conn.read_some(deadline.left())
+                        deadline.received(len(chunk))
+                        if not no_room and not reader.too_big:
+                            if budget.take(len(chunk)):
+                                held += len(chunk)
+                            else:
+                                no_room = True
+                                reader.drop_rest()
+                        if reader.feed(chunk):
+                            break
+                    if reader.leftover:
+                        conn.unread(reader.leftover)
+                    reply = await session.data_end(reader.body, reader.too_big, no_room)
+                finally:
+                    budget.give_back(held)
+            elif expect is Expect.CHUNK:
+                size = session.chunk_size
+                if size > limits.message_size:
+                    await _read_chunk(conn, size, _Deadline(s))
+                    reply = await session.bdat_chunk(b"", dropped=size)
+                else:
+                    data = await _read_chunk(conn, size, _Deadline(s), budget)
+                    if data is None:
+                        reply = await session.bdat_chunk(b"", no_room=True)
+                    else:
+                        chunks_held += len(data)
+                        reply = await session.bdat_chunk(data)
+            else:  # pragma: no cover - TLS and CLOSE are handled right after the reply
+                raise RuntimeError(f"unexpected state {expect}")
+            if reply is not None:
+                pending.append(reply.encode())
+            if chunks_held and session.txn is None:  # the BDAT transaction is over
+                budget.give_back(chunks_held)
+                chunks_held = 0
+            if session.expect is Expect.TLS:
+                await flush()
+                await conn.start_tls()  # drops anything pipelined in plaintext (RFC 3207 §4.2)
+                session.tls_started(conn.tls_description())
+                logger.info("%s starttls %s", tag, session.tls_info or "")
+            elif session.expect is Expect.CLOSE:
                 await flush()
                 return
-            if not conn.has_buffered_input():
-                await flush()
-            idle.add(conn)
-            try:
-                line: bytes | None = await conn.readline(limits.line_length, limits.idle_timeout)
-            except LineTooLong:
-                line = None
-            finally:
-                idle.discard(conn)
-            if line is None:
-                reply = session.line_too_long()
-            else:
-                if expect is Expect.LINE:
-                    reply = await session.command(line)
-                else:
-                    reply = await session.sasl_line(line)
-        elif expect is Expect.DATA:
-            await flush()
-            reader = DataReader(limits.message_size)
-            deadline = _Deadline(s)
-            while True:
-                chunk = await conn.read_some(deadline.left())
-                deadline.received(len(chunk))
-                if reader.feed(chunk):
-                    break
-            if reader.leftover:
-                conn.unread(reader.leftover)
-            reply = await session.data_end(reader.body, reader.too_big)
-        elif expect is Expect.CHUNK:
-            size = session.chunk_size
-            if size > limits.message_size:
-                await _read_chunk(conn, size, _Deadline(s), keep=False)
-                reply = await session.bdat_chunk(b"", dropped=size)
-            else:
-                reply = await session.bdat_chunk(await _read_chunk(conn, size, _Deadline(s)))
-        else:  # pragma: no cover - TLS and CLOSE are handled right after the reply
-            raise RuntimeError(f"unexpected state {expect}")
-        if reply is not None:
-            pending.append(reply.encode())
-        if session.expect is Expect.TLS:
-            await flush()
-            await conn.start_tls()  # drops anything pipelined in plaintext (RFC 3207 §4.2)
-            session.tls_started(conn.tls_description())
-            logger.info("%s starttls %s", tag, session.tls_info or "")
-        elif session.expect is Expect.CLOSE:
-            await flush()
-            return
+    finally:
+        budget.give_back(chunks_held)
 
 
 class _Deadline:
@@ -221,9 +245,13 @@ class _Deadline:
         self.end += n / self.rate if self.rate else 0.0
 
 
-async def _read_chunk(conn: Connection, n: int, deadline: _Deadline, keep: bool = True) -> bytes:
-    """The next ``n`` bytes (a BDAT chunk); with ``keep=False`` read and dropped."""
+async def _read_chunk(conn: Connection, n: int, deadline: _Deadline, budget: Budget | None = None) -> bytes | None:
+    """The next ``n`` bytes (a BDAT chunk), counted in ``budget``; None when they were
+    read and dropped: without a budget (too big), or once it ran out (the bytes taken
+    are given back)."""
     parts = []
+    taken = 0
+    keep = budget is not None
     while n > 0:
         data = await conn.read_some(deadline.left())
         deadline.received(len(data))
@@ -231,6 +259,12 @@ async def _read_chunk(conn: Connection, n: int, deadline: _Deadline, keep: bool 
             conn.unread(data[n:])
             data = data[:n]
         n -= len(data)
-        if keep:
-            parts.append(data)
-    return b"".join(parts)
+        if budget is not None and keep:
+            if budget.take(len(data)):
+                taken += len(data)
+                parts.append(data)
+            else:
+                keep = False
+                budget.give_back(taken)
+                parts.clear()
+    return b"".join(parts) if keep else None

@@ -80,6 +80,11 @@ class DataReader:
             self.body = b""
         return True
 
+    def drop_rest(self) -> None:
+        """Keep reading to the terminator (the session stays in sync) without keeping the
+        content, as for a message over ``max_size``: there is no memory left for it."""
+        self.too_big = True
+
     @property
     def octets(self) -> int:
         """Wire octets consumed (for logs and the too-big reply)."""

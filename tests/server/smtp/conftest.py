@@ -47,7 +47,7 @@ class RecordingQueue:
 
 
 class SmtpServer:
-    def __init__(self, root: Path, smtp_section: str = "", idle_timeout: str = "5s") -> None:
+    def __init__(self, root: Path, smtp_section: str = "", idle_timeout: str = "5s", limits: str = "") -> None:
         self.root = root
         (root / "postroom.toml").write_text(f"""
 hostname = "mx.{DOMAIN}"
@@ -61,6 +61,7 @@ key = "tls/key.pem"
 message_size = "200k"
 connections_per_ip = 50
 idle_timeout = "{idle_timeout}"
+{limits}
 [listeners.smtp]
 address = "127.0.0.1:0"
 tls = "starttls"
@@ -205,16 +206,16 @@ class Raw:
 
 
 def make_server(tmp_path_factory: pytest.TempPathFactory, smtp_section: str = "",
-                idle_timeout: str = "5s") -> SmtpServer:
-    return SmtpServer(tmp_path_factory.mktemp("smtp"), smtp_section, idle_timeout).start()
+                idle_timeout: str = "5s", limits: str = "") -> SmtpServer:
+    return SmtpServer(tmp_path_factory.mktemp("smtp"), smtp_section, idle_timeout, limits).start()
 
 
-def server_fixture(smtp_section: str = "", idle_timeout: str = "5s") -> Any:
+def server_fixture(smtp_section: str = "", idle_timeout: str = "5s", limits: str = "") -> Any:
     """A module-scoped fixture for a server with other settings: ``x = server_fixture("vrfy = true")``."""
 
     @pytest.fixture(scope="module")
     def fixture(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-        srv = make_server(tmp_path_factory, smtp_section, idle_timeout)
+        srv = make_server(tmp_path_factory, smtp_section, idle_timeout, limits)
         yield srv
         srv.stop()
     return fixture

@@ -176,3 +176,43 @@ def test_trickled_data_is_cut_off_and_a_steady_sender_is_not(slow_data_server):
         assert raw.reply().startswith("250 ")
         raw.close()
     assert len(srv.inbox("joe")) == before + 2
+
+
+small_memory_server = server_fixture(limits='message_memory = "300k"')
+
+
+def test_messages_beyond_the_memory_budget_are_refused_for_now(small_memory_server):
+    """Messages being received are held in memory: past [limits] message_memory (all sessions
+    of the process together) a message is read to its end without being kept and gets
+    452 4.3.1, so the sender retries later; once the others are done it goes through."""
+    srv = small_memory_server
+    budget = srv.ctx.state
+    before = len(srv.inbox("joe"))
+    holder = Raw(srv.ports["smtp"])  # 150 KB of a message, held open
+    holder.start("EHLO a", "MAIL FROM:<a@remote.example>", "RCPT TO:<joe@example.test>")
+    assert holder.cmd("DATA").startswith("354")
+    holder.send(b"Subject: held\r\n\r\n" + (b"z" * 998 + b"\r\n") * 150)
+    time.sleep(0.3)
+    big = b"Subject: big\r\n\r\n" + (b"w" * 998 + b"\r\n") * 180  # 180 KB: 150 + 180 > 300
+    for verb in ("DATA", "BDAT"):
+        raw = Raw(srv.ports["smtp"])
+        raw.start("EHLO b", "MAIL FROM:<b@remote.example>", "RCPT TO:<joe@example.test>")
+        if verb == "DATA":
+            assert raw.cmd("DATA").startswith("354")
+            assert raw.cmd(big + b".\r\n") == "452 4.3.1 Insufficient system storage, try again later"
+        else:
+            assert raw.cmd(b"BDAT %d LAST\r\n" % len(big) + big) == \
+                "452 4.3.1 Insufficient system storage, try again later"
+        assert raw.cmd("NOOP") == "250 2.0.0 OK"  # in step
+        raw.close()
+    assert holder.cmd(b".\r\n").startswith("250 ")
+    assert budget["smtp_budget"].used == 0  # all given back
+    raw = Raw(srv.ports["smtp"])
+    raw.start("EHLO b", "MAIL FROM:<b@remote.example>", "RCPT TO:<joe@example.test>")
+    assert raw.cmd(b"BDAT 1000\r\n" + big[:1000]).startswith("250 ")
+    assert raw.cmd(b"BDAT %d LAST\r\n" % (len(big) - 1000) + big[1000:]).startswith("250 ")
+    raw.close()
+    holder.close()
+    time.sleep(0.2)
+    assert budget["smtp_budget"].used == 0
+    assert len(srv.inbox("joe")) == before + 2
