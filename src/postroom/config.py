@@ -189,7 +189,7 @@ class Listener:
 @dataclass(frozen=True, slots=True)
 class Limits:
     message_size: int = 36 * 1024 * 1024
-    # Bytes of messages being received that one process holds at once (smtp/budget.py).
+    # Bytes of messages being received that one process holds at once (budget.py).
     message_memory: int = 512 * 1024 * 1024
     connections: int = 1000
     connections_per_ip: int = 20

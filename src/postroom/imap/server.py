@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from .. import log
+from ..budget import budget_for, read_counted
 from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
@@ -20,7 +21,7 @@ from .responses import After, no_room
 from .session import ImapSettings, Session, State
 from .settings import read_settings
 from ..storage.api import has_room
-from .tokenizer import Command, CommandFramer, Event, LiteralTooLarge, NeedLiteral
+from .tokenizer import Command, CommandFramer, Event, LiteralTooLarge, NeedLiteral, first_words
 
 logger = log.get("imap")
 FLUSH_AT = 256 * 1024
@@ -112,10 +113,15 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
     framer = CommandFramer(literal_limits)
     bad_in_a_row = 0
     login_by = time.monotonic() + limits.login_timeout
+    budget = budget_for(s.ctx)
+    held = 0  # bytes of the APPEND being read counted in the budget, until it has run
     try:
         # RFC 3501 §7.1.1 greeting with the capabilities (§7.2.1 allows them in the code).
         await io.send(b"* OK [CAPABILITY " + capabilities(s) + b"] Postroom IMAP4rev1 ready\r\n")
         while True:
+            if held:  # the last command (an APPEND, run or refused) no longer holds its message
+                budget.give_back(held)
+                held = 0
             if not conn.has_buffered_input():
                 await io.flush()
             if s.state is State.NOT_AUTHENTICATED:
@@ -125,6 +131,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
             try:
                 # bytes: the tagged refusal of a literal not sent yet
                 ev: Event | bytes = framer.feed_line(await conn.readline(line_limit, timeout))
+                busy = False  # an APPEND message did not fit in the memory budget
                 while isinstance(ev, NeedLiteral):
                     if ev.sync:
                         refusal = await _no_room_for(s, framer, ev.size)
@@ -133,8 +140,19 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                             ev = refusal
                             break
                         await io.send(b"+ Ready for literal data\r\n")  # §7.5
-                    framer.feed_literal(await conn.readexactly(ev.size, timeout))
+                    if s.state is not State.NOT_AUTHENTICATED and framer.verb() == b"APPEND":
+                        # Counted as it arrives (budget.py); past the budget read to its end
+                        # and dropped, and the command is refused for now.
+                        data, taken = await read_counted(conn, ev.size, None if busy else budget,
+                                                         lambda: timeout)
+                        held += taken
+                        busy = data is None
+                        framer.feed_literal(data or b"")
+                    else:
+                        framer.feed_literal(await conn.readexactly(ev.size, timeout))
                     ev = framer.feed_line(await conn.readline(line_limit, timeout))
+                if busy and isinstance(ev, Command):
+                    ev = first_words(ev.raw)[0] + b" NO [UNAVAILABLE] Server busy, try again later\r\n"
             except LineTooLong:
                 framer.reset()
                 await io.write(b"* BAD Line too long\r\n")
@@ -176,6 +194,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
     except ConnectionClosed:
         pass
     finally:
+        budget.give_back(held)  # a client gone in the middle of an APPEND
         s.close_watch()
 
 

@@ -368,7 +368,7 @@ class Session:
 
     async def data_end(self, body: bytes, too_big: bool, no_room: bool = False) -> Reply:
         """The DATA block has been read (un-stuffed); deliver it or refuse it. ``no_room``:
-        the server had no memory left to keep it (smtp/budget.py), a temporary refusal."""
+        the server had no memory left to keep it (budget.py), a temporary refusal."""
         self.expect = Expect.LINE
         return self._done(await self._finish(body, too_big, no_room))
 

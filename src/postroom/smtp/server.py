@@ -12,12 +12,12 @@ import asyncio
 import time
 
 from .. import log
+from ..budget import Budget, budget_for
 from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
 from ..wire.dotstuff import DataReader
 from . import policy, replies, settings as smtp_settings
-from .budget import Budget, budget_for
 from .delivery import StoreBackend
 from .proto import Expect, Options, Session
 from .replies import Reply, r

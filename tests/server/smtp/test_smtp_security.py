@@ -206,7 +206,7 @@ def test_messages_beyond_the_memory_budget_are_refused_for_now(small_memory_serv
         assert raw.cmd("NOOP") == "250 2.0.0 OK"  # in step
         raw.close()
     assert holder.cmd(b".\r\n").startswith("250 ")
-    assert budget["smtp_budget"].used == 0  # all given back
+    assert budget["message_memory"].used == 0  # all given back
     raw = Raw(srv.ports["smtp"])
     raw.start("EHLO b", "MAIL FROM:<b@remote.example>", "RCPT TO:<joe@example.test>")
     assert raw.cmd(b"BDAT 1000\r\n" + big[:1000]).startswith("250 ")
@@ -214,5 +214,5 @@ def test_messages_beyond_the_memory_budget_are_refused_for_now(small_memory_serv
     raw.close()
     holder.close()
     time.sleep(0.2)
-    assert budget["smtp_budget"].used == 0
+    assert budget["message_memory"].used == 0
     assert len(srv.inbox("joe")) == before + 2
