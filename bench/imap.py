@@ -8,6 +8,8 @@ process per client, all on the same account and INBOX, each waiting for every re
 - FETCH of 50 consecutive messages' FLAGS and BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)]
 - SEARCH UNSEEN FLAGGED (flag search over the whole mailbox)
 - STORE n +FLAGS/-FLAGS (\\Flagged) on a random message
+- APPEND of a 10 KB message to the INBOX, as imaplib sends it (a synchronizing literal:
+  command, wait for "+", then the message), durable before the OK
 
 Then the time of SELECT on a 100,000-message mailbox (Postroom; median of 5, and the first
 SELECT after start, which builds the server's in-memory message index).
@@ -48,7 +50,10 @@ sys.path.insert(0, str(ROOT / "src"))
 from dovecot_peer import PASSWORD, BenchDovecot, unavailable  # noqa: E402
 from postroom_peer import DOMAIN, BenchPostroom  # noqa: E402
 
-OPS = ("SELECT", "FETCH", "SEARCH", "STORE")
+OPS = ("SELECT", "FETCH", "SEARCH", "STORE", "APPEND")
+
+
+APPEND_MESSAGE = b"From: a@x.test\r\nSubject: appended\r\n\r\n" + b"appended message line of text\r\n" * 330
 
 
 def message(i: int) -> bytes:
@@ -110,6 +115,8 @@ def _client(port: int, user: str, op: str, seconds: float, ready: "mp.Queue[int]
             typ, _ = c.fetch(f"{a}:{min(n, a + 49)}", "(FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO SUBJECT DATE)])")
         elif op == "SEARCH":
             typ, _ = c.search(None, "UNSEEN", "FLAGGED")
+        elif op == "APPEND":
+            typ, _ = c.append("INBOX", None, None, APPEND_MESSAGE)
         else:
             typ, _ = c.store(str(rnd.randint(1, n)), "+FLAGS" if count % 2 else "-FLAGS", "(\\Flagged)")
         if typ != "OK":

@@ -124,6 +124,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 held = 0
             if not conn.has_buffered_input():
                 await io.flush()
+                conn.ack_quickly()  # the next command may be an upload: see Connection.ack_quickly
             if s.state is State.NOT_AUTHENTICATED:
                 timeout = within(login_by, settings.preauth_timeout)
             else:
@@ -140,6 +141,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                             ev = refusal
                             break
                         await io.send(b"+ Ready for literal data\r\n")  # §7.5
+                        conn.ack_quickly()
                     if s.state is not State.NOT_AUTHENTICATED and framer.verb() == b"APPEND":
                         # Counted as it arrives (budget.py); past the budget read to its end
                         # and dropped, and the command is refused for now.
