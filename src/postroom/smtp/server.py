@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from .. import log
-from ..budget import Budget, budget_for
+from ..budget import budget_for, read_counted
 from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
@@ -195,15 +195,16 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
                     budget.give_back(held)
             elif expect is Expect.CHUNK:
                 size = session.chunk_size
+                deadline = _Deadline(s)
                 if size > limits.message_size:
-                    await _read_chunk(conn, size, _Deadline(s))
+                    await read_counted(conn, size, None, deadline.left, deadline.received)
                     reply = await session.bdat_chunk(b"", dropped=size)
                 else:
-                    data = await _read_chunk(conn, size, _Deadline(s), budget)
+                    data, taken = await read_counted(conn, size, budget, deadline.left, deadline.received)
                     if data is None:
                         reply = await session.bdat_chunk(b"", no_room=True)
                     else:
-                        chunks_held += len(data)
+                        chunks_held += taken
                         reply = await session.bdat_chunk(data)
             else:  # pragma: no cover - TLS and CLOSE are handled right after the reply
                 raise RuntimeError(f"unexpected state {expect}")
@@ -246,28 +247,3 @@ class _Deadline:
 
     def received(self, n: int) -> None:
         self.end += n / self.rate if self.rate else 0.0
-
-
-async def _read_chunk(conn: Connection, n: int, deadline: _Deadline, budget: Budget | None = None) -> bytes | None:
-    """The next ``n`` bytes (a BDAT chunk), counted in ``budget``; None when they were
-    read and dropped: without a budget (too big), or once it ran out (the bytes taken
-    are given back)."""
-    parts = []
-    taken = 0
-    keep = budget is not None
-    while n > 0:
-        data = await conn.read_some(deadline.left())
-        deadline.received(len(data))
-        if len(data) > n:
-            conn.unread(data[n:])
-            data = data[:n]
-        n -= len(data)
-        if budget is not None and keep:
-            if budget.take(len(data)):
-                taken += len(data)
-                parts.append(data)
-            else:
-                keep = False
-                budget.give_back(taken)
-                parts.clear()
-    return b"".join(parts) if keep else None
