@@ -4,9 +4,9 @@ A message is kept in memory from its first byte until it is stored: with the def
 36 MB limit, a few dozen connections sending big messages slowly (port 25 needs no
 login, and each address may open 20) would take gigabytes. Postfix streams to its
 queue file and never has this problem. Here every SMTP DATA/BDAT and IMAP APPEND
-counts what it holds against ``[limits] message_memory``; what does not fit is refused
-for now (SMTP ``452 4.3.1`` after reading the rest without keeping it, IMAP
-``NO [UNAVAILABLE]`` instead of "+"), so the sender retries when others are done.
+counts what it holds against ``[limits] message_memory`` as the bytes arrive; a message
+that does not fit is read to its end without being kept and refused for now (SMTP
+``452 4.3.1``, IMAP ``NO [UNAVAILABLE]``), so the sender retries when others are done.
 """
 
 from __future__ import annotations
