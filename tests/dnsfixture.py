@@ -6,8 +6,12 @@
         resolver = f"{dns_srv.host}:{dns_srv.port}"   # for [outbound] resolver
 
 Names not given answer NXDOMAIN; a known name asked for another type answers
-NOERROR with no data; :meth:`servfail` makes a name answer SERVFAIL. Records can be
-changed while the server runs. Built on dnspython's message helpers; one thread.
+NOERROR with no data; :meth:`servfail` makes a name answer SERVFAIL and :meth:`silent`
+makes it never answer (a timeout). :meth:`txt` publishes TXT records of any length
+(split into 255-byte strings, RFC 7208 §3.3) and :meth:`load_zone` a zone-file
+snippet such as ``postroom dns records`` prints. Records can be changed while the
+server runs. Built on dnspython's message helpers; one thread. ``port=53`` on a spare
+loopback address (root only) serves programs that read /etc/resolv.conf.
 """
 
 from __future__ import annotations
@@ -29,15 +33,16 @@ def _norm(name: str) -> str:
 
 
 class DnsFixture:
-    def __init__(self, host: str = "127.0.0.1", ttl: int = 1) -> None:
+    def __init__(self, host: str = "127.0.0.1", ttl: int = 1, port: int = 0) -> None:
         self.host = host
         self.ttl = ttl
         self.records: dict[tuple[str, str], list[str]] = {}
         self.failing: set[str] = set()
+        self.silenced: set[str] = set()
         self.queries: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, 0))
+        self.sock.bind((host, port))
         self.port = self.sock.getsockname()[1]
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -65,6 +70,35 @@ class DnsFixture:
     def aaaa(self, name: str, *addresses: str) -> None:
         self.set(name, "AAAA", addresses)
 
+    def txt(self, name: str, *texts: str) -> None:
+        """TXT records, one per text; long texts become several strings of one record."""
+        def quoted(text: str) -> str:
+            data = text.encode()
+            parts = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
+            return " ".join('"' + p.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"'
+                            for p in parts)
+        self.set(name, "TXT", [quoted(t) for t in texts])
+
+    def srv(self, name: str, priority: int, weight: int, port: int, target: str) -> None:
+        self.set(name, "SRV", [f"{priority} {weight} {port} {_norm(target) if target != '.' else '.'}"])
+
+    def load_zone(self, text: str, origin: str = ".") -> int:
+        """Records from a zone-file snippet (``$ORIGIN``/``$TTL`` lines allowed); returns how many."""
+        import dns.zone
+
+        zone = dns.zone.from_text(text, origin=origin, relativize=False, check_origin=False)
+        n = 0
+        for name, node in zone.nodes.items():
+            for rds in node.rdatasets:
+                self.set(name.to_text(), dns.rdatatype.to_text(rds.rdtype), [r.to_text() for r in rds])
+                n += len(rds)
+        return n
+
+    def silent(self, name: str, on: bool = True) -> None:
+        """Never answer queries for ``name``: the client times out."""
+        with self._lock:
+            (self.silenced.add if on else self.silenced.discard)(_norm(name))
+
     def servfail(self, name: str, on: bool = True) -> None:
         with self._lock:
             (self.failing.add if on else self.failing.discard)(_norm(name))
@@ -90,6 +124,8 @@ class DnsFixture:
         rdtype = dns.rdatatype.to_text(q.rdtype)
         with self._lock:
             self.queries.append((name, rdtype))
+            if name in self.silenced:
+                return None
             if name in self.failing:
                 resp.set_rcode(dns.rcode.SERVFAIL)
                 return resp.to_wire()

@@ -231,6 +231,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"postroom: config: {p}", file=sys.stderr)
     if problems:
         return 2
+    from .config import load
+    from .resolver import deprecations
+
+    for w in deprecations(load(args.config)):
+        print(f"postroom: config: warning: {w}", file=sys.stderr)
     print(f"{args.config}: OK")
     return 0
 

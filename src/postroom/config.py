@@ -224,7 +224,7 @@ class Config:
 
 
 PROTOCOL_SECTIONS = ("smtp", "submission", "pop3", "imap", "outbound", "managesieve", "nntp", "http",
-                     "sieve", "dkim")
+                     "sieve", "dns", "mailauth")
 
 
 def load(path: str | Path) -> Config:

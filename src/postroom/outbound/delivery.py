@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from ..config import Config
+from ..resolver import shared as shared_resolver
 from .api import Recipient
 from .client import Auth, SmtpClient, SmtpError
 from .dns import DestinationResolver, DnsPermanent, DnsTemporary, Host
@@ -103,7 +105,12 @@ class Runner:
         self.notice_queue = notice_queue or queue  # where remote notices are enqueued
         self.s = settings
         self.clock = clock
-        self.resolver = resolver or DestinationResolver(settings.resolver)
+        if resolver is None:
+            cfg = getattr(ctx, "config", None)
+            # The process's one resolver ([dns], or the deprecated [outbound] resolver).
+            resolver = (DestinationResolver(resolver=shared_resolver(cfg)) if isinstance(cfg, Config)
+                        else DestinationResolver(settings.resolver))
+        self.resolver = resolver
         self.pool = Pool(settings)
         self.sem = asyncio.Semaphore(settings.concurrency)
         self.domain_sems: dict[str, asyncio.Semaphore] = {}

@@ -1,7 +1,7 @@
-"""Where mail for a domain goes: MX lookup with dnspython (RFC 5321 §5.1, RFC 7505).
+"""Where mail for a domain goes: MX lookup (RFC 5321 §5.1, RFC 7505).
 
 The ordering logic (:func:`order_mx`) is pure so it can be tested without DNS;
-:class:`DestinationResolver` does the queries against a configurable nameserver.
+:class:`DestinationResolver` asks through the shared resolver (``postroom.resolver``).
 """
 
 from __future__ import annotations
@@ -9,16 +9,12 @@ from __future__ import annotations
 import ipaddress
 import random
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
-import dns.asyncresolver
-import dns.exception
-import dns.rdatatype
-import dns.resolver
+from ..resolver import DnsSettings, DnsTemporary, Resolver
 
-
-class DnsTemporary(Exception):
-    """SERVFAIL, timeout, no answer from the nameserver: retry later (status 4.4.3)."""
+__all__ = ["DestinationResolver", "DnsPermanent", "DnsTemporary", "Host", "address_literal", "is_null_mx",
+           "order_mx"]
 
 
 class DnsPermanent(Exception):
@@ -71,47 +67,19 @@ def address_literal(domain: str) -> str | None:
 
 
 class DestinationResolver:
+    """MX → hosts, on the shared :class:`~postroom.resolver.Resolver` (one cache with the checks)."""
+
     def __init__(self, nameserver: tuple[str, int] | None = None, timeout: float = 10.0,
-                 rng: random.Random | None = None) -> None:
-        if nameserver:
-            r = dns.asyncresolver.Resolver(configure=False)
-            r.nameservers = [nameserver[0]]
-            r.port = nameserver[1]
-        else:
-            r = dns.asyncresolver.Resolver()
-        # Honour record TTLs across attempts: a queue run of many messages to one
-        # domain asks once, not once per message.
-        r.cache = dns.resolver.Cache(cleaning_interval=60.0)
-        r.lifetime = timeout
-        r.timeout = min(timeout, 3.0)
-        self.resolver = r
+                 rng: random.Random | None = None, resolver: Resolver | None = None) -> None:
+        self.dns = resolver or Resolver(DnsSettings(nameserver, min(timeout, 3.0),
+                                                    max(1, round(timeout / min(timeout, 3.0)))))
         self.rng = rng or random.Random()
 
-    async def _query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata] | None:
-        """Records, ``None`` for NXDOMAIN, ``[]`` for no data; DnsTemporary otherwise."""
-        try:
-            ans = await self.resolver.resolve(name, rdtype, search=False)
-            return list(ans)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except dns.resolver.NoAnswer:
-            return []
-        except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
-            raise DnsTemporary(f"DNS lookup of {name} {rdtype} failed: {exc.__class__.__name__}") from None
-        except dns.exception.DNSException as exc:
-            raise DnsTemporary(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
+    async def _query(self, name: str, rdtype: str) -> list[Any] | None:
+        return await self.dns.query(name, rdtype)
 
     async def addresses(self, name: str) -> tuple[str, ...] | None:
-        """A then AAAA addresses (IPv4 first: loopback tests and most peers); None if NXDOMAIN."""
-        try:
-            return (str(ipaddress.ip_address(name)),)
-        except ValueError:
-            pass
-        a = await self._query(name, "A")
-        aaaa = await self._query(name, "AAAA") if a is not None else None
-        if a is None and aaaa is None:
-            return None
-        return tuple(r.address for r in (a or []) + (aaaa or []))  # type: ignore[attr-defined]
+        return await self.dns.addresses(name)
 
     async def hosts_for_domain(self, domain: str) -> list[Host]:
         """The hosts to try in order; raises DnsPermanent / DnsTemporary."""

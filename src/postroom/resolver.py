@@ -1,0 +1,159 @@
+"""DNS in one place: the ``[dns]`` section and the one async resolver every lookup uses.
+
+Outbound MX lookups, SPF, DKIM key fetches, DMARC and ARC all ask through
+:class:`Resolver`, so they share one TTL-honouring cache (dnspython's) and one set of
+timeouts. The answer model is the one mail authentication needs (RFC 7208 §2.6,
+RFC 7489 §6.6.3): records, ``None`` for NXDOMAIN, ``[]`` for "the name exists but has no
+such record", and :class:`DnsTemporary` for everything else (timeout, SERVFAIL, no
+reachable nameserver). A temporary failure must never be read as "no record": that
+would turn a flaky nameserver into a wrong SPF or DMARC verdict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.resolver
+
+from .config import Config, parse_duration, parse_hostport
+
+
+class DnsTemporary(Exception):
+    """SERVFAIL, timeout, no answer from the nameserver: retry later (status 4.4.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    nameserver: tuple[str, int] | None = None  # None: the system's (/etc/resolv.conf)
+    timeout: float = 5.0  # seconds per attempt
+    attempts: int = 2  # tries of each query before it is a temporary failure
+    from_outbound: bool = False  # set by the deprecated ``[outbound] resolver``
+
+    @property
+    def lifetime(self) -> float:
+        return self.timeout * self.attempts
+
+
+def parse(cfg: Config, problems: list[str]) -> DnsSettings:
+    sec = cfg.section("dns", problems)
+    d = DnsSettings()
+    nameserver: tuple[str, int] | None = None
+    from_outbound = False
+    value = sec.get("resolver", str, "")
+    if not value.strip() or value.strip() == "system":
+        # [outbound] resolver was the only setting before [dns] existed: still honoured.
+        old = cfg.sections.get("outbound", {}).get("resolver")
+        if isinstance(old, str) and old.strip():
+            value, from_outbound = old, True
+    if value.strip() and value.strip() != "system":
+        key = "resolver"
+        try:
+            host, port = parse_hostport(value, "127.0.0.1")
+            ipaddress.ip_address(host)
+            nameserver = (host, port or 53)
+        except ValueError as exc:
+            if not from_outbound:  # [outbound] reports its own key's problems
+                sec.problem(key, f"{exc}" if ":" in value else f"{value!r} is not IP or IP:PORT")
+    timeout = sec.convert("timeout", parse_duration, d.timeout)
+    if timeout <= 0:
+        sec.problem("timeout", "must be positive")
+        timeout = d.timeout
+    attempts = sec.get("attempts", int, d.attempts)
+    if not 1 <= attempts <= 10:
+        sec.problem("attempts", "must be between 1 and 10")
+        attempts = d.attempts
+    sec.finish()
+    return DnsSettings(nameserver, timeout, attempts, from_outbound)
+
+
+def check_settings(cfg: Config, problems: list[str]) -> None:
+    parse(cfg, problems)
+
+
+def deprecations(cfg: Config) -> list[str]:
+    """Settings that still work but should move: ``postroom check`` prints them as warnings."""
+    out = []
+    old = cfg.sections.get("outbound", {}).get("resolver")
+    if isinstance(old, str) and old.strip():
+        if cfg.sections.get("dns", {}).get("resolver"):
+            out.append("outbound.resolver: ignored, [dns] resolver is set (remove outbound.resolver)")
+        else:
+            out.append("outbound.resolver: deprecated, move it to [dns] resolver")
+    return out
+
+
+class Resolver:
+    """Async lookups with the answer model above; one per process (:func:`shared`)."""
+
+    def __init__(self, settings: DnsSettings = DnsSettings()) -> None:
+        self.settings = settings
+        if settings.nameserver:
+            r = dns.asyncresolver.Resolver(configure=False)
+            r.nameservers = [settings.nameserver[0]]
+            r.port = settings.nameserver[1]
+        else:
+            try:
+                r = dns.asyncresolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:  # no /etc/resolv.conf: every lookup is temporary
+                r = dns.asyncresolver.Resolver(configure=False)
+                r.nameservers = ["127.0.0.1"]
+        # dnspython's cache honours each record's TTL (and caches NXDOMAIN for the SOA minimum).
+        r.cache = dns.resolver.Cache(cleaning_interval=60.0)
+        r.timeout = settings.timeout
+        r.lifetime = settings.lifetime
+        self.resolver = r
+
+    async def query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata] | None:
+        """Records, ``None`` for NXDOMAIN, ``[]`` for no data; :class:`DnsTemporary` otherwise."""
+        try:
+            ans = await self.resolver.resolve(name, rdtype, search=False)
+            return list(ans)
+        except dns.resolver.NXDOMAIN:
+            return None
+        except dns.resolver.NoAnswer:
+            return []
+        except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
+            raise DnsTemporary(f"DNS lookup of {name} {rdtype} failed: {exc.__class__.__name__}") from None
+        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.BadEscape):
+            return None  # a name that cannot exist (e.g. from a forged header): as NXDOMAIN
+        except dns.exception.DNSException as exc:
+            raise DnsTemporary(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
+
+    async def txt(self, name: str) -> list[bytes] | None:
+        """TXT records, each one's strings joined (RFC 7208 §3.3, RFC 6376 §3.6.2.2)."""
+        records = await self.query(name, "TXT")
+        if records is None:
+            return None
+        return [b"".join(r.strings) for r in records]  # type: ignore[attr-defined]
+
+    async def addresses(self, name: str) -> tuple[str, ...] | None:
+        """A then AAAA addresses (IPv4 first); ``None`` if the name does not exist."""
+        try:
+            return (str(ipaddress.ip_address(name)),)
+        except ValueError:
+            pass
+        a = await self.query(name, "A")
+        aaaa = await self.query(name, "AAAA") if a is not None else None
+        if a is None and aaaa is None:
+            return None
+        return tuple(r.address for r in (a or []) + (aaaa or []))  # type: ignore[attr-defined]
+
+
+_shared: dict[DnsSettings, Resolver] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(cfg: Config) -> Resolver:
+    """The process's resolver for this config's ``[dns]``: one cache for every lookup."""
+    settings = parse(cfg, [])
+    with _shared_lock:
+        r = _shared.get(settings)
+        if r is None:
+            r = _shared[settings] = Resolver(settings)
+        return r
