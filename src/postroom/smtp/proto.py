@@ -116,6 +116,7 @@ class Options:
     require_sender_match: bool
     primary_domain: str  # for a bare RCPT TO:<postmaster>
     banner: str = "ESMTP Postroom"
+    listener: str = ""  # the listener's name (mail authentication checks are per listener)
 
 
 Handler = Callable[["Session", str], Awaitable[Reply | None]]
@@ -385,7 +386,8 @@ class Session:
 
     def _peer(self) -> Peer:
         return Peer(self.peer_ip, self.helo, self.esmtp, self.tls_info if self.tls_active else None,
-                    self.login, self.session_id, self.opts.submission)
+                    self.login, self.session_id, self.opts.submission, self.opts.trusted,
+                    self.opts.listener)
 
     # -- BDAT (RFC 3030 §2) --------------------------------------------------------------
     def _parse_bdat(self, arg: str) -> tuple[int, bool] | None:

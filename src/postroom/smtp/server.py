@@ -58,6 +58,7 @@ def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: 
         require_sender_match=s.require_sender_match,
         primary_domain=cfg.domains[0] if cfg.domains else cfg.hostname,
         banner=s.banner,
+        listener=listener.name,
     )
     session = Session(opts, StoreBackend(ctx, s, conn.peer_ip, tag), conn.peer_ip, sid)
     if conn.tls_active:

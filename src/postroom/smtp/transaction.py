@@ -47,3 +47,5 @@ class Peer:
     login: str | None  # authenticated address
     session_id: str
     submission: bool
+    trusted: bool = False  # the client's IP is in [smtp] trusted_networks
+    listener: str = ""  # the listener's name; "" for postroom sendmail
