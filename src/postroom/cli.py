@@ -333,12 +333,17 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("rest", nargs=argparse.REMAINDER)
     sm.set_defaults(run=cmd_sendmail)
 
-    try:
-        from .outbound.cli import register
-    except ImportError:
-        pass
-    else:
-        register(sub)
+    import importlib
+
+    # Command groups that live with their feature: each module has register(sub).
+    for name in ("postroom.outbound.cli", "postroom.mailauth.cli", "postroom.mailauth.dnsrecords"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.register(sub)
     return p
 
 
