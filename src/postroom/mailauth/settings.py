@@ -86,8 +86,8 @@ def parse(cfg: Config, problems: list[str]) -> MailauthSettings:
         min_bits = d.min_key_bits
     listeners = sec.strings("check_listeners", d.check_listeners)
     known = {lst.name for lst in cfg.listeners}
-    for name in listeners:
-        if known and name not in known:
+    for name in listeners if "check_listeners" in sec.data else ():  # the default may name none
+        if name not in known:
             sec.problem("check_listeners", f"no listener named {name!r}")
     s = MailauthSettings(
         check_listeners=listeners, policy=policy, domains=domains, timeout=timeout,
