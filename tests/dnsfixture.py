@@ -28,6 +28,14 @@ import dns.rdatatype
 import dns.rrset
 
 
+def _escape(byte: int) -> str:
+    """One byte of a TXT string in zone-file syntax: printable ASCII as itself, the rest
+    as ``\\DDD`` (RFC 1035 §5.1), so that a string is never longer than its bytes."""
+    if byte in (0x22, 0x5C):
+        return "\\" + chr(byte)
+    return chr(byte) if 0x20 <= byte < 0x7F else f"\\{byte:03d}"
+
+
 def _norm(name: str) -> str:
     return name.lower().rstrip(".") + "."
 
@@ -75,8 +83,7 @@ class DnsFixture:
         def quoted(text: str) -> str:
             data = text.encode()
             parts = [data[i:i + 255] for i in range(0, len(data), 255)] or [b""]
-            return " ".join('"' + p.decode("latin-1").replace("\\", "\\\\").replace('"', '\\"') + '"'
-                            for p in parts)
+            return " ".join('"' + "".join(_escape(b) for b in p) + '"' for p in parts)
         self.set(name, "TXT", [quoted(t) for t in texts])
 
     def srv(self, name: str, priority: int, weight: int, port: int, target: str) -> None:
@@ -110,6 +117,12 @@ class DnsFixture:
 
     # -- serving -----------------------------------------------------------------
     def answer(self, wire: bytes) -> bytes | None:
+        try:
+            return self._answer(wire)
+        except Exception:  # a bad record must not kill the server thread (every later query would time out)
+            return None
+
+    def _answer(self, wire: bytes) -> bytes | None:
         try:
             query = dns.message.from_wire(wire)
         except Exception:
