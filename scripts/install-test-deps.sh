@@ -10,6 +10,9 @@ command -v fetchmail >/dev/null || need+=(fetchmail)
 command -v smtp-source >/dev/null && command -v postconf >/dev/null || need+=(postfix)
 command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
 command -v mbsync >/dev/null || need+=(isync)
+# OpenDKIM: DKIM interop both ways (tests/server/mailauth/test_opendkim_interop.py runs
+# `opendkim -t` in test mode; opendkim-tools has opendkim-testmsg and opendkim-genkey).
+command -v opendkim >/dev/null && command -v opendkim-testmsg >/dev/null || need+=(opendkim opendkim-tools)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2

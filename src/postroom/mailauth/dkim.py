@@ -1,0 +1,414 @@
+"""DKIM (RFC 6376): sign the mail that leaves, verify the mail that arrives.
+
+Glue around dkimpy: dkimpy parses the message and the tag lists, canonicalizes, selects
+the signed header fields and checks signatures; this module decides what is signed, what
+each outcome is called (RFC 8601 §2.7.1), and answers dkimpy's key lookups through our
+resolver (:class:`~.dnsbridge.SyncDns`).
+
+Decisions, signing (:func:`sign`):
+
+* ``relaxed/relaxed`` (§3.4.2, §3.4.4), ``a=rsa-sha256`` or ``ed25519-sha256`` (RFC 8463
+  §3) after the key, one field per key, RSA and Ed25519 side by side (RFC 8463). No
+  ``i=`` (it defaults to ``@d=``, §3.5), no ``l=`` (a body length lets anyone append
+  content, §8.2), no ``x=``; ``t=`` is now (or ``now``).
+* Which fields ``h=`` lists, for each name in ``headers`` (the order of first mention):
+  a name listed twice or more is *oversigned* (§8.15): every instance in the message,
+  plus one more that matches nothing, so adding an instance breaks the signature
+  (``From`` in the default set). A name listed once: every instance present; when
+  absent, it is listed anyway (a "null" entry, §5.4, so adding one breaks the
+  signature) only if it is in :data:`GUARD_WHEN_ABSENT`: the fields a reader sees or
+  that change how the body is shown (Reply-To, Subject, Content-Type...), which no
+  honest relay adds. List-*, Resent-* and Sender fields are left out when absent:
+  mailing lists and resenders add them, and signing their absence would break the
+  signature of mail a list passes on untouched.
+* Speed (signing is on every outgoing message's path): the private keys are loaded once
+  per key and kept (:func:`_private_key`), the body is canonicalized and hashed once for
+  all keys (both algorithms use SHA-256 with the same ``c=``), and the signature itself
+  is made by ``cryptography`` (OpenSSL), not by dkimpy's pure-Python RSA, which took
+  about 6 ms per RSA-2048 signature. dkimpy still canonicalizes and hashes the header
+  fields (``dkim.hash_headers``), so what we sign is what its verifier checks.
+* Header names that are not RFC 5322 field names, or hold ``;`` (it would end the tag),
+  are skipped: a configuration mistake must not stop mail.
+
+Decisions, verifying (:func:`verify`):
+
+* One result per ``DKIM-Signature`` field, in header order, the first ``max_signatures``
+  of them (the rest are logged and ignored: each costs a lookup and a body hash); ``()``
+  for an unsigned message. Each signature is checked in its own worker thread
+  (:func:`~.dnsbridge.run_blocking`), all at once: a slow lookup or a hostile field only
+  spoils its own result. They share one deadline, ``timeout`` from now.
+* Outcomes (RFC 6376 §6.1, RFC 8601 §2.7.1):
+
+  ========================================================  ==========  ==================
+  what                                                      result      where
+  ========================================================  ==========  ==================
+  verifies                                                  pass
+  header hash does not verify (a signed field changed,      fail        §6.1.3
+  one was added over an oversigned name)
+  body hash does not verify                                 fail        §6.1.3
+  key record revoked (empty ``p=``)                         fail        §3.6.1, §6.1.2
+  RSA key shorter than ``min_key_bits``                     fail        RFC 8301 §3.2
+  ``a=rsa-sha1``                                            fail        RFC 8301 §3.1
+  no key record (NXDOMAIN, or no TXT record)                permerror   §6.1.2
+  key record unreadable, not for e-mail, wrong key type     permerror   §6.1.2
+  or hash for ``a=``
+  field malformed: unreadable tag list, a required tag      permerror   §6.1.1
+  missing, bad base64, unknown algorithm, ``h=`` without
+  From, ``i=`` outside ``d=``, ``t=`` in the future,
+  ``x=`` passed, over :data:`MAX_SIGNATURE_FIELD` octets
+  DNS timeout, SERVFAIL, the deadline passed                temperror   §6.1.2
+  ========================================================  ==========  ==================
+
+  "No key" is ``permerror``: §6.1.2's PERMFAIL "no key for signature", and RFC 8601's
+  "a later attempt is unlikely to produce a final result" (OpenDKIM 2.11 says ``fail``
+  there). A revoked key is ``fail``, as in OpenDKIM: the signer has declared such
+  signatures invalid, a verdict about this signature rather than an error. Nothing
+  raises: whatever dkimpy throws on a hostile field is ``permerror``, and logged when it
+  is not one of dkimpy's own errors.
+* The key record is looked up and judged here first (dkimpy would report a missing,
+  revoked or unreadable key as a plain ``False``), then handed to dkimpy's
+  ``DKIM.verify(idx=i)`` so that it does not look it up again.
+* ``b=`` and ``bh=`` are checked for base64 here before dkimpy's check, whose regular
+  expression takes time quadratic in the length of a value of white space.
+* ``header_b`` is the shortest prefix of ``b=`` (at least 8 characters) that no other
+  signature of the message shares (RFC 6008 §4).
+* ``reason`` is short, printable ASCII (:func:`.spf.clean`); it never quotes the
+  signature's own text beyond the first words of dkimpy's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import re
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import dkim
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from dkim.canonicalization import CanonicalizationPolicy
+from dkim.util import InvalidTagValueList, parse_tag_value
+
+from ..resolver import DnsTemporary, Resolver
+from .dnsbridge import SyncDns, run_blocking
+from .keys import DkimKey
+from .model import DkimResult
+from .settings import DEFAULT_SIGN_HEADERS
+from .spf import clean
+
+log = logging.getLogger("postroom.mailauth")
+# dkimpy's own log lines (debug detail, and errors we classify ourselves): off by default.
+_dkimpy_log = logging.getLogger("postroom.mailauth.dkimpy")
+_dkimpy_log.propagate = False
+_dkimpy_log.addHandler(logging.NullHandler())
+
+_RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
+
+# Fields signed even when absent (see the module docstring): RFC 5322 §3.6's originator,
+# destination, identification and informational fields, and RFC 2045's MIME fields. Not
+# Sender: mailing list software (Mailman) adds one to mail it otherwise leaves intact.
+GUARD_WHEN_ABSENT = frozenset({
+    "from", "reply-to", "to", "cc", "subject", "date", "message-id", "in-reply-to", "references",
+    "mime-version", "content-type", "content-transfer-encoding",
+})
+# RFC 5322 §3.6.8 ftext, without ";" (it would end the h= tag, RFC 6376 §3.2).
+_FIELD_NAME = re.compile(r"^[!-9<-~]+$")
+WIDTH = 76  # fold the DKIM-Signature field before this column (RFC 5322 §2.1.1: 78 SHOULD)
+
+MAX_SIGNATURE_FIELD = 16384  # octets; real ones are under 2 KiB (an RSA-8192 b= is 1,368)
+HEADER_B_MIN = 8  # RFC 6008 §4
+_B64 = re.compile(rb"^[A-Za-z0-9+/]*={0,2}$")
+_WS = re.compile(rb"\s+")
+
+
+# -- signing ------------------------------------------------------------------------------
+
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+@lru_cache(maxsize=256)
+def _private_key(path: Path, algorithm: str, created: float) -> PrivateKey:
+    """The key, parsed once. ``created`` is in the cache key because a selector can be
+    deleted and made again: a new key under the same path."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if algorithm == "rsa" and isinstance(key, rsa.RSAPrivateKey):
+        return key
+    if algorithm == "ed25519" and isinstance(key, ed25519.Ed25519PrivateKey):
+        return key
+    raise ValueError(f"{path}: not an {algorithm} private key")
+
+
+def signed_fields(present: Sequence[bytes], headers: Sequence[str]) -> list[bytes]:
+    """The ``h=`` list (lower case) for a message whose header field names are ``present``
+    (in order) when ``headers`` asks for these names; see the module docstring."""
+    have: dict[bytes, int] = {}
+    for name in present:
+        n = name.lower()
+        have[n] = have.get(n, 0) + 1
+    listed: dict[str, int] = {}
+    for h in headers:
+        h = h.strip().lower()
+        if _FIELD_NAME.match(h):
+            listed[h] = listed.get(h, 0) + 1
+    out: list[bytes] = []
+    for h, times in listed.items():
+        name = h.encode("ascii")
+        count = have.get(name, 0)
+        if times >= 2:  # oversigned (RFC 6376 §8.15)
+            count += 1
+        elif count == 0 and h in GUARD_WHEN_ABSENT:  # a null entry (§5.4)
+            count = 1
+        out += [name] * count
+    return out
+
+
+def _fold_tags(tags: list[tuple[bytes, bytes]], column: int) -> tuple[bytes, int]:
+    """``tag=value;`` items joined by a space, or by CRLF TAB where a line would pass
+    :data:`WIDTH`. ``h=`` may also break after any of its colons (RFC 6376 §3.5 allows
+    FWS there). Returns the text and the column the last line ends at."""
+    out = bytearray()
+    for tag, val in tags:
+        pieces = [p + b":" for p in val.split(b":")[:-1]] + [val.split(b":")[-1]] if tag == b"h" else [val]
+        pieces[0] = tag + b"=" + pieces[0]
+        pieces[-1] += b";"
+        for i, piece in enumerate(pieces):
+            sep = b" " if i == 0 else b""
+            if column + len(sep) + len(piece) > WIDTH and column > 1:
+                out += b"\r\n\t"
+                column = 1
+                sep = b""
+            out += sep + piece
+            column += len(sep) + len(piece)
+    return bytes(out), column
+
+
+def _fold_b64(value: bytes, column: int) -> bytes:
+    """The signature after ``b=``: the rest of the line, then lines of up to WIDTH."""
+    first = max(WIDTH - column, 0)
+    out = [value[:first]]
+    for i in range(first, len(value), WIDTH - 1):
+        out.append(b"\r\n\t" + value[i:i + WIDTH - 1])
+    return b"".join(out)
+
+
+def _sign_one(key: DkimKey, canon_headers: list[Any], include: list[bytes], bodyhash: bytes, t: int) -> bytes:
+    tags = [(b"v", b"1"), (b"a", key.signature_algorithm), (b"c", b"relaxed/relaxed"),
+            (b"d", key.domain.encode("ascii")), (b"s", key.selector.encode("ascii")),
+            (b"t", str(t).encode("ascii")), (b"bh", bodyhash), (b"h", b":".join(include))]
+    name = b"DKIM-Signature"
+    text, column = _fold_tags(tags, len(name) + 1)
+    # b= last and empty: the field as hashed is the field as sent, minus b='s value (§3.7).
+    if column + 3 > WIDTH:
+        text += b"\r\n\tb="
+        column = 3
+    else:
+        text += b" b="
+        column += 3
+    h = hashlib.sha256()
+    dkim.hash_headers(h, _RELAXED, canon_headers, include, (name, text), dict(tags))
+    digest = h.digest()
+    priv = _private_key(key.path, key.algorithm, key.created)
+    if isinstance(priv, rsa.RSAPrivateKey):  # RFC 8017 RSASSA-PKCS1-v1_5 over SHA-256
+        sig = priv.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
+    else:  # RFC 8463 §3: Ed25519 over the SHA-256 digest
+        sig = priv.sign(digest)
+    return name + b":" + text + _fold_b64(base64.b64encode(sig), column) + b"\r\n"
+
+
+def sign(message: bytes, keys: Sequence[DkimKey], headers: Sequence[str] = DEFAULT_SIGN_HEADERS,
+         now: int | None = None) -> bytes:
+    """The DKIM-Signature header fields (CRLF-terminated, ready to prepend) for
+    ``message`` (CRLF line ends, header + body), one per key, in the order of ``keys``.
+
+    ``b""`` when ``keys`` is empty. Raises :class:`dkim.MessageFormatError` when the
+    header block cannot be read, :class:`ValueError` when ``headers`` lacks ``from`` or
+    a key file does not hold a key of its algorithm, :class:`OSError` when a key file
+    cannot be read.
+    """
+    if not keys:
+        return b""
+    try:
+        fields, body = dkim.rfc822_parse(message)
+    except IndexError:  # a continuation line before any field
+        raise dkim.MessageFormatError("message starts with a continuation line") from None
+    canon_headers = _RELAXED.canonicalize_headers(fields)
+    bodyhash = base64.b64encode(hashlib.sha256(_RELAXED.canonicalize_body(body)).digest())
+    include = signed_fields([f[0] for f in fields], headers)
+    if b"from" not in include:
+        raise ValueError("From must be signed (RFC 6376 §5.4)")
+    t = int(time.time()) if now is None else int(now)
+    return b"".join(_sign_one(k, canon_headers, include, bodyhash, t) for k in keys)
+
+
+# -- verifying ----------------------------------------------------------------------------
+
+def _text(value: bytes | None) -> str:
+    return clean(value.decode("utf-8", "replace"), 255) if value else ""
+
+
+def _b_values(raw: list[bytes]) -> list[bytes]:
+    """Each field's b= value without white space, b"" when unreadable. A loose scan: a
+    malformed field still gets a header.b when it has a b= tag."""
+    out = []
+    for value in raw:
+        m = re.search(rb"(?:^|;)\s*b\s*=([^;]*)", value)
+        b = _WS.sub(b"", m.group(1)) if m else b""
+        out.append(b if _B64.match(b) else b"")
+    return out
+
+
+def header_b_prefixes(values: list[bytes]) -> list[str]:
+    """RFC 6008 §4: the shortest prefix (at least 8) that tells each signature apart."""
+    out = []
+    for i, v in enumerate(values):
+        n = HEADER_B_MIN
+        others = [w for j, w in enumerate(values) if j != i and w != v]
+        while n < len(v) and any(w.startswith(v[:n]) for w in others):
+            n += 1
+        out.append(v[:n].decode("ascii"))
+    return out
+
+
+class _Outcome(Exception):
+    """Ends a check early with its result; raised and caught inside :func:`_check_one`."""
+
+    def __init__(self, result: str, reason: str) -> None:
+        super().__init__(reason)
+        self.result = result
+        self.reason = reason
+
+
+def _dkimpy_reason(exc: Exception) -> str:
+    """dkimpy's message up to its first parenthesis or colon (what follows quotes the field)."""
+    text = str(exc).split(" (", 1)[0].split(": ", 1)[0]
+    text = re.sub(r"\bb'([^']*)'", r"\1", text)  # dkimpy formats its bytes tags with %s
+    return clean(text, 80) or exc.__class__.__name__
+
+
+def _check_tags(tags: dict[bytes, bytes]) -> None:
+    """The field's own checks (RFC 6376 §6.1.1), dkimpy's and ours; raises :class:`_Outcome`."""
+    for tag in (b"b", b"bh"):  # before dkimpy's regex, see the module docstring
+        if tag in tags and not _B64.match(_WS.sub(b"", tags[tag])):
+            raise _Outcome("permerror", f"{tag.decode()}= is not valid base64")
+    try:
+        dkim.validate_signature_fields(tags)
+    except dkim.ValidationError as exc:
+        raise _Outcome("permerror", _dkimpy_reason(exc)) from None
+    except (IndexError, KeyError, ValueError):  # dkimpy's i=/d= check indexes past short values
+        raise _Outcome("permerror", "i= is not within d=") from None
+    if tags[b"a"].lower() == b"rsa-sha1":
+        raise _Outcome("fail", "rsa-sha1 is not accepted (RFC 8301)")
+    signed = [h.strip().lower() for h in tags[b"h"].split(b":")]
+    if b"from" not in signed:
+        raise _Outcome("permerror", "From is not signed")
+
+
+def _fetch_key(dns: SyncDns, tags: dict[bytes, bytes], min_key_bits: int) -> bytes:
+    """The key record for the signature, judged (RFC 6376 §6.1.2); raises :class:`_Outcome`."""
+    name = tags[b"s"] + b"._domainkey." + tags[b"d"]
+    try:
+        record = dns.dkim_txt(name)
+    except DnsTemporary as exc:
+        raise _Outcome("temperror", clean(f"key lookup failed: {exc}", 120)) from None
+    if record is None:
+        raise _Outcome("permerror", "no key for signature")
+    try:
+        rec = parse_tag_value(record)
+    except InvalidTagValueList:
+        raise _Outcome("permerror", "key record unreadable") from None
+    if b"p" in rec and not _WS.sub(b"", rec[b"p"]):
+        raise _Outcome("fail", "key revoked")
+    if b"h" in rec and b"sha256" not in [h.strip() for h in rec[b"h"].split(b":")]:
+        raise _Outcome("permerror", "key record does not allow sha256")
+    try:
+        _pk, bits, ktag, _tlsrpt = dkim.evaluate_pk(name, record)
+    except dkim.DKIMException as exc:
+        raise _Outcome("permerror", "key record unusable: " + _dkimpy_reason(exc)) from None
+    except Exception:  # binascii.Error and other parse errors on a hostile record
+        raise _Outcome("permerror", "key record unusable") from None
+    if ktag is None:  # s= names another service (dkimpy swallows its own error there)
+        raise _Outcome("permerror", "key is not for e-mail")
+    if tags[b"a"].lower().split(b"-", 1)[0] != ktag:
+        raise _Outcome("permerror", f"{ktag.decode()} key for a={_text(tags[b'a'])}")
+    if ktag == b"rsa" and bits < min_key_bits:
+        raise _Outcome("fail", f"RSA key of {bits} bits is too short")
+    return record
+
+
+def _check_one(fields: list[Any], body: bytes, idx: int, raw: bytes, header_b: str, dns: SyncDns,
+               min_key_bits: int) -> DkimResult:
+    """The result for the ``idx``-th DKIM-Signature field; in a worker thread, never raises."""
+    if len(raw) > MAX_SIGNATURE_FIELD:
+        return DkimResult("permerror", header_b=header_b, reason="signature field too long")
+    try:
+        tags = parse_tag_value(raw)
+    except InvalidTagValueList:
+        return DkimResult("permerror", header_b=header_b, reason="signature field unreadable")
+    d, s, a, i = (_text(tags.get(t)) for t in (b"d", b"s", b"a", b"i"))
+
+    def result(r: str, reason: str = "") -> DkimResult:
+        return DkimResult(r, domain=d.lower(), selector=s, algorithm=a.lower(), header_b=header_b, identity=i,
+                          reason=reason)
+
+    try:
+        _check_tags(tags)
+        record = _fetch_key(dns, tags, min_key_bits)
+        verifier = dkim.DKIM(logger=_dkimpy_log, minkey=min_key_bits)
+        verifier.headers, verifier.body = fields, body  # parsed once for all signatures
+        try:
+            ok = verifier.verify(idx=idx, dnsfunc=lambda _name, timeout=5: record)
+        except dkim.ValidationError as exc:
+            if str(exc).startswith("body hash mismatch"):
+                raise _Outcome("fail", "body hash did not verify") from None
+            raise _Outcome("permerror", _dkimpy_reason(exc)) from None
+        except dkim.DKIMException as exc:
+            raise _Outcome("permerror", _dkimpy_reason(exc)) from None
+        return result("pass") if ok else result("fail", "signature did not verify")
+    except _Outcome as out:
+        return result(out.result, out.reason)
+    except Exception as exc:  # a hostile field that dkimpy did not expect: its verdict, not ours to crash on
+        log.warning("DKIM signature %d (d=%s s=%s) could not be checked: %r", idx + 1, d, s, exc, exc_info=True)
+        return result("permerror", "signature could not be processed")
+
+
+def _signatures(message: bytes) -> tuple[list[Any], bytes, list[bytes]] | None:
+    """The parsed header fields, the body and each DKIM-Signature field's value; ``None``
+    when the header block cannot be read."""
+    try:
+        fields, body = dkim.rfc822_parse(message)
+    except (dkim.MessageFormatError, IndexError):
+        return None
+    return fields, body, [v for n, v in fields if n.lower() == b"dkim-signature"]
+
+
+_SIGNED = re.compile(rb"(?im)^dkim-signature[ \t]*:")
+
+
+async def verify(resolver: Resolver, message: bytes, timeout: float, min_key_bits: int = 1024,
+                 max_signatures: int = 10) -> tuple[DkimResult, ...]:
+    """One result per DKIM-Signature (up to ``max_signatures``; the rest ignored and
+    logged), in header order; ``()`` when unsigned. Never raises for any message."""
+    parsed = await run_blocking(_signatures, message)
+    if parsed is None:  # dkimpy cannot read the header block, so no signature can verify
+        head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        if _SIGNED.search(head):
+            return (DkimResult("permerror", reason="message header unreadable"),)
+        return ()
+    fields, body, raw = parsed
+    if not raw:
+        return ()
+    if len(raw) > max_signatures:
+        log.info("DKIM: %d signatures, the last %d not checked (limit %d)", len(raw), len(raw) - max_signatures,
+                 max_signatures)
+        raw = raw[:max_signatures]
+    header_b = header_b_prefixes(_b_values(raw))
+    dns = SyncDns(resolver, timeout)
+    checks = [run_blocking(_check_one, fields, body, idx, value, header_b[idx], dns, min_key_bits)
+              for idx, value in enumerate(raw)]
+    return tuple(await asyncio.gather(*checks))
