@@ -53,6 +53,7 @@ async def send_notice(ctx: Any, queue: Any, to: str, raw: bytes, body_8bit: bool
     """
     ids = await local_accounts(ctx, to)
     if ids is None:
+        raw = await signed(ctx, raw)
         env = Envelope(sender="", recipients=(Recipient(to, notify=("NEVER",)),), body_8bit=body_8bit)
         qid = await queue.enqueue(env, raw)
         return f"queued as {qid}"
@@ -61,3 +62,19 @@ async def send_notice(ctx: Any, queue: Any, to: str, raw: bytes, body_8bit: bool
         return "dropped (no such local address)"
     await ctx.store.deliver(raw, [DeliveryTarget(account_id=i) for i in ids])
     return "delivered locally"
+
+
+async def signed(ctx: Any, raw: bytes) -> bytes:
+    """A notice Postroom wrote, DKIM-signed for its ``From:`` domain (the host name's) when
+    that domain has an active key: receivers check bounces as they check any mail."""
+    from ..mailauth.dnsbridge import run_blocking
+    from ..mailauth.settings import settings_for
+    from ..mailauth.signing import signature_for
+
+    config = getattr(ctx, "config", None)
+    if config is None or not hasattr(ctx, "state"):
+        return raw
+    settings = settings_for(ctx)
+    if not settings.sign:
+        return raw
+    return await run_blocking(signature_for, config.data_dir, raw, settings.sign_headers) + raw

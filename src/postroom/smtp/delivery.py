@@ -15,7 +15,7 @@ from ..errors import is_storage_full
 from ..outbound.api import Envelope, Recipient
 from ..storage.api import has_room
 from ..storage.models import DeliveryTarget
-from . import message, recipients, replies
+from . import mailauth, message, recipients, replies
 from .address import Path
 from .proto import AuthOutcome
 from .replies import Reply, r
@@ -31,19 +31,28 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     hostname = ctx.config.hostname
     if (peer.submission or not peer.ip) and settings.add_missing_headers:
         body = message.add_missing(body, hostname, queue_id)
-    local_ids: dict[int, None] = {}
+    rcpt_names = [rc.path.address for rc in txn.rcpts]
+    sender = txn.sender.address
+    rcpt_log = ",".join(f"<{a}>" for a in rcpt_names)
+    auth = await mailauth.inbound_for(ctx, peer, txn, body)
+    if auth is not None:
+        body = auth.message
+        if auth.refusal is not None:
+            logger.info("%s id=%s from=<%s> to=%s size=%d %s result=rejected (%s)", peer.session_id, queue_id,
+                        sender, rcpt_log, len(body), auth.summary, auth.reason)
+            return auth.refusal
+    local_ids: dict[int, str] = {}
     remote: dict[str, Recipient] = {}
     for rc in txn.rcpts:
+        mailbox = auth.mailbox_for(rc.path.domain) if auth is not None else "INBOX"
         for aid in rc.resolved.local:
-            local_ids[aid] = None
+            if local_ids.get(aid, "INBOX") == "INBOX":  # quarantined for one address: quarantined
+                local_ids[aid] = mailbox
         for addr in rc.resolved.remote:
             if addr not in remote:
                 # DSN parameters belong to the address the client named (RFC 3461 §4)
                 remote[addr] = Recipient(addr, rc.notify, rc.orcpt)
-    rcpt_names = [rc.path.address for rc in txn.rcpts]
     trace = message.received(peer, hostname, queue_id, rcpt_names, txn.smtputf8)
-    sender = txn.sender.address
-    rcpt_log = ",".join(f"<{a}>" for a in rcpt_names)
     if remote and ctx.outbound is None:
         logger.warning("%s id=%s from=<%s> to=%s result=deferred (no outbound queue)",
                        peer.session_id, queue_id, sender, rcpt_log)
@@ -54,13 +63,15 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
             raw = message.return_path(sender) + trace + body
             # The DATA reader (and sendmail) normalised the body's line ends; the
             # header lines added here are CRLF-terminated.
-            await ctx.store.deliver(raw, [DeliveryTarget(aid) for aid in local_ids], crlf=True)
+            await ctx.store.deliver(raw, [DeliveryTarget(aid, mb) for aid, mb in local_ids.items()], crlf=True)
         if remote:
             assert ctx.outbound is not None
+            # Our users' mail is DKIM-signed; mail we only pass on is ARC-sealed (mailauth.signing).
+            out = await mailauth.outgoing(ctx, peer, auth, trace + body, body)
             env = Envelope(sender=sender, recipients=tuple(remote.values()), ret=txn.ret,
                            envid=txn.envid, smtputf8=txn.smtputf8, body_8bit=txn.body_8bit,
                            received_from=f"{peer.helo} [{peer.ip}]" if peer.ip else "local")
-            outbound_id = await ctx.outbound.enqueue(env, trace + body)
+            outbound_id = await ctx.outbound.enqueue(env, out)
     except Exception as exc:  # the client must get a retryable reply, never the exception text
         if is_storage_full(exc):  # RFC 3463 X.3.1, what Postfix says when its disk is full
             logger.error("%s id=%s from=<%s> to=%s result=deferred (disk full: %s)", peer.session_id,
@@ -72,9 +83,11 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     # Mail for remote recipients is in the outbound queue, whose lines ("queued", "delivered
     # to", "deferred", "bounced") carry its own id: given here so one grep follows the message.
     result = "delivered" if outbound_id is None else ("queued" if not local_ids else "delivered+queued")
-    logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s result=%s",
+    if auth is not None and auth.quarantined:
+        result += f" quarantined={auth.quarantined}"
+    logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s%s result=%s",
                 peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
-                f" outbound={outbound_id}" if outbound_id else "", result)
+                f" outbound={outbound_id}" if outbound_id else "", f" {auth.summary}" if auth else "", result)
     return r(250, "2.0.0", f"Ok: queued as {queue_id}")
 
 

@@ -74,6 +74,10 @@ tls = "implicit"
 [outbound]
 # Tests never talk to the network: DNS questions go to a closed loopback port.
 resolver = "127.0.0.1:9"
+[mailauth]
+# With no DNS every check is a temperror (451): mail authentication has its own tests
+# (tests/unit/mailauth, tests/server/mailauth) with a DNS fixture.
+check_listeners = []
 [smtp]
 {smtp_section}
 """)
