@@ -13,6 +13,7 @@ import email
 import smtplib
 import subprocess
 import sys
+import time
 
 import dkim
 import pytest
@@ -182,3 +183,22 @@ def test_unchecked_when_authenticated_or_trusted(net) -> None:
     submit(b, "user@b.test", "local")
     [raw] = wait_for(lambda: b.inbox(), what="delivery")
     assert ar_headers(raw) == []
+
+
+def test_dns_that_never_answers_is_a_temporary_refusal_in_bounded_time(net) -> None:
+    dns_srv, make = net
+    for name in ("silent.test", "_dmarc.silent.test"):
+        dns_srv.silent(name)
+    b = setup_b(dns_srv, make, '[mailauth]\ntimeout = "2s"\n').start()
+    t0 = time.monotonic()
+    with pytest.raises(smtplib.SMTPDataError) as exc:
+        send_as_stranger(b, "x@silent.test", "user@b.test", b"From: x@silent.test\r\nSubject: s\r\n\r\nx\r\n")
+    elapsed = time.monotonic() - t0
+    assert exc.value.smtp_code == 451 and b"4.4.3" in exc.value.smtp_error, exc.value
+    assert elapsed < 8, elapsed
+    assert b.inbox() == []
+    # the session goes on: the next message from a domain whose DNS answers is taken
+    dns_srv.txt("ok.test", f"v=spf1 ip4:{STRANGER_IP} -all")
+    send_as_stranger(b, "x@ok.test", "user@b.test", b"From: x@ok.test\r\nSubject: ok\r\n\r\nx\r\n")
+    [raw] = wait_for(lambda: b.inbox(), what="delivery")
+    assert "spf=pass" in ar_headers(raw)[0]
