@@ -57,6 +57,8 @@ def sender_keys(base: Path, dns_srv: DnsFixture) -> list:
         dns_srv.txt(k.record_name, k.txt_record())
         out.append(k)
     dns_srv.txt(SENDER_DOMAIN, "v=spf1 ip4:127.0.0.0/8 -all")
+    dns_srv.txt("mta.sender.test", "v=spf1 a -all")  # the HELO name's own SPF (RFC 7208 §2.3)
+    dns_srv.a("mta.sender.test", "127.0.0.1")
     dns_srv.txt(f"_dmarc.{SENDER_DOMAIN}", "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test")
     return out
 

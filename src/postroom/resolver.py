@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 import dns.asyncresolver
 import dns.exception
+import dns.message
 import dns.name
+import dns.rdatatype
 import dns.rdata
 import dns.resolver
 
@@ -108,20 +112,31 @@ class Resolver:
         r.timeout = settings.timeout
         r.lifetime = settings.lifetime
         self.resolver = r
+        # Results computed from this resolver's answers and kept no longer than those
+        # answers (e.g. SPF, mailauth/spf.py), by the module that computes them.
+        self.derived: dict[str, dict[Any, Any]] = {}
+        self.derived_lock = threading.Lock()
 
     async def query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata] | None:
         """Records, ``None`` for NXDOMAIN, ``[]`` for no data; :class:`DnsTemporary` otherwise."""
+        return (await self.query_expiring(name, rdtype))[0]
+
+    async def query_expiring(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata] | None, float]:
+        """As :meth:`query`, with the time (``time.time()``) until which the answer holds: the
+        records' TTL, or for NXDOMAIN and no data the SOA's negative TTL (RFC 2308 §5; now
+        when the answer has no SOA). Lets a result computed from answers be kept exactly as
+        long as the answers themselves would be (:mod:`postroom.mailauth.spf`)."""
         try:
             ans = await self.resolver.resolve(name, rdtype, search=False)
-            return list(ans)
-        except dns.resolver.NXDOMAIN:
-            return None
-        except dns.resolver.NoAnswer:
-            return []
+            return list(ans), float(ans.expiration)
+        except dns.resolver.NXDOMAIN as exc:
+            return None, _negative_expiry(exc.responses().values())
+        except dns.resolver.NoAnswer as exc:
+            return [], _negative_expiry([exc.response()] if exc.kwargs.get("response") else [])
         except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.LifetimeTimeout) as exc:
             raise DnsTemporary(f"DNS lookup of {name} {rdtype} failed: {exc.__class__.__name__}") from None
         except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.name.BadEscape):
-            return None  # a name that cannot exist (e.g. from a forged header): as NXDOMAIN
+            return None, time.time()  # a name that cannot exist (e.g. from a forged header): as NXDOMAIN
         except dns.exception.DNSException as exc:
             raise DnsTemporary(f"DNS lookup of {name} {rdtype} failed: {exc}") from None
 
@@ -143,6 +158,13 @@ class Resolver:
         if a is None and aaaa is None:
             return None
         return tuple(r.address for r in (a or []) + (aaaa or []))  # type: ignore[attr-defined]
+
+
+def _negative_expiry(responses: Iterable[dns.message.Message]) -> float:
+    now = time.time()
+    ttls = [min(rrs.ttl, rrs[0].minimum) for r in responses for rrs in r.authority
+            if rrs.rdtype == dns.rdatatype.SOA and len(rrs)]  # type: ignore[attr-defined]
+    return now + min(ttls) if ttls else now
 
 
 _shared: dict[DnsSettings, Resolver] = {}

@@ -96,7 +96,8 @@ from dkim.canonicalization import CanonicalizationPolicy
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from ..resolver import DnsTemporary, Resolver
-from .dnsbridge import SyncDns, run_blocking
+from . import canon
+from .dnsbridge import SyncDns, pick_dkim, run_blocking
 from .keys import DkimKey
 from .model import DkimResult
 from .settings import DEFAULT_SIGN_HEADERS
@@ -108,6 +109,7 @@ _dkimpy_log = logging.getLogger("postroom.mailauth.dkimpy")
 _dkimpy_log.propagate = False
 _dkimpy_log.addHandler(logging.NullHandler())
 
+canon.install()  # dkimpy's relaxed canonicalization, same output, 3-50x faster (see canon.py)
 _RELAXED = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 
 # Fields signed even when absent (see the module docstring): RFC 5322 §3.6's originator,
@@ -390,16 +392,70 @@ def _signatures(message: bytes) -> tuple[list[Any], bytes, list[bytes]] | None:
 _SIGNED = re.compile(rb"(?im)^dkim-signature[ \t]*:")
 
 
+class _Keys:
+    """The key records of a message's signatures, fetched on the event loop before the
+    checks run; stands in for :class:`SyncDns` in :func:`_fetch_key`."""
+
+    def __init__(self, records: dict[bytes, bytes | None | DnsTemporary]) -> None:
+        self.records = records
+
+    def dkim_txt(self, name: bytes, timeout: float = 5) -> bytes | None:
+        got = self.records.get(name.lower().rstrip(b"."))
+        if isinstance(got, DnsTemporary):
+            raise got
+        return got
+
+
+def _key_name(raw: bytes) -> bytes | None:
+    try:
+        tags = parse_tag_value(raw)
+    except InvalidTagValueList:
+        return None
+    s, d = tags.get(b"s"), tags.get(b"d")
+    if not s or not d:
+        return None
+    return (s + b"._domainkey." + d).lower().rstrip(b".")
+
+
+async def _fetch_keys(resolver: Resolver, names: set[bytes], timeout: float) -> _Keys:
+    """Every key record at once, each bounded by ``timeout`` (the answers' own TTLs cache them)."""
+    async def one(name: bytes) -> bytes | None | DnsTemporary:
+        try:
+            text = name.decode("ascii")
+        except UnicodeDecodeError:
+            return None  # no such name can exist in DNS: as "no key"
+        try:
+            records = await asyncio.wait_for(resolver.txt(text), timeout)
+        except asyncio.TimeoutError:
+            return DnsTemporary(f"DNS lookup of {text} TXT timed out")
+        except DnsTemporary as exc:
+            return exc
+        return pick_dkim(records or [])
+    names_list = sorted(names)
+    found = await asyncio.gather(*(one(n) for n in names_list))
+    return _Keys(dict(zip(names_list, found)))
+
+
+def _check_all(fields: list[Any], body: bytes, raw: list[bytes], header_b: list[str], keys: _Keys,
+               min_key_bits: int) -> tuple[DkimResult, ...]:
+    return tuple(_check_one(fields, body, idx, value, header_b[idx], keys, min_key_bits)  # type: ignore[arg-type]
+                 for idx, value in enumerate(raw))
+
+
 async def verify(resolver: Resolver, message: bytes, timeout: float, min_key_bits: int = 1024,
                  max_signatures: int = 10) -> tuple[DkimResult, ...]:
     """One result per DKIM-Signature (up to ``max_signatures``; the rest ignored and
-    logged), in header order; ``()`` when unsigned. Never raises for any message."""
-    parsed = await run_blocking(_signatures, message)
+    logged), in header order; ``()`` when unsigned. Never raises for any message.
+
+    The key records are fetched first, all at once, on the event loop; then one worker
+    thread checks every signature (the CPU part: canonicalization, hashes, the public-key
+    operation), so a message costs one hand-off to a thread however many signatures it has.
+    """
+    if not _SIGNED.search(message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]):
+        return ()  # unsigned: no parse, no thread
+    parsed = _signatures(message)
     if parsed is None:  # dkimpy cannot read the header block, so no signature can verify
-        head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-        if _SIGNED.search(head):
-            return (DkimResult("permerror", reason="message header unreadable"),)
-        return ()
+        return (DkimResult("permerror", reason="message header unreadable"),)
     fields, body, raw = parsed
     if not raw:
         return ()
@@ -408,7 +464,6 @@ async def verify(resolver: Resolver, message: bytes, timeout: float, min_key_bit
                  max_signatures)
         raw = raw[:max_signatures]
     header_b = header_b_prefixes(_b_values(raw))
-    dns = SyncDns(resolver, timeout)
-    checks = [run_blocking(_check_one, fields, body, idx, value, header_b[idx], dns, min_key_bits)
-              for idx, value in enumerate(raw)]
-    return tuple(await asyncio.gather(*checks))
+    names = {n for n in map(_key_name, raw) if n is not None}
+    keys = await _fetch_keys(resolver, names, timeout)
+    return await run_blocking(_check_all, fields, body, raw, header_b, keys, min_key_bits)

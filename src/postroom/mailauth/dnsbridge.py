@@ -57,6 +57,7 @@ class SyncDns:
         self.loop = loop or asyncio.get_running_loop()
         self.deadline = time.monotonic() + timeout
         self.queries = 0
+        self.expires = float("inf")  # time.time() until which every answer so far holds
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -67,13 +68,15 @@ class SyncDns:
         if left <= 0:
             raise DnsTemporary(f"DNS lookup of {name} {rdtype}: time for this message's checks ran out")
         self.queries += 1
-        coro = asyncio.wait_for(self.resolver.query(name, rdtype), left)
+        coro = asyncio.wait_for(self.resolver.query_expiring(name, rdtype), left)
         fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return fut.result(left + 1.0)
+            records, expires = fut.result(left + 1.0)
         except (asyncio.TimeoutError, concurrent.futures.TimeoutError):
             fut.cancel()
             raise DnsTemporary(f"DNS lookup of {name} {rdtype} timed out") from None
+        self.expires = min(self.expires, expires)
+        return records
 
     def txt(self, name: str) -> list[bytes] | None:
         """TXT records, each one's strings joined; ``None`` for NXDOMAIN."""
@@ -89,8 +92,12 @@ class SyncDns:
         record (``v=DKIM1`` or ``p=``) is taken, as OpenDKIM does.
         """
         qname = name.decode("ascii", "replace") if isinstance(name, bytes) else name
-        texts = self.txt(qname.rstrip(".")) or []
-        for t in texts:
-            if t.lstrip().startswith(b"v=DKIM1") or b"p=" in t:
-                return t
-        return texts[0] if texts else None
+        return pick_dkim(self.txt(qname.rstrip(".")) or [])
+
+
+def pick_dkim(texts: list[bytes]) -> bytes | None:
+    """The DKIM key record among the TXT records at a key name (see :meth:`SyncDns.dkim_txt`)."""
+    for t in texts:
+        if t.lstrip().startswith(b"v=DKIM1") or b"p=" in t:
+            return t
+    return texts[0] if texts else None

@@ -189,10 +189,47 @@ def _run(bridge: SyncDns, ip: str, local: str, domain: str, helo: str) -> tuple[
     return result, _reason(result, domain, ip, mechanism, str(explanation))
 
 
+# -- results kept as long as the answers they rest on ----------------------------------------
+# check_host() is a function of (ip, sender, helo) and DNS answers alone (RFC 7208 §4), so a
+# result may be reused for as long as every answer it used would be served from the
+# resolver's cache anyway: until the shortest TTL among them (SyncDns.expires). A sender
+# that sends a lot (and so costs the most) is answered from here; a result that used a
+# negative answer without an SOA, or had a temporary error, is not kept.
+CACHE_SIZE = 10_000
+_Key = tuple[str, str, str, str, str]  # (ip, local, domain, helo, scope)
+
+
+def _cached(resolver: Resolver, key: _Key) -> SpfResult | None:
+    with resolver.derived_lock:
+        results = resolver.derived.setdefault("spf", {})
+        hit = results.get(key)
+        if hit is None:
+            return None
+        if hit[0] <= time.time():
+            del results[key]
+            return None
+        return hit[1]  # type: ignore[no-any-return]
+
+
+def _keep(resolver: Resolver, key: _Key, expires: float, result: SpfResult) -> None:
+    if result.result == "temperror" or not 1 <= expires - time.time() < 1e9:  # inf: no answer used
+        return
+    with resolver.derived_lock:
+        results = resolver.derived.setdefault("spf", {})
+        if len(results) >= CACHE_SIZE:  # the oldest entries go first
+            for old in list(results)[: CACHE_SIZE // 10]:
+                del results[old]
+        results[key] = (expires, result)
+
+
 async def _check(resolver: Resolver, ip: str, local: str, domain: str, helo: str, scope: str,
                  timeout: float) -> SpfResult:
     if "." not in domain:  # §4.3: a single label cannot carry SPF; nothing to ask
         return SpfResult("none", domain, scope, f"{domain} is not a multi-label domain name")
+    key = (ip, local, domain, helo, scope)
+    hit = _cached(resolver, key)
+    if hit is not None:
+        return hit
     bridge = SyncDns(resolver, timeout)
     started = time.monotonic()
     try:
@@ -204,7 +241,9 @@ async def _check(resolver: Resolver, ip: str, local: str, domain: str, helo: str
         result, reason = "temperror", clean(f"{domain}: SPF check took too long")
     log.debug("spf %s %s from %s: %s (%s) in %d lookups, %.3fs", scope, domain, ip, result, reason,
               bridge.queries, time.monotonic() - started)
-    return SpfResult(result, domain, scope, reason)
+    out = SpfResult(result, domain, scope, reason)
+    _keep(resolver, key, bridge.expires, out)
+    return out
 
 
 async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str,

@@ -406,3 +406,33 @@ def test_garbage_never_raises(server: DnsFixture, records: list[bytes], other: b
             assert r.result in SPF_RESULTS
             assert r.scope in ("mailfrom", "helo")
             assert len(r.reason) <= REASON_MAX and r.reason.isascii() and r.reason.isprintable()
+
+
+def test_results_are_kept_as_long_as_their_answers() -> None:
+    """A result is reused until the shortest TTL of the answers it used; never across resolvers."""
+    with DnsFixture(ttl=300) as long_ttl:
+        long_ttl.txt("cached.test", f"v=spf1 ip4:{IP} -all")
+        long_ttl.txt(HELO, "v=spf1 -all")
+        resolver = Resolver(DnsSettings(nameserver=(long_ttl.host, long_ttl.port), timeout=1.0, attempts=1))
+
+        async def twice() -> tuple[SpfResult, SpfResult]:
+            first = (await check_spf(resolver, IP, "a@cached.test", HELO, 1.0))[0]
+            asked = len(long_ttl.queries)
+            long_ttl.txt("cached.test", "v=spf1 -all")  # changed at the source: the TTL still holds
+            second = (await check_spf(resolver, IP, "a@cached.test", HELO, 1.0))[0]
+            assert len(long_ttl.queries) == asked  # no lookup at all
+            return first, second
+        first, second = asyncio.run(twice())
+        assert first.result == second.result == "pass"
+        other = Resolver(DnsSettings(nameserver=(long_ttl.host, long_ttl.port), timeout=1.0, attempts=1))
+        assert asyncio.run(check_spf(other, IP, "a@cached.test", HELO, 1.0))[0].result == "fail"
+    with DnsFixture(ttl=1) as short_ttl:  # answers that expire at once: every check asks again
+        short_ttl.txt("cached.test", f"v=spf1 ip4:{IP} -all")
+        resolver = Resolver(DnsSettings(nameserver=(short_ttl.host, short_ttl.port), timeout=1.0, attempts=1))
+
+        async def again() -> str:
+            await check_spf(resolver, IP, "a@cached.test", HELO, 1.0)
+            short_ttl.txt("cached.test", "v=spf1 -all")
+            await asyncio.sleep(1.1)
+            return (await check_spf(resolver, IP, "a@cached.test", HELO, 1.0))[0].result
+        assert asyncio.run(again()) == "fail"

@@ -1,0 +1,22 @@
+"""Smoke-run bench/mailauth.py --quick: signing and checks measured, the MX path delivers everything."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[3] / "bench" / "mailauth.py"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("smtp-source") is None, reason="smtp-source (postfix) not installed")
+def test_bench_quick() -> None:
+    p = subprocess.run([sys.executable, str(BENCH), "--quick", "--no-postfix"], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "rsa-2048" in p.stdout and "ed25519" in p.stdout
+    assert "spf=pass dkim=pass,pass dmarc=pass" in p.stdout
+    assert "checks on / off" in p.stdout
+    assert "CHECK FAILED" not in p.stdout
