@@ -241,6 +241,9 @@ def _verify(message: bytes, dns: SyncDns) -> ArcResult:
     return ArcResult("fail", chain.highest, clean(str(reason)))
 
 
+_ARC_FIELD = re.compile(rb"(?im)^arc-(?:seal|message-signature|authentication-results)[ \t]*:")
+
+
 async def verify_arc(resolver: Resolver, message: bytes, timeout: float) -> ArcResult:
     """The chain validation status of ``message`` (RFC 8617 §5.2) as it arrived.
 
@@ -248,6 +251,9 @@ async def verify_arc(resolver: Resolver, message: bytes, timeout: float) -> ArcR
     ``timeout`` seconds from now; the answer comes within about that time whatever the
     nameservers do.
     """
+    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if not _ARC_FIELD.search(head):  # most mail: no chain, no thread, no lookup
+        return ArcResult("none")
     dns = SyncDns(resolver, timeout)
     try:
         return await asyncio.wait_for(run_blocking(_verify, message, dns), timeout + _GRACE)
