@@ -114,10 +114,10 @@ class CheckedPostroom(smtp_bench.Postroom):
     def setup(self) -> None:
         super().setup()
         cfg = self.dir / "postroom.toml"
-        extra = f'\n[dns]\nresolver = "{self.resolver}"\n'
-        if not self.checks:
-            extra += "[mailauth]\ncheck_listeners = []\n"
-        cfg.write_text(cfg.read_text() + extra)
+        text = cfg.read_text()
+        if self.checks:  # bench/smtp.py turns them off
+            text = text.replace("[mailauth]\ncheck_listeners = []\n", "")
+        cfg.write_text(text + f'\n[dns]\nresolver = "{self.resolver}"\n')
 
     def run(self, sessions: int, messages: int) -> float:
         import subprocess

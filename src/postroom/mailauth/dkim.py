@@ -492,7 +492,10 @@ async def _fetch_keys(resolver: Resolver, names: set[bytes], timeout: float) -> 
         except UnicodeDecodeError:
             return None  # no such name can exist in DNS: as "no key"
         try:
-            records = await asyncio.wait_for(resolver.txt(text), timeout)
+            if resolver.settings.lifetime <= timeout:  # the resolver gives up first anyway
+                records = await resolver.txt(text)
+            else:
+                records = await asyncio.wait_for(resolver.txt(text), timeout)
         except asyncio.TimeoutError:
             return DnsTemporary(f"DNS lookup of {text} TXT timed out")
         except DnsTemporary as exc:
