@@ -68,6 +68,10 @@ class Connection:
         # processed. Lets a shutting-down server close idle sessions at once.
         self.idle_since: float | None = None
         # The idle timer (see _fill).
+        # The socket, for TCP_QUICKACK: looked up once (uvloop makes a new wrapper object
+        # on every get_extra_info("socket"), a cost on each reply batch). The same file
+        # descriptor stays under TLS, so STARTTLS does not change it.
+        self._sock: Any = writer.get_extra_info("socket") if _QUICKACK is not None else None
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Task[Any] | None = None
         self._deadline = 0.0
@@ -189,8 +193,8 @@ class Connection:
         the next reply; a client with Nagle on then holds back the last piece of its data
         until that ACK comes, up to 40 ms later. Worth asking before a big upload.
         """
-        sock = self.writer.get_extra_info("socket")
-        if sock is not None and _QUICKACK is not None:
+        sock = self._sock
+        if sock is not None:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
             except OSError:

@@ -85,6 +85,7 @@ def test_append_is_refused_before_its_literal_when_the_disk_is_nearly_full(srv, 
     usage = namedtuple("usage", "total used free")
     free = [int(len(body) * 1.4)]
     monkeypatch.setattr(sqlite_store.shutil, "disk_usage", lambda path: usage(10**9, 0, free[0]))
+    monkeypatch.setattr(sqlite_store, "FREE_SPACE_TTL", 0.0)  # each check sees the disk as it is now
     acc = srv.new_user()
     r = srv.raw()
     r.cmd(b'l LOGIN "%s" "%s"' % (acc.address.encode(), PASSWORD.encode()))

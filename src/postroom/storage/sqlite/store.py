@@ -115,6 +115,9 @@ def _mailbox(row: tuple[Any, ...]) -> Mailbox:
     return Mailbox(*row)
 
 
+FREE_SPACE_TTL = 1.0  # seconds a free_space() answer is reused
+
+
 class SqliteStore:
     def __init__(self, data_dir: Path | str, readers: int = 4) -> None:
         self.dir = Path(data_dir)
@@ -128,6 +131,9 @@ class SqliteStore:
         self._touched: set[int] = set()  # mailboxes changed by the batch being committed
         self.hub = WatchHub(self._data_version, self._modseqs)
         self.engine.on_commit.append(self._committed)
+        self._segments_dir = self.dir / "segments"
+        self._free: int | None = None
+        self._free_at = 0.0
 
     # -- lifecycle -----------------------------------------------------------------
     async def open(self) -> None:
@@ -815,8 +821,15 @@ class SqliteStore:
             f"SELECT id, highestmodseq FROM mailboxes WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()))
 
     async def free_space(self) -> int | None:
-        # statvfs can wait on a busy or remote disk: on the reader pool, not the loop.
-        return int((await self.engine.run_io(shutil.disk_usage, self.dir / "segments")).free)
+        # statvfs can wait on a busy or remote disk: on the reader pool, not the loop. Asked
+        # before every SMTP MAIL and IMAP APPEND, so an answer is reused for a second: a
+        # disk does not fill faster than that matters here (the write itself still reports
+        # a full disk, StorageFull).
+        now = time.monotonic()
+        if now - self._free_at >= FREE_SPACE_TTL or self._free is None:
+            self._free = int((await self.engine.run_io(shutil.disk_usage, self._segments_dir)).free)
+            self._free_at = now
+        return self._free
 
     async def backup(self, dest: Path) -> BackupResult:
         """A consistent copy of the store in ``dest`` while it serves (see backup.py)."""
