@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+import dkim
 import dkim.canonicalization as _dc
 
 # A run that the rule changes: one starting with a tab, or a space followed by blanks.
@@ -22,6 +23,7 @@ _TRAILING = re.compile(rb"[\t ]+\r\n")
 
 original_compress_whitespace = _dc.compress_whitespace
 original_strip_trailing_whitespace = _dc.strip_trailing_whitespace
+_dkim_rfc822_parse = dkim.rfc822_parse
 
 
 def compress_whitespace(content: bytes) -> bytes:
@@ -34,6 +36,28 @@ def strip_trailing_whitespace(content: bytes) -> bytes:
     if b" \r\n" not in content and b"\t\r\n" not in content:
         return content
     return _TRAILING.sub(b"\r\n", content)
+
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """``dkim.rfc822_parse``, without splitting the body into lines.
+
+    dkimpy splits the whole message at every line end and joins the body's lines again
+    with CRLF: 0.1 ms for 10 KB, on every signed message. When the body has no bare LF
+    (mail that came through SMTP never has), the joined body is the body as it is, so
+    only the header block is handed to dkimpy. Same result, byte for byte (checked
+    against dkimpy on random input); same exceptions.
+    """
+    m = _BLANK_LINE.search(message)
+    if m is None or message.startswith((b"\n", b"\r\n")):  # no body, or no header block
+        return _dkim_rfc822_parse(message)  # type: ignore[no-any-return]
+    rest = message[m.end():]
+    if rest.count(b"\n") != rest.count(b"\r\n"):  # a bare LF: dkimpy turns it into CRLF
+        return _dkim_rfc822_parse(message)  # type: ignore[no-any-return]
+    headers, _ = _dkim_rfc822_parse(message[:m.start()] + b"\r\n\r\n")
+    return headers, rest
 
 
 def install() -> None:

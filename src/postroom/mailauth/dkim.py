@@ -241,7 +241,7 @@ def sign(message: bytes, keys: Sequence[DkimKey], headers: Sequence[str] = DEFAU
     if not keys:
         return b""
     try:
-        fields, body = dkim.rfc822_parse(message)
+        fields, body = canon.rfc822_parse(message)
     except IndexError:  # a continuation line before any field
         raise dkim.MessageFormatError("message starts with a continuation line") from None
     canon_headers = _RELAXED.canonicalize_headers(fields)
@@ -450,7 +450,7 @@ def _signatures(message: bytes) -> tuple[list[Any], bytes, list[tuple[bytes, byt
     """The parsed header fields, the body and each DKIM-Signature field (name, value);
     ``None`` when the header block cannot be read."""
     try:
-        fields, body = dkim.rfc822_parse(message)
+        fields, body = canon.rfc822_parse(message)
     except (dkim.MessageFormatError, IndexError):
         return None
     return fields, body, [(n, v) for n, v in fields if n.lower() == b"dkim-signature"]

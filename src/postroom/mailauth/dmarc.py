@@ -44,6 +44,7 @@ import secrets
 import threading
 from dataclasses import dataclass, replace
 from email.utils import getaddresses
+from functools import lru_cache
 from typing import TYPE_CHECKING, Callable, Sequence
 
 import dns.exception
@@ -76,6 +77,7 @@ def _suffix_list() -> PublicSuffixList:
 _DOMAIN = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*$")
 
 
+@lru_cache(maxsize=4096)  # the same few sender domains, several times a message
 def normalize_domain(domain: str) -> str | None:
     """Lower case, no final dot, IDN as A-labels; ``None`` when it is no domain name."""
     d = domain.strip().lower()
@@ -90,6 +92,7 @@ def normalize_domain(domain: str) -> str | None:
     return d if _DOMAIN.match(d) else None
 
 
+@lru_cache(maxsize=4096)
 def organizational_domain(domain: str) -> str:
     """The registered domain below the public suffix (RFC 7489 §3.2); a name that is
     itself a public suffix (or no domain) is its own organizational domain."""

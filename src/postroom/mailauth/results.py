@@ -46,6 +46,8 @@ _RESULT = re.compile(r"^[a-z]+$")
 def _printable(text: str) -> str:
     """One line of printable ASCII: controls and line breaks become spaces, other
     characters ``?``, runs of white space one space."""
+    if text.isascii() and text.isprintable():  # the usual case, at C speed
+        return " ".join(text.split())
     out = "".join(c if " " <= c <= "~" else (" " if c in "\r\n\t\v\f" or c < " " else "?") for c in text)
     return " ".join(out.split())
 

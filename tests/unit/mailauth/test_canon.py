@@ -25,3 +25,25 @@ def test_installed_for_dkimpy() -> None:
 
     assert dc.compress_whitespace is canon.compress_whitespace
     assert dc.Relaxed.canonicalize_body(b"a  b \t\r\nc \r\n\r\n") == b"a b\r\nc\r\n"
+
+
+_LINES = st.lists(st.sampled_from([b"From: a@b.test", b"Subject: x", b" folded", b"\tmore", b"", b"body",
+                                   b"line \t", b"From mbox", b"x\ry", b"bad header"]), max_size=12)
+_ENDS = st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=12, max_size=12)
+
+
+@settings(max_examples=500)
+@given(_LINES, _ENDS, st.binary(max_size=40))
+def test_rfc822_parse_as_dkimpy(lines: list[bytes], ends: list[bytes], tail: bytes) -> None:
+    import dkim
+
+    message = b"".join(line + end for line, end in zip(lines, ends)) + tail
+    try:
+        expected = canon._dkim_rfc822_parse(message)
+    except (dkim.MessageFormatError, IndexError) as exc:
+        try:
+            canon.rfc822_parse(message)
+        except type(exc):
+            return
+        raise AssertionError("dkimpy raised, the fast parse did not")
+    assert canon.rfc822_parse(message) == expected
