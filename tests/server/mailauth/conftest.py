@@ -6,3 +6,5 @@ _TESTS = Path(__file__).resolve().parents[2]
 for p in (_TESTS, _TESTS / "server" / "outbound"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
+
+from test_outbound_two_hosts import net  # noqa: E402,F401  (the two-hosts fixture, for test_mailauth_two_hosts)

@@ -8,7 +8,6 @@ what arrives on its MX listener and forwards an alias to A with an ARC seal. A s
 
 from __future__ import annotations
 
-import asyncio
 import email
 import smtplib
 import subprocess
@@ -20,7 +19,7 @@ import pytest
 
 from dnsfixture import DnsFixture
 from postroom.mailauth import keys as dkim_keys
-from test_outbound_two_hosts import A_IP, B_IP, PY, Host, net, submit, wait_for  # noqa: F401 (net: fixture)
+from test_outbound_two_hosts import A_IP, B_IP, PY, Host, submit, wait_for
 
 STRANGER_IP = "127.0.0.9"
 
@@ -45,23 +44,6 @@ def setup_b(dns_srv: DnsFixture, make, extra: str = "") -> Host:
     if extra:
         b.cfg.write_text(b.cfg.read_text() + extra)
     return b
-
-
-def mailbox(host: Host, name: str, user: str = "user") -> list[bytes]:
-    from postroom.config import load
-    from postroom.storage import open_store
-
-    async def read() -> list[bytes]:
-        cfg = load(host.cfg)
-        store = open_store(cfg.backend, cfg.data_dir)
-        await store.open()
-        try:
-            acct = await store.get_account(f"{user}@{host.domain}")
-            box = await store.get_mailbox(acct.id, name)
-            return [await store.read_message(m) for m in await store.list_messages(box.id)]
-        finally:
-            await store.close()
-    return asyncio.run(read())
 
 
 def ar_headers(raw: bytes) -> list[str]:
@@ -121,7 +103,7 @@ def test_quarantine_policy_files_into_junk_and_headers_only_mode_delivers(net) -
     dns_srv.txt("q.test", "v=spf1 -all")
     b = setup_b(dns_srv, make, '[mailauth.domains."b.test"]\nenforce = true\n').start()
     send_as_stranger(b, "x@q.test", "user@b.test", b"From: x@q.test\r\nSubject: spoof\r\n\r\nbody\r\n")
-    [junk] = wait_for(lambda: mailbox(b, "Junk"), what="quarantine")
+    [junk] = wait_for(lambda: b.inbox(mailbox="Junk"), what="quarantine")
     [ar] = ar_headers(junk)
     assert "spf=fail" in ar and "dmarc=fail" in ar, ar
     assert b.inbox() == []

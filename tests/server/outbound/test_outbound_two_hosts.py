@@ -114,7 +114,7 @@ class Host:
                 self.proc.wait()
         self.proc = None
 
-    def inbox(self, user: str = "user") -> list[bytes]:
+    def inbox(self, user: str = "user", mailbox: str = "INBOX") -> list[bytes]:
         from postroom.config import load
         from postroom.storage import open_store
 
@@ -124,7 +124,7 @@ class Host:
             await store.open()
             try:
                 acct = await store.get_account(f"{user}@{self.domain}")
-                box = await store.get_mailbox(acct.id, "INBOX")
+                box = await store.get_mailbox(acct.id, mailbox)
                 return [await store.read_message(m) for m in await store.list_messages(box.id)]
             finally:
                 await store.close()
