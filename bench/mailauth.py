@@ -7,21 +7,28 @@
    DMARC of one message, answered from the resolver's cache, one after another.
 3. The MX path: ``postroom serve`` receiving a DKIM-signed 10 KB message from
    ``smtp-source`` (20 clients, then 1) with the checks on, then off
-   (``[mailauth] check_listeners = []``), and Postfix (no checks: it has none without
-   milters) side by side. Issue #13 asks that 20 clients with the checks on stay at
-   1.5x Postfix or more; the line says whether they do.
+   (``[mailauth] check_listeners = []``), beside plain Postfix (no checks) and Postfix
+   doing the same checks the way admins assemble them: OpenDKIM and OpenDMARC
+   (p=reject enforced) as milters, postfix-policyd-spf-python as a policy service
+   (bench/mailauth_peer.py). Issue #13 asks that 20 clients with the checks on stay at
+   1.5x Postfix or more; the last lines say whether they do, against both.
 
-Every DNS answer comes from a local DNS fixture with a long TTL, so after the first
-message each lookup is a cache hit: the figures are the checks' own cost.
+Every DNS answer comes from a local DNS fixture with a long TTL. As root it listens on
+127.0.0.153:53 and everyone asks it: Postroom through ``[dns] resolver``, Postfix and its
+milters through a private /etc/resolv.conf (see bench/mailauth_peer.py). Postroom caches,
+so after the first message each lookup is a cache hit; the figures are the checks' own
+cost. Each MX column also prints how many queries reached the fixture.
 
-    python bench/mailauth.py             # 5000 messages at 20 clients
-    python bench/mailauth.py --quick     # a smoke run (CI)
+    python bench/mailauth.py                    # 5000 messages at 20 clients
+    python bench/mailauth.py --quick            # a smoke run (CI)
+    python bench/mailauth.py --only postfix+checks --only checks-on
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import shutil
 import sys
 import tempfile
@@ -32,11 +39,19 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT / "tests"), str(ROOT / "src")]
 
+import mailauth_peer as peer  # noqa: E402  (Postfix plain and with OpenDKIM, OpenDMARC, policyd-spf)
 import smtp as smtp_bench  # noqa: E402  (bench/smtp.py: the Postroom and Postfix runners)
 from dnsfixture import DnsFixture  # noqa: E402
 
-SENDER_DOMAIN = "sender.test"
+# Not under .test: libunbound (OpenDKIM's resolver) answers the RFC 6761 names itself
+# unless a config file says otherwise, and OpenDKIM 2.11 re-reads that file for every
+# message, in every thread at once, which crashes it (bench/mailauth_peer.py).
+# .example gets no special treatment from resolvers (RFC 6761 §6.5).
+SENDER_DOMAIN = "sender.example"
 SENDER = f"news@{SENDER_DOMAIN}"
+HELO = f"mta.{SENDER_DOMAIN}"
+# --only names: Postroom with its checks on / off, plain Postfix, Postfix + milters + policyd-spf.
+COLUMNS = ("checks-on", "checks-off", "postfix", "postfix+checks")
 
 
 def make_message(size: int = smtp_bench.SIZE) -> bytes:
@@ -57,9 +72,9 @@ def sender_keys(base: Path, dns_srv: DnsFixture) -> list:
         dns_srv.txt(k.record_name, k.txt_record())
         out.append(k)
     dns_srv.txt(SENDER_DOMAIN, "v=spf1 ip4:127.0.0.0/8 -all")
-    dns_srv.txt("mta.sender.test", "v=spf1 a -all")  # the HELO name's own SPF (RFC 7208 §2.3)
-    dns_srv.a("mta.sender.test", "127.0.0.1")
-    dns_srv.txt(f"_dmarc.{SENDER_DOMAIN}", "v=DMARC1; p=reject; rua=mailto:dmarc@sender.test")
+    dns_srv.txt(HELO, "v=spf1 a -all")  # the HELO name's own SPF (RFC 7208 §2.3)
+    dns_srv.a(HELO, "127.0.0.1")
+    dns_srv.txt(f"_dmarc.{SENDER_DOMAIN}", f"v=DMARC1; p=reject; rua=mailto:dmarc@{SENDER_DOMAIN}")
     return out
 
 
@@ -90,11 +105,11 @@ def bench_checks(dns_srv: DnsFixture, signed: bytes, seconds: float) -> tuple[fl
     async def run() -> tuple[float, str]:
         resolver = Resolver(DnsSettings((dns_srv.host, dns_srv.port), 2.0, 2))
         settings = MailauthSettings()
-        first = await inbound.check(resolver, settings, "mx.example.test", ip="127.0.0.1", helo="mta.sender.test",
+        first = await inbound.check(resolver, settings, "mx.example.test", ip="127.0.0.1", helo=HELO,
                                     mail_from=SENDER, message=signed)
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            await inbound.check(resolver, settings, "mx.example.test", ip="127.0.0.1", helo="mta.sender.test",
+            await inbound.check(resolver, settings, "mx.example.test", ip="127.0.0.1", helo=HELO,
                                 mail_from=SENDER, message=signed)
             n += 1
         return n / (time.perf_counter() - t0), inbound.summary(first.checks)
@@ -120,13 +135,69 @@ class CheckedPostroom(smtp_bench.Postroom):
         cfg.write_text(text + f'\n[dns]\nresolver = "{self.resolver}"\n')
 
     def run(self, sessions: int, messages: int) -> float:
-        import subprocess
+        return peer.smtp_source_file(self.port, sessions, messages, self.eml, SENDER, HELO)
 
-        t = time.perf_counter()
-        subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-F", str(self.eml),
-                        "-M", "mta.sender.test", "-f", SENDER, "-t", smtp_bench.RCPT, f"127.0.0.1:{self.port}"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=3600)
-        return time.perf_counter() - t
+
+def fixture() -> tuple[DnsFixture, str | None]:
+    """The DNS fixture: as root on 127.0.0.153:53, for Postroom and Postfix's peers alike;
+    otherwise on a random port, for Postroom only, and the reason."""
+    why = peer.namespace_unavailable()
+    if why is None:
+        try:
+            return DnsFixture(host=peer.FIXTURE_HOST, port=53, ttl=3600), None
+        except OSError as e:
+            why = f"cannot listen on {peer.FIXTURE_HOST}:53: {e}"
+    return DnsFixture(ttl=3600), why
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(srv: CheckedPostroom | peer.PeerPostfix, dns_srv: DnsFixture, plan: tuple[tuple[int, int], ...],
+            rates: dict[tuple[str, int], float]) -> bool:
+    """One MX column: a warm-up, then each (clients, messages) of ``plan`` into ``rates``;
+    every message delivered, the checks' verdicts in them. False if anything failed."""
+    total, q0, cpu0 = 0, len(dns_srv.queries), cpu_seconds()
+    try:
+        srv.setup()
+        srv.start()
+        srv.run(2, 10)
+        total = 10
+        for sessions, n in plan:
+            el = srv.run(sessions, n)
+            total += n
+            rates[(srv.name, sessions)] = n / el
+            print(f"   {srv.name:14s} {sessions:2d} client(s): {n:5d} msgs in {el:6.2f}s = {n / el:7.1f} msg/s",
+                  flush=True)
+    except Exception as e:  # the next column still runs; this one is reported as failed
+        stderr = getattr(e, "stderr", None)
+        print(f"   {srv.name}: FAILED: {type(e).__name__}: {e}" +
+              (f"\n   {stderr.decode(errors='replace').strip()[-500:]}" if stderr else ""))
+        return False
+    finally:
+        srv.stop()
+    ok = True
+    queries = dns_srv.queries[q0:]
+    sender_q = sum(1 for qname, _ in queries if qname.endswith(f"{SENDER_DOMAIN}."))
+    got = srv.delivered()
+    print(f"   {srv.name}: {got} of {total} delivered; {len(queries)} DNS queries reached the fixture "
+          f"({sender_q} for {SENDER_DOMAIN}, {len(queries) / total:.2f} per message); this process "
+          f"(DNS fixture, Maildir polling) used {cpu_seconds() - cpu0:.1f}s CPU")
+    if got != total:
+        print(f"   {srv.name}: DELIVERY CHECK FAILED: {got} of {total} delivered")
+        ok = False
+    if isinstance(srv, CheckedPostroom) and srv.checks and b"dmarc=pass" not in _first_message(srv):
+        print("   CHECK FAILED: the delivered message has no dmarc=pass")
+        ok = False
+    if isinstance(srv, peer.CheckedPostfix):
+        print(srv.summary())
+        problems = srv.verify() + ([] if sender_q else [f"no {SENDER_DOMAIN} query reached the fixture"])
+        if problems:
+            print(f"   CHECK FAILED: {'; '.join(problems)}")
+            ok = False
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a smoke run (CI)")
     ap.add_argument("--messages", type=int, help="messages at 20 clients (default 5000)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--no-postfix", action="store_true")
+    ap.add_argument("--no-postfix", action="store_true", help="skip both Postfix columns")
+    ap.add_argument("--only", action="append", choices=COLUMNS, metavar="NAME",
+                    help=f"run only this MX column (repeatable): {', '.join(COLUMNS)}")
     args = ap.parse_args(argv)
     if not shutil.which("smtp-source"):
         print("smtp-source (Debian package postfix) is needed: bash scripts/install-test-deps.sh")
@@ -142,17 +215,19 @@ def main(argv: list[str] | None = None) -> int:
     m20 = args.messages or (200 if args.quick else 5000)
     m1 = max(20, m20 // 5)
     seconds = 0.3 if args.quick else 3.0
+    want = set(args.only or COLUMNS)
     base = Path(tempfile.mkdtemp(prefix="postroom-bench-mailauth-"))
     ok = True
     try:
-        with DnsFixture(ttl=3600) as dns_srv:
+        dns_srv, ns_why = fixture()
+        with dns_srv:
             ks = sender_keys(base, dns_srv)
             from postroom.mailauth.dkim import sign
             from postroom.mailauth.settings import DEFAULT_SIGN_HEADERS
 
             msg = make_message()
             signed = sign(msg, ks, DEFAULT_SIGN_HEADERS) + msg
-            print(f"Message: {len(msg)} bytes; DNS from a fixture on {dns_srv.address} (cached after the first)")
+            print(f"Message: {len(msg)} bytes; DNS from a fixture on {dns_srv.address} (TTL {dns_srv.ttl} s)")
             print("\n1. DKIM signing, one process (signatures/s):")
             for name, v in bench_signing(ks, msg, seconds).items():
                 print(f"   {name:9s} {v:8.0f}/s  ({1e3 / v:.2f} ms each)")
@@ -165,42 +240,33 @@ def main(argv: list[str] | None = None) -> int:
 
             eml = base / "signed.eml"
             eml.write_bytes(signed.replace(b"\r\n", b"\n"))  # smtp-source adds CRLF to each line
-            servers: list = [CheckedPostroom(base, args.workers, dns_srv.address, True, eml),
-                             CheckedPostroom(base, args.workers, dns_srv.address, False, eml)]
-            why = "--no-postfix" if args.no_postfix else smtp_bench.Postfix.available()
-            if why:
-                print(f"postfix: skipped ({why})")
-            else:
-                servers.append(smtp_bench.Postfix(base))
+            resolv = None
+            if ns_why is None:  # Postfix and its milters get a resolv.conf naming the fixture
+                resolv = base / "resolv.conf"
+                resolv.write_text(f"nameserver {peer.FIXTURE_HOST}\n")
+            servers: list = []
+            if "checks-on" in want:
+                servers.append(CheckedPostroom(base, args.workers, dns_srv.address, True, eml))
+            if "checks-off" in want:
+                servers.append(CheckedPostroom(base, args.workers, dns_srv.address, False, eml))
+            pf_why = "--no-postfix" if args.no_postfix else smtp_bench.Postfix.available()
+            if "postfix" in want:
+                if pf_why:
+                    print(f"postfix: skipped ({pf_why})")
+                else:
+                    servers.append(peer.PeerPostfix(base, eml, SENDER, HELO, resolv))
+            if "postfix+checks" in want:
+                why = pf_why or ns_why or peer.CheckedPostfix.unavailable()
+                if why or resolv is None:
+                    print(f"postfix+checks (OpenDKIM, OpenDMARC, policyd-spf): skipped ({why})")
+                else:
+                    servers.append(peer.CheckedPostfix(base, eml, SENDER, HELO, resolv))
             print(f"\n3. The MX path, {args.workers} Postroom workers, smtp-source, 10 KB signed messages:")
             rates: dict[tuple[str, int], float] = {}
             for srv in servers:
-                srv.setup()
-                srv.start()
-                total = 0
-                try:
-                    srv.run(2, 10)
-                    total = 10
-                    for sessions, n in ((20, m20), (1, m1)):
-                        el = srv.run(sessions, n)
-                        total += n
-                        rates[(srv.name, sessions)] = n / el
-                        print(f"   {srv.name:10s} {sessions:2d} client(s): {n:5d} msgs in {el:6.2f}s = "
-                              f"{n / el:7.1f} msg/s", flush=True)
-                finally:
-                    srv.stop()
-                got = srv.delivered()
-                if got != total:
-                    print(f"   {srv.name}: DELIVERY CHECK FAILED: {got} of {total} delivered")
-                    ok = False
-            if any(isinstance(s, CheckedPostroom) and s.checks for s in servers):
-                checked = servers[0]
-                raw = _first_message(checked)
-                if b"dmarc=pass" not in raw:
-                    print("   CHECK FAILED: the delivered message has no dmarc=pass")
-                    ok = False
+                ok = measure(srv, dns_srv, ((20, m20), (1, m1)), rates) and ok
             on, off = rates.get(("checks on", 20)), rates.get(("checks off", 20))
-            pf = rates.get(("postfix", 20))
+            pf, pfc = rates.get(("postfix", 20)), rates.get(("postfix+checks", 20))
             print()
             if on and off:
                 print(f"20 clients: checks on / off = {on / off:.2f}x "
@@ -209,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
                 verdict = "meets" if on / pf >= 1.5 else "MISSES"
                 print(f"20 clients: checks on / Postfix = {on / pf:.2f}x ({verdict} the 1.5x target); "
                       f"1 client: {rates[('checks on', 1)] / rates[('postfix', 1)]:.2f}x")
+            if on and pfc:
+                verdict = "meets" if on / pfc >= 1.5 else "MISSES"
+                one = rates[("checks on", 1)] / rates[("postfix+checks", 1)]
+                print(f"20 clients: checks on / Postfix+OpenDKIM+OpenDMARC+policyd-spf = {on / pfc:.2f}x "
+                      f"({verdict} the 1.5x target); 1 client: {one:.2f}x")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0 if ok else 1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian programs the test suite uses as real clients and peers
-# (swaks, fetchmail, Postfix, Dovecot). Idempotent; skips apt when all are present.
+# Installs the Debian programs the test suite and benches use as real clients and peers
+# (swaks, fetchmail, Postfix, Dovecot, OpenDKIM, OpenDMARC, policyd-spf). Idempotent;
+# skips apt when all are present.
 set -euo pipefail
 need=()
 command -v swaks >/dev/null || need+=(swaks)
@@ -13,6 +14,12 @@ command -v mbsync >/dev/null || need+=(isync)
 # OpenDKIM: DKIM interop both ways (tests/server/mailauth/test_opendkim_interop.py runs
 # `opendkim -t` in test mode; opendkim-tools has opendkim-testmsg and opendkim-genkey).
 command -v opendkim >/dev/null && command -v opendkim-testmsg >/dev/null || need+=(opendkim opendkim-tools)
+# Postfix doing the inbound checks the way admins assemble them (bench/mailauth.py's
+# "postfix+checks" column): OpenDMARC as a milter beside OpenDKIM, policyd-spf as a policy
+# service. dbconfig-no-thanks: OpenDMARC's optional report database is not wanted (without
+# it apt pulls in dbconfig-mysql and a MariaDB client).
+command -v opendmarc >/dev/null && command -v policyd-spf >/dev/null ||
+  need+=(opendmarc dbconfig-no-thanks postfix-policyd-spf-python)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2
@@ -21,6 +28,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 echo "postfix postfix/main_mailer_type select Local only" | debconf-set-selections
 echo "postfix postfix/mailname string localhost.localdomain" | debconf-set-selections
+echo "opendmarc opendmarc/dbconfig-install boolean false" | debconf-set-selections
 # The packages' own daemons must not start: tests run their own instances.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
 apt-get update -qq
