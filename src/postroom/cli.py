@@ -110,6 +110,44 @@ async def cmd_user(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     elif args.action == "apop":
         await store.set_apop_secret(address, None if args.clear else _password(args))
         print(f"APOP secret {'cleared' if args.clear else 'set'} for {address}")
+    elif args.action == "quota":
+        return await _quota(store, address, args)
+    return 0
+
+
+def _quota_size(value: str) -> int:
+    from .config import parse_size
+
+    try:
+        return parse_size(value.strip())
+    except ValueError:
+        raise UsageError(f"--storage takes a size such as 500M, 2G or 1048576, not {value!r}") from None
+
+
+async def _quota(store: Any, address: str, args: argparse.Namespace) -> int:
+    """``user quota ADDRESS``: show limits and usage; with options, set them first."""
+    from .errors import AccountNotFound
+
+    acct = await store.get_account(address)
+    if acct is None:
+        raise AccountNotFound(address)
+    if args.none and (args.storage is not None or args.messages is not None):
+        raise UsageError("--none cannot be combined with --storage or --messages")
+    if args.messages is not None and args.messages < 0:
+        raise UsageError("--messages takes a number of messages (0 or more)")
+    if args.none or args.storage is not None or args.messages is not None:
+        old = await store.get_quota(acct.id)
+        storage = None if args.none else (_quota_size(args.storage) if args.storage is not None
+                                          else old.storage_limit)
+        messages = None if args.none else (args.messages if args.messages is not None else old.message_limit)
+        await store.set_quota(address, storage, messages)
+    q = await store.get_quota(acct.id, with_usage=True)
+
+    def limit(v: int | None) -> str:
+        return "unlimited" if v is None else str(v)
+
+    print(f"{address}: storage {q.storage_used} of {limit(q.storage_limit)} bytes, "
+          f"messages {q.messages_used} of {limit(q.message_limit)}")
     return 0
 
 
@@ -287,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--password", help="the APOP secret")
     g.add_argument("--password-stdin", action="store_true")
     g.add_argument("--clear", action="store_true")
+    a = u.add_parser("quota", help="show the account's quota and usage; set it with the options")
+    a.add_argument("address")
+    a.add_argument("--storage", metavar="SIZE", help="limit on the size of all its mail: 500M, 2G, bytes")
+    a.add_argument("--messages", metavar="N", type=int, help="limit on the number of messages")
+    a.add_argument("--none", action="store_true", help="remove both limits")
     for parser in u.choices.values():
         parser.set_defaults(run=cmd_user)
 

@@ -197,3 +197,24 @@ def test_sighup_with_a_mismatched_key_keeps_the_working_certificate(tmp_path: Pa
     finally:
         srv.stop()
     assert "Traceback" not in srv.log()
+
+
+def test_user_quota(srv: Path) -> None:
+    c = ["-c", str(srv)]
+    assert run(*c, "user", "add", "quota@example.test", "--password", "pw").returncode == 0
+    p = run(*c, "user", "quota", "quota@example.test")
+    assert p.returncode == 0
+    assert p.stdout == "quota@example.test: storage 0 of unlimited bytes, messages 0 of unlimited\n"
+    p = run(*c, "user", "quota", "quota@example.test", "--storage", "10M")
+    assert p.stdout == "quota@example.test: storage 0 of 10485760 bytes, messages 0 of unlimited\n"
+    p = run(*c, "user", "quota", "quota@example.test", "--messages", "500")  # keeps the storage limit
+    assert p.stdout == "quota@example.test: storage 0 of 10485760 bytes, messages 0 of 500\n"
+    p = run(*c, "user", "quota", "quota@example.test", "--none")
+    assert p.stdout == "quota@example.test: storage 0 of unlimited bytes, messages 0 of unlimited\n"
+    for bad in (["--storage", "lots"], ["--messages", "-1"], ["--none", "--storage", "1M"]):
+        p = run(*c, "user", "quota", "quota@example.test", *bad)
+        one_line_error(p)
+        assert p.returncode == 2
+    p = run(*c, "user", "quota", "nobody@example.test")
+    one_line_error(p)
+    assert p.returncode == 1 and "no such account" in p.stderr

@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .handlers import anystate, fetch, idle, mailboxes, messages, nonauth, search
+from .handlers import anystate, idle, listext, mailboxes, messages, nonauth, quota, search, session_ext
+from .handlers import condstore, qresync
 from .parser import args as p
+from .parser import condstore as pc
+from .parser import ext as px
+from .parser import quota as pq
 from .responses import Reply
 from .session import State
 
@@ -37,37 +41,43 @@ TABLE: dict[str, CommandSpec] = {
     "CAPABILITY": CommandSpec(p.no_args, anystate.capability, ANY),
     "NOOP": CommandSpec(p.no_args, anystate.noop, ANY),
     "LOGOUT": CommandSpec(p.no_args, anystate.logout, ANY),
+    "ID": CommandSpec(px.id_args, session_ext.id_, ANY),  # RFC 2971
     # §6.2 not authenticated
     "STARTTLS": CommandSpec(p.no_args, nonauth.starttls, NOT_AUTH),
     "AUTHENTICATE": CommandSpec(p.authenticate, nonauth.authenticate, NOT_AUTH),
     "LOGIN": CommandSpec(p.login, nonauth.login, NOT_AUTH),
     # §6.3 authenticated (also valid in selected state)
-    "SELECT": CommandSpec(p.one_mailbox, mailboxes.select, AUTH),
-    "EXAMINE": CommandSpec(p.one_mailbox, mailboxes.examine, AUTH),
-    "CREATE": CommandSpec(p.one_mailbox, mailboxes.create, AUTH),
+    "SELECT": CommandSpec(pc.select, qresync.select, AUTH),  # RFC 7162 parameters
+    "EXAMINE": CommandSpec(pc.select, qresync.examine, AUTH),
+    "ENABLE": CommandSpec(pc.enable, condstore.enable, AUTH),  # RFC 5161
+    "CREATE": CommandSpec(px.create, listext.create, AUTH),  # RFC 6154 §3 USE
     "DELETE": CommandSpec(p.one_mailbox, mailboxes.delete, AUTH),
     "RENAME": CommandSpec(p.two_mailboxes, mailboxes.rename, AUTH),
     "SUBSCRIBE": CommandSpec(p.one_mailbox, mailboxes.subscribe, AUTH),
     "UNSUBSCRIBE": CommandSpec(p.one_mailbox, mailboxes.unsubscribe, AUTH),
-    "LIST": CommandSpec(p.list_args, mailboxes.list_, AUTH),
+    "LIST": CommandSpec(px.list_ext, listext.list_, AUTH),  # RFC 5258, RFC 5819
     "LSUB": CommandSpec(p.list_args, mailboxes.lsub, AUTH),
     "STATUS": CommandSpec(p.status, mailboxes.status, AUTH),
     "APPEND": CommandSpec(p.append, mailboxes.append, AUTH),
     "NAMESPACE": CommandSpec(p.no_args, mailboxes.namespace, AUTH),  # RFC 2342
     "IDLE": CommandSpec(p.no_args, idle.idle, AUTH),  # RFC 2177
+    "UNAUTHENTICATE": CommandSpec(p.no_args, session_ext.unauthenticate, AUTH),  # RFC 8437
+    "GETQUOTAROOT": CommandSpec(pq.getquotaroot, quota.getquotaroot, AUTH),  # RFC 9208
+    "GETQUOTA": CommandSpec(pq.quota_root, quota.getquota, AUTH),
+    "SETQUOTA": CommandSpec(pq.setquota, quota.setquota, AUTH),
     # §6.4 selected
     "CHECK": CommandSpec(p.no_args, messages.check, SELECTED),
     "CLOSE": CommandSpec(p.no_args, messages.close, SELECTED),
     "UNSELECT": CommandSpec(p.no_args, messages.unselect, SELECTED),  # RFC 3691
     "EXPUNGE": CommandSpec(p.no_args, messages.expunge, SELECTED),
     "SEARCH": CommandSpec(p.search, search.search, SELECTED, expunge_ok=False),
-    "FETCH": CommandSpec(p.fetch, fetch.fetch, SELECTED, expunge_ok=False),
-    "STORE": CommandSpec(p.store, messages.store, SELECTED, expunge_ok=False),
+    "FETCH": CommandSpec(pc.fetch, condstore.fetch, SELECTED, expunge_ok=False),  # RFC 7162 modifiers
+    "STORE": CommandSpec(pc.store, condstore.store, SELECTED, expunge_ok=False),
     "COPY": CommandSpec(p.copy, messages.copy, SELECTED),
     "MOVE": CommandSpec(p.copy, messages.move, SELECTED),  # RFC 6851
     "UID SEARCH": CommandSpec(p.search, search.uid_search, SELECTED),
-    "UID FETCH": CommandSpec(p.fetch, fetch.uid_fetch, SELECTED),
-    "UID STORE": CommandSpec(p.store, messages.uid_store, SELECTED),
+    "UID FETCH": CommandSpec(pc.fetch, condstore.uid_fetch, SELECTED),
+    "UID STORE": CommandSpec(pc.store, condstore.uid_store, SELECTED),
     "UID COPY": CommandSpec(p.copy, messages.uid_copy, SELECTED),
     "UID MOVE": CommandSpec(p.copy, messages.uid_move, SELECTED),
     "UID EXPUNGE": CommandSpec(p.seqset_only, messages.uid_expunge, SELECTED),  # RFC 4315

@@ -18,6 +18,7 @@ class After(enum.Enum):
     NOTHING = 0
     STARTTLS = 1  # RFC 3501 §6.2.1: negotiate TLS right after the OK
     LOGOUT = 2  # close the connection
+    UNAUTHENTICATE = 3  # RFC 8437: back before login; the login timer starts again
 
 
 @dataclass(slots=True)

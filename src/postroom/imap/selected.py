@@ -17,12 +17,13 @@ from bisect import bisect_left
 from typing import Any, Sequence
 
 from ..storage.models import Mailbox, MessageInfo
+from .parser.seqset import compress
 from .responses import flag_list_cached, untagged
 
 
 class SelectedMailbox:
     __slots__ = ("mailbox", "readonly", "uids", "recent", "modseq", "own", "held_expunges",
-                 "keywords", "exists_sent", "_shared")
+                 "keywords", "exists_sent", "_shared", "condstore", "qresync")
 
     def __init__(self, mailbox: Mailbox, uids: Sequence[int], readonly: bool, recent_from: int | None) -> None:
         self.mailbox = mailbox
@@ -43,6 +44,10 @@ class SelectedMailbox:
         self.held_expunges: set[int] = set()
         self.keywords: set[str] = set()
         self.exists_sent = len(uids)
+        # RFC 7162 §3.1, §3.2.10: once enabled, unsolicited FETCH responses carry MODSEQ, and
+        # VANISHED replaces EXPUNGE (set from the session by handlers/enabled.py).
+        self.condstore = False
+        self.qresync = False
 
     # -- lookups ----------------------------------------------------------------
     @property
@@ -73,6 +78,10 @@ class SelectedMailbox:
         """``flag_list(self.flags_of(msg))``, from a cache of formatted flag sets."""
         return flag_list_cached(msg.flags, bool(self.recent) and self.is_recent(msg.uid))
 
+    def modseq_item(self, m: MessageInfo) -> bytes:
+        """`` MODSEQ (n)`` for an unsolicited FETCH response once CONDSTORE is on (RFC 7162 §3.1.4.1)."""
+        return b" MODSEQ (%d)" % m.modseq if self.condstore else b""
+
     def note_own(self, msgs: tuple[MessageInfo, ...] | list[MessageInfo]) -> None:
         for m in msgs:
             self.own[m.uid] = m.modseq
@@ -95,7 +104,10 @@ class SelectedMailbox:
         if not seqs:
             return []
         gone = [u for u, _ in seqs]
-        out = [untagged(b"%d EXPUNGE" % n) for _, n in seqs]
+        if self.qresync:
+            out = [untagged(b"VANISHED " + compress(sorted(gone)).encode())]  # RFC 7162 §3.2.10
+        else:
+            out = [untagged(b"%d EXPUNGE" % n) for _, n in seqs]
         if len(gone) < 32:
             uids = self._own_uids()
             for u in gone:
@@ -112,11 +124,17 @@ class SelectedMailbox:
 
     async def poll(self, store: Any, allow_expunge: bool, claim_recent: bool = True) -> list[bytes]:
         """Untagged updates for what others changed since we last looked."""
-        ch = await store.changes_since(self.mailbox.id, self.modseq)
+        since = self.modseq
+        ch = await store.changes_since(self.mailbox.id, since)
         self.modseq = ch.mailbox.highestmodseq
         self.mailbox = ch.mailbox
         out: list[bytes] = []
-        if ch.expunged:
+        if not ch.complete_since(since):
+            # The expunge log was pruned past what we last saw: what went is what the
+            # store's index no longer has.
+            present = (await store.message_index(self.mailbox.id)).uid_set()
+            self.held_expunges.update(u for u in self.uids if u not in present)
+        elif ch.expunged:
             self.held_expunges.update(u for u in ch.expunged if self.seq_of(u) is not None)
         if allow_expunge and self.held_expunges:
             out += self.remove(list(self.held_expunges))
@@ -140,6 +158,7 @@ class SelectedMailbox:
                 continue
             seq = self.seq_of(m.uid)
             if seq is not None:
-                out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, m.uid, self.flags_wire(m))))
+                out.append(untagged(b"%d FETCH (UID %d FLAGS %s%s)" % (seq, m.uid, self.flags_wire(m),
+                                                                      self.modseq_item(m))))
         self.own.clear()
         return out

@@ -17,7 +17,8 @@ from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooL
 from . import dispatch
 from .errors import Bad, Bye
 from .handlers.anystate import capabilities
-from .responses import After, no_room
+from .handlers.quota import over_quota
+from .responses import After, Reply, no_room
 from .session import ImapSettings, Session, State
 from .settings import read_settings
 from ..storage.api import has_room
@@ -186,6 +187,8 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 events.result = "logout"
                 await io.flush()
                 return
+            elif after is After.UNAUTHENTICATE:
+                login_by = time.monotonic() + limits.login_timeout
     except IdleTimeout:
         # RFC 3501 §5.4 autologout.
         events.result = "timeout"
@@ -201,7 +204,8 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
 
 
 async def _no_room_for(s: Session, framer: CommandFramer, size: int) -> bytes | None:
-    """The tagged NO for an APPEND whose message the store's disk has no room for, or None.
+    """The tagged NO for an APPEND whose message the store's disk, or the account's quota,
+    has no room for, or None.
 
     Asked before the "+" of a synchronizing literal, so a full disk costs the client one
     line instead of the upload (RFC 3501 §7.5: the server may refuse instead of "+").
@@ -209,9 +213,15 @@ async def _no_room_for(s: Session, framer: CommandFramer, size: int) -> bytes | 
     """
     if s.state is State.NOT_AUTHENTICATED or framer.verb() != b"APPEND":
         return None
-    if has_room(await s.ctx.store.free_space(), size):
-        return None
-    return no_room().tagged(framer.tag())
+    if not has_room(await s.ctx.store.free_space(), size):
+        return no_room().tagged(framer.tag())
+    # RFC 9208 §4.3 and RFC 7888 §4: a message the account's quota cannot take is refused
+    # now, not after its upload (the handler checks again once it is read: LITERAL+).
+    q = await s.store.get_quota(s.account_id)
+    if q is not None and q.limited and not q.allows(size):
+        refusal = over_quota()
+        return Reply(refusal.text, refusal.status, refusal.code).tagged(framer.tag())
+    return None
 
 
 async def _bye(io: _ConnIO, text: str) -> None:

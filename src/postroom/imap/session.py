@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..storage.models import Account
@@ -60,6 +60,8 @@ class Session:
     # The store's change notification for the selected mailbox (see :meth:`changed`).
     watch: Any = None
     watched_id: int | None = None
+    # RFC 5161 ENABLE / RFC 7162 §3.1: extensions switched on for the rest of the connection.
+    enabled: set[str] = field(default_factory=set)
 
     @property
     def store(self):  # type: ignore[no-untyped-def]

@@ -8,11 +8,14 @@ after ``Store.deliver`` (fsync + commit) and ``OutboundQueue.enqueue`` have retu
 from __future__ import annotations
 
 import logging
+import time
 
 from .. import log
 from ..context import ServerContext
 from ..errors import is_storage_full
 from ..outbound.api import Envelope, Recipient
+from ..outbound.dsn import RecipientReport, build_dsn, wants_notice
+from ..outbound.local import send_notice
 from ..storage.api import has_room
 from ..storage.models import DeliveryTarget
 from . import mailauth, message, recipients, replies
@@ -53,6 +56,15 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
                 # DSN parameters belong to the address the client named (RFC 3461 §4)
                 remote[addr] = Recipient(addr, rc.notify, rc.orcpt)
     trace = message.received(peer, hostname, queue_id, rcpt_names, txn.smtputf8)
+    full = await _over_quota(ctx, local_ids, len(message.return_path(sender)) + len(trace) + len(body))
+    if full:
+        for aid in full:
+            del local_ids[aid]
+        if not local_ids and not remote:
+            # Nobody can take it: refuse the whole message, the sender keeps it (RFC 3463 X.2.2).
+            logger.info("%s id=%s from=<%s> to=%s size=%d result=rejected (mailbox full)",
+                        peer.session_id, queue_id, sender, rcpt_log, len(body))
+            return replies.MAILBOX_FULL
     if remote and ctx.outbound is None:
         logger.warning("%s id=%s from=<%s> to=%s result=deferred (no outbound queue)",
                        peer.session_id, queue_id, sender, rcpt_log)
@@ -83,12 +95,49 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     # Mail for remote recipients is in the outbound queue, whose lines ("queued", "delivered
     # to", "deferred", "bounced") carry its own id: given here so one grep follows the message.
     result = "delivered" if outbound_id is None else ("queued" if not local_ids else "delivered+queued")
+    if full:
+        result += f" mailbox-full={len(full)}"
+        await _bounce_full(ctx, txn, full, queue_id, trace + body, peer.session_id)
     if auth is not None and auth.quarantined:
         result += f" quarantined={auth.quarantined}"
     logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s%s result=%s",
                 peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
                 f" outbound={outbound_id}" if outbound_id else "", f" {auth.summary}" if auth else "", result)
     return r(250, "2.0.0", f"Ok: queued as {queue_id}")
+
+
+async def _over_quota(ctx: ServerContext, local_ids: dict[int, str], size: int) -> list[int]:
+    """The accounts among ``local_ids`` whose quota cannot take ``size`` more octets."""
+    full = []
+    for aid in local_ids:
+        q = await ctx.store.get_quota(aid)
+        if q is not None and q.limited and not q.allows(size):
+            full.append(aid)
+    return full
+
+
+async def _bounce_full(ctx: ServerContext, txn: Transaction, full: list[int], queue_id: str,
+                       original: bytes, session_id: str) -> None:
+    """The other recipients got the message (250): the sender learns of the full mailboxes
+    from a notice, as from Postfix when Dovecot's LMTP refuses one recipient of several."""
+    sender = txn.sender.address
+    reports = []
+    for aid in full:
+        rc = next((rc for rc in txn.rcpts if aid in rc.resolved.local), None)
+        if rc is None or not wants_notice(sender, rc.notify, "failed"):
+            continue
+        reports.append(RecipientReport(address=rc.path.address, action="failed", status="5.2.2",
+                                       orcpt=rc.orcpt, diagnostic="552 5.2.2 Mailbox full"))
+    if not reports:
+        return
+    now = time.time()
+    raw = build_dsn(reporting_mta=ctx.config.hostname, sender=sender, queue_id=queue_id, arrival=now,
+                    now=now, reports=reports, original=original, ret=txn.ret, envid=txn.envid)
+    try:
+        how = await send_notice(ctx, ctx.outbound, sender, raw, txn.body_8bit)
+        logger.info("%s id=%s failed notice (mailbox full) to <%s> %s", session_id, queue_id, sender, how)
+    except Exception:
+        logger.exception("%s id=%s could not send the mailbox-full notice to <%s>", session_id, queue_id, sender)
 
 
 class StoreBackend:
@@ -119,6 +168,15 @@ class StoreBackend:
         result = "ok" if res.account else ("throttled" if res.throttled else "failed")
         logger.info("%s auth %s user=%r", self.tag, result, username[:100])
         return AuthOutcome(res.account.address if res.account else None, res.throttled)
+
+    async def over_quota(self, account_ids: tuple[int, ...], size: int | None) -> bool:
+        if not account_ids:
+            return False
+        for aid in account_ids:
+            q = await self.ctx.store.get_quota(aid)
+            if q is None or not q.limited or q.allows(size or 1):
+                return False
+        return True
 
     async def has_room(self, size: int | None) -> bool:
         # As Postfix: room for 1.5 times the largest message accepted here (so a full disk

@@ -88,6 +88,11 @@ class Backend(Protocol):
         """Deliver durably and return the final reply (250 with the queue id, or 4xx/5xx)."""
         ...
 
+    async def over_quota(self, account_ids: tuple[int, ...], size: int | None) -> bool:
+        """Whether none of these accounts' quotas can take a message of ``size`` octets (the
+        declared SIZE; None: any message at all). True answers RCPT with 552 5.2.2."""
+        ...
+
     async def has_room(self, size: int | None) -> bool:
         """Whether the disk can take a message of ``size`` octets (the declared SIZE, None
         when the client declared none) with room to spare; False answers MAIL with 452."""
@@ -352,6 +357,10 @@ class Session:
             resolved = await self.backend.resolve(path)
             if resolved is None:
                 return replies.NO_SUCH_USER
+            # Refused now when every mailbox it leads to is full (or cannot take the declared
+            # SIZE); one that fills up meanwhile is dealt with at the end of DATA (delivery.py).
+            if not resolved.remote and await self.backend.over_quota(resolved.local, txn.size):
+                return replies.MAILBOX_FULL
         else:
             resolved = Resolved(remote=(path.address,))
         txn.rcpts.append(Rcpt(path, resolved, notify, orcpt))

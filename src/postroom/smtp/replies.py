@@ -65,6 +65,8 @@ RELAY_DENIED = r(554, "5.7.1", "Relay access denied")
 NO_SUCH_USER = r(550, "5.1.1", "No such user here")
 TOO_MANY_RCPTS = r(452, "4.5.3", "Too many recipients")
 TOO_BIG = r(552, "5.3.4", "Message size exceeds fixed maximum message size")
+# RFC 3463 X.2.2 "mailbox full"; Postfix and Dovecot's LMTP say 552 for an account over quota.
+MAILBOX_FULL = r(552, "5.2.2", "Mailbox full")
 NO_ROOM = r(452, "4.3.1", "Insufficient system storage, try again later")  # Postfix's words
 LOCAL_ERROR = r(451, "4.3.0", "Local error in processing, try again later")
 TOO_MANY_ERRORS = r(421, "4.7.0", "Too many errors, closing connection", close=True)

@@ -29,6 +29,7 @@ from .models import (
     MailboxChanges,
     MailboxStatus,
     MessageInfo,
+    Quota,
     StoreFlagsResult,
 )
 
@@ -124,6 +125,16 @@ class Store(Protocol):
 
     async def set_password_hash(self, address: str, password_hash: str) -> None: ...
     async def set_apop_secret(self, address: str, secret: str | None) -> None: ...
+
+    async def get_quota(self, account_id: int, with_usage: bool = False) -> Quota | None:
+        """The account's quota (None: no such account). Usage (the sum of its messages'
+        sizes and their count, over all its mailboxes) is computed when the account has a
+        limit or ``with_usage`` asks for it; otherwise it reads as zero."""
+        ...
+
+    async def set_quota(self, address: str, storage: int | None, messages: int | None) -> None:
+        """Set both limits (None: unlimited). Raises AccountNotFound."""
+        ...
 
     # -- aliases -----------------------------------------------------------------
     async def set_alias(self, source: str, targets: Sequence[str]) -> None:
@@ -245,7 +256,16 @@ class Store(Protocol):
         ...
 
     # -- changes -----------------------------------------------------------------
-    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges: ...
+    async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        """Messages changed and UIDs expunged after ``modseq``. The expunge log is kept for the
+        life of the mailbox unless pruned; ``MailboxChanges.log_floor`` says up to where it was."""
+        ...
+
+    async def prune_expunge_log(self, mailbox_id: int, upto_modseq: int) -> int:
+        """Forget the UIDs expunged at or below ``upto_modseq`` (return how many) and raise the
+        log's floor to it. Readers past the floor compare UIDs instead (QRESYNC, NOOP)."""
+        ...
+
     def watch(self, mailbox_id: int) -> MailboxWatch: ...
 
     # -- maintenance -------------------------------------------------------------

@@ -39,6 +39,31 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """An account's limits (None: unlimited) and what its messages use now (RFC 9208 §5)."""
+
+    storage_limit: int | None  # octets (RFC 9208 STORAGE counts units of 1024 octets on the wire)
+    message_limit: int | None
+    storage_used: int = 0  # sum of the sizes of every message in every mailbox of the account
+    messages_used: int = 0
+
+    @property
+    def limited(self) -> bool:
+        return self.storage_limit is not None or self.message_limit is not None
+
+    def allows(self, size: int, count: int = 1) -> bool:
+        """Whether ``count`` more messages of ``size`` octets in all fit under the limits."""
+        if self.storage_limit is not None and self.storage_used + size > self.storage_limit:
+            return False
+        return self.message_limit is None or self.messages_used + count <= self.message_limit
+
+    @property
+    def full(self) -> bool:
+        """Nothing more fits: not one octet, or not one message."""
+        return not self.allows(1)
+
+
+@dataclass(frozen=True, slots=True)
 class Alias:
     source: str  # "local@domain", or "@domain" for a catch-all
     targets: tuple[str, ...]
@@ -117,6 +142,14 @@ class MailboxChanges:
     mailbox: Mailbox
     changed: tuple[MessageInfo, ...] = ()
     expunged: tuple[int, ...] = ()
+    # The expunge log's floor: UIDs expunged at or below this MODSEQ are no longer listed
+    # (see Store.prune_expunge_log). When it exceeds the MODSEQ asked about, ``expunged``
+    # is incomplete and the caller must compare UIDs instead (RFC 7162 §3.2.5.2).
+    log_floor: int = 0
+
+    def complete_since(self, modseq: int) -> bool:
+        """Whether ``expunged`` lists every UID expunged after ``modseq``."""
+        return self.log_floor <= modseq
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,3 +117,97 @@ def test_same_search(peers, criteria):
     if sorted(a) != sorted(b):
         pytest.fail(f"{criteria}: only ours {[names[n - 1] for n in set(a) - set(b)]}, "
                     f"only dovecot {[names[n - 1] for n in set(b) - set(a)]}")
+
+
+# -- CONDSTORE / QRESYNC (RFC 7162): the same session against both servers ---------------
+def _norm(lines: list[bytes], first_uid: int, hms: int) -> list[bytes]:
+    """Responses with what legitimately differs taken out: texts after response codes, MODSEQ
+    values (each server numbers its own changes; kept as "above the base" or not), UIDs (made
+    relative to the mailbox's first), the untagged lines that only one server sends anyway
+    (CAPABILITY data, PERMANENTFLAGS/FLAGS, RECENT, UNSEEN, UIDNEXT)."""
+    import re
+
+    out = []
+    for line in lines:
+        line = line.rstrip(b"\r\n")
+        if re.match(rb"\* (FLAGS|OK \[(PERMANENTFLAGS|UNSEEN|UIDNEXT|UIDVALIDITY|URLMECH))|\* \d+ RECENT", line):
+            continue
+        line = re.sub(rb"^(\S+ (?:OK|NO|BAD)(?: \[[^\]]*\])?).*", rb"\1", line)
+        line = re.sub(rb"^(\S+ OK \[HIGHESTMODSEQ) \d+\]", rb"\1]", line)  # each server its own numbers
+        line = re.sub(rb"FLAGS \(([^)]*)\)", lambda m: b"FLAGS (%s)" % b" ".join(sorted(m.group(1).split())), line)
+        line = line.replace(b'STATUS "INBOX"', b"STATUS INBOX")  # quoting is the server's choice
+        line = re.sub(rb"^(\* OK \[[A-Z]+)[^\]]*\].*", rb"\1]", line)
+        line = re.sub(rb"MODSEQ \((\d+)\)", lambda m: b"MODSEQ (%s)" % (b"new" if int(m.group(1)) > hms else b"old"),
+                      line)
+        line = re.sub(rb"UID (\d+)", lambda m: b"UID +%d" % (int(m.group(1)) - first_uid), line)
+
+        def rel(m: "re.Match[bytes]") -> bytes:
+            return b"%s %s" % (m.group(1), b",".join(
+                b":".join(b"+%d" % (int(x) - first_uid) for x in part.split(b":")) for part in m.group(2).split(b",")))
+        line = re.sub(rb"^(\* VANISHED(?: \(EARLIER\))?|\S+ OK \[MODIFIED) ([\d:,]+)", rel, line)
+        out.append(line)
+    return out
+
+
+def _condstore_session(c, box: bytes) -> list[bytes]:
+    import re
+
+    from imap_harness import msg
+
+    def cmd(data: bytes) -> list[bytes]:
+        return c.cmd(data)
+
+    assert cmd(b"c CREATE " + box)[-1].startswith(b"c OK")
+    first = None
+    for i in range(5):
+        m = msg(f"cs{i}")
+        c.send(b"a APPEND %s {%d}\r\n" % (box, len(m)))
+        assert c.line().startswith(b"+")
+        c.send(m + b"\r\n")
+        r = c.until_tagged(b"a")
+        uid = int(re.search(rb"APPENDUID \d+ (\d+)", r[-1]).group(1))
+        first = uid if first is None else first
+    log: list[bytes] = []
+    r = cmd(b"e ENABLE QRESYNC")
+    log += r
+    r = cmd(b"s SELECT " + box)
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(r)).group(1))
+    uv = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(r)).group(1))
+    log += r
+    steps = [
+        b"f1 FETCH 1:* (UID FLAGS)",
+        b"t1 STORE 2 +FLAGS (\\Flagged)",
+        b"t2 STORE 1:3 (UNCHANGEDSINCE %d) +FLAGS (\\Seen)" % hms,
+        b"t3 UID STORE %d (UNCHANGEDSINCE 0) +FLAGS (\\Answered)" % (first + 2),
+        b"t4 STORE 4 +FLAGS.SILENT (\\Deleted)",
+        b"x1 EXPUNGE",
+        b"f2 UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % hms,
+        # Not compared: CHANGEDSINCE 0, BAD here (mod-sequence-value is non-zero, RFC 7162 §7),
+        # answered as "everything" by Dovecot (docs/imap.md).
+        b"f4 FETCH 1 (FLAGS) (VANISHED)",
+        b"r1 SEARCH MODSEQ %d" % (hms + 1),
+        b"s2 EXAMINE %s (QRESYNC (%d %d))" % (box, uv, hms),
+        b"s3 SELECT %s (QRESYNC (%d %d %d:%d))" % (box, uv, hms, first, first + 1),
+        b"s4 SELECT %s (QRESYNC (%d %d))" % (box, uv + 1, hms),
+        b"st STATUS INBOX (HIGHESTMODSEQ)",
+    ]
+    for step in steps:
+        log += cmd(step)
+    return _norm(log, first, hms)
+
+
+def test_same_condstore_qresync(srv):
+    from imap_harness import RawClient
+
+    with DovecotPeer(users=["cs"], imap_port=0) as d:
+        acc = srv.new_user()
+        ours = RawClient("127.0.0.1", srv.port)
+        assert ours.cmd(b"l LOGIN %s %s" % (acc.address.encode(), PASSWORD.encode()))[-1].startswith(b"l OK")
+        theirs = RawClient("127.0.0.1", d.imap_port)
+        assert theirs.cmd(b"l LOGIN cs %s" % DPASS.encode())[-1].startswith(b"l OK")
+        a = _condstore_session(ours, b"cs")
+        b = _condstore_session(theirs, b"cs")
+        ours.close()
+        theirs.close()
+    diffs = [f"ours={x!r}\n  dovecot={y!r}" for x, y in zip(a, b) if x != y]
+    assert not diffs and len(a) == len(b), "\n".join(diffs) + f"\nours={a}\ndovecot={b}"

@@ -46,6 +46,9 @@ class FakeBackend:
     async def has_room(self, size):
         return size != 999  # SIZE=999 stands for a message the disk has no room for
 
+    async def over_quota(self, account_ids, size):
+        return size == 998  # SIZE=998 stands for a message no recipient's quota can take
+
     async def etrn(self, domain):
         return {"busy.example": True, "@busy.example": True, "idle.example": False}.get(domain)
 

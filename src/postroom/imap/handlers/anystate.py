@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from ..responses import After, Reply, untagged
 from ..session import Session, State
+from . import condstore, listext, quota, session_ext
 
 BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT",
-             "CHILDREN", "SPECIAL-USE")
+             "CHILDREN", *quota.CAPS, *session_ext.CAPS, *listext.CAPS, *condstore.CAPS)
 
 
 def capabilities(s: Session) -> bytes:
     caps = list(BASE_CAPS)
+    caps.append(f"APPENDLIMIT={s.ctx.config.limits.message_size}")  # RFC 7889 §2
     if s.state is State.NOT_AUTHENTICATED:
         if s.starttls_available and not s.tls_active:
             caps.append("STARTTLS")

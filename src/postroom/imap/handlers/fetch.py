@@ -19,12 +19,10 @@ from typing import Any, AsyncIterator, Sequence
 from ... import mime
 from ...errors import MessageDamaged
 from ...storage.models import FlagOp, MessageInfo
-from ..parser.args import FetchArgs
 from ..parser.fetch import BodySection
 from ..responses import Reply, flag_list_cached, internaldate, literal
 from ..selected import SelectedMailbox
 from ..session import Session
-from .messages import resolve, sel
 
 _NEEDS_STRUCTURE = {"ENVELOPE", "BODY", "BODYSTRUCTURE"}
 
@@ -117,13 +115,13 @@ def _section_bytes(raw: bytes, parsed: "mime.ParsedMessage | None", sec: BodySec
     return data
 
 
-async def fetch(s: Session, a: FetchArgs, by_uid: bool = False) -> Reply:
-    box = sel(s)
-    uids = resolve(box, a.seqset, by_uid)
-    atts = list(a.atts)
+def fetch_uids(s: Session, box: SelectedMailbox, uids: list[int], atts: list[Any], by_uid: bool,
+               head: list[bytes] | None = None) -> Reply:
+    """FETCH ``atts`` of ``uids`` (ascending), after the untagged lines ``head``
+    (handlers/condstore.py: CHANGEDSINCE has chosen the UIDs, VANISHED lines go first)."""
     if by_uid and "UID" not in atts:
         atts.insert(0, "UID")  # §6.4.8: UID FETCH always returns the UID
-    reply = Reply("Fetch completed")
+    reply = Reply("Fetch completed", untagged=head or [])
     if uids:
         reply.stream = _stream(s, box, uids, atts, reply)
     return reply
@@ -137,7 +135,7 @@ class _Plan:
     """What a FETCH attribute list needs, worked out once per distinct list."""
 
     __slots__ = ("items", "sections", "specs", "need_raw", "need_structure", "sets_seen", "want_flags",
-                 "headers_only", "one_header")
+                 "want_modseq", "want_uid", "headers_only", "one_header")
 
     def __init__(self, atts: tuple[Any, ...]) -> None:
         # Per attribute: (kind, attribute, section spec, response name + SP).
@@ -161,6 +159,8 @@ class _Plan:
             any(_needs_structure(x) for x in self.sections)
         self.sets_seen = any(x.sets_seen for x in self.sections)
         self.want_flags = "FLAGS" in atts
+        self.want_modseq = "MODSEQ" in atts
+        self.want_uid = "UID" in atts
         self.headers_only = all(_is_top_header(x) for x in self.sections)
         self.one_header = self.headers_only and len(self.sections) == 1 and self.sections[0].partial is None
 
@@ -245,9 +245,15 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                     items.append(b"RFC822.SIZE %d" % m.size)
                 else:
                     items.append(_item(att, m, box, raw, parsed, hits))
-            if m.uid in seen_changed and not want_flags:
-                # §6.4.5: \Seen was set as a side effect: report the new flags.
-                items.append(b"FLAGS " + flags_wire(m))
+            if m.uid in seen_changed:
+                # §6.4.5: \Seen was set as a side effect: report the new flags; with CONDSTORE
+                # the new MODSEQ too, and with QRESYNC the UID (RFC 7162 §3.1.4.1, §3.2.4).
+                if not want_flags:
+                    items.append(b"FLAGS " + flags_wire(m))
+                if box.condstore and not p.want_modseq:
+                    items.append(b"MODSEQ (%d)" % m.modseq)
+                if box.qresync and not p.want_uid:
+                    items.append(b"UID %d" % m.uid)
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
         yield b"".join(out)
     if damaged:
@@ -325,6 +331,8 @@ def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed:
         return b"INTERNALDATE " + internaldate(m.internaldate)
     if att == "RFC822.SIZE":
         return b"RFC822.SIZE %d" % m.size
+    if att == "MODSEQ":
+        return b"MODSEQ (%d)" % m.modseq  # RFC 7162 §3.1.4
     if att == "ENVELOPE":
         return b"ENVELOPE " + mime.envelope(parsed)  # type: ignore[arg-type]
     if att == "BODYSTRUCTURE":
@@ -333,6 +341,3 @@ def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed:
         return b"BODY " + mime.bodystructure(parsed, extended=False)  # type: ignore[arg-type]
     raise AssertionError(att)
 
-
-async def uid_fetch(s: Session, a: FetchArgs) -> Reply:
-    return await fetch(s, a, by_uid=True)

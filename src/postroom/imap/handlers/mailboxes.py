@@ -12,6 +12,8 @@ from ..parser.args import AppendArgs, ListArgs
 from ..responses import Reply, flag_list, mailbox_wire, untagged
 from ..selected import SelectedMailbox
 from ..session import Session, State
+from . import quota
+from .enabled import enable_condstore
 
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f*%]")
 
@@ -30,7 +32,8 @@ _PERMANENTFLAGS_RW = untagged(b"OK [PERMANENTFLAGS " + flag_list(SYSTEM_FLAGS + 
 _PERMANENTFLAGS_RO = untagged(b"OK [PERMANENTFLAGS ()] Flags permitted")
 
 
-async def _open(s: Session, name: str, readonly: bool) -> Reply:
+async def open_mailbox(s: Session, name: str, readonly: bool) -> Reply:
+    """SELECT/EXAMINE's common part; handlers/qresync.py adds RFC 7162's parameters and lines."""
     s.selected = None  # §6.3.1: a failed SELECT leaves no mailbox selected
     s.state = State.AUTHENTICATED
     store = s.store
@@ -68,14 +71,6 @@ async def _open(s: Session, name: str, readonly: bool) -> Reply:
                  code=b"READ-ONLY" if readonly else b"READ-WRITE", untagged=out)
 
 
-async def select(s: Session, name: str) -> Reply:
-    return await _open(s, name, readonly=False)
-
-
-async def examine(s: Session, name: str) -> Reply:
-    return await _open(s, name, readonly=True)
-
-
 # -- CREATE / DELETE / RENAME (§6.3.3-§6.3.5) ------------------------------------------
 async def _create_parents(s: Session, name: str) -> None:
     levels = name.split(SEP)
@@ -88,7 +83,8 @@ async def _create_parents(s: Session, name: str) -> None:
                 pass  # created concurrently: fine
 
 
-async def create(s: Session, name: str) -> Reply:
+async def create(s: Session, name: str, special_use: str | None = None) -> Reply:
+    # special_use: RFC 6154 §3 CREATE-SPECIAL-USE (see handlers/listext.py)
     name = check_name(name)
     if name == "INBOX":
         raise No("INBOX already exists", b"ALREADYEXISTS")
@@ -96,7 +92,7 @@ async def create(s: Session, name: str) -> Reply:
         raise No("Mailbox already exists", b"ALREADYEXISTS")
     await _create_parents(s, name)  # §6.3.3: create the superior hierarchy too
     try:
-        await s.store.create_mailbox(s.account_id, name)
+        await s.store.create_mailbox(s.account_id, name, special_use)
     except MailboxExists:
         raise No("Mailbox already exists", b"ALREADYEXISTS") from None
     return Reply("Create completed")
@@ -238,9 +234,20 @@ async def status(s: Session, args: tuple[str, list[str]]) -> Reply:
         raise nonexistent()
     st = await s.store.mailbox_status(mb.id)
     values = {"MESSAGES": st.messages, "RECENT": st.recent, "UIDNEXT": st.mailbox.uidnext,
-              "UIDVALIDITY": st.mailbox.uidvalidity, "UNSEEN": st.unseen}
+              "UIDVALIDITY": st.mailbox.uidvalidity, "UNSEEN": st.unseen,
+              "HIGHESTMODSEQ": st.mailbox.highestmodseq,  # RFC 7162 §3.1.6
+              "SIZE": st.size,  # RFC 8438 STATUS=SIZE: the sum of the messages' RFC822.SIZE
+              "APPENDLIMIT": s.ctx.config.limits.message_size}  # RFC 7889 §3: same for every mailbox
+    if "DELETED" in items or "DELETED-STORAGE" in items:
+        # RFC 9208 §4.2 (required with QUOTA=RES-MESSAGE / RES-STORAGE): what EXPUNGE would give back.
+        idx = await s.store.message_index(mb.id)
+        deleted = idx.with_flag("\\Deleted")
+        values["DELETED"] = len(deleted)
+        values["DELETED-STORAGE"] = quota.kib(sum(idx.size_of(u) or 0 for u in deleted))
     body = " ".join(f"{i} {values[i]}" for i in items).encode()
-    return Reply("Status completed", untagged=[untagged(b"STATUS " + mailbox_wire(name) + b" (" + body + b")")])
+    out = enable_condstore(s, "HIGHESTMODSEQ" in items)  # a CONDSTORE enabling command (§3.1)
+    out.append(untagged(b"STATUS " + mailbox_wire(name) + b" (" + body + b")"))
+    return Reply("Status completed", untagged=out)
 
 
 # -- APPEND (§6.3.11, RFC 4315 APPENDUID) ----------------------------------------------
@@ -249,6 +256,7 @@ async def append(s: Session, a: AppendArgs) -> Reply:
         raise No("Empty message")
     if len(a.message) > s.ctx.config.limits.message_size:
         raise No("Message too large", b"TOOBIG")
+    await quota.check_room(s, len(a.message))  # RFC 9208 §4.3
     try:
         d = await s.store.append(s.account_id, a.mailbox, a.message, a.flags, a.date)
     except MailboxNotFound:

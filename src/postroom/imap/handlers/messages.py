@@ -11,6 +11,7 @@ from ..parser.seqset import SequenceSet, compress
 from ..responses import Reply, flag_list, untagged
 from ..selected import SelectedMailbox
 from ..session import Session, State
+from . import quota
 
 
 def sel(s: Session) -> SelectedMailbox:
@@ -50,19 +51,28 @@ async def unselect(s: Session, _: None) -> Reply:
     return Reply("Unselect completed")
 
 
+async def _expunged(s: Session, box: SelectedMailbox, gone: list[int]) -> Reply:
+    out = box.remove(gone)
+    code = None
+    if box.condstore:
+        # RFC 7162 §3.1.10 (as Dovecot): the tagged OK gives the HIGHESTMODSEQ, once this
+        # session has been sent every change up to it (the updates go here, not after).
+        out += await box.poll(s.store, allow_expunge=True)
+        code = b"HIGHESTMODSEQ %d" % box.modseq
+    return Reply("Expunge completed", code=code, untagged=out)
+
+
 async def expunge(s: Session, _: None) -> Reply:
     box = sel(s)
     _writable(box)
-    gone = await s.store.expunge(box.id, None)
-    return Reply("Expunge completed", untagged=box.remove(gone))
+    return await _expunged(s, box, await s.store.expunge(box.id, None))
 
 
 async def uid_expunge(s: Session, seqset: SequenceSet) -> Reply:
     box = sel(s)
     _writable(box)
     uids = resolve(box, seqset, True)
-    gone = await s.store.expunge(box.id, uids) if uids else []
-    return Reply("Expunge completed", untagged=box.remove(gone))
+    return await _expunged(s, box, await s.store.expunge(box.id, uids) if uids else [])
 
 
 # -- STORE (§6.4.6) ---------------------------------------------------------------------
@@ -75,7 +85,7 @@ def _keywords_update(box: SelectedMailbox, flags: frozenset[str]) -> list[bytes]
     return [untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS + tuple(sorted(box.keywords))))]
 
 
-async def store(s: Session, a: StoreArgs, by_uid: bool = False) -> Reply:
+async def store(s: Session, a: StoreArgs, by_uid: bool = False, unchangedsince: int | None = None) -> Reply:
     box = sel(s)
     _writable(box)
     uids = resolve(box, a.seqset, by_uid)
@@ -84,14 +94,32 @@ async def store(s: Session, a: StoreArgs, by_uid: bool = False) -> Reply:
     for f in a.flags:
         if f.startswith("\\") and f not in SYSTEM_FLAGS:
             raise No("Unknown system flag", b"CANNOT")
-    res = await s.store.store_flags(box.id, uids, a.op, a.flags)
+    res = await s.store.store_flags(box.id, uids, a.op, a.flags, unchangedsince)
     box.note_own(res.updated)
     out = _keywords_update(box, a.flags) if a.op is not FlagOp.REMOVE else []
+    # RFC 7162 §3.1.3: messages changed since UNCHANGEDSINCE are left alone and named in
+    # [MODIFIED] (UIDs for UID STORE); 0 fails for every message.
+    failed = sorted(set(res.failed))
+    code = None
+    if failed:
+        named = failed if by_uid else sorted(n for u in failed if (n := box.seq_of(u)) is not None)
+        code = b"MODIFIED " + compress(named).encode()
+    done = "Conditional STORE failed" if failed else "Store completed"
+    # With QRESYNC every FETCH response carries the UID (RFC 7162 §3.2.4).
+    with_uid = by_uid or box.qresync
     if a.silent:
-        return Reply("Store completed", untagged=out)
+        if box.condstore:
+            # §3.1.3: with CONDSTORE the new MODSEQs are sent even for .SILENT.
+            for m in res.updated:
+                seq = box.seq_of(m.uid)
+                if seq is not None:
+                    uid_item = b"UID %d " % m.uid if with_uid else b""
+                    out.append(untagged(b"%d FETCH (%sMODSEQ (%d))" % (seq, uid_item, m.modseq)))
+        return Reply(done, code=code, untagged=out)
     # §6.4.6: an untagged FETCH with the new flags of every message in the set.
     infos = {m.uid: m for m in res.updated}
-    rest = [u for u in uids if u not in infos]
+    skip = set(failed)
+    rest = [u for u in uids if u not in infos and u not in skip]
     if rest:
         infos.update((m.uid, m) for m in await s.store.get_messages(box.id, rest))
     for uid in uids:
@@ -99,15 +127,10 @@ async def store(s: Session, a: StoreArgs, by_uid: bool = False) -> Reply:
         seq = box.seq_of(uid)
         if m is None or seq is None:
             continue
-        if by_uid:
-            out.append(untagged(b"%d FETCH (UID %d FLAGS %s)" % (seq, uid, box.flags_wire(m))))
-        else:
-            out.append(untagged(b"%d FETCH (FLAGS %s)" % (seq, box.flags_wire(m))))
-    return Reply("Store completed", untagged=out)
-
-
-async def uid_store(s: Session, a: StoreArgs) -> Reply:
-    return await store(s, a, by_uid=True)
+        uid_item = b"UID %d " % uid if with_uid else b""
+        modseq_item = b"MODSEQ (%d) " % m.modseq if box.condstore else b""
+        out.append(untagged(b"%d FETCH (%s%sFLAGS %s)" % (seq, uid_item, modseq_item, box.flags_wire(m))))
+    return Reply(done, code=code, untagged=out)
 
 
 # -- COPY / MOVE (§6.4.7, RFC 6851, RFC 4315 COPYUID) -----------------------------------
@@ -135,6 +158,12 @@ async def _transfer(s: Session, a: CopyArgs, by_uid: bool, move: bool):  # type:
     dst = await _target(s, a.mailbox)
     if not uids:
         return None
+    if not move:
+        # RFC 9208 §4.3: a COPY the account's quota cannot take is refused whole. MOVE is
+        # not checked: its mailboxes share the account's one quota root, so it uses no more
+        # (and moving mail to Trash is how a user over quota gets under it; Dovecot agrees).
+        idx = await s.store.message_index(box.id)
+        await quota.check_room(s, sum(idx.size_of(u) or 0 for u in uids), len(uids))
     try:
         if move:
             return await s.store.move_messages(box.id, uids, dst)

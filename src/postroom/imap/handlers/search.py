@@ -25,6 +25,7 @@ from ..responses import Reply, untagged
 from ..selected import SelectedMailbox
 from ..session import Session
 from .fetch import read_messages
+from .enabled import enable_condstore
 from .messages import sel
 
 
@@ -99,6 +100,9 @@ def compile_node(node: Node, box: SelectedMailbox) -> Pred:
     if op == "larger":
         n = node[1]
         return lambda it: it.m.size > n
+    if op == "modseq":  # RFC 7162 §3.1.5: at or above
+        n = node[1]
+        return lambda it: it.m.modseq >= n
     if op == "smaller":
         n = node[1]
         return lambda it: it.m.size < n
@@ -207,6 +211,9 @@ class _SetEval:
                     lo, hi = hi, lo
                 out.update(known[bisect_left(known, lo):bisect_right(known, hi)])
             return out
+        if op == "modseq":
+            n = node[1]
+            return {m.uid for m in self.idx.messages(self.known) if m.modseq >= n}
         if op in ("larger", "smaller"):
             n, size = node[1], self.idx.size_of
             if op == "larger":
@@ -257,7 +264,14 @@ async def search(s: Session, a: SearchArgs, by_uid: bool = False) -> Reply:
         if seq is not None:
             hits.append(uid if by_uid else seq)
     line = b"SEARCH" + b"".join(b" %d" % n for n in hits)
-    return Reply("Search completed", untagged=[untagged(line)])
+    head: list[bytes] = []
+    if _uses(tree, {"modseq"}):
+        head = enable_condstore(s)
+        if hits:
+            # RFC 7162 §3.1.5: the highest MODSEQ of the messages found.
+            found_uids = [u for u in uids if box.seq_of(u) is not None]
+            line += b" (MODSEQ %d)" % max(m.modseq for m in idx.messages(found_uids))
+    return Reply("Search completed", untagged=head + [untagged(line)])
 
 
 async def _content_filter(s: Session, idx: Any, box: SelectedMailbox, uids: list[int],

@@ -110,19 +110,29 @@ def list_args(r: Reader) -> ListArgs:
         raise No("Mailbox name is not valid modified UTF-7", b"CANNOT") from None
 
 
-STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")
+STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
+                "HIGHESTMODSEQ",  # RFC 7162 §3.1.6
+                "SIZE",  # RFC 8438
+                "APPENDLIMIT")  # RFC 7889
+QUOTA_STATUS_ITEMS = ("DELETED", "DELETED-STORAGE")  # RFC 9208 §4.2, with QUOTA=RES-*
+
+
+def status_atts(r: Reader) -> list[str]:
+    """"(" status-att *(SP status-att) ")": shared by STATUS and LIST's RETURN (STATUS …) (RFC 5819)."""
+    items = r.paren_list(r.keyword)
+    if not items:
+        raise ParseError("Empty STATUS item list")
+    for item in items:
+        if item not in STATUS_ITEMS and item not in QUOTA_STATUS_ITEMS:
+            raise ParseError("Unknown STATUS item")
+    return items
 
 
 def status(r: Reader) -> tuple[str, list[str]]:
     r.sp()
     name = _mailbox(r)
     r.sp()
-    items = r.paren_list(r.keyword)
-    if not items:
-        raise ParseError("Empty STATUS item list")
-    for item in items:
-        if item not in STATUS_ITEMS:
-            raise ParseError("Unknown STATUS item")
+    items = status_atts(r)
     r.end()
     return name, items
 
@@ -207,7 +217,11 @@ _STORE_OPS = {"FLAGS": FlagOp.SET, "+FLAGS": FlagOp.ADD, "-FLAGS": FlagOp.REMOVE
 def store(r: Reader) -> StoreArgs:
     """store-att-flags = (["+" / "-"] "FLAGS" [".SILENT"]) SP (flag-list / (flag *(SP flag)))"""
     r.sp()
-    s = SequenceSet.parse(r)
+    return store_att(r, SequenceSet.parse(r))
+
+
+def store_att(r: Reader, s: SequenceSet) -> StoreArgs:
+    """What follows the sequence set (and RFC 7162's store modifiers, parser/condstore.py)."""
     r.sp()
     sign = b""
     if r.peek() in (0x2B, 0x2D):

@@ -48,7 +48,8 @@ class BodySection:
 
 
 # Simple attributes; the macros expand per §6.4.5.
-SIMPLE = {"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY", "BODYSTRUCTURE", "UID"}
+SIMPLE = {"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY", "BODYSTRUCTURE", "UID",
+          "MODSEQ"}  # RFC 7162 §3.1.4
 MACROS = {
     "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
     "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),

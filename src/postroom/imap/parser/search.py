@@ -5,7 +5,7 @@ Nodes are tuples ``(op, ...)`` so evaluation over thousands of messages stays ch
 ``("flag", name, present)``, ``("recent", present)``, ``("new",)``, ``("seq", set)``,
 ``("uid", set)``, ``("larger", n)``, ``("smaller", n)``, ``("before"|"on"|"since", date)``,
 ``("sentbefore"|"senton"|"sentsince", date)``, ``("header", name, text)``,
-``("body", text)``, ``("text", text)``.
+``("body", text)``, ``("text", text)``, ``("modseq", n)`` (RFC 7162).
 """
 
 from __future__ import annotations
@@ -50,6 +50,23 @@ def parse_search(r: Reader) -> tuple[str, Node]:
         r.sp()
         keys.append(_key(r, charset, 0))
     return charset, keys[0] if len(keys) == 1 else ("and", keys)
+
+
+def _modseq_key(r: Reader) -> int:
+    """RFC 7162 §3.1.5: ``MODSEQ [SP entry-name SP entry-type-req] SP mod-sequence-valzer``.
+    Flags have one MODSEQ per message here, so the entry only has to be well formed."""
+    from .condstore import mod_sequence  # condstore imports args, which imports this module
+
+    r.sp()
+    if r.peek() == 0x22:
+        entry = r.quoted()
+        if not entry.lower().startswith(b"/flags/"):
+            raise ParseError("Unknown MODSEQ entry")
+        r.sp()
+        if r.keyword() not in ("PRIV", "SHARED", "ALL"):
+            raise ParseError("Expected priv, shared or all")
+        r.sp()
+    return mod_sequence(r, zero_ok=True)
 
 
 def _text(r: Reader, charset: str) -> str:
@@ -106,6 +123,8 @@ def _key(r: Reader, charset: str, depth: int) -> Node:
     if word == "UID":
         r.sp()
         return ("uid", SequenceSet.parse(r))
+    if word == "MODSEQ":
+        return ("modseq", _modseq_key(r))
     if word == "NOT":
         r.sp()
         return ("not", _key(r, charset, depth + 1))

@@ -70,6 +70,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY(mailbox_id, uid)
     ) WITHOUT ROWID;
     """,
+    # 2: per-account quota (RFC 9208 STORAGE in octets, MESSAGE in messages); NULL = no limit.
+    # Usage is not kept as counters: it is summed from ``messages`` when asked (see
+    # SqliteStore.get_quota), so no write path has to maintain it and nothing can drift.
+    """
+    ALTER TABLE accounts ADD COLUMN quota_storage INTEGER;
+    ALTER TABLE accounts ADD COLUMN quota_messages INTEGER;
+    """,
 )
 
 
