@@ -608,3 +608,28 @@ def test_a_backup_cut_short_leaves_the_previous_one_whole(store_factory, tmp_pat
             assert (await s.backup(dest)).messages == 6
         assert await _inbox_of(dest) == [msg(i) for i in range(6)] and not (dest / "store.db.tmp").exists()
     asyncio.run(t())
+
+
+def test_append_many_is_all_or_nothing(store_factory):
+    """IMAP MULTIAPPEND (RFC 3502): one transaction, consecutive UIDs, nothing on failure."""
+    from postroom.storage.models import NewMessage
+
+    async def t():
+        async with store_factory() as s:
+            a = await _account(s)
+            when = datetime(2021, 5, 6, 7, 8, 9, tzinfo=timezone(timedelta(hours=2)))
+            with pytest.raises(MailboxNotFound):
+                await s.append_many(a.id, "Missing", [NewMessage(msg(1)), NewMessage(msg(2))])
+            await s.deliver(msg(0), [DeliveryTarget(a.id)])
+            inbox = await s.get_mailbox(a.id, "INBOX")
+            out = await s.append_many(a.id, "inbox", [NewMessage(msg(1), frozenset({"\\Seen"}), when),
+                                                      NewMessage(b"Subject: lf\n\nbare\n")])
+            assert [d.uid for d in out] == [2, 3] and {d.uidvalidity for d in out} == {inbox.uidvalidity}
+            msgs = await s.list_messages(inbox.id)
+            assert [m.uid for m in msgs] == [1, 2, 3]
+            assert msgs[1].flags == frozenset({"\\Seen"}) and msgs[2].flags == frozenset()
+            assert msgs[1].internaldate == when
+            assert await s.read_message(msgs[1]) == msg(1)
+            assert await s.read_message(msgs[2]) == b"Subject: lf\r\n\r\nbare\r\n"
+            assert (await s.append_many(a.id, "INBOX", [])) == []
+    asyncio.run(t())

@@ -12,12 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .handlers import anystate, idle, listext, mailboxes, messages, nonauth, quota, search, session_ext
-from .handlers import condstore, qresync
+from .handlers import anystate, append, idle, listext, mailboxes, messages, nonauth, quota, search, session_ext
+from .handlers import compress, condstore, qresync
+from .handlers import sort as hsort
+from .handlers import thread as hthread
 from .parser import args as p
 from .parser import condstore as pc
 from .parser import ext as px
 from .parser import quota as pq
+from .parser import sort as psort
 from .responses import Reply
 from .session import State
 
@@ -58,13 +61,14 @@ TABLE: dict[str, CommandSpec] = {
     "LIST": CommandSpec(px.list_ext, listext.list_, AUTH),  # RFC 5258, RFC 5819
     "LSUB": CommandSpec(p.list_args, mailboxes.lsub, AUTH),
     "STATUS": CommandSpec(p.status, mailboxes.status, AUTH),
-    "APPEND": CommandSpec(p.append, mailboxes.append, AUTH),
+    "APPEND": CommandSpec(p.append, append.append, AUTH),  # RFC 3502 MULTIAPPEND, RFC 4469 CATENATE
     "NAMESPACE": CommandSpec(p.no_args, mailboxes.namespace, AUTH),  # RFC 2342
     "IDLE": CommandSpec(p.no_args, idle.idle, AUTH),  # RFC 2177
     "UNAUTHENTICATE": CommandSpec(p.no_args, session_ext.unauthenticate, AUTH),  # RFC 8437
     "GETQUOTAROOT": CommandSpec(pq.getquotaroot, quota.getquotaroot, AUTH),  # RFC 9208
     "GETQUOTA": CommandSpec(pq.quota_root, quota.getquota, AUTH),
     "SETQUOTA": CommandSpec(pq.setquota, quota.setquota, AUTH),
+    "COMPRESS": CommandSpec(compress.mechanism, compress.compress, AUTH),  # RFC 4978 §3
     # §6.4 selected
     "CHECK": CommandSpec(p.no_args, messages.check, SELECTED),
     "CLOSE": CommandSpec(p.no_args, messages.close, SELECTED),
@@ -76,6 +80,10 @@ TABLE: dict[str, CommandSpec] = {
     "COPY": CommandSpec(p.copy, messages.copy, SELECTED),
     "MOVE": CommandSpec(p.copy, messages.move, SELECTED),  # RFC 6851
     "UID SEARCH": CommandSpec(p.search, search.uid_search, SELECTED),
+    "SORT": CommandSpec(psort.sort, hsort.sort, SELECTED, expunge_ok=False),  # RFC 5256
+    "THREAD": CommandSpec(psort.thread, hthread.thread, SELECTED, expunge_ok=False),
+    "UID SORT": CommandSpec(psort.sort, hsort.uid_sort, SELECTED),
+    "UID THREAD": CommandSpec(psort.thread, hthread.uid_thread, SELECTED),
     "UID FETCH": CommandSpec(pc.fetch, condstore.uid_fetch, SELECTED),
     "UID STORE": CommandSpec(pc.store, condstore.uid_store, SELECTED),
     "UID COPY": CommandSpec(p.copy, messages.uid_copy, SELECTED),

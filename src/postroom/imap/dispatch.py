@@ -10,6 +10,7 @@ from ..errors import MailboxExists, MailboxNotFound, MessageDamaged, StorageFull
 from ..net.connection import ConnectionClosed, IdleTimeout
 from .commands import TABLE
 from .errors import Bad, Bye, ImapError, ParseError
+from . import names
 from .parser import split_command
 from .parser.base import Reader
 from .responses import After, Reply, no_room
@@ -64,6 +65,8 @@ async def run(s: Session, raw: bytes, write: Write) -> After:
     if s.state not in spec.states:
         await write(tag + b" BAD " + _state_error(s).text.encode() + b"\r\n")
         return After.NOTHING
+    s.command_tag = tag
+    names.set_utf8("UTF8=ACCEPT" in s.enabled)  # how this command's mailbox names are spelled
     try:
         args = spec.parse(r)
         reply = await spec.handle(s, args)

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import AsyncIterator
 
-from ..mime.imapfmt import imap_quote
-from . import mutf7
+from . import names
 from .parser.base import MONTHS
 
 
@@ -19,6 +18,7 @@ class After(enum.Enum):
     STARTTLS = 1  # RFC 3501 §6.2.1: negotiate TLS right after the OK
     LOGOUT = 2  # close the connection
     UNAUTHENTICATE = 3  # RFC 8437: back before login; the login timer starts again
+    COMPRESS = 4  # RFC 4978 §3: deflate both directions right after the OK
 
 
 @dataclass(slots=True)
@@ -70,8 +70,9 @@ def flag_list_cached(flags: frozenset[str], recent: bool = False) -> bytes:
 
 
 def mailbox_wire(name: str) -> bytes:
-    """A mailbox name for LIST/LSUB/STATUS: modified UTF-7, quoted (§5.1.3, §9)."""
-    return imap_quote(mutf7.encode(name))
+    """A mailbox name for LIST/LSUB/STATUS: modified UTF-7, quoted (§5.1.3, §9); UTF-8
+    once the session enabled UTF8=ACCEPT (RFC 6855 §3: no modified UTF-7 then)."""
+    return names.quoted(name)
 
 
 def internaldate(dt: datetime) -> bytes:

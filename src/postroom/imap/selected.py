@@ -23,7 +23,7 @@ from .responses import flag_list_cached, untagged
 
 class SelectedMailbox:
     __slots__ = ("mailbox", "readonly", "uids", "recent", "modseq", "own", "held_expunges",
-                 "keywords", "exists_sent", "_shared", "condstore", "qresync")
+                 "keywords", "exists_sent", "_shared", "condstore", "qresync", "saved")
 
     def __init__(self, mailbox: Mailbox, uids: Sequence[int], readonly: bool, recent_from: int | None) -> None:
         self.mailbox = mailbox
@@ -48,6 +48,10 @@ class SelectedMailbox:
         # VANISHED replaces EXPUNGE (set from the session by handlers/enabled.py).
         self.condstore = False
         self.qresync = False
+        # RFC 5182 §2.1: the search result variable, UIDs saved by SEARCH RETURN (SAVE); a new
+        # SELECT/EXAMINE makes a new view, so it starts empty. Expunged UIDs stay here but are
+        # no longer in ``uids``, so resolving "$" drops them (handlers/messages.resolve).
+        self.saved: list[int] = []
 
     # -- lookups ----------------------------------------------------------------
     @property

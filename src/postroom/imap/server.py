@@ -13,10 +13,12 @@ from .. import log
 from ..budget import budget_for, read_counted
 from ..config import Config, Listener
 from ..context import ServerContext
-from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
+from ..net.connection import (CompressionError, Connection, ConnectionClosed, IdleTimeout, LineTooLong,
+                              within)
 from . import dispatch
 from .errors import Bad, Bye
 from .handlers.anystate import capabilities
+from .handlers.append import command_limit as append_limit
 from .handlers.quota import over_quota
 from .responses import After, Reply, no_room
 from .session import ImapSettings, Session, State
@@ -108,7 +110,8 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
         if s.state is State.NOT_AUTHENTICATED:
             return settings.preauth_literal, settings.preauth_literal * 2
         if verb == b"APPEND":
-            return limits.message_size, limits.message_size + settings.max_command
+            # RFC 3502 MULTIAPPEND: several messages, each at most message_size.
+            return limits.message_size, append_limit(limits) + settings.max_command
         return settings.max_command, settings.max_command
 
     framer = CommandFramer(literal_limits)
@@ -134,9 +137,10 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 # bytes: the tagged refusal of a literal not sent yet
                 ev: Event | bytes = framer.feed_line(await conn.readline(line_limit, timeout))
                 busy = False  # an APPEND message did not fit in the memory budget
+                before = 0  # literal bytes of this command already read (MULTIAPPEND)
                 while isinstance(ev, NeedLiteral):
                     if ev.sync:
-                        refusal = await _no_room_for(s, framer, ev.size)
+                        refusal = await _no_room_for(s, framer, ev.size, before)
                         if refusal is not None:
                             framer.reset()
                             ev = refusal
@@ -149,6 +153,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                         data, taken = await read_counted(conn, ev.size, None if busy else budget,
                                                          lambda: timeout)
                         held += taken
+                        before += ev.size
                         busy = data is None
                         framer.feed_literal(data or b"")
                     else:
@@ -183,6 +188,10 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 s.tls_active = True
                 framer.reset()
                 logger.info("%s starttls %s", events.tag, conn.tls_description() or "")
+            elif after is After.COMPRESS:
+                await io.flush()  # the OK goes out uncompressed (RFC 4978 §3)
+                conn.start_compression()
+                logger.info("%s compress deflate", events.tag)
             elif after is After.LOGOUT:
                 events.result = "logout"
                 await io.flush()
@@ -196,6 +205,10 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
     except Bye as exc:
         events.result = "bye"
         await _bye(io, exc.text)
+    except CompressionError as exc:
+        # Garbage or a bomb in the deflate stream: no way to answer in sync, so hang up.
+        events.result = "closed"
+        logger.info("%s %s", events.tag, exc)
     except ConnectionClosed:
         pass
     finally:
@@ -203,7 +216,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
         s.close_watch()
 
 
-async def _no_room_for(s: Session, framer: CommandFramer, size: int) -> bytes | None:
+async def _no_room_for(s: Session, framer: CommandFramer, size: int, before: int = 0) -> bytes | None:
     """The tagged NO for an APPEND whose message the store's disk, or the account's quota,
     has no room for, or None.
 
@@ -213,6 +226,7 @@ async def _no_room_for(s: Session, framer: CommandFramer, size: int) -> bytes | 
     """
     if s.state is State.NOT_AUTHENTICATED or framer.verb() != b"APPEND":
         return None
+    size += before  # RFC 3502: the messages of a MULTIAPPEND are stored together or not at all
     if not has_room(await s.ctx.store.free_space(), size):
         return no_room().tagged(framer.tag())
     # RFC 9208 §4.3 and RFC 7888 §4: a message the account's quota cannot take is refused

@@ -62,6 +62,10 @@ class Session:
     watched_id: int | None = None
     # RFC 5161 ENABLE / RFC 7162 §3.1: extensions switched on for the rest of the connection.
     enabled: set[str] = field(default_factory=set)
+    # The tag of the command being run (RFC 4731 §3.1: ESEARCH names it in ``(TAG "…")``).
+    command_tag: bytes = b""
+    # RFC 4978 COMPRESS: the connection's deflate layer is on (it stays until the end).
+    compressed: bool = False
 
     @property
     def store(self):  # type: ignore[no-untyped-def]

@@ -11,12 +11,16 @@ from .imapfmt import imap_nstring, imap_quote
 from .model import Address, Envelope, ParsedMessage, Part
 from .parse import parse
 from .sections import header_section, section
+from .transfer import UnknownCte, binary_section, decode_transfer
 
 __all__ = [
     "Address",
     "Envelope",
     "ParsedMessage",
     "Part",
+    "UnknownCte",
+    "binary_section",
+    "decode_transfer",
     "body_text",
     "bodystructure",
     "decoded_headers",

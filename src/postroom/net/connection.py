@@ -4,7 +4,9 @@ Protocol engines are sans-I/O; their ``server.py`` glue reads lines and exact by
 counts through this class, which enforces the limits every protocol needs (line
 length, idle timeout) and implements STARTTLS so that nothing the client pipelined
 before the handshake survives it (RFC 3207 §4.2, RFC 2595 §3.1, the 2011 STARTTLS
-command-injection class of bugs).
+command-injection class of bugs). A compression layer (:mod:`.deflate`, IMAP COMPRESS) can
+be switched on between the protocol and the socket (or TLS): reads, writes and the limits then
+apply to the inflated stream, unchanged for the protocol.
 """
 
 from __future__ import annotations
@@ -16,10 +18,24 @@ import time
 from typing import Any
 
 from . import tls as _tls
+from .deflate import DeflateError, DeflateStream
 
 
 class ConnectionClosed(Exception):
     """The peer went away (EOF or reset)."""
+
+
+class CompressionError(ConnectionClosed):
+    """The peer's compressed data does not inflate, or inflates past what we accept; the
+    connection is over (there is no way to resynchronize a deflate stream)."""
+
+
+# Inflated octets per read of a compressed stream: what a read of the socket gives at most,
+# so the limits see a compressed stream in pieces no bigger than a plaintext one's.
+INFLATE_CHUNK = 65536
+# Inflated octets of one overlong line we discard before hanging up, when compressed: in
+# plaintext a client pays for each octet it makes us discard, compressed about 1/1000 of it.
+MAX_DISCARD_COMPRESSED = 16 * 1024 * 1024
 
 
 class LineTooLong(Exception):
@@ -76,6 +92,7 @@ class Connection:
         self._waiter: asyncio.Task[Any] | None = None
         self._deadline = 0.0
         self._timed_out = False
+        self._deflate: DeflateStream | None = None
 
     # -- reading ---------------------------------------------------------------
     # The idle timeout is one lazily re-armed timer per connection rather than an
@@ -86,6 +103,30 @@ class Connection:
     # deadline. The cancellation is turned into IdleTimeout as asyncio.timeout does
     # (``uncancel``), so a cancellation from elsewhere (server shutdown) still propagates.
     async def _fill(self, timeout: float | None) -> None:
+        z = self._deflate
+        if z is None:
+            self._buf += await self._receive(timeout)
+            return
+        end = None
+        while True:
+            try:
+                out = z.read(INFLATE_CHUNK)
+                if out:
+                    self._buf += out
+                    return
+                if timeout is not None:
+                    # As readline: the timeout is for the whole piece, however it trickles in.
+                    if end is None:
+                        end = time.monotonic() + timeout
+                    else:
+                        timeout = within(end)
+                z.feed(await self._receive(timeout))
+            except DeflateError as exc:
+                self._eof = True
+                raise CompressionError(f"invalid compressed data: {exc}") from None
+
+    async def _receive(self, timeout: float | None) -> bytes:
+        """The next chunk off the socket (or TLS), as it came."""
         if self._eof:
             raise ConnectionClosed()
         if not self._buf:
@@ -120,7 +161,7 @@ class Connection:
             self._eof = True
             raise ConnectionClosed()
         self.bytes_in += len(chunk)
-        self._buf += chunk
+        return chunk
 
     async def _read_chunk(self) -> bytes:
         try:
@@ -171,11 +212,16 @@ class Connection:
             await self._fill(timeout)
 
     async def _discard_line(self, timeout: float | None, end: float | None) -> None:
+        discarded = 0
         while True:
             i = self._buf.find(b"\n")
             if i >= 0:
                 del self._buf[: i + 1]
                 return
+            discarded += len(self._buf)
+            if self._deflate is not None and discarded > MAX_DISCARD_COMPRESSED:
+                self._eof = True
+                raise CompressionError("overlong line in compressed data")
             self._buf.clear()
             await self._fill(timeout if end is None else within(end))
 
@@ -214,10 +260,14 @@ class Connection:
 
     def has_buffered_input(self) -> bool:
         """True when the client sent more than was read (pipelining, or an injection attempt)."""
-        return bool(self._buf) or bool(getattr(self.reader, "_buffer", b""))
+        return (bool(self._buf) or bool(getattr(self.reader, "_buffer", b""))
+                or (self._deflate is not None and self._deflate.has_input))
 
     # -- writing ---------------------------------------------------------------
     def write(self, data: bytes) -> None:
+        """One batch of output; when compressed, flushed (Z_SYNC_FLUSH) so none is held back."""
+        if self._deflate is not None:
+            data = self._deflate.compress_flush(data)
         self.bytes_out += len(data)
         try:
             self.writer.write(data)
@@ -225,7 +275,12 @@ class Connection:
             raise self._closed_under_us() from None
 
     def writelines(self, chunks: list[bytes]) -> int:
-        """Write several buffers as one (uvloop sends them with one writev); returns the octets."""
+        """Write several buffers as one (uvloop sends them with one writev); returns the octets
+        (on the wire: compressed ones when compressing, the batch ending in a sync flush)."""
+        z = self._deflate
+        if z is not None:
+            chunks = [z.compress(c) for c in chunks]
+            chunks.append(z.flush())
         n = 0
         for c in chunks:
             n += len(c)
@@ -256,6 +311,25 @@ class Connection:
     async def send(self, data: bytes, timeout: float | None = 60.0) -> None:
         self.write(data)
         await self.drain(timeout)
+
+    # -- compression -----------------------------------------------------------
+    @property
+    def compressed(self) -> bool:
+        return self._deflate is not None
+
+    def start_compression(self) -> None:
+        """Compress both directions from now on (raw deflate, RFC 4978), once the protocol's
+        "go ahead" reply has been written uncompressed.
+
+        Anything already read past that command is the start of the compressed stream (a
+        client may send compressed data as soon as it has sent the command)."""
+        if self._deflate is not None:
+            raise RuntimeError("compression already active")
+        z = DeflateStream()
+        if self._buf:
+            z.feed(bytes(self._buf))
+            self._buf.clear()
+        self._deflate = z
 
     # -- TLS -------------------------------------------------------------------
     async def start_tls(self, timeout: float = 60.0) -> None:

@@ -29,6 +29,7 @@ from .models import (
     MailboxChanges,
     MailboxStatus,
     MessageInfo,
+    NewMessage,
     Quota,
     StoreFlagsResult,
 )
@@ -190,6 +191,11 @@ class Store(Protocol):
                      flags: frozenset[str] = frozenset(),
                      internaldate: datetime | None = None) -> Delivered:
         """IMAP APPEND: like deliver for one target, but MailboxNotFound if it is absent."""
+        ...
+
+    async def append_many(self, account_id: int, mailbox: str, messages: Sequence[NewMessage]) -> list[Delivered]:
+        """IMAP MULTIAPPEND (RFC 3502 §3): every message or none, in one transaction, durably.
+        The messages get consecutive UIDs in the order given. MailboxNotFound if it is absent."""
         ...
 
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:

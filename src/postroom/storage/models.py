@@ -123,6 +123,15 @@ class DeliveryTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class NewMessage:
+    """One message of an IMAP MULTIAPPEND (RFC 3502), for :meth:`Store.append_many`."""
+
+    raw: bytes
+    flags: frozenset[str] = frozenset()
+    internaldate: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Delivered:
     account_id: int
     mailbox_id: int

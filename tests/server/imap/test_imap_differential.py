@@ -50,7 +50,11 @@ SEARCHES = [["ALL"], ["FROM", "example"], ["SUBJECT", "forwarded"], ["BODY", "ca
             ["CC", "andr\u00e9"], ["LARGER", "500"], ["SENTBEFORE", "1-Jan-2020"], ["SENTSINCE", "1-Jan-2024"],
             ["NOT", "BODY", "text"], ["OR", "FROM", "inner", "BODY", "lait"], ["HEADER", "Message-ID", ""]]
 # Deliberate differences: (file name, item) → why. Keep docs/imap.md in sync.
-KNOWN: dict[tuple[str, str], str] = {}
+KNOWN: dict[tuple[str, str], str] = {
+    # RFC 6855 §7, RFC 6858 §3: a session without ENABLE UTF8=ACCEPT gets UTF-8 header text
+    # in ENVELOPE as encoded words (an empty group for a UTF-8 address); Dovecot sends it raw.
+    ("eightbit_headers.eml", "ENVELOPE"): "UTF-8 ENVELOPE downgraded",
+}
 KNOWN_SECTIONS: set[str] = set()
 
 
@@ -207,6 +211,115 @@ def test_same_condstore_qresync(srv):
         assert theirs.cmd(b"l LOGIN cs %s" % DPASS.encode())[-1].startswith(b"l OK")
         a = _condstore_session(ours, b"cs")
         b = _condstore_session(theirs, b"cs")
+        ours.close()
+        theirs.close()
+    diffs = [f"ours={x!r}\n  dovecot={y!r}" for x, y in zip(a, b) if x != y]
+    assert not diffs and len(a) == len(b), "\n".join(diffs) + f"\nours={a}\ndovecot={b}"
+
+
+# -- SORT / THREAD (RFC 5256, RFC 5957) over the same corpus ------------------------------
+SORTS = [["ARRIVAL"], ["CC"], ["DATE"], ["FROM"], ["SIZE"], ["SUBJECT"], ["TO"], ["REVERSE", "DATE"],
+         ["SUBJECT", "REVERSE", "SIZE"], ["DISPLAYFROM"], ["DISPLAYTO"]]
+# Deliberate SORT differences (docs/imap.md, "Differences from Dovecot"): file → keys it is left out of.
+# latin1_body.eml's Subject is a malformed encoded word (=ZZ) that our RFC 2047 decoder leaves
+# undecoded (as SEARCH sees it); Dovecot decodes the rest of the word and sorts it under "bad".
+KNOWN_SORT = {"latin1_body.eml": {"SUBJECT"}}
+
+
+@pytest.mark.parametrize("keys", SORTS, ids=lambda k: " ".join(k))
+def test_same_sort(peers, keys):
+    ours, theirs, names = peers
+    a, b = ours.sort(keys, "ALL", "UTF-8"), theirs.sort(keys, "ALL", "UTF-8")
+    skip = {i for i, name in enumerate(names, 1) if set(keys) & KNOWN_SORT.get(name, set())}
+    a, b = [n for n in a if n not in skip], [n for n in b if n not in skip]
+    assert a == b, f"{keys}: ours {[names[n - 1] for n in a]}\n dovecot {[names[n - 1] for n in b]}"
+
+
+@pytest.mark.parametrize("alg", ["ORDEREDSUBJECT", "REFERENCES"])
+def test_same_thread(peers, alg):
+    ours, theirs, _ = peers
+    assert ours.thread(alg, "ALL", "UTF-8") == theirs.thread(alg, "ALL", "UTF-8")
+
+
+# -- ESEARCH, SEARCHRES, WITHIN (RFC 4731, RFC 5182, RFC 5032): one session against both ----
+# Not compared (docs/imap.md, "Differences from Dovecot"): nothing so far.
+ESEARCH_STEPS = [
+    b"a1 SEARCH RETURN (MIN MAX COUNT ALL) FLAGGED",
+    b"a2 UID SEARCH RETURN (ALL) SEEN",
+    b"a3 SEARCH RETURN () UNSEEN",
+    b"a4 SEARCH RETURN (COUNT) DELETED",
+    b"a5 UID SEARCH RETURN (MIN MAX ALL) DELETED",
+    b"a6 SEARCH RETURN (FOO) ALL",
+    b"a7 SEARCH RETURN (MIN",
+    b"a8 UID SEARCH RETURN (MAX COUNT) MODSEQ 1",
+    b"r1 SEARCH RETURN (SAVE) FLAGGED",
+    b"r2 FETCH $ (FLAGS)",
+    b"r3 UID SEARCH RETURN (SAVE MIN) ALL",
+    b"r4 UID FETCH $ (FLAGS)",
+    b"r5 SEARCH NOT $",
+    b"r6 STORE $ +FLAGS (\\Answered)",
+    b"r7 UID SEARCH RETURN (SAVE COUNT) UNSEEN",
+    b"r8 FETCH $ (FLAGS)",
+    b"r8b FETCH $,1 (FLAGS)",
+    b"r8c SEARCH UID $",
+    b"r9 SEARCH RETURN (SAVE) CHARSET X-UNKNOWN ALL",
+    b"ra SEARCH $",
+    b"w1 SEARCH YOUNGER 3600",
+    b"w2 SEARCH OLDER 3600",
+    b"w3 SEARCH RETURN (COUNT) YOUNGER 86400 NOT OLDER 60",
+    b"rb SEARCH RETURN (SAVE) ALL",
+    b"rc SELECT es",
+    b"rd FETCH $ (FLAGS)",
+]
+
+
+def _esearch_session(c) -> list[bytes]:
+    import re
+    from datetime import timedelta
+
+    from imap_harness import msg
+
+    assert c.cmd(b"c CREATE es")[-1].startswith(b"c OK")
+    now = datetime.now(timezone.utc)
+    first = None
+    for i, (flags, age) in enumerate([(b"(\\Seen)", timedelta(days=3)), (b"(\\Flagged \\Seen)", timedelta(hours=2)),
+                                      (b"()", timedelta(minutes=5)), (b"(\\Flagged)", timedelta(days=400)),
+                                      (b"(\\Seen)", timedelta(minutes=1))]):
+        m = msg(f"es{i}")
+        when = (now - age).strftime('"%d-%b-%Y %H:%M:%S +0000"').encode()
+        c.send(b"a APPEND es %s %s {%d}\r\n" % (flags, when, len(m)))
+        assert c.line().startswith(b"+")
+        c.send(m + b"\r\n")
+        r = c.until_tagged(b"a")
+        uid = int(re.search(rb"APPENDUID \d+ (\d+)", r[-1]).group(1))
+        first = uid if first is None else first
+    log = c.cmd(b"s SELECT es (CONDSTORE)")  # Dovecot sends HIGHESTMODSEQ only then
+    hms = int(re.search(rb"HIGHESTMODSEQ (\d+)", b"".join(log)).group(1))
+    for step in ESEARCH_STEPS:
+        log += c.cmd(step)
+    assert first is not None
+
+    def uid_esearch(m: "re.Match[bytes]") -> bytes:  # UIDs relative to the first one
+        return m.group(1) + re.sub(rb"\d+", lambda n: b"+%d" % (int(n.group()) - first), m.group(2))
+
+    log = [re.sub(rb"^(\* ESEARCH \(TAG \"\w+\"\) UID)((?: (?:MIN|MAX|ALL) [\d:,]+)*)", uid_esearch, x) for x in log]
+    log = [re.sub(rb"(ESEARCH .*MODSEQ) \d+", rb"\1 n", x) for x in log]
+    # [BADCHARSET (list)]: ours lists what it supports (RFC 3501 §7.1 allows either).
+    log = [re.sub(rb"\[BADCHARSET \([^)]*\)\]", b"[BADCHARSET]", x) for x in log]
+    return _norm(log, first, hms)
+
+
+def test_same_esearch_searchres_within(srv):
+    from imap_harness import RawClient
+
+    with DovecotPeer(users=["es"], imap_port=0) as d:
+        acc = srv.new_user()
+        ours = RawClient("127.0.0.1", srv.port)
+        assert ours.cmd(b"l LOGIN %s %s" % (acc.address.encode(), PASSWORD.encode()))[-1].startswith(b"l OK")
+        theirs = RawClient("127.0.0.1", d.imap_port)
+        assert theirs.cmd(b"l LOGIN es %s" % DPASS.encode())[-1].startswith(b"l OK")
+        a = _esearch_session(ours)
+        b = _esearch_session(theirs)
         ours.close()
         theirs.close()
     diffs = [f"ours={x!r}\n  dovecot={y!r}" for x, y in zip(a, b) if x != y]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from ..responses import After, Reply, untagged
 from ..session import Session, State
-from . import condstore, listext, quota, session_ext
+from . import append, compress, condstore, listext, quota, session_ext
+from . import search, sort, thread
 
 BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT",
-             "CHILDREN", *quota.CAPS, *session_ext.CAPS, *listext.CAPS, *condstore.CAPS)
+             "CHILDREN", "BINARY",  # RFC 3516: handlers/fetch.py, parser/fetch.py, APPEND literal8
+             "UTF8=ACCEPT",  # RFC 6855: names.py, enabled.py, APPEND UTF8, SEARCH
+             *quota.CAPS, *session_ext.CAPS, *listext.CAPS, *condstore.CAPS, *append.CAPS,
+             *compress.CAPS, *sort.CAPS, *thread.CAPS, *search.CAPS)
 
 
 def capabilities(s: Session) -> bytes:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ..errors import Bad
 from ..parser.condstore import CondFetchArgs, CondStoreArgs
+from ..parser.seqset import SequenceSet, compress
 from ..responses import Reply, untagged
 from ..session import Session
 from . import fetch as fetch_handlers
@@ -53,7 +54,10 @@ async def fetch(s: Session, a: CondFetchArgs, by_uid: bool = False) -> Reply:
         if "MODSEQ" not in atts:
             atts.append("MODSEQ")
         if a.vanished:
-            head += await qresync.vanished_for_uid_fetch(s, box, a.seqset, since)
+            uidset = a.seqset
+            if uidset.saved:  # RFC 5182 "$": the saved UIDs, expunged ones included
+                uidset = SequenceSet.from_bytes(compress(box.saved).encode()) if box.saved else SequenceSet(())
+            head += await qresync.vanished_for_uid_fetch(s, box, uidset, since)
     return fetch_handlers.fetch_uids(s, box, uids, atts, by_uid, head)
 
 

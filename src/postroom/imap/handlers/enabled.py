@@ -9,7 +9,8 @@ from __future__ import annotations
 from ..responses import untagged
 from ..session import Session
 
-SUPPORTED = ("CONDSTORE", "QRESYNC")
+SUPPORTED = ("CONDSTORE", "QRESYNC",
+             "UTF8=ACCEPT")  # RFC 6855 §3: UTF-8 mailbox names and quoted strings (names.py)
 
 
 def sync_box(s: Session) -> None:

@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Sequence
 from ... import mime
 from ...errors import MessageDamaged
 from ...storage.models import FlagOp, MessageInfo
+from .. import names
 from ..parser.fetch import BodySection
 from ..responses import Reply, flag_list_cached, internaldate, literal
 from ..selected import SelectedMailbox
@@ -188,6 +189,7 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
     batch = s.settings.batch
     missing = False
     damaged: set[int] = set()  # UIDs whose bytes could not be read back
+    unknown_cte = False
     for i in range(0, len(uids), batch):
         chunk = uids[i : i + batch]
         # Refreshed per batch: one query when nothing changed, so flags stay current.
@@ -244,7 +246,15 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                 elif kind == _SIZE:
                     items.append(b"RFC822.SIZE %d" % m.size)
                 else:
-                    items.append(_item(att, m, box, raw, parsed, hits))
+                    try:
+                        items.append(_item(att, m, box, raw, parsed, hits))
+                    except mime.UnknownCte:
+                        # RFC 3516 §4.3: the command fails NO [UNKNOWN-CTE]; the other
+                        # messages are still sent (as for damaged ones).
+                        unknown_cte = True
+                        break
+            if len(items) < len(plan):
+                continue  # stopped by an unknown Content-Transfer-Encoding: no response
             if m.uid in seen_changed:
                 # §6.4.5: \Seen was set as a side effect: report the new flags; with CONDSTORE
                 # the new MODSEQ too, and with QRESYNC the UID (RFC 7162 §3.1.4.1, §3.2.4).
@@ -258,6 +268,8 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         yield b"".join(out)
     if damaged:
         reply.status, reply.code, reply.text = b"NO", b"CORRUPTION", "Some messages are damaged and cannot be read"
+    elif unknown_cte:
+        reply.status, reply.code, reply.text = b"NO", b"UNKNOWN-CTE", "Unknown Content-Transfer-Encoding"
     elif missing:
         # RFC 5530 EXPUNGEISSUED: some messages were expunged by another session.
         reply.status, reply.code, reply.text = b"NO", b"EXPUNGEISSUED", "Some messages were expunged"
@@ -318,9 +330,33 @@ async def _read(s: Session, infos: list[MessageInfo], plan: _Plan, hits: dict[tu
     return [got.get(m.uid, b"") for m in infos]
 
 
+def _binary_item(att: BodySection, raw: bytes, parsed: "mime.ParsedMessage | None") -> bytes:
+    """RFC 3516 §4.2: BINARY[part]<partial> / BINARY.SIZE[part] (raises mime.UnknownCte).
+
+    The decoded data goes as literal8 (``~{n}``) when it holds a NUL, which a plain
+    literal may not carry (RFC 3501 §9 CHAR8); a part that does not exist reads as empty,
+    as for BODY[].
+    """
+    if not att.part:
+        data = raw
+    else:
+        assert parsed is not None
+        data = mime.binary_section(raw, parsed, att.spec().decode("ascii")) or b""
+    if att.kind == "BINARY.SIZE":
+        return b"%s %d" % (att.response_name(), len(data))
+    if att.partial is not None:
+        start, length = att.partial
+        data = data[start : start + length]
+    if b"\x00" in data:
+        return att.response_name() + b" ~{%d}\r\n" % len(data) + data
+    return att.response_name() + b" " + literal(data)
+
+
 def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed: object,
           hits: dict[tuple[str, bytes], bytes]) -> bytes:
     if isinstance(att, BodySection):
+        if att.binary:
+            return _binary_item(att, raw, parsed)  # type: ignore[arg-type]
         data = _section_bytes(raw, parsed, att, m.blob, hits)  # type: ignore[arg-type]
         return att.response_name() + b" " + literal(data)
     if att == "UID":
@@ -334,7 +370,8 @@ def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed:
     if att == "MODSEQ":
         return b"MODSEQ (%d)" % m.modseq  # RFC 7162 §3.1.4
     if att == "ENVELOPE":
-        return b"ENVELOPE " + mime.envelope(parsed)  # type: ignore[arg-type]
+        # RFC 6855 §7: UTF-8 header text goes as it is only to a UTF8=ACCEPT session.
+        return b"ENVELOPE " + mime.envelope(parsed, downgrade=not names.utf8())  # type: ignore[arg-type]
     if att == "BODYSTRUCTURE":
         return b"BODYSTRUCTURE " + mime.bodystructure(parsed, extended=True)  # type: ignore[arg-type]
     if att == "BODY":

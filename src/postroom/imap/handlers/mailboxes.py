@@ -7,8 +7,8 @@ import re
 from ...errors import MailboxExists, MailboxNotFound
 from ...storage.models import HIERARCHY_SEPARATOR as SEP
 from ...storage.models import SYSTEM_FLAGS
-from ..errors import No, nonexistent, trycreate
-from ..parser.args import AppendArgs, ListArgs
+from ..errors import No, nonexistent
+from ..parser.args import ListArgs
 from ..responses import Reply, flag_list, mailbox_wire, untagged
 from ..selected import SelectedMailbox
 from ..session import Session, State
@@ -250,18 +250,7 @@ async def status(s: Session, args: tuple[str, list[str]]) -> Reply:
     return Reply("Status completed", untagged=out)
 
 
-# -- APPEND (§6.3.11, RFC 4315 APPENDUID) ----------------------------------------------
-async def append(s: Session, a: AppendArgs) -> Reply:
-    if not a.message:
-        raise No("Empty message")
-    if len(a.message) > s.ctx.config.limits.message_size:
-        raise No("Message too large", b"TOOBIG")
-    await quota.check_room(s, len(a.message))  # RFC 9208 §4.3
-    try:
-        d = await s.store.append(s.account_id, a.mailbox, a.message, a.flags, a.date)
-    except MailboxNotFound:
-        raise trycreate() from None
-    return Reply("Append completed", code=b"APPENDUID %d %d" % (d.uidvalidity, d.uid))
+# APPEND is in handlers/append.py (with MULTIAPPEND and CATENATE).
 
 
 async def namespace(s: Session, _: None) -> Reply:

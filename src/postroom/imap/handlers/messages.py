@@ -21,6 +21,10 @@ def sel(s: Session) -> SelectedMailbox:
 
 def resolve(box: SelectedMailbox, seqset: SequenceSet, by_uid: bool) -> list[int]:
     """UIDs named by a sequence set, in ascending order."""
+    if seqset.saved:
+        # RFC 5182 §2.1: "$" is the saved result less what was expunged since; the same
+        # messages for the UID and the sequence-number forms. Empty is not an error.
+        return [u for u in box.saved if box.seq_of(u) is not None]
     idx = seqset.uid_indexes(box.uids) if by_uid else seqset.seq_indexes(box.exists)
     uids = box.uids
     return [uids[i] for i in idx]

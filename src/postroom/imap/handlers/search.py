@@ -9,18 +9,26 @@ messages, not the size of the mailbox. Header and text keys are compiled to clos
 and run over decoded content (``mime.decoded_headers``, ``mime.body_text``), loaded in
 batches only for the messages that pass the record keys of a top-level AND. Matching
 is case-insensitive substring matching, as §6.4.4 asks.
+
+ESEARCH (RFC 4731): ``RETURN (MIN MAX ALL COUNT)`` answers one ``* ESEARCH (TAG "t") [UID] …``
+line instead of ``* SEARCH``; with a MODSEQ key it ends with RFC 7162's ``MODSEQ n``.
+SEARCHRES (RFC 5182): ``RETURN (SAVE)`` keeps the result as UIDs on the selected view
+(``SelectedMailbox.saved``), which ``$`` names in later commands. WITHIN (RFC 5032):
+``OLDER n`` / ``YOUNGER n`` compare the internal date with now minus n seconds.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from ... import mime
 from ...storage.models import MessageInfo
 from ..parser.args import SearchArgs
+from ..errors import Bad
 from ..parser.search import Node
+from ..parser.seqset import compress
 from ..responses import Reply, untagged
 from ..selected import SelectedMailbox
 from ..session import Session
@@ -41,6 +49,9 @@ class Item:
         self.body = ""
         self.sent: date | None = None
 
+
+# RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 5032 WITHIN (in CAPABILITY, handlers/anystate.py).
+CAPS = ("ESEARCH", "SEARCHRES", "WITHIN")
 
 Pred = Callable[[Item], bool]
 _EPOCH = date(1970, 1, 1)
@@ -91,6 +102,11 @@ def compile_node(node: Node, box: SelectedMailbox) -> Pred:
         return lambda it: box.is_recent(it.m.uid) == present
     if op == "new":  # §6.4.4: NEW = RECENT UNSEEN
         return lambda it: box.is_recent(it.m.uid) and "\\Seen" not in it.m.flags
+    if op in ("seq", "uid") and node[1].saved:  # RFC 5182 "$": the same messages either way
+        saved = frozenset(box.saved)
+        return lambda it: it.m.uid in saved
+    if op in ("older", "younger"):
+        return _within(op, node[1])
     if op == "seq":
         chosen = {i + 1 for i in node[1].seq_indexes(box.exists)}
         return lambda it: it.seq in chosen
@@ -125,6 +141,18 @@ def compile_node(node: Node, box: SelectedMailbox) -> Pred:
         needle = node[1].casefold()
         return lambda it: needle in it.body or any(needle in v.casefold() or needle in n for n, v in it.headers)
     raise AssertionError(op)
+
+
+def _within(op: str, seconds: int) -> Pred:
+    """RFC 5032 §3: YOUNGER n is an internal date within the last n seconds, OLDER n one
+    before that (so the two are complements). Internal dates are aware datetimes."""
+    try:
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    except OverflowError:  # an interval reaching before year 1: everything is younger
+        return (lambda it: False) if op == "older" else (lambda it: True)
+    if op == "older":
+        return lambda it: it.m.internaldate < cutoff
+    return lambda it: it.m.internaldate >= cutoff
 
 
 def _date_pred(op: str, d: date, get: Callable[[Item], date | None]) -> Pred:
@@ -199,6 +227,8 @@ class _SetEval:
             return rec if node[-1] else self.universe - rec
         if op == "new":  # §6.4.4: NEW = RECENT UNSEEN
             return self._recent() - self.idx.with_flag("\\Seen")
+        if op in ("seq", "uid") and node[1].saved:  # RFC 5182 "$" (the caller clips)
+            return set(self.box.saved)
         if op == "seq":
             uids = self.box.uids
             return {uids[i] for i in node[1].seq_indexes(self.box.exists)}
@@ -244,6 +274,21 @@ def _positive_of(node: Node) -> Node | None:
 
 async def search(s: Session, a: SearchArgs, by_uid: bool = False) -> Reply:
     box = sel(s)
+    save = a.returns is not None and "SAVE" in a.returns
+    if not save:
+        return await _search(s, box, a, by_uid)
+    try:
+        if a.refused is not None:
+            raise a.refused
+        return await _search(s, box, a, by_uid)
+    except Bad:
+        raise  # RFC 5182 §2.1: a BAD leaves the saved result as it was
+    except Exception:
+        box.saved = []  # §2.1: a NO empties it
+        raise
+
+
+async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool) -> Reply:
     store = s.store
     tree = a.criteria
     idx = await store.message_index(box.id)
@@ -263,15 +308,55 @@ async def search(s: Session, a: SearchArgs, by_uid: bool = False) -> Reply:
         seq = box.seq_of(uid)
         if seq is not None:
             hits.append(uid if by_uid else seq)
-    line = b"SEARCH" + b"".join(b" %d" % n for n in hits)
-    head: list[bytes] = []
-    if _uses(tree, {"modseq"}):
-        head = enable_condstore(s)
-        if hits:
+    found_uids = hits if by_uid else [u for u in uids if box.seq_of(u) is not None]
+    with_modseq = _uses(tree, {"modseq"})
+    head: list[bytes] = enable_condstore(s) if with_modseq else []
+
+    def top_modseq(chosen: list[int]) -> int:
+        return max(m.modseq for m in idx.messages(chosen))
+
+    if a.returns is None:
+        line = b"SEARCH" + b"".join(b" %d" % n for n in hits)
+        if with_modseq and hits:
             # RFC 7162 §3.1.5: the highest MODSEQ of the messages found.
-            found_uids = [u for u in uids if box.seq_of(u) is not None]
-            line += b" (MODSEQ %d)" % max(m.modseq for m in idx.messages(found_uids))
-    return Reply("Search completed", untagged=head + [untagged(line)])
+            line += b" (MODSEQ %d)" % top_modseq(found_uids)
+        return Reply("Search completed", untagged=head + [untagged(line)])
+    opts = a.returns
+    # The messages MIN/MAX alone stand for (RFC 5182 §2.4 for SAVE, RFC 4731 §3.2 for
+    # MODSEQ); with ALL or COUNT, every message found.
+    ends = "ALL" not in opts and "COUNT" not in opts and ("MIN" in opts or "MAX" in opts)
+    chosen = found_uids
+    if ends and found_uids:
+        chosen = sorted({found_uids[0] if "MIN" in opts else found_uids[-1],
+                         found_uids[-1] if "MAX" in opts else found_uids[0]})
+    if "SAVE" in opts:
+        box.saved = list(chosen)
+        if len(opts) == 1:
+            return Reply("Search completed", untagged=head)  # RFC 5182 §2.4: no ESEARCH
+    return Reply("Search completed", untagged=head + [untagged(_esearch(
+        s.command_tag, by_uid, opts, hits, top_modseq(chosen) if with_modseq and hits else None))])
+
+
+def _esearch(tag: bytes, by_uid: bool, opts: tuple[str, ...], hits: list[int], modseq: int | None) -> bytes:
+    """RFC 4731 §3.1: ``ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]``; MIN,
+    MAX and ALL are left out when nothing matched, COUNT is 0 then. With a MODSEQ key,
+    ``MODSEQ n`` ends it (RFC 4731 §3.2, RFC 7162 §3.1.5). A tag has no quote or backslash
+    (§9 ``tag``), so it is quoted as it is."""
+    line = b'ESEARCH (TAG "%s")' % tag
+    if by_uid:
+        line += b" UID"
+    if hits:
+        if "MIN" in opts:
+            line += b" MIN %d" % hits[0]
+        if "MAX" in opts:
+            line += b" MAX %d" % hits[-1]
+        if "ALL" in opts:
+            line += b" ALL " + compress(hits).encode()
+    if "COUNT" in opts:
+        line += b" COUNT %d" % len(hits)
+    if modseq is not None:
+        line += b" MODSEQ %d" % modseq
+    return line
 
 
 async def _content_filter(s: Session, idx: Any, box: SelectedMailbox, uids: list[int],

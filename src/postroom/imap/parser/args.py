@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from ...storage.models import FlagOp
-from .. import mutf7
+from .. import names
 from ..errors import No, ParseError
 from .base import Reader
 from .fetch import FetchAtt, parse_fetch_atts
-from .search import Node, parse_search
+from .search import Node, parse_search, parse_search_return
 from .seqset import SequenceSet
 
 
@@ -28,9 +28,9 @@ def mailbox_name(raw: bytes) -> str:
     if raw.upper() == b"INBOX":
         return "INBOX"
     try:
-        name = mutf7.decode(raw)
-    except mutf7.Mutf7Error:
-        raise No("Mailbox name is not valid modified UTF-7", b"CANNOT") from None
+        name = names.decode(raw)  # modified UTF-7, or UTF-8 after ENABLE UTF8=ACCEPT (RFC 6855 §3)
+    except names.BadName as exc:
+        raise No(str(exc), b"CANNOT") from None
     if name.upper().startswith("INBOX/") and name[:5] != "INBOX":
         name = "INBOX" + name[5:]
     return name
@@ -105,9 +105,9 @@ def list_args(r: Reader) -> ListArgs:
     pat = r.list_mailbox()
     r.end()
     try:
-        return ListArgs(mutf7.decode(ref), mutf7.decode(pat))
-    except mutf7.Mutf7Error:
-        raise No("Mailbox name is not valid modified UTF-7", b"CANNOT") from None
+        return ListArgs(names.decode(ref), names.decode(pat))
+    except names.BadName as exc:
+        raise No(str(exc), b"CANNOT") from None
 
 
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
@@ -138,17 +138,53 @@ def status(r: Reader) -> tuple[str, list[str]]:
 
 
 @dataclass(frozen=True, slots=True)
-class AppendArgs:
-    mailbox: str
+class CatPart:
+    """One part of RFC 4469 CATENATE: a TEXT literal's bytes, or an IMAP URL (RFC 5092)."""
+
+    text: bytes | None = None
+    url: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendMessage:
     flags: frozenset[str]
     date: datetime | None
-    message: bytes
+    message: bytes  # the literal; b"" when ``catenate`` gives the parts
+    catenate: tuple[CatPart, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppendArgs:
+    mailbox: str
+    messages: tuple[AppendMessage, ...]  # RFC 3502 MULTIAPPEND: one or more
+
+    # The first (usually only) message, for code written before MULTIAPPEND.
+    @property
+    def flags(self) -> frozenset[str]:
+        return self.messages[0].flags
+
+    @property
+    def date(self) -> datetime | None:
+        return self.messages[0].date
+
+    @property
+    def message(self) -> bytes:
+        return self.messages[0].message
 
 
 def append(r: Reader) -> AppendArgs:
-    """append = "APPEND" SP mailbox [SP flag-list] [SP date-time] SP literal (§9)."""
+    """append = "APPEND" SP mailbox 1*append-message (RFC 3502 §6, RFC 4466 §2.3)
+    append-message = [SP flag-list] [SP date-time] SP append-data"""
     r.sp()
     name = _mailbox(r)
+    messages = [_append_message(r)]
+    while not r.at_end():
+        messages.append(_append_message(r))
+    r.end()
+    return AppendArgs(name, tuple(messages))
+
+
+def _append_message(r: Reader) -> AppendMessage:
     r.sp()
     flags: list[str] = []
     when = None
@@ -158,13 +194,42 @@ def append(r: Reader) -> AppendArgs:
     if r.peek() == 0x22:
         when = r.date_time()
         r.sp()
-    if r.peek() != 0x7B:
-        raise ParseError("APPEND needs the message as a literal")
-    message = r.literal()
-    r.end()
     if "\\Recent" in flags:
         raise ParseError("\\Recent cannot be set")  # §2.3.2: server-managed
-    return AppendArgs(name, frozenset(flags), when, message)
+    if r.peek() in (0x7B, 0x7E):
+        message = r.literal8()  # RFC 3516 §4.4: "~{n}" for a message with NULs or binary parts
+        return AppendMessage(frozenset(flags), when, message)
+    if r.take_word(b"UTF8"):
+        # RFC 6855 §4: append-data =/ "UTF8" SP "(" literal8 ")", a message whose header may
+        # hold UTF-8; only after ENABLE UTF8=ACCEPT, else BAD.
+        if not names.utf8():
+            raise ParseError("UTF8 needs ENABLE UTF8=ACCEPT")
+        r.sp()
+        r.expect(b"(")
+        if r.peek() != 0x7E:
+            raise ParseError("UTF8 needs a literal8")
+        message = r.literal8()
+        r.expect(b")")
+        return AppendMessage(frozenset(flags), when, message)
+    if r.take_word(b"CATENATE"):
+        # RFC 4469 §5: "CATENATE" SP "(" cat-part *(SP cat-part) ")"
+        r.sp()
+        r.expect(b"(")
+        parts = [_cat_part(r)]
+        while r.take(b" "):
+            parts.append(_cat_part(r))
+        r.expect(b")")
+        return AppendMessage(frozenset(flags), when, b"", tuple(parts))
+    raise ParseError("APPEND needs the message as a literal")
+
+
+def _cat_part(r: Reader) -> CatPart:
+    """cat-part = text-literal / url; text-literal = "TEXT" SP literal; url = "URL" SP astring."""
+    if r.take_word(b"TEXT "):
+        return CatPart(text=r.literal())
+    if r.take_word(b"URL "):
+        return CatPart(url=r.astring())
+    raise ParseError("Expected TEXT or URL")
 
 
 # -- selected (§6.4) ----------------------------------------------------------------
@@ -263,13 +328,27 @@ def copy(r: Reader) -> CopyArgs:
 class SearchArgs:
     charset: str
     criteria: Node
+    returns: tuple[str, ...] | None = None  # RFC 4731 RETURN options; None: plain SEARCH
+    refused: No | None = None  # a NO found while parsing a SEARCH RETURN (SAVE), see search()
 
 
 def search(r: Reader) -> SearchArgs:
+    """``SEARCH [RETURN (…)] [CHARSET x] keys`` (RFC 4466 §2.6, RFC 4731 §3)."""
     r.sp()
-    charset, tree = parse_search(r)
+    returns = parse_search_return(r)
+    if names.utf8() and r.buf[r.pos:r.pos + 8].upper() == b"CHARSET ":
+        raise ParseError("No CHARSET once UTF8=ACCEPT is enabled")  # RFC 6855 §3: SHOULD be BAD
+    try:
+        charset, tree = parse_search(r)
+    except No as exc:
+        if returns is None or "SAVE" not in returns:
+            raise
+        # RFC 5182 §2.1: a SEARCH (SAVE) answered NO (here [BADCHARSET]) empties the saved
+        # result, which only the handler can reach: it does that, then refuses.
+        r.pos = len(r.buf)
+        return SearchArgs("US-ASCII", ("all",), returns, exc)
     r.end()
-    return SearchArgs(charset, tree)
+    return SearchArgs(charset, tree, returns)
 
 
 Parser = Any

@@ -127,6 +127,13 @@ class Reader:
         self.pos = start + n
         return self.buf[start : start + n]
 
+    def literal8(self) -> bytes:
+        """literal8 = "~{" number ["+"] "}" CRLF *OCTET (RFC 3516 §6), or a plain literal."""
+        if self.take(b"~"):
+            if self.peek() != 0x7B:
+                raise ParseError("Bad literal8")
+        return self.literal()
+
     def string(self) -> bytes:
         c = self.peek()
         if c == 0x22:

@@ -79,6 +79,8 @@ def _qresync(r: Reader) -> QresyncParam:
     if r.take(b" "):
         if r.peek() != 0x28:
             known = SequenceSet.parse(r)
+            if known.saved:  # RFC 5182: SELECT empties the saved result, so "$" means nothing here
+                raise ParseError("known-uids cannot be $")
             if not r.take(b" "):
                 r.expect(b")")
                 return QresyncParam(uidvalidity, modseq, known)
@@ -87,6 +89,8 @@ def _qresync(r: Reader) -> QresyncParam:
         r.sp()
         uids = SequenceSet.parse(r)
         r.expect(b")")
+        if seqs.saved or uids.saved:
+            raise ParseError("seq-match-data cannot use $")
         if STAR in (x for rg in seqs.ranges + uids.ranges for x in rg):
             raise ParseError("seq-match-data cannot use *")
         if count(seqs) != count(uids):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import mutf7
+from .. import names
 from ..errors import No, ParseError
 from . import args
 from .base import Reader
@@ -121,9 +121,9 @@ class ListExtArgs:
 
 def _decode(raw: bytes) -> str:
     try:
-        return mutf7.decode(raw)
-    except mutf7.Mutf7Error:
-        raise No("Mailbox name is not valid modified UTF-7", b"CANNOT") from None
+        return names.decode(raw)  # RFC 6855 §3: UTF-8 once UTF8=ACCEPT is enabled
+    except names.BadName as exc:
+        raise No(str(exc), b"CANNOT") from None
 
 
 def list_ext(r: Reader) -> ListExtArgs:

@@ -22,6 +22,9 @@ class BodySection:
     partial: tuple[int, int] | None = None
     # How the response names it: RFC822 / RFC822.HEADER / RFC822.TEXT for the old forms.
     alias: str | None = None
+    # RFC 3516: "BINARY" (the part with its Content-Transfer-Encoding removed) or
+    # "BINARY.SIZE" (that data's size); section-binary is part numbers only.
+    kind: str = "BODY"
 
     def spec(self) -> bytes:
         """The section spec as echoed in the response (§7.4.2), without <length>."""
@@ -36,15 +39,20 @@ class BodySection:
     def response_name(self) -> bytes:
         if self.alias:
             return self.alias.encode()
-        name = b"BODY[" + self.spec() + b"]"
+        name = self.kind.encode() + b"[" + self.spec() + b"]"
         if self.partial is not None:
             name += b"<%d>" % self.partial[0]
         return name
 
     @property
     def sets_seen(self) -> bool:
-        # §6.4.5: BODY[...] sets \Seen, BODY.PEEK and RFC822.HEADER do not.
+        # §6.4.5: BODY[...] sets \Seen, BODY.PEEK and RFC822.HEADER do not; RFC 3516 §4.2:
+        # so does BINARY[...], BINARY.PEEK and BINARY.SIZE do not.
         return not self.peek
+
+    @property
+    def binary(self) -> bool:
+        return self.kind != "BODY"
 
 
 # Simple attributes; the macros expand per §6.4.5.
@@ -88,6 +96,8 @@ def _fetch_att(r: Reader) -> FetchAtt:
         raise ParseError("Expected a FETCH attribute")
     if name in ("BODY", "BODY.PEEK") and r.peek() == 0x5B:  # "["
         return _section(r, peek=name == "BODY.PEEK")
+    if name in ("BINARY", "BINARY.PEEK", "BINARY.SIZE"):
+        return _binary_section(r, name)
     if name == "RFC822":
         return BodySection(peek=False, alias="RFC822")
     if name == "RFC822.HEADER":
@@ -125,11 +135,30 @@ def _section(r: Reader, peek: bool) -> BodySection:
         elif part and r.buf[r.pos - 1] == 0x2E:
             raise ParseError("Bad section")
         r.expect(b"]")
-    partial = None
-    if r.take(b"<"):
-        start = r.number()
-        r.expect(b".")
-        length = r.nz_number()
-        r.expect(b">")
-        partial = (start, length)
-    return BodySection(peek=peek, part=tuple(part), text=text, fields=fields, partial=partial)
+    return BodySection(peek=peek, part=tuple(part), text=text, fields=fields, partial=_partial(r))
+
+
+def _partial(r: Reader) -> tuple[int, int] | None:
+    """partial = "<" number "." nz-number ">" """
+    if not r.take(b"<"):
+        return None
+    start = r.number()
+    r.expect(b".")
+    length = r.nz_number()
+    r.expect(b">")
+    return start, length
+
+
+def _binary_section(r: Reader, name: str) -> BodySection:
+    """RFC 3516 §6: "BINARY" [".PEEK"] section-binary [partial] / "BINARY.SIZE" section-binary;
+    section-binary = "[" [section-part] "]" (no HEADER, TEXT or MIME)."""
+    r.expect(b"[")
+    part: list[int] = []
+    if not r.take(b"]"):
+        part.append(r.nz_number())
+        while r.take(b"."):
+            part.append(r.nz_number())
+        r.expect(b"]")
+    if name == "BINARY.SIZE":
+        return BodySection(peek=True, part=tuple(part), kind="BINARY.SIZE")
+    return BodySection(peek=name == "BINARY.PEEK", part=tuple(part), partial=_partial(r), kind="BINARY")

@@ -5,13 +5,18 @@ Nodes are tuples ``(op, ...)`` so evaluation over thousands of messages stays ch
 ``("flag", name, present)``, ``("recent", present)``, ``("new",)``, ``("seq", set)``,
 ``("uid", set)``, ``("larger", n)``, ``("smaller", n)``, ``("before"|"on"|"since", date)``,
 ``("sentbefore"|"senton"|"sentsince", date)``, ``("header", name, text)``,
-``("body", text)``, ``("text", text)``, ``("modseq", n)`` (RFC 7162).
+``("body", text)``, ``("text", text)``, ``("modseq", n)`` (RFC 7162),
+``("older"|"younger", seconds)`` (RFC 5032 WITHIN). ``("seq"|"uid", SAVED)`` is RFC 5182's ``$``.
+
+:func:`parse_search_return` reads RFC 4731's ``RETURN (…)`` (with RFC 5182's SAVE), which
+comes before the charset and the keys.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import names
 from ..errors import No, ParseError
 from .base import Reader, canonical_flag
 from .seqset import SequenceSet
@@ -35,7 +40,9 @@ _MAX_DEPTH = 40  # bounded nesting: a hostile client cannot exhaust the stack
 
 def parse_search(r: Reader) -> tuple[str, Node]:
     """``[CHARSET SP astring SP] search-key *(SP search-key)`` → (charset, tree)."""
-    charset = "US-ASCII"
+    # RFC 6855 §3: after ENABLE UTF8=ACCEPT strings are UTF-8 (SEARCH's parser refuses an
+    # explicit CHARSET then; SORT and THREAD pass theirs, mandatory, through here).
+    charset = "UTF-8" if names.utf8() else "US-ASCII"
     save = r.pos
     if r.take_word(b"CHARSET "):
         charset = r.astring().decode("ascii", "replace").upper()
@@ -50,6 +57,33 @@ def parse_search(r: Reader) -> tuple[str, Node]:
         r.sp()
         keys.append(_key(r, charset, 0))
     return charset, keys[0] if len(keys) == 1 else ("and", keys)
+
+
+# RFC 4731 §3 search-return-opt, and RFC 5182 §3 SAVE.
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+
+
+def parse_search_return(r: Reader) -> tuple[str, ...] | None:
+    """``[RETURN SP "(" [search-return-opt *(SP search-return-opt)] ")" SP]`` (RFC 4731 §3,
+    RFC 4466 ``search-return-opts``) → the options, in order, without repeats; ``RETURN ()``
+    means ALL (RFC 4731 §3.1). None without RETURN: the RFC 3501 SEARCH response.
+    Unknown options (any RFC 4466 search-ret-opt-ext) are BAD."""
+    if not r.take_word(b"RETURN "):
+        return None
+    r.expect(b"(")
+    opts: list[str] = []
+    if not r.take(b")"):
+        while True:
+            word = r.keyword()
+            if word not in RETURN_OPTIONS:
+                raise ParseError("Unknown RETURN option")
+            if word not in opts:
+                opts.append(word)
+            if r.take(b")"):
+                break
+            r.sp()
+    r.sp()
+    return tuple(opts) if opts else ("ALL",)
 
 
 def _modseq_key(r: Reader) -> int:
@@ -88,7 +122,7 @@ def _key(r: Reader, charset: str, depth: int) -> Node:
             r.sp()
             keys.append(_key(r, charset, depth + 1))
         return keys[0] if len(keys) == 1 else ("and", keys)
-    if c is not None and (0x30 <= c <= 0x39 or c == 0x2A):
+    if c is not None and (0x30 <= c <= 0x39 or c == 0x2A or c == 0x24):  # "$": RFC 5182
         return ("seq", SequenceSet.parse(r))
     word = r.keyword()
     if word == "ALL":
@@ -123,6 +157,9 @@ def _key(r: Reader, charset: str, depth: int) -> Node:
     if word == "UID":
         r.sp()
         return ("uid", SequenceSet.parse(r))
+    if word in ("OLDER", "YOUNGER"):  # RFC 5032 §4: interval in seconds, nz-number
+        r.sp()
+        return (word.lower(), r.nz_number())
     if word == "MODSEQ":
         return ("modseq", _modseq_key(r))
     if word == "NOT":

@@ -3,6 +3,10 @@
 ``*`` is the largest number in use: the message count for sequence numbers, the
 last UID for UIDs. ``n:m`` equals ``m:n``. Resolution is done with bisection on the
 session's sorted UID list, so ``1:*`` over 100,000 messages costs one slice.
+
+RFC 5182 (SEARCHRES): ``$`` alone is a sequence set too (``seq-last-command``), the
+messages saved by the last ``SEARCH RETURN (SAVE)``; it parses to :data:`SAVED`, which
+only the session can resolve (``handlers/messages.resolve``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ STAR = 0  # stands for "*" inside ranges (0 is never a valid seq-number or UID)
 @dataclass(frozen=True, slots=True)
 class SequenceSet:
     ranges: tuple[tuple[int, int], ...]  # (lo, hi) as written; STAR for "*"
+    saved: bool = False  # RFC 5182 "$": the saved search result (ranges is empty)
 
     @classmethod
     def parse(cls, r: Reader) -> "SequenceSet":
+        if r.peek() == 0x24:  # RFC 5182 §3: "$" stands alone, never inside a list or range
+            r.pos += 1
+            return SAVED
         m = _SEQ.match(r.buf, r.pos)
         if m is None:
             raise ParseError("Invalid sequence set")
@@ -43,6 +51,9 @@ class SequenceSet:
         return cls(tuple(ranges))
 
     def __str__(self) -> str:
+        if self.saved:
+            return "$"
+
         def one(n: int) -> str:
             return "*" if n == STAR else str(n)
 
@@ -106,6 +117,9 @@ class SequenceSet:
             if a <= uid <= b:
                 return True
         return False
+
+
+SAVED = SequenceSet((), saved=True)
 
 
 def _num(b: bytes) -> int:

@@ -1,0 +1,171 @@
+"""SORT and UID SORT (RFC 5256 §3, with RFC 5957 DISPLAYFROM/DISPLAYTO).
+
+The messages are those SEARCH would find (the same set evaluation and content
+filter, ``handlers/search.py``); their sort keys come from the stored structure
+(envelope) and the index record (internal date, size), read in batches. Ties go by
+sequence number (§3: "in the order given by sequence number").
+
+Keys, as §3 defines them: ARRIVAL the internal date; CC, FROM, TO the mailbox
+(local part) of the first address, missing = ""; DATE the Date header in UTC, the
+internal date when it is missing or unparsable; SIZE RFC822.SIZE; SUBJECT the base
+subject (§2.1, ``imap.threadalg``). DISPLAYFROM/DISPLAYTO (RFC 5957 §3) are the
+RFC 2047-decoded display name of the first address, else its addr-spec. Strings
+compare with i;unicode-casemap (``threadalg.subject_key``), as Dovecot: the same as
+§2.1's i;ascii-casemap on ASCII.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ... import mime
+from ...mime.decode import decode_header_value
+from ...mime.model import Address, ParsedMessage
+from ...storage.models import MessageInfo
+from ..parser.search import Node
+from ..parser.sort import SortArgs
+from ..responses import Reply, untagged
+from ..session import Session
+from ..threadalg import base_subject, subject_key
+from .messages import sel
+from .search import _content_filter, _SetEval, needs_content  # the SEARCH engine, reused
+
+CAPS = ("SORT", "SORT=DISPLAY")
+
+_MSGID = re.compile(r"<[^<>]*>")
+
+
+def _str(v: str | None) -> bytes:
+    return (v or "").encode("utf-8", "surrogateescape")
+
+
+def decoded(v: str | None) -> str:
+    """A stored raw header string, unfolded and RFC 2047-decoded."""
+    return decode_header_value(_str(v)) if v else ""
+
+
+def msg_ids(v: str | bytes | None) -> list[str]:
+    """The ``<…>`` message-ids of a Message-ID / In-Reply-To / References value."""
+    if not v:
+        return []
+    text = v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+    return ["".join(m.split()) for m in _MSGID.findall(text)]
+
+
+@dataclass(slots=True)
+class Loaded:
+    """What SORT and THREAD know of one found message."""
+
+    info: MessageInfo
+    seq: int
+    parsed: ParsedMessage
+
+    def sent(self) -> float:
+        """§2.2 sent date in UTC; the internal date when there is none."""
+        d = mime.header_date(self.parsed)
+        try:
+            return (d or self.info.internaldate).timestamp()
+        except (OverflowError, ValueError, OSError):
+            return self.info.internaldate.timestamp()
+
+    def subject(self) -> str:
+        return decoded(self.parsed.envelope.subject)
+
+
+async def matching(s: Session, criteria: Node) -> list[MessageInfo]:
+    """The messages SEARCH would find, ascending by UID (= by sequence number)."""
+    box = sel(s)
+    idx = await s.store.message_index(box.id)
+    sets = _SetEval(idx, box)
+    parts = criteria[1] if criteria[0] == "and" else [criteria]
+    cheap = [n for n in parts if not needs_content(n)]
+    costly = [n for n in parts if needs_content(n)]
+    found = sets.eval(("and", cheap)) if cheap else sets.universe
+    assert found is not None
+    uids = sorted(u for u in found if u <= sets.last and u in idx)
+    if costly:
+        uids = await _content_filter(s, idx, box, uids, costly)
+    return [m for m in idx.messages(uids) if box.seq_of(m.uid) is not None]
+
+
+async def load(s: Session, criteria: Node) -> list[Loaded]:
+    box = sel(s)
+    infos = await matching(s, criteria)
+    out: list[Loaded] = []
+    batch = s.settings.batch
+    for i in range(0, len(infos), batch):
+        chunk = infos[i:i + batch]
+        for m, parsed in zip(chunk, await s.store.read_structures(chunk)):
+            seq = box.seq_of(m.uid)
+            if parsed is None or seq is None:  # vanished meanwhile
+                continue
+            out.append(Loaded(m, seq, parsed))
+    return out
+
+
+def _first(addrs: tuple[Address, ...] | None) -> Address | None:
+    return addrs[0] if addrs else None
+
+
+def _mailbox_key(addrs: tuple[Address, ...] | None) -> str:
+    a = _first(addrs)
+    return subject_key(_str(a.mailbox).decode("utf-8", "replace")) if a is not None else ""
+
+
+def _display_key(addrs: tuple[Address, ...] | None) -> str:
+    # RFC 5957 §3: the display name if there is a non-empty one, else the addr-spec.
+    a = _first(addrs)
+    if a is None:
+        return ""
+    name = decoded(a.name).strip()
+    if name:
+        return subject_key(name)
+    spec = _str(a.mailbox).decode("utf-8", "replace")
+    if a.host:
+        spec += "@" + _str(a.host).decode("utf-8", "replace")
+    return subject_key(spec)
+
+
+def sort_key(item: Loaded, key: str) -> Any:
+    env = item.parsed.envelope
+    if key == "ARRIVAL":
+        return item.info.internaldate.timestamp()
+    if key == "DATE":
+        return item.sent()
+    if key == "SIZE":
+        return item.info.size
+    if key == "SUBJECT":
+        return subject_key(base_subject(item.subject())[0])
+    if key in ("FROM", "TO", "CC"):
+        return _mailbox_key({"FROM": env.from_, "TO": env.to, "CC": env.cc}[key])
+    if key == "DISPLAYFROM":
+        return _display_key(env.from_)
+    if key == "DISPLAYTO":
+        return _display_key(env.to)
+    raise AssertionError(key)
+
+
+def sorted_items(items: list[Loaded], keys: tuple[tuple[str, bool], ...]) -> list[Loaded]:
+    """Stable sorts from the last key to the first, on top of sequence order: the
+    first key decides, REVERSE flips only its own key, ties stay in sequence order."""
+    out = sorted(items, key=lambda it: it.seq)
+    for key, reverse in reversed(keys):
+        values = {id(it): sort_key(it, key) for it in out}
+        if reverse:
+            # A stable descending sort that keeps equal keys in sequence order.
+            out.sort(key=lambda it: values[id(it)], reverse=True)
+        else:
+            out.sort(key=lambda it: values[id(it)])
+    return out
+
+
+async def sort(s: Session, a: SortArgs, by_uid: bool = False) -> Reply:
+    items = sorted_items(await load(s, a.criteria), a.keys)
+    line = b"SORT" + b"".join(b" %d" % (it.info.uid if by_uid else it.seq) for it in items)
+    return Reply("Sort completed", untagged=[untagged(line)])
+
+
+async def uid_sort(s: Session, a: SortArgs) -> Reply:
+    return await sort(s, a, by_uid=True)
