@@ -11,6 +11,16 @@ process per client, all on the same account and INBOX, each waiting for every re
 - APPEND of a 10 KB message to the INBOX, as imaplib sends it (a synchronizing literal:
   command, wait for "+", then the message), durable before the OK
 
+Resync (issue #14): a second account with the same messages; after the client's last sync
+(ENABLE QRESYNC, SELECT: UIDVALIDITY and HIGHESTMODSEQ), ``--changed`` (100) messages' flags change
+and ``--expunged`` (100) others are expunged from another session; then the time for a client to
+catch up (on a fresh logged-in connection, login not timed; median of ``--rounds``) with
+``ENABLE QRESYNC`` + ``SELECT INBOX (QRESYNC (uidvalidity modseq))`` versus a full re-read,
+``SELECT INBOX`` + ``UID FETCH 1:* (FLAGS)``, over a raw socket; printed with the FETCH and
+VANISHED counts each server sent, and the ratio against the target (Postroom's QRESYNC resync at
+least Dovecot's rate). Dovecot's default config keeps MODSEQs in its index (mail_index): the bench
+checks that ENABLE answers QRESYNC and SELECT gives HIGHESTMODSEQ, not NOMODSEQ.
+
 Then the time of SELECT on a 100,000-message mailbox (Postroom; median of 5, and the first
 SELECT after start, which builds the server's in-memory message index).
 Printed: commands per second per server, and Postroom / Dovecot, and the server CPU time per
@@ -27,6 +37,7 @@ Without root or Dovecot, only Postroom's figures are printed.
     python bench/imap.py                  # 10,000 messages, 1 and 20 clients, 100,000 SELECT
     python bench/imap.py --quick          # smoke run (tests/server/imap/test_imap_bench.py)
     python bench/imap.py --workers 2      # Postroom with two worker processes (SO_REUSEPORT)
+    python bench/imap.py --sections resync   # only the resync section (ops, resync, big)
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from dovecot_peer import PASSWORD, BenchDovecot, unavailable  # noqa: E402
 from postroom_peer import DOMAIN, BenchPostroom  # noqa: E402
 
 OPS = ("SELECT", "FETCH", "SEARCH", "STORE", "APPEND")
+SECTIONS = ("ops", "resync", "big")
 
 
 APPEND_MESSAGE = b"From: a@x.test\r\nSubject: appended\r\n\r\n" + b"appended message line of text\r\n" * 330
@@ -193,22 +205,159 @@ def select_time(port: int, user: str, repeat: int = 5) -> tuple[float, float]:
     return times[0], statistics.median(times)
 
 
+# -- resync: QRESYNC versus a full re-read -------------------------------------------
+class RawImap:
+    """A minimal raw-socket IMAP client: one command at a time, the untagged lines kept as bytes."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=300)
+        self.f = self.sock.makefile("rb", buffering=1 << 16)
+        self.n = 0
+        greeting = self.f.readline()
+        if not greeting.startswith(b"* OK"):
+            raise RuntimeError(f"greeting: {greeting!r}")
+
+    def command(self, line: str) -> list[bytes]:
+        """Send ``line``; the untagged lines of the answer (a literal is appended to its line).
+        Raises unless the tagged answer is OK."""
+        self.n += 1
+        tag = b"r%d" % self.n
+        self.sock.sendall(tag + b" " + line.encode() + b"\r\n")
+        out: list[bytes] = []
+        readline = self.f.readline
+        while True:
+            got = readline()
+            if not got:
+                raise RuntimeError(f"{line}: connection closed")
+            while got.endswith(b"}\r\n") and b"{" in got:  # a literal follows
+                size = int(got[got.rindex(b"{") + 1:-3].rstrip(b"+"))
+                got += self.f.read(size) + readline()
+            if got.startswith(tag + b" "):
+                if not got[len(tag) + 1:].startswith(b"OK"):
+                    raise RuntimeError(f"{line[:60]}: {got[:200]!r}")
+                return out
+            out.append(got)
+
+    def login(self, user: str) -> None:
+        self.command(f'LOGIN "{user}" "{PASSWORD}"')
+
+    def close(self) -> None:
+        try:
+            self.command("LOGOUT")
+        except (OSError, RuntimeError):
+            pass
+        self.sock.close()
+
+
+def _code(lines: list[bytes], name: bytes) -> int:
+    for line in lines:
+        i = line.find(b"[" + name + b" ")
+        if i >= 0:
+            return int(line[i + len(name) + 2:line.index(b"]", i)])
+    raise RuntimeError(f"no [{name.decode()}] in the SELECT answer")
+
+
+def _set_size(s: bytes) -> int:
+    n = 0
+    for part in s.split(b","):
+        a, _, b = part.partition(b":")
+        n += abs(int(b) - int(a)) + 1 if b else 1
+    return n
+
+
+def enable_qresync(c: RawImap) -> None:
+    enabled = b" ".join(c.command("ENABLE QRESYNC")).upper()
+    if b"QRESYNC" not in enabled:
+        raise RuntimeError(f"the server did not enable QRESYNC: {enabled!r}")
+
+
+def resync_prepare(port: int, user: str, changed: int, expunged: int) -> tuple[int, int]:
+    """Take the client's last sync (UIDVALIDITY, HIGHESTMODSEQ after ENABLE QRESYNC), then, from a
+    second session, change the flags of ``changed`` messages and expunge ``expunged`` others."""
+    c = RawImap(port)
+    c.login(user)
+    enable_qresync(c)
+    sel = c.command("SELECT INBOX")
+    if any(b"[NOMODSEQ]" in line for line in sel):
+        raise RuntimeError("the server keeps no MODSEQs for INBOX ([NOMODSEQ])")
+    state = (_code(sel, b"UIDVALIDITY"), _code(sel, b"HIGHESTMODSEQ"))
+    uids = [int(x) for line in c.command("UID SEARCH ALL") for x in line.split()[2:]]
+    c.close()
+    pick = random.Random(14).sample(uids, changed + expunged)
+    flag_set = ",".join(map(str, sorted(pick[:changed])))
+    gone_set = ",".join(map(str, sorted(pick[changed:])))
+    w = RawImap(port)
+    w.login(user)
+    w.command("SELECT INBOX")
+    w.command(f"UID STORE {flag_set} +FLAGS.SILENT (\\Flagged \\Seen)")
+    w.command(f"UID STORE {gone_set} +FLAGS.SILENT (\\Deleted)")
+    w.command(f"UID EXPUNGE {gone_set}")
+    w.close()
+    return state
+
+
+def resync_round(port: int, user: str, how: str, state: tuple[int, int]) -> tuple[float, int, int]:
+    """(seconds, FETCH lines, UIDs reported vanished) for one catch-up on a fresh logged-in
+    connection: ``qresync`` is ENABLE QRESYNC + SELECT INBOX (QRESYNC (uidvalidity modseq));
+    ``full`` is SELECT INBOX + UID FETCH 1:* (FLAGS). Login and logout are not timed."""
+    c = RawImap(port)
+    c.login(user)
+    t0 = time.perf_counter()
+    if how == "qresync":
+        enable_qresync(c)
+        lines = c.command(f"SELECT INBOX (QRESYNC ({state[0]} {state[1]}))")
+    else:
+        lines = c.command("SELECT INBOX") + c.command("UID FETCH 1:* (FLAGS)")
+    elapsed = time.perf_counter() - t0
+    c.close()
+    fetches = sum(1 for line in lines if line.startswith(b"* ") and b" FETCH (" in line[:24])
+    vanished = sum(_set_size(line.split()[-1]) for line in lines if line.startswith(b"* VANISHED (EARLIER) "))
+    return elapsed, fetches, vanished
+
+
+def resync_bench(port: int, user: str, rounds: int, state: tuple[int, int]) -> dict[str, tuple[float, int, int]]:
+    """Median seconds of ``rounds`` catch-ups of each kind (alternating, after one warm-up of each),
+    with the FETCH and VANISHED counts of the last."""
+    times: dict[str, list[float]] = {"qresync": [], "full": []}
+    counts: dict[str, tuple[int, int]] = {}
+    for r in range(rounds + 1):
+        for how in (("qresync", "full") if r % 2 else ("full", "qresync")):
+            t, fetches, vanished = resync_round(port, user, how, state)
+            counts[how] = (fetches, vanished)
+            if r:
+                times[how].append(t)
+    return {how: (statistics.median(ts), *counts[how]) for how, ts in times.items()}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=10_000)
     ap.add_argument("--big", type=int, default=100_000, help="messages in the SELECT-time mailbox")
     ap.add_argument("--clients", default="1,20")
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--changed", type=int, default=100, help="resync: messages whose flags changed")
+    ap.add_argument("--expunged", type=int, default=100, help="resync: messages expunged")
+    ap.add_argument("--rounds", type=int, default=7, help="resync: timed rounds of each kind (median)")
+    ap.add_argument("--sections", default=",".join(SECTIONS),
+                    help=f"comma-separated, of {', '.join(SECTIONS)} (default: all)")
     ap.add_argument("--no-dovecot", action="store_true")
     ap.add_argument("--workers", type=int, default=1, help="Postroom worker processes (default 1)")
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     args = ap.parse_args()
     if args.quick:
         args.messages, args.big, args.clients, args.seconds = 300, 2000, "1,2", 0.5
+        args.changed, args.expunged, args.rounds = 30, 30, 3
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    if unknown := set(sections) - set(SECTIONS):
+        ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    if args.changed + args.expunged > args.messages:
+        ap.error("--changed + --expunged is more than --messages")
     clients = [int(x) for x in args.clients.split(",")]
     msgs = [message(i) for i in range(args.messages)]
+    mailboxes = {name: msgs for name in ("bench", "resync") if ("ops" if name == "bench" else name) in sections}
     results: dict[tuple[str, str, int], float] = {}
     cpu: dict[tuple[str, str, int], float] = {}
+    resync: dict[str, dict[str, tuple[float, int, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="postroom-bench-imap-") as tmp:
         servers: list[Postroom | Dovecot] = [Postroom(Path(tmp) / "postroom", args.workers)]
         (Path(tmp) / "postroom").mkdir()
@@ -217,46 +366,78 @@ def main() -> int:
             servers.append(Dovecot())
         else:
             print(f"dovecot skipped: {why_not}")
-        for srv in servers:
+        for srv in servers if mailboxes else []:
             t0 = time.monotonic()
-            srv.setup({"bench": msgs})
-            print(f"{srv.name}: loaded {len(msgs)} messages in {time.monotonic() - t0:.1f}s", flush=True)
+            srv.setup(mailboxes)
+            print(f"{srv.name}: loaded {len(mailboxes)} x {len(msgs)} messages in {time.monotonic() - t0:.1f}s",
+                  flush=True)
             srv.start()
             try:
-                user = srv.login("bench")
-                select_time(srv.port, user, 1)  # warm up indexes and caches
-                for op in OPS:
-                    for n in clients:
-                        rate, per_op = run_op(srv.port, user, op, n, args.seconds, srv.pids)
-                        results[(srv.name, op, n)] = rate
-                        cpu[(srv.name, op, n)] = per_op
+                if "ops" in sections:
+                    user = srv.login("bench")
+                    select_time(srv.port, user, 1)  # warm up indexes and caches
+                    for op in OPS:
+                        for n in clients:
+                            rate, per_op = run_op(srv.port, user, op, n, args.seconds, srv.pids)
+                            results[(srv.name, op, n)] = rate
+                            cpu[(srv.name, op, n)] = per_op
+                if "resync" in sections:
+                    user = srv.login("resync")
+                    state = resync_prepare(srv.port, user, args.changed, args.expunged)
+                    resync[srv.name] = resync_bench(srv.port, user, args.rounds, state)
             finally:
                 srv.stop()
-        print(f"\npostroom: workers = {args.workers}")
-        print(f"{'operation':>10} {'clients':>8} {'postroom/s':>11} {'dovecot/s':>10} {'ratio':>7}"
-              f" {'postroom ms cpu/op':>19} {'dovecot ms cpu/op':>18}")
-        for op in OPS:
-            for n in clients:
-                p = results[("postroom", op, n)]
-                d = results.get(("dovecot", op, n))
-                ratio = f"{p / d:7.2f}" if d else "      -"
-                pc = cpu[("postroom", op, n)] * 1000
-                dc = cpu.get(("dovecot", op, n))
-                print(f"{op:>10} {n:>8} {p:>11.0f} {(f'{d:.0f}' if d else '-'):>10} {ratio}"
-                      f" {pc:>19.2f} {(f'{dc * 1000:.2f}' if dc is not None else '-'):>18}")
-        big = Postroom(Path(tmp) / "big", args.workers)
-        (Path(tmp) / "big").mkdir()
-        t0 = time.monotonic()
-        big.setup({"big": [b"Subject: %d\r\n\r\nx\r\n" % i for i in range(args.big)]})
-        print(f"\nloaded {args.big} messages in {time.monotonic() - t0:.1f}s")
-        big.start()
-        try:
-            first, t = select_time(big.port, big.login("big"))
-        finally:
-            big.stop()
-        print(f"SELECT of {args.big} messages: {t * 1000:.0f} ms (median of 5; target < 200 ms at 100,000); "
-              f"first after start: {first * 1000:.0f} ms")
+        if "ops" in sections:
+            print(f"\npostroom: workers = {args.workers}")
+            print(f"{'operation':>10} {'clients':>8} {'postroom/s':>11} {'dovecot/s':>10} {'ratio':>7}"
+                  f" {'postroom ms cpu/op':>19} {'dovecot ms cpu/op':>18}")
+            for op in OPS:
+                for n in clients:
+                    p = results[("postroom", op, n)]
+                    d = results.get(("dovecot", op, n))
+                    ratio = f"{p / d:7.2f}" if d else "      -"
+                    pc = cpu[("postroom", op, n)] * 1000
+                    dc = cpu.get(("dovecot", op, n))
+                    print(f"{op:>10} {n:>8} {p:>11.0f} {(f'{d:.0f}' if d else '-'):>10} {ratio}"
+                          f" {pc:>19.2f} {(f'{dc * 1000:.2f}' if dc is not None else '-'):>18}")
+        if "resync" in sections:
+            print_resync(resync, args)
+        if "big" in sections:
+            big = Postroom(Path(tmp) / "big", args.workers)
+            (Path(tmp) / "big").mkdir()
+            t0 = time.monotonic()
+            big.setup({"big": [b"Subject: %d\r\n\r\nx\r\n" % i for i in range(args.big)]})
+            print(f"\nloaded {args.big} messages in {time.monotonic() - t0:.1f}s")
+            big.start()
+            try:
+                first, t = select_time(big.port, big.login("big"))
+            finally:
+                big.stop()
+            print(f"SELECT of {args.big} messages: {t * 1000:.0f} ms (median of 5; target < 200 ms at 100,000); "
+                  f"first after start: {first * 1000:.0f} ms")
     return 0
+
+
+def print_resync(resync: dict[str, dict[str, tuple[float, int, int]]], args: argparse.Namespace) -> None:
+    print(f"\nRESYNC of {args.messages} messages, {args.changed} flags changed and {args.expunged} expunged "
+          f"since the last sync (ms, median of {args.rounds}; ratio: postroom rate / dovecot rate)")
+    print(f"{'method':>18} {'postroom ms':>12} {'dovecot ms':>11} {'ratio':>7} {'postroom lines':>15}"
+          f" {'dovecot lines':>14}")
+    names = {"qresync": "QRESYNC SELECT", "full": "UID FETCH 1:*"}
+    p, d = resync["postroom"], resync.get("dovecot")
+    for how, name in names.items():
+        pt, pf, pv = p[how]
+        ratio = f"{d[how][0] / pt:7.2f}" if d else "      -"
+        dms = f"{d[how][0] * 1000:.1f}" if d else "-"
+        dl = f"{d[how][1]}F {d[how][2]}V" if d else "-"
+        print(f"{name:>18} {pt * 1000:>12.1f} {dms:>11} {ratio} {f'{pf}F {pv}V':>15} {dl:>14}")
+    for srv, r in resync.items():
+        print(f"{srv}: QRESYNC catch-up is {r['full'][0] / r['qresync'][0]:.1f}x faster than the full re-read")
+    if d:
+        ratio = d["qresync"][0] / p["qresync"][0]
+        print(f"target: Postroom's QRESYNC resync at least Dovecot's rate (ratio >= 1): {ratio:.2f} -> "
+              f"{'met' if ratio >= 1 else 'NOT met'}")
+    print("(F: FETCH responses, V: UIDs reported in VANISHED (EARLIER))")
 
 
 if __name__ == "__main__":

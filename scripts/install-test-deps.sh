@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian programs the test suite and benches use as real clients and peers
-# (swaks, fetchmail, Postfix, Dovecot, OpenDKIM, OpenDMARC, policyd-spf). Idempotent;
+# (swaks, fetchmail, Postfix, Dovecot, isync, offlineimap, OpenDKIM, OpenDMARC, policyd-spf). Idempotent;
 # skips apt when all are present.
 set -euo pipefail
 need=()
@@ -11,6 +11,8 @@ command -v fetchmail >/dev/null || need+=(fetchmail)
 command -v smtp-source >/dev/null && command -v postconf >/dev/null || need+=(postfix)
 command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-pop3d)
 command -v mbsync >/dev/null || need+=(isync)
+# offlineimap is packaged as offlineimap3 on Debian 12 (tests/server/imap/test_imap_sync_clients.py).
+command -v offlineimap >/dev/null || need+=(offlineimap3)
 # OpenDKIM: DKIM interop both ways (tests/server/mailauth/test_opendkim_interop.py runs
 # `opendkim -t` in test mode; opendkim-tools has opendkim-testmsg and opendkim-genkey).
 command -v opendkim >/dev/null && command -v opendkim-testmsg >/dev/null || need+=(opendkim opendkim-tools)

@@ -17,3 +17,5 @@ def test_bench_quick():
     for op in ("SELECT", "FETCH", "SEARCH", "STORE"):
         assert op in res.stdout
     assert "SELECT of 2000 messages" in res.stdout
+    assert "RESYNC of 300 messages" in res.stdout
+    assert "QRESYNC SELECT" in res.stdout and "UID FETCH 1:*" in res.stdout

@@ -49,3 +49,38 @@ def test_seqset_dollar():
     assert s is SAVED and s.saved and str(s) == "$" and r.pos == 1
     assert not SequenceSet.parse(Reader(b"1:*")).saved
     assert parse_search(Reader(b"NOT $")) == ("US-ASCII", ("not", ("seq", SAVED)))
+
+
+# -- RFC 5267 §3 ESORT: SORT's RETURN options (the same parser), before the sort keys ----------
+def sort(text: bytes):
+    from postroom.imap.parser import sort as psort
+
+    return psort.sort(Reader(b" " + text))
+
+
+@pytest.mark.parametrize("text,returns,keys", [
+    (b"(SIZE) UTF-8 ALL", None, (("SIZE", False),)),
+    (b"RETURN (MIN MAX) (SIZE) UTF-8 ALL", ("MIN", "MAX"), (("SIZE", False),)),
+    (b"RETURN () (REVERSE DATE) UTF-8 ALL", ("ALL",), (("DATE", True),)),
+    (b"return (count save count) (arrival) us-ascii ALL", ("COUNT", "SAVE"), (("ARRIVAL", False),)),
+])
+def test_sort_return(text, returns, keys):
+    a = sort(text)
+    assert a.returns == returns and a.keys == keys and a.criteria == ("all",) and a.refused is None
+
+
+@pytest.mark.parametrize("text", [
+    b"RETURN (FOO) (SIZE) UTF-8 ALL", b"RETURN (MIN (SIZE) UTF-8 ALL", b"RETURN MIN (SIZE) UTF-8 ALL",
+    b"RETURN (MIN)(SIZE) UTF-8 ALL", b"RETURN (PARTIAL 1:5) (SIZE) UTF-8 ALL", b"RETURN (MIN) UTF-8 ALL",
+    b"RETURN (MIN) (SIZE) UTF-8", b"RETURN (MIN)",
+])
+def test_sort_return_bad(text):
+    with pytest.raises(ParseError):
+        sort(text)
+
+
+def test_sort_badcharset_with_save_is_deferred():
+    a = sort(b"RETURN (SAVE) (SIZE) KOI8-R ALL")
+    assert isinstance(a.refused, No) and a.returns == ("SAVE",)
+    with pytest.raises(No):
+        sort(b"RETURN (MIN) (SIZE) KOI8-R ALL")

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from ... import mime
 from ...storage.models import MessageInfo
 from ..parser.args import SearchArgs
-from ..errors import Bad
+from ..errors import Bad, No
 from ..parser.search import Node
 from ..parser.seqset import compress
 from ..responses import Reply, untagged
@@ -274,13 +274,18 @@ def _positive_of(node: Node) -> Node | None:
 
 async def search(s: Session, a: SearchArgs, by_uid: bool = False) -> Reply:
     box = sel(s)
-    save = a.returns is not None and "SAVE" in a.returns
-    if not save:
-        return await _search(s, box, a, by_uid)
+    return await saving(box, a.returns, a.refused, lambda: _search(s, box, a, by_uid))
+
+
+async def saving(box: SelectedMailbox, returns: tuple[str, ...] | None, refused: No | None,
+                 run: Callable[[], Awaitable[Reply]]) -> Reply:
+    """Run a SEARCH or SORT (RFC 5267 ESORT) with RFC 5182's rules for a failed SAVE."""
+    if returns is None or "SAVE" not in returns:
+        return await run()
     try:
-        if a.refused is not None:
-            raise a.refused
-        return await _search(s, box, a, by_uid)
+        if refused is not None:
+            raise refused
+        return await run()
     except Bad:
         raise  # RFC 5182 §2.1: a BAD leaves the saved result as it was
     except Exception:
@@ -309,7 +314,7 @@ async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool)
         if seq is not None:
             hits.append(uid if by_uid else seq)
     found_uids = hits if by_uid else [u for u in uids if box.seq_of(u) is not None]
-    with_modseq = _uses(tree, {"modseq"})
+    with_modseq = uses_modseq(tree)
     head: list[bytes] = enable_condstore(s) if with_modseq else []
 
     def top_modseq(chosen: list[int]) -> int:
@@ -321,25 +326,40 @@ async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool)
             # RFC 7162 §3.1.5: the highest MODSEQ of the messages found.
             line += b" (MODSEQ %d)" % top_modseq(found_uids)
         return Reply("Search completed", untagged=head + [untagged(line)])
-    opts = a.returns
+    return returned(s, box, a.returns, by_uid, found_uids, hits, head,
+                    top_modseq if with_modseq else None, "Search completed")
+
+
+def uses_modseq(tree: Node) -> bool:
+    return _uses(tree, {"modseq"})
+
+
+def returned(s: Session, box: SelectedMailbox, opts: tuple[str, ...], by_uid: bool, found_uids: list[int],
+             hits: list[int], head: list[bytes], top_modseq: Callable[[list[int]], int] | None,
+             done: str) -> Reply:
+    """The RETURN options' answer, for SEARCH (RFC 4731) and SORT (RFC 5267 §3). ``found_uids``
+    and ``hits`` (UIDs or sequence numbers, as sent) are in the command's order: ascending for
+    SEARCH, the sort order for SORT, so MIN/MAX are the first/last in that order and ALL keeps it."""
     # The messages MIN/MAX alone stand for (RFC 5182 §2.4 for SAVE, RFC 4731 §3.2 for
     # MODSEQ); with ALL or COUNT, every message found.
     ends = "ALL" not in opts and "COUNT" not in opts and ("MIN" in opts or "MAX" in opts)
-    chosen = found_uids
+    chosen = sorted(found_uids)
     if ends and found_uids:
         chosen = sorted({found_uids[0] if "MIN" in opts else found_uids[-1],
                          found_uids[-1] if "MAX" in opts else found_uids[0]})
     if "SAVE" in opts:
         box.saved = list(chosen)
         if len(opts) == 1:
-            return Reply("Search completed", untagged=head)  # RFC 5182 §2.4: no ESEARCH
-    return Reply("Search completed", untagged=head + [untagged(_esearch(
-        s.command_tag, by_uid, opts, hits, top_modseq(chosen) if with_modseq and hits else None))])
+            return Reply(done, untagged=head)  # RFC 5182 §2.4: no ESEARCH
+    modseq = top_modseq(chosen) if top_modseq is not None and hits else None
+    return Reply(done, untagged=head + [untagged(_esearch(s.command_tag, by_uid, opts, hits, modseq))])
 
 
 def _esearch(tag: bytes, by_uid: bool, opts: tuple[str, ...], hits: list[int], modseq: int | None) -> bytes:
     """RFC 4731 §3.1: ``ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]``; MIN,
-    MAX and ALL are left out when nothing matched, COUNT is 0 then. With a MODSEQ key,
+    MAX and ALL are left out when nothing matched, COUNT is 0 then. MIN/MAX are the first and
+    last of ``hits`` and ALL keeps their order, joining only ascending runs (``compress``):
+    for SORT that is RFC 5267 §3's "in the requested sort order" (``5,1:3,9,8``). With a MODSEQ key,
     ``MODSEQ n`` ends it (RFC 4731 §3.2, RFC 7162 §3.1.5). A tag has no quote or backslash
     (§9 ``tag``), so it is quoted as it is."""
     line = b'ESEARCH (TAG "%s")' % tag

@@ -12,6 +12,11 @@ subject (§2.1, ``imap.threadalg``). DISPLAYFROM/DISPLAYTO (RFC 5957 §3) are th
 RFC 2047-decoded display name of the first address, else its addr-spec. Strings
 compare with i;unicode-casemap (``threadalg.subject_key``), as Dovecot: the same as
 §2.1's i;ascii-casemap on ASCII.
+
+ESORT (RFC 5267 §3): ``SORT RETURN (MIN MAX ALL COUNT SAVE) …`` answers with SEARCH's
+ESEARCH writer (``handlers/search.py`` ``returned``): MIN/MAX the first/last message in
+sort order, ALL the sorted list (ranges only for ascending runs in that order); SAVE
+(RFC 5182) keeps the found set, as for SEARCH. Without MIN, MAX or ALL nothing is sorted.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from ..responses import Reply, untagged
 from ..session import Session
 from ..threadalg import base_subject, subject_key
 from .messages import sel
+from .enabled import enable_condstore
 from .search import _content_filter, _SetEval, needs_content  # the SEARCH engine, reused
+from .search import returned, saving, uses_modseq
 
-CAPS = ("SORT", "SORT=DISPLAY")
+CAPS = ("SORT", "SORT=DISPLAY", "ESORT")  # RFC 5256, RFC 5957, RFC 5267 §3 (not CONTEXT=SORT)
 
 _MSGID = re.compile(r"<[^<>]*>")
 
@@ -162,9 +169,40 @@ def sorted_items(items: list[Loaded], keys: tuple[tuple[str, bool], ...]) -> lis
 
 
 async def sort(s: Session, a: SortArgs, by_uid: bool = False) -> Reply:
+    if a.returns is not None:
+        box = sel(s)
+        return await saving(box, a.returns, a.refused, lambda: _esort(s, a, by_uid))
     items = sorted_items(await load(s, a.criteria), a.keys)
     line = b"SORT" + b"".join(b" %d" % (it.info.uid if by_uid else it.seq) for it in items)
     return Reply("Sort completed", untagged=[untagged(line)])
+
+
+async def _esort(s: Session, a: SortArgs, by_uid: bool) -> Reply:
+    """RFC 5267 §3: the RETURN options over the sorted result, as one ESEARCH line."""
+    box = sel(s)
+    opts = a.returns
+    assert opts is not None
+    infos: list[MessageInfo]
+    if {"MIN", "MAX", "ALL"} & set(opts):
+        infos = [it.info for it in sorted_items(await load(s, a.criteria), a.keys)]
+    else:  # COUNT and/or SAVE: the order does not matter, so no sort keys are read
+        infos = await matching(s, a.criteria)
+    found: list[MessageInfo] = []
+    hits: list[int] = []
+    for m in infos:
+        seq = box.seq_of(m.uid)
+        if seq is not None:
+            found.append(m)
+            hits.append(m.uid if by_uid else seq)
+    with_modseq = uses_modseq(a.criteria)
+    head = enable_condstore(s) if with_modseq else []
+    modseqs = {m.uid: m.modseq for m in found}
+
+    def top_modseq(chosen: list[int]) -> int:
+        return max(modseqs[u] for u in chosen)
+
+    return returned(s, box, opts, by_uid, [m.uid for m in found], hits, head,
+                    top_modseq if with_modseq else None, "Sort completed")
 
 
 async def uid_sort(s: Session, a: SortArgs) -> Reply:

@@ -132,7 +132,8 @@ def _num(b: bytes) -> int:
 
 
 def compress(nums: list[int]) -> str:
-    """Sorted numbers as a compact sequence set ``1:3,7`` (for COPYUID/APPENDUID)."""
+    """Numbers as a compact sequence set ``1:3,7`` (for COPYUID/APPENDUID, ESEARCH ALL), in
+    their given order: only ascending runs become ranges (``5,1:3,9,8`` for ESORT's ALL)."""
     out: list[str] = []
     i = 0
     while i < len(nums):

@@ -1,6 +1,7 @@
-"""SORT and THREAD arguments (RFC 5256 §5, RFC 5957 §4 DISPLAYFROM/DISPLAYTO).
+"""SORT and THREAD arguments (RFC 5256 §5, RFC 5957 §4 DISPLAYFROM/DISPLAYTO, RFC 5267 §3 ESORT).
 
-``sort = ["UID" SP] "SORT" SP sort-criteria SP search-criteria`` where the
+``sort = ["UID" SP] "SORT" [SP "RETURN" SP "(" opts ")"] SP sort-criteria SP search-criteria``
+(the RETURN options are SEARCH's, ``parse_search_return``: MIN, MAX, ALL, COUNT, SAVE) where the
 search criteria begin with a mandatory charset; ``thread = ["UID" SP] "THREAD" SP
 thread-alg SP search-criteria``. The criteria themselves go through the SEARCH
 parser (``parse_search``), given the charset as SEARCH's ``CHARSET`` prefix.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import No, ParseError
 from .base import Reader
-from .search import SUPPORTED_CHARSETS, Node, parse_search
+from .search import SUPPORTED_CHARSETS, Node, parse_search, parse_search_return
 
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
@@ -23,6 +24,8 @@ class SortArgs:
     keys: tuple[tuple[str, bool], ...]  # (key, reverse)
     charset: str
     criteria: Node
+    returns: tuple[str, ...] | None = None  # RFC 5267 ESORT RETURN options; None: plain SORT
+    refused: No | None = None  # a NO met while parsing a SORT RETURN (SAVE): see handlers/sort.py
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ def _criteria(r: Reader) -> tuple[str, Node]:
 
 def sort(r: Reader) -> SortArgs:
     r.sp()
+    returns = parse_search_return(r)  # RFC 5267 §3: before the sort criteria
     r.expect(b"(", "a sort criteria list")
     keys: list[tuple[str, bool]] = []
     reverse = False
@@ -71,8 +75,16 @@ def sort(r: Reader) -> SortArgs:
         if len(keys) > 32:
             raise ParseError("Too many sort keys")
     r.sp()
-    charset, tree = _criteria(r)
-    return SortArgs(tuple(keys), charset, tree)
+    try:
+        charset, tree = _criteria(r)
+    except No as exc:
+        if returns is None or "SAVE" not in returns:
+            raise
+        # RFC 5182 §2.1: a NO (here [BADCHARSET]) to a command with SAVE empties the saved
+        # result, which only the handler can reach: it does that, then refuses.
+        r.pos = len(r.buf)
+        return SortArgs(tuple(keys), "US-ASCII", ("all",), returns, exc)
+    return SortArgs(tuple(keys), charset, tree, returns)
 
 
 def thread(r: Reader) -> ThreadArgs:
