@@ -118,3 +118,35 @@ def msg(subject: str = "Hello", body: str = "Body text\r\n", frm: str = "Alice <
         to: str = "bob@example.test", extra: str = "") -> bytes:
     return (f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 5 Feb 2024 10:11:12 +0100\r\n"
             f"Message-ID: <{subject.replace(' ', '.')}@outside.test>\r\n{extra}\r\n{body}").encode()
+
+
+def mbsyncrc(path: Path, port: int, user: str, local: Path, patterns: str) -> Path:
+    """An mbsync config syncing ``patterns`` of ``user``'s mailboxes with the Maildir ``local``,
+    both ways, expunges included (the mbsync and sync-client tests)."""
+    path.write_text(f"""
+IMAPAccount postroom
+Host 127.0.0.1
+Port {port}
+User {user}
+Pass {PASSWORD}
+SSLType None
+AuthMechs LOGIN
+
+IMAPStore remote
+Account postroom
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel all
+Far :remote:
+Near :local:
+Patterns {patterns}
+Create Both
+Expunge Both
+SyncState *
+Sync All
+""")
+    return path

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imap_harness import PASSWORD, msg
+from imap_harness import mbsyncrc, msg
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("mbsync") is None, reason="isync not installed")]
 
@@ -33,33 +33,7 @@ def test_mbsync_both_ways(srv, tmp_path):
     write_maildir(local / "Pushed", N)
     for i in range(N):
         srv.deliver(acc, msg(f"remote {i}"), flags=frozenset({"\\Flagged"}) if i % 3 == 0 else frozenset())
-    cfg = tmp_path / "mbsyncrc"
-    cfg.write_text(f"""
-IMAPAccount postroom
-Host 127.0.0.1
-Port {srv.port}
-User {acc.address}
-Pass {PASSWORD}
-SSLType None
-AuthMechs LOGIN
-
-IMAPStore remote
-Account postroom
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel all
-Far :remote:
-Near :local:
-Patterns INBOX Pushed
-Create Both
-Expunge Both
-SyncState *
-Sync All
-""")
+    cfg = mbsyncrc(tmp_path / "mbsyncrc", srv.port, acc.address, local, "INBOX Pushed")
     t0 = time.monotonic()
     res = mbsync(cfg)
     elapsed = time.monotonic() - t0

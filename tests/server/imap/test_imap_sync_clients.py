@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from imap_harness import PASSWORD, msg
+from imap_harness import PASSWORD, mbsyncrc, msg
 
 pytestmark = pytest.mark.slow
 
@@ -98,33 +98,7 @@ def add_local_message(local: Path, box: str, name: str) -> None:
 
 # -- clients ---------------------------------------------------------------------------
 def mbsync_runner(srv, acc, tmp_path: Path, local: Path) -> Callable[[], None]:
-    cfg = tmp_path / "mbsyncrc"
-    cfg.write_text(f"""
-IMAPAccount postroom
-Host 127.0.0.1
-Port {srv.port}
-User {acc.address}
-Pass {PASSWORD}
-SSLType None
-AuthMechs LOGIN
-
-IMAPStore remote
-Account postroom
-
-MaildirStore local
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel all
-Far :remote:
-Near :local:
-Patterns {' '.join(BOXES)}
-Create Both
-Expunge Both
-SyncState *
-Sync All
-""")
+    cfg = mbsyncrc(tmp_path / "mbsyncrc", srv.port, acc.address, local, " ".join(BOXES))
 
     def run() -> None:
         res = subprocess.run(["mbsync", "-c", str(cfg), "-a"], capture_output=True, text=True, timeout=60, check=False)

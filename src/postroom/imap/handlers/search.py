@@ -24,6 +24,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 from ... import mime
+from ...storage.api import MessageIndex
 from ...storage.models import MessageInfo
 from ..parser.args import SearchArgs
 from ..errors import Bad, No
@@ -293,10 +294,9 @@ async def saving(box: SelectedMailbox, returns: tuple[str, ...] | None, refused:
         raise
 
 
-async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool) -> Reply:
-    store = s.store
-    tree = a.criteria
-    idx = await store.message_index(box.id)
+async def matching_uids(s: Session, box: SelectedMailbox, idx: MessageIndex, tree: Node) -> list[int]:
+    """The UIDs (ascending) of the messages ``tree`` matches: SEARCH's answer, also SORT's
+    and THREAD's message set (handlers/sort.py, handlers/thread.py)."""
     sets = _SetEval(idx, box)
     # Split a top-level AND into keys answerable from records and keys that need content.
     parts = tree[1] if tree[0] == "and" else [tree]
@@ -304,10 +304,16 @@ async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool)
     costly = [n for n in parts if needs_content(n)]
     found = sets.eval(("and", cheap)) if cheap else sets.universe
     assert found is not None
-    last = sets.last
-    uids = sorted(u for u in found if u <= last and u in idx)
+    uids = sorted(u for u in found if u <= sets.last and u in idx)
     if costly:
         uids = await _content_filter(s, idx, box, uids, costly)
+    return uids
+
+
+async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool) -> Reply:
+    tree = a.criteria
+    idx = await s.store.message_index(box.id)
+    uids = await matching_uids(s, box, idx, tree)
     hits: list[int] = []
     for uid in uids:
         seq = box.seq_of(uid)

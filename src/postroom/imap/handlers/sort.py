@@ -36,7 +36,7 @@ from ..session import Session
 from ..threadalg import base_subject, subject_key
 from .messages import sel
 from .enabled import enable_condstore
-from .search import _content_filter, _SetEval, needs_content  # the SEARCH engine, reused
+from .search import matching_uids  # the SEARCH engine, reused
 from .search import returned, saving, uses_modseq
 
 CAPS = ("SORT", "SORT=DISPLAY", "ESORT")  # RFC 5256, RFC 5957, RFC 5267 §3 (not CONTEXT=SORT)
@@ -85,15 +85,7 @@ async def matching(s: Session, criteria: Node) -> list[MessageInfo]:
     """The messages SEARCH would find, ascending by UID (= by sequence number)."""
     box = sel(s)
     idx = await s.store.message_index(box.id)
-    sets = _SetEval(idx, box)
-    parts = criteria[1] if criteria[0] == "and" else [criteria]
-    cheap = [n for n in parts if not needs_content(n)]
-    costly = [n for n in parts if needs_content(n)]
-    found = sets.eval(("and", cheap)) if cheap else sets.universe
-    assert found is not None
-    uids = sorted(u for u in found if u <= sets.last and u in idx)
-    if costly:
-        uids = await _content_filter(s, idx, box, uids, costly)
+    uids = await matching_uids(s, box, idx, criteria)
     return [m for m in idx.messages(uids) if box.seq_of(m.uid) is not None]
 
 

@@ -15,7 +15,7 @@ from .. import names
 from ..errors import No, ParseError
 from .base import Reader
 from .fetch import FetchAtt, parse_fetch_atts
-from .search import Node, parse_search, parse_search_return
+from .search import Node, criteria_saving, parse_search_return
 from .seqset import SequenceSet
 
 
@@ -338,17 +338,10 @@ def search(r: Reader) -> SearchArgs:
     returns = parse_search_return(r)
     if names.utf8() and r.buf[r.pos:r.pos + 8].upper() == b"CHARSET ":
         raise ParseError("No CHARSET once UTF8=ACCEPT is enabled")  # RFC 6855 §3: SHOULD be BAD
-    try:
-        charset, tree = parse_search(r)
-    except No as exc:
-        if returns is None or "SAVE" not in returns:
-            raise
-        # RFC 5182 §2.1: a SEARCH (SAVE) answered NO (here [BADCHARSET]) empties the saved
-        # result, which only the handler can reach: it does that, then refuses.
-        r.pos = len(r.buf)
-        return SearchArgs("US-ASCII", ("all",), returns, exc)
-    r.end()
-    return SearchArgs(charset, tree, returns)
+    charset, tree, refused = criteria_saving(r, returns)
+    if refused is None:
+        r.end()
+    return SearchArgs(charset, tree, returns, refused)
 
 
 Parser = Any

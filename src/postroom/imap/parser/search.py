@@ -14,7 +14,7 @@ comes before the charset and the keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .. import names
 from ..errors import No, ParseError
@@ -171,3 +171,18 @@ def _key(r: Reader, charset: str, depth: int) -> Node:
         r.sp()
         return ("or", a, _key(r, charset, depth + 1))
     raise ParseError("Unknown search key")
+
+
+def criteria_saving(r: Reader, returns: tuple[str, ...] | None,
+                    parse: Callable[[Reader], tuple[str, Node]] = parse_search) -> tuple[str, Node, No | None]:
+    """``parse(r)``, except that a NO (e.g. [BADCHARSET]) to a command with RETURN (SAVE) is
+    handed back as a value: RFC 5182 §2.1 says it empties the saved result, which only the
+    handler can reach (it does that, then refuses). SEARCH's and SORT's parsers share this."""
+    try:
+        charset, tree = parse(r)
+    except No as exc:
+        if returns is None or "SAVE" not in returns:
+            raise
+        r.pos = len(r.buf)
+        return "US-ASCII", ("all",), exc
+    return charset, tree, None

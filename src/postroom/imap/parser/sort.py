@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import No, ParseError
 from .base import Reader
-from .search import SUPPORTED_CHARSETS, Node, parse_search, parse_search_return
+from .search import SUPPORTED_CHARSETS, Node, criteria_saving, parse_search, parse_search_return
 
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO", "DISPLAYFROM", "DISPLAYTO"})
 THREAD_ALGORITHMS = ("ORDEREDSUBJECT", "REFERENCES")
@@ -75,16 +75,8 @@ def sort(r: Reader) -> SortArgs:
         if len(keys) > 32:
             raise ParseError("Too many sort keys")
     r.sp()
-    try:
-        charset, tree = _criteria(r)
-    except No as exc:
-        if returns is None or "SAVE" not in returns:
-            raise
-        # RFC 5182 §2.1: a NO (here [BADCHARSET]) to a command with SAVE empties the saved
-        # result, which only the handler can reach: it does that, then refuses.
-        r.pos = len(r.buf)
-        return SortArgs(tuple(keys), "US-ASCII", ("all",), returns, exc)
-    return SortArgs(tuple(keys), charset, tree, returns)
+    charset, tree, refused = criteria_saving(r, returns, _criteria)
+    return SortArgs(tuple(keys), charset, tree, returns, refused)
 
 
 def thread(r: Reader) -> ThreadArgs:
