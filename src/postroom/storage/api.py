@@ -248,7 +248,9 @@ class Store(Protocol):
 
     async def copy_messages(self, src_mailbox_id: int, uids: Sequence[int],
                             dst_mailbox_id: int) -> CopyResult:
-        """Copy keeping flags and internal dates (bytes are shared, not duplicated)."""
+        """Copy keeping flags and internal dates (bytes are shared, not duplicated); the
+        copies' save date (RFC 8514, ``MessageInfo.savedate``) is now, as for every message
+        delivered or appended."""
         ...
 
     async def move_messages(self, src_mailbox_id: int, uids: Sequence[int],

@@ -79,6 +79,12 @@ class Mailbox:
     highestmodseq: int
     special_use: str | None = None
 
+    @property
+    def object_id(self) -> str:
+        """RFC 8474 §4 MAILBOXID: kept by RENAME (the row and its UIDVALIDITY stay), never given
+        to another mailbox (UIDVALIDITY only grows, store-wide; see SqliteStore._w_next_uidvalidity)."""
+        return f"M{self.id}-{self.uidvalidity}"
+
 
 @dataclass(frozen=True, slots=True)
 class MailboxStatus:
@@ -103,6 +109,9 @@ class MessageInfo:
     internaldate: datetime  # timezone-aware, the zone kept as received
     size: int  # octets of the stored message (with CRLF line ends)
     blob: str  # opaque reference for read_message / read_structure
+    # RFC 8514: when the message was saved into this mailbox (UTC); None for messages stored
+    # before the store kept it (schema migration 3).
+    savedate: datetime | None = None
 
     @property
     def seen(self) -> bool:
@@ -111,6 +120,13 @@ class MessageInfo:
     @property
     def deleted(self) -> bool:
         return "\\Deleted" in self.flags
+
+    @property
+    def email_id(self) -> str:
+        """RFC 8474 §5.1 EMAILID: the stored-bytes id, the part of ``blob`` before its first ":".
+        Every message sharing those bytes (multi-recipient delivery, COPY, MOVE) shares it, and
+        a store never gives that id to other bytes (see SqliteStore's _w_drop_unused_blobs)."""
+        return "E" + self.blob.partition(":")[0]
 
 
 @dataclass(frozen=True, slots=True)

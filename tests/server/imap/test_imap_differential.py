@@ -128,13 +128,14 @@ def _norm(lines: list[bytes], first_uid: int, hms: int) -> list[bytes]:
     """Responses with what legitimately differs taken out: texts after response codes, MODSEQ
     values (each server numbers its own changes; kept as "above the base" or not), UIDs (made
     relative to the mailbox's first), the untagged lines that only one server sends anyway
-    (CAPABILITY data, PERMANENTFLAGS/FLAGS, RECENT, UNSEEN, UIDNEXT)."""
+    (CAPABILITY data, PERMANENTFLAGS/FLAGS, RECENT, UNSEEN, UIDNEXT, and RFC 8474 MAILBOXID: an opaque
+    id of each server's own, which the peer's configuration does not send)."""
     import re
 
     out = []
     for line in lines:
         line = line.rstrip(b"\r\n")
-        if re.match(rb"\* (FLAGS|OK \[(PERMANENTFLAGS|UNSEEN|UIDNEXT|UIDVALIDITY|URLMECH))|\* \d+ RECENT", line):
+        if re.match(rb"\* (FLAGS|OK \[(PERMANENTFLAGS|UNSEEN|UIDNEXT|UIDVALIDITY|URLMECH|MAILBOXID))|\* \d+ RECENT", line):
             continue
         line = re.sub(rb"^(\S+ (?:OK|NO|BAD)(?: \[[^\]]*\])?).*", rb"\1", line)
         line = re.sub(rb"^(\S+ OK \[HIGHESTMODSEQ) \d+\]", rb"\1]", line)  # each server its own numbers

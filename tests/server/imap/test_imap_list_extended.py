@@ -1,6 +1,8 @@
 """LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819), SPECIAL-USE LIST options and
 CREATE-SPECIAL-USE (RFC 6154)."""
 
+import re
+
 import pytest
 from imap_harness import PASSWORD, msg
 
@@ -131,9 +133,10 @@ def test_list_malformed(srv, args):
 def test_create_special_use(srv):
     acc = srv.new_user()
     r = login(srv, acc)
-    assert r.cmd(b"a CREATE Spam (USE (\\Junk))") == [b"a OK Create completed\r\n"]
+    got = r.cmd(b"a CREATE Spam (USE (\\Junk))")  # RFC 8474 §4.1: with the new MAILBOXID
+    assert len(got) == 1 and re.fullmatch(rb"a OK \[MAILBOXID \([A-Za-z0-9_-]+\)\] Create completed\r\n", got[0]), got
     assert lines(r, b'b LIST "" "Spam"') == ['* LIST (\\HasNoChildren \\Junk) "/" "Spam"']
-    assert r.cmd(b"c CREATE Plain (USE ())") == [b"c OK Create completed\r\n"]
+    assert r.cmd(b"c CREATE Plain (USE ())")[0].startswith(b"c OK [MAILBOXID (")
     assert lines(r, b'd LIST "" "Plain"') == ['* LIST (\\HasNoChildren) "/" "Plain"']
     for tag, args in ((b"e", b"Virtual (USE (\\All))"), (b"f", b"Two (USE (\\Sent \\Trash))"),
                       (b"g", b"Odd (USE (\\Custom))")):

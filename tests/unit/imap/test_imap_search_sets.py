@@ -26,7 +26,9 @@ def _mailbox(n_uids: int) -> tuple[MessageIndex, SelectedMailbox]:
     rows = []
     for uid in range(1, n_uids + 1):
         flags = " ".join(f for i, f in enumerate(FLAGS[:3] + FLAGS[4:]) if (uid * 7 + i * 3) % (i + 2) == 0)
-        rows.append((uid * 2, uid, flags, T0 + (uid % 5) * DAY, 60, 100 * (uid % 7), uid, "seg", 0, 1))
+        # Every fourth message has no save date (stored before migration 3).
+        saved = None if uid % 4 == 0 else T0 + (uid % 3) * DAY
+        rows.append((uid * 2, uid, flags, T0 + (uid % 5) * DAY, 60, 100 * (uid % 7), uid, "seg", 0, 1, saved))
     mb = Mailbox(1, 1, "INBOX", 1, n_uids * 2 + 2, n_uids + 1)
     idx = MessageIndex.build(mb, 1, rows, RowCache())
     uids = list(idx.uids)
@@ -50,7 +52,7 @@ def trees(draw: st.DrawFn, exists: int, depth: int = 0) -> tuple:
         st.just(("new",)),
         st.tuples(st.just("larger"), st.integers(0, 700)),
         st.tuples(st.just("smaller"), st.integers(0, 700)),
-        st.tuples(st.sampled_from(["before", "on", "since"]),
+        st.tuples(st.sampled_from(["before", "on", "since", "savedbefore", "savedon", "savedsince"]),
                   st.sampled_from([date.fromtimestamp(T0 + d * DAY) for d in range(-1, 6)])),
     ]
     if exists:

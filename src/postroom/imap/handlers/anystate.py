@@ -10,6 +10,7 @@ from . import search, sort, thread
 BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT",
              "CHILDREN", "BINARY",  # RFC 3516: handlers/fetch.py, parser/fetch.py, APPEND literal8
              "UTF8=ACCEPT",  # RFC 6855: names.py, enabled.py, APPEND UTF8, SEARCH
+             "OBJECTID",  # RFC 8474: MAILBOXID (handlers/mailboxes.py), EMAILID/THREADID (fetch.py, search.py)
              *quota.CAPS, *session_ext.CAPS, *listext.CAPS, *condstore.CAPS, *append.CAPS,
              *compress.CAPS, *sort.CAPS, *thread.CAPS, *search.CAPS)
 

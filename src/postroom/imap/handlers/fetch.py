@@ -367,8 +367,14 @@ def _item(att: object, m: MessageInfo, box: SelectedMailbox, raw: bytes, parsed:
         return b"INTERNALDATE " + internaldate(m.internaldate)
     if att == "RFC822.SIZE":
         return b"RFC822.SIZE %d" % m.size
+    if att == "SAVEDATE":  # RFC 8514 §4.2: NIL for a message stored before save dates were kept
+        return b"SAVEDATE " + (b"NIL" if m.savedate is None else internaldate(m.savedate))
     if att == "MODSEQ":
         return b"MODSEQ (%d)" % m.modseq  # RFC 7162 §3.1.4
+    if att == "EMAILID":  # RFC 8474 §5.1: shared by the copies of the same stored bytes
+        return b"EMAILID (" + m.email_id.encode() + b")"
+    if att == "THREADID":  # RFC 8474 §5.2: NIL, as allowed when the server does not compute threads
+        return b"THREADID NIL"
     if att == "ENVELOPE":
         # RFC 6855 §7: UTF-8 header text goes as it is only to a UTF8=ACCEPT session.
         return b"ENVELOPE " + mime.envelope(parsed, downgrade=not names.utf8())  # type: ignore[arg-type]

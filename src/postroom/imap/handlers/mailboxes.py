@@ -65,6 +65,7 @@ async def open_mailbox(s: Session, name: str, readonly: bool) -> Reply:
             out.append(untagged(b"OK [UNSEEN %d] First unseen" % seq))
     out.append(untagged(b"OK [UIDVALIDITY %d] UIDs valid" % mb.uidvalidity))
     out.append(untagged(b"OK [UIDNEXT %d] Predicted next UID" % mb.uidnext))
+    out.append(untagged(b"OK [MAILBOXID (" + mb.object_id.encode() + b")] Mailbox id"))  # RFC 8474 §4.2
     s.selected = sel
     s.state = State.SELECTED
     return Reply("Select completed" if not readonly else "Examine completed",
@@ -92,10 +93,11 @@ async def create(s: Session, name: str, special_use: str | None = None) -> Reply
         raise No("Mailbox already exists", b"ALREADYEXISTS")
     await _create_parents(s, name)  # §6.3.3: create the superior hierarchy too
     try:
-        await s.store.create_mailbox(s.account_id, name, special_use)
+        mb = await s.store.create_mailbox(s.account_id, name, special_use)
     except MailboxExists:
         raise No("Mailbox already exists", b"ALREADYEXISTS") from None
-    return Reply("Create completed")
+    # RFC 8474 §4.1: the new mailbox's MAILBOXID in the tagged OK
+    return Reply("Create completed", code=b"MAILBOXID (" + mb.object_id.encode() + b")")
 
 
 async def delete(s: Session, name: str) -> Reply:
@@ -237,7 +239,8 @@ async def status(s: Session, args: tuple[str, list[str]]) -> Reply:
               "UIDVALIDITY": st.mailbox.uidvalidity, "UNSEEN": st.unseen,
               "HIGHESTMODSEQ": st.mailbox.highestmodseq,  # RFC 7162 §3.1.6
               "SIZE": st.size,  # RFC 8438 STATUS=SIZE: the sum of the messages' RFC822.SIZE
-              "APPENDLIMIT": s.ctx.config.limits.message_size}  # RFC 7889 §3: same for every mailbox
+              "APPENDLIMIT": s.ctx.config.limits.message_size,  # RFC 7889 §3: same for every mailbox
+              "MAILBOXID": f"({st.mailbox.object_id})"}  # RFC 8474 §4.3
     if "DELETED" in items or "DELETED-STORAGE" in items:
         # RFC 9208 §4.2 (required with QUOTA=RES-MESSAGE / RES-STORAGE): what EXPUNGE would give back.
         idx = await s.store.message_index(mb.id)

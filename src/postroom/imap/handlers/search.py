@@ -1,7 +1,7 @@
 """SEARCH and UID SEARCH (RFC 3501 §6.4.4, §7.2.5).
 
 The records come from the store's cached message index. Keys answerable from the
-records (flags, sequence numbers, UIDs, sizes, internal dates) are evaluated as set
+records (flags, sequence numbers, UIDs, sizes, internal and save dates) are evaluated as set
 operations over UIDs: a flag key is the index's set of UIDs with that flag, NOT is a
 difference from the session's messages, AND an intersection started from the
 smallest positive set, so ``UNSEEN FLAGGED`` costs about the number of flagged
@@ -51,8 +51,9 @@ class Item:
         self.sent: date | None = None
 
 
-# RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 5032 WITHIN (in CAPABILITY, handlers/anystate.py).
-CAPS = ("ESEARCH", "SEARCHRES", "WITHIN")
+# RFC 4731 ESEARCH, RFC 5182 SEARCHRES, RFC 5032 WITHIN, RFC 8514 SAVEDATE (FETCH SAVEDATE in
+# handlers/fetch.py; in CAPABILITY, handlers/anystate.py).
+CAPS = ("ESEARCH", "SEARCHRES", "WITHIN", "SAVEDATE")
 
 Pred = Callable[[Item], bool]
 _EPOCH = date(1970, 1, 1)
@@ -123,6 +124,11 @@ def compile_node(node: Node, box: SelectedMailbox) -> Pred:
     if op == "smaller":
         n = node[1]
         return lambda it: it.m.size < n
+    if op == "emailid":  # RFC 8474 §6
+        want = node[1]
+        return lambda it: it.m.email_id == want
+    if op == "threadid":  # RFC 8474 §6: threads are not computed (FETCH THREADID is NIL): no match
+        return lambda it: False
     if op in ("before", "on", "since"):
         # §6.4.4: internal date, disregarding time and timezone.
         d = node[1]
@@ -130,6 +136,12 @@ def compile_node(node: Node, box: SelectedMailbox) -> Pred:
     if op in ("sentbefore", "senton", "sentsince"):
         d = node[1]
         return _date_pred(op[4:], d, lambda it: it.sent)
+    if op in ("savedbefore", "savedon", "savedsince"):
+        # RFC 8514 §4.3: the save date, disregarding time and timezone (its UTC day, as
+        # FETCH SAVEDATE shows it). A message stored before save dates were kept has none:
+        # its internal date stands in, so a date range still finds it somewhere.
+        d = node[1]
+        return _date_pred(op[5:], d, lambda it: (it.m.savedate or it.m.internaldate).date())
     if op == "header":
         name, needle = node[1], node[2].casefold()
         # FROM/TO/CC/BCC/SUBJECT and HEADER: an empty string matches any message
@@ -245,12 +257,14 @@ class _SetEval:
         if op == "modseq":
             n = node[1]
             return {m.uid for m in self.idx.messages(self.known) if m.modseq >= n}
+        if op == "threadid":  # RFC 8474 §6: no message has a THREADID here (FETCH gives NIL)
+            return set()
         if op in ("larger", "smaller"):
             n, size = node[1], self.idx.size_of
             if op == "larger":
                 return {u for u in self.known if size(u) > n}
             return {u for u in self.known if size(u) < n}
-        # Internal dates: per record (made once per index, then kept).
+        # Internal and save dates: per record (made once per index, then kept).
         pred = compile_node(node, self.box)
         return {m.uid for m in self.idx.messages(self.known) if pred(Item(m, 0))}
 

@@ -113,7 +113,8 @@ def list_args(r: Reader) -> ListArgs:
 STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN",
                 "HIGHESTMODSEQ",  # RFC 7162 §3.1.6
                 "SIZE",  # RFC 8438
-                "APPENDLIMIT")  # RFC 7889
+                "APPENDLIMIT",  # RFC 7889
+                "MAILBOXID")  # RFC 8474 §4.3
 QUOTA_STATUS_ITEMS = ("DELETED", "DELETED-STORAGE")  # RFC 9208 §4.2, with QUOTA=RES-*
 
 

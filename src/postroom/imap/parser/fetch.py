@@ -57,7 +57,9 @@ class BodySection:
 
 # Simple attributes; the macros expand per §6.4.5.
 SIMPLE = {"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "BODY", "BODYSTRUCTURE", "UID",
-          "MODSEQ"}  # RFC 7162 §3.1.4
+          "MODSEQ",  # RFC 7162 §3.1.4
+          "SAVEDATE",  # RFC 8514 §4.2
+          "EMAILID", "THREADID"}  # RFC 8474 §5
 MACROS = {
     "ALL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"),
     "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),

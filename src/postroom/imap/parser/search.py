@@ -4,9 +4,10 @@ Nodes are tuples ``(op, ...)`` so evaluation over thousands of messages stays ch
 ``("and", [nodes])``, ``("or", a, b)``, ``("not", a)``, ``("all",)``,
 ``("flag", name, present)``, ``("recent", present)``, ``("new",)``, ``("seq", set)``,
 ``("uid", set)``, ``("larger", n)``, ``("smaller", n)``, ``("before"|"on"|"since", date)``,
-``("sentbefore"|"senton"|"sentsince", date)``, ``("header", name, text)``,
+``("sentbefore"|"senton"|"sentsince", date)``, ``("savedbefore"|"savedon"|"savedsince", date)``
+(RFC 8514), ``("header", name, text)``,
 ``("body", text)``, ``("text", text)``, ``("modseq", n)`` (RFC 7162),
-``("older"|"younger", seconds)`` (RFC 5032 WITHIN). ``("seq"|"uid", SAVED)`` is RFC 5182's ``$``.
+``("older"|"younger", seconds)`` (RFC 5032 WITHIN), ``("emailid"|"threadid", objectid)`` (RFC 8474). ``("seq"|"uid", SAVED)`` is RFC 5182's ``$``.
 
 :func:`parse_search_return` reads RFC 4731's ``RETURN (…)`` (with RFC 5182's SAVE), which
 comes before the charset and the keys.
@@ -14,6 +15,7 @@ comes before the charset and the keys.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from .. import names
@@ -34,8 +36,20 @@ _FLAG_KEYS = {
 }
 _ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
 _DATE_KEYS = {"BEFORE": "before", "ON": "on", "SINCE": "since",
-              "SENTBEFORE": "sentbefore", "SENTON": "senton", "SENTSINCE": "sentsince"}
+              "SENTBEFORE": "sentbefore", "SENTON": "senton", "SENTSINCE": "sentsince",
+              "SAVEDBEFORE": "savedbefore", "SAVEDON": "savedon", "SAVEDSINCE": "savedsince"}  # RFC 8514 §4.3
 _MAX_DEPTH = 40  # bounded nesting: a hostile client cannot exhaust the stack
+_OBJECTID = re.compile(rb"[A-Za-z0-9_-]{1,255}")  # RFC 8474 §7 objectid
+
+
+def objectid(r: Reader) -> str:
+    """RFC 8474 §7: ``objectid = 1*255(ALPHA / DIGIT / "_" / "-")``."""
+    m = _OBJECTID.match(r.buf, r.pos)
+    end = m.end() if m else r.pos
+    if m is None or (end < len(r.buf) and r.buf[end] not in b" )"):
+        raise ParseError("Expected an object id")
+    r.pos = end
+    return m.group().decode("ascii")
 
 
 def parse_search(r: Reader) -> tuple[str, Node]:
@@ -125,7 +139,7 @@ def _key(r: Reader, charset: str, depth: int) -> Node:
     if c is not None and (0x30 <= c <= 0x39 or c == 0x2A or c == 0x24):  # "$": RFC 5182
         return ("seq", SequenceSet.parse(r))
     word = r.keyword()
-    if word == "ALL":
+    if word in ("ALL", "SAVEDATESUPPORTED"):  # RFC 8514 §4.3: every mailbox keeps save dates
         return ("all",)
     if word in _FLAG_KEYS:
         name, present = _FLAG_KEYS[word]
@@ -162,6 +176,9 @@ def _key(r: Reader, charset: str, depth: int) -> Node:
         return (word.lower(), r.nz_number())
     if word == "MODSEQ":
         return ("modseq", _modseq_key(r))
+    if word in ("EMAILID", "THREADID"):  # RFC 8474 §6
+        r.sp()
+        return (word.lower(), objectid(r))
     if word == "NOT":
         r.sp()
         return ("not", _key(r, charset, depth + 1))

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 from ..models import Mailbox, MailboxStatus, MessageInfo
 
 # The columns of a row, after the UID key: see ROW_COLS.
-ROW_COLS = "uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length"
+ROW_COLS = "uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length, savedate"
 _FLAGS, _SIZE = 2, 5
 
 Row = tuple[Any, ...]
@@ -57,10 +57,11 @@ class RowCache:
 
     def info(self, mailbox_id: int, row: Row) -> MessageInfo:
         """A record from a row laid out as ROW_COLS."""
-        uid, modseq, flags, idate, tzoff, size, blob_id, seg, off, length = row
+        uid, modseq, flags, idate, tzoff, size, blob_id, seg, off, length, saved = row
         return MessageInfo(mailbox_id, uid, modseq, self.flagset(flags),
                            datetime.fromtimestamp(idate, self.zone(tzoff)), size,
-                           f"{blob_id}:{seg}:{off}:{length}")
+                           f"{blob_id}:{seg}:{off}:{length}",
+                           None if saved is None else datetime.fromtimestamp(saved, timezone.utc))
 
 
 class MessageIndex:

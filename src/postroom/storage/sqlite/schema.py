@@ -77,6 +77,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE accounts ADD COLUMN quota_storage INTEGER;
     ALTER TABLE accounts ADD COLUMN quota_messages INTEGER;
     """,
+    # 3: RFC 8514 SAVEDATE, the moment (Unix seconds) a message was saved into its current
+    # mailbox: set by delivery, APPEND, COPY and MOVE. Messages stored before this migration
+    # keep NULL (not known), which FETCH SAVEDATE answers as NIL (RFC 8514 §4.2).
+    """
+    ALTER TABLE messages ADD COLUMN savedate INTEGER;
+    """,
 )
 
 

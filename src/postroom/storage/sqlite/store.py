@@ -68,6 +68,24 @@ from .segments import SEALED_AFTER, SegmentReader
 _MAILBOX_COLS = "id, account_id, name, uidvalidity, uidnext, highestmodseq, special_use"
 _MSG_COLS = "mailbox_id, " + ROW_COLS
 _MSG_FROM = "messages JOIN blobs ON blobs.id = messages.blob_id"
+# Columns named: migration 3 added ``savedate`` (RFC 8514), set to now by every path that
+# puts a message into a mailbox (delivery, APPEND, COPY, MOVE) on the writer thread.
+_MSG_INSERT = ("INSERT INTO messages(mailbox_id, uid, modseq, flags, internaldate, tzoffset, size, blob_id, "
+               "savedate) VALUES (?,?,?,?,?,?,?,?,?)")
+
+
+def _w_drop_unused_blobs(c: sqlite3.Connection) -> None:
+    """Delete the blobs no message refers to any more, except the one with the highest id.
+
+    A blob id is the message's RFC 8474 EMAILID (``MessageInfo.email_id``), which must never
+    name other bytes later. SQLite gives a new row max(id) + 1 (and the bulk delivery path
+    does the same), so deleting the highest row would hand its id out again: that row stays
+    as a tombstone with no bytes (segment '', which purge never lists) until a newer blob
+    lets a later call delete it. The ids come from data the store keeps; no schema change.
+    """
+    c.execute("UPDATE blobs SET segment = '', offset = 0, length = 0, structure = NULL "
+              "WHERE refcount <= 0 AND id = (SELECT max(id) FROM blobs)")
+    c.execute("DELETE FROM blobs WHERE refcount <= 0 AND id < (SELECT max(id) FROM blobs)")
 
 
 def _log_floor(c: sqlite3.Connection, mailbox_id: int) -> int:
@@ -362,7 +380,7 @@ class SqliteStore:
                      WHERE id IN (SELECT blob_id FROM messages WHERE mailbox_id = ?)""", (mailbox_id, mailbox_id))
         c.execute("DELETE FROM messages WHERE mailbox_id = ?", (mailbox_id,))
         c.execute("DELETE FROM expunged WHERE mailbox_id = ?", (mailbox_id,))
-        c.execute("DELETE FROM blobs WHERE refcount <= 0")
+        _w_drop_unused_blobs(c)
 
     async def delete_mailbox(self, account_id: int, name: str) -> None:
         def w(c: sqlite3.Connection, n: str) -> int:
@@ -441,8 +459,7 @@ class SqliteStore:
         uid, uv, modseq = c.execute(
             "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 WHERE id = ? "
             "RETURNING uidnext - 1, uidvalidity, highestmodseq", (mb_id,)).fetchone()
-        c.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
-                  (mb_id, uid, modseq, _flags_str(flags), idate, tzoff, size, blob_id))
+        c.execute(_MSG_INSERT, (mb_id, uid, modseq, _flags_str(flags), idate, tzoff, size, blob_id, int(time.time())))
         return uid, uv, modseq
 
     def _w_target_mailbox(self, c: sqlite3.Connection, t: DeliveryTarget, fallback_inbox: bool) -> int:
@@ -551,6 +568,7 @@ class SqliteStore:
             counters[mb_id] = [uid, uv, modseq]
         self._touched.update(counters)
         blob_id = c.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0]
+        saved = int(time.time())
         blob_rows = []
         msg_rows = []
         for req, ids in zip(reqs, placed):
@@ -564,12 +582,12 @@ class SqliteStore:
                 uid, uv, modseq = ctr
                 ctr[0] += 1
                 ctr[2] += 1
-                msg_rows.append((mb_id, uid, modseq, _flags_str(t.flags), idate, tzoff, length, blob_id))
+                msg_rows.append((mb_id, uid, modseq, _flags_str(t.flags), idate, tzoff, length, blob_id, saved))
                 out.append(Delivered(t.account_id, mb_id, uv, uid, modseq))
             req.result = out
         c.executemany("INSERT INTO blobs(id, segment, offset, length, refcount, structure) VALUES (?,?,?,?,?,?)",
                       blob_rows)
-        c.executemany("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)", msg_rows)
+        c.executemany(_MSG_INSERT, msg_rows)
 
     # -- messages ------------------------------------------------------------------
     async def list_messages(self, mailbox_id: int) -> list[MessageInfo]:
@@ -746,7 +764,7 @@ class SqliteStore:
                       (mailbox_id, *chunk, mailbox_id, *chunk))
             c.execute(f"DELETE FROM messages WHERE mailbox_id = ? AND uid IN ({marks})", (mailbox_id, *chunk))
             c.executemany("INSERT OR REPLACE INTO expunged VALUES (?,?,?)", [(mailbox_id, u, modseq) for u in chunk])
-        c.execute("DELETE FROM blobs WHERE refcount <= 0")
+        _w_drop_unused_blobs(c)
         return uids
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
@@ -774,9 +792,9 @@ class SqliteStore:
             first = c.execute("UPDATE mailboxes SET uidnext = uidnext + ? WHERE id = ? RETURNING uidnext - ?",
                               (len(rows), dst, len(rows))).fetchone()[0]
             modseq = self._w_bump(c, dst)
+            saved = int(time.time())  # RFC 8514 §3: a copy is saved now; INTERNALDATE is kept
             for n, (uid, flags, idate, tzoff, size, blob_id) in enumerate(rows):
-                c.execute("INSERT INTO messages VALUES (?,?,?,?,?,?,?,?)",
-                          (dst, first + n, modseq, flags, idate, tzoff, size, blob_id))
+                c.execute(_MSG_INSERT, (dst, first + n, modseq, flags, idate, tzoff, size, blob_id, saved))
                 c.execute("UPDATE blobs SET refcount = refcount + 1 WHERE id = ?", (blob_id,))
                 pairs.append((uid, first + n))
         return CopyResult(uv, tuple(pairs))
