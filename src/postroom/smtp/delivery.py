@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Iterable
 
 from .. import log
 from ..context import ServerContext
@@ -106,7 +107,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     return r(250, "2.0.0", f"Ok: queued as {queue_id}")
 
 
-async def _over_quota(ctx: ServerContext, local_ids: dict[int, str], size: int) -> list[int]:
+async def _over_quota(ctx: ServerContext, local_ids: Iterable[int], size: int) -> list[int]:
     """The accounts among ``local_ids`` whose quota cannot take ``size`` more octets."""
     full = []
     for aid in local_ids:
@@ -170,13 +171,8 @@ class StoreBackend:
         return AuthOutcome(res.account.address if res.account else None, res.throttled)
 
     async def over_quota(self, account_ids: tuple[int, ...], size: int | None) -> bool:
-        if not account_ids:
-            return False
-        for aid in account_ids:
-            q = await self.ctx.store.get_quota(aid)
-            if q is None or not q.limited or q.allows(size or 1):
-                return False
-        return True
+        # Refused at RCPT only when every mailbox the address leads to is full.
+        return bool(account_ids) and len(await _over_quota(self.ctx, account_ids, size or 1)) == len(account_ids)
 
     async def has_room(self, size: int | None) -> bool:
         # As Postfix: room for 1.5 times the largest message accepted here (so a full disk
