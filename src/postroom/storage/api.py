@@ -13,11 +13,14 @@ either the whole message or nothing visible.
 
 from __future__ import annotations
 
+import unicodedata
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Protocol, Sequence
 
+from ..errors import NotFound, StoreError
 from .models import (
     Account,
     Alias,
@@ -276,6 +279,14 @@ class Store(Protocol):
 
     def watch(self, mailbox_id: int) -> MailboxWatch: ...
 
+    def watch_account(self, account_id: int) -> MailboxWatch:
+        """A watch woken by any change in the account, whichever process made it: a message
+        added, changed or expunged in any of its mailboxes, a mailbox created, deleted or
+        renamed, a subscription added or removed, a metadata entry set or removed (IMAP
+        NOTIFY, RFC 5465). One watch however many mailboxes the account has; the watcher
+        lists the mailboxes (and ``metadata_changes``) to see what changed."""
+        ...
+
     # -- maintenance -------------------------------------------------------------
     async def free_space(self) -> int | None:
         """Bytes free for new messages where the store keeps them (None: not known here)."""
@@ -296,3 +307,211 @@ class Store(Protocol):
         """Exclusive per-account lock across processes for POP3 (RFC 1939 §8);
         raises MaildropLocked at once when another session holds it."""
         ...
+
+    # --- sieve scripts (RFC 5804 §1.6, §2.5-§2.11: per account, at most one active) -----
+    async def list_sieve_scripts(self, account_id: int) -> "list[SieveScriptInfo]":
+        """The account's scripts ordered by name."""
+        ...
+
+    async def get_sieve_script(self, account_id: int, name: str) -> str | None:
+        """The script's text, or None when the account has no script of that name."""
+        ...
+
+    async def put_sieve_script(self, account_id: int, name: str, content: str, *,
+                               max_scripts: int | None = None, activate: bool = False) -> None:
+        """Create or replace a script, durably. A replaced script keeps its active flag;
+        ``activate`` also makes it the active one in the same transaction. Raises
+        InvalidSieveScriptName, SieveScriptQuota when a new script would make more than
+        ``max_scripts``, AccountNotFound."""
+        ...
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        """Raises SieveScriptNotFound, SieveScriptActive (RFC 5804 §2.10: not the active one)."""
+        ...
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        """Keeps the active flag. Raises SieveScriptNotFound, SieveScriptExists,
+        InvalidSieveScriptName."""
+        ...
+
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
+        """Make ``name`` the only active script; None deactivates all (RFC 5804 §2.8).
+        Raises SieveScriptNotFound."""
+        ...
+
+    async def get_active_sieve_script(self, account_id: int) -> tuple[str, str] | None:
+        """(name, text) of the active script or None: one indexed lookup, asked by delivery
+        for every local recipient."""
+        ...
+
+    # --- sieve tracking (RFC 5230 §4.2 vacation, RFC 7352 duplicate) --------------------
+    async def sieve_tracked(self, account_id: int, kind: str, key: str, now: float) -> float | None:
+        """When ``key`` of ``kind`` ("vacation", "duplicate") was recorded for the account, if
+        its entry has not expired at ``now`` (Unix seconds); None otherwise."""
+        ...
+
+    async def sieve_track(self, account_id: int, kind: str, key: str, now: float, expires: float,
+                          unless_since: float | None = None) -> bool:
+        """Record ``key`` at ``now`` until ``expires``, durably; return True. With
+        ``unless_since``, atomically do nothing and return False when the key was recorded
+        after that moment and has not expired (two deliveries racing for one vacation
+        reply: one wins). Prunes the account's expired entries in the same transaction."""
+        ...
+
+    async def prune_sieve_tracking(self, now: float) -> int:
+        """Forget every entry expired at ``now``; return how many."""
+        ...
+    # --- end sieve tracking
+
+    # --- metadata (RFC 5464): IMAP METADATA entries, also read by Sieve (RFC 5490) ------------
+    async def get_metadata(self, account_id: int, mailbox_id: int | None, names: Sequence[str],
+                           depth: int | None = 0) -> list[tuple[str, bytes]]:
+        """The stored entries of the account's mailbox ``mailbox_id`` (None: the account's
+        server entries) called ``names``, as (name, value) sorted by name, each once.
+
+        ``names`` are entry names as :func:`metadata_name_problem` accepts them; they are
+        compared case-insensitively and returned lower-case. ``depth`` 0 gives just those
+        entries, 1 also their children one level down, None (DEPTH infinity) every entry
+        below them (RFC 5464 §4.2.2). Entries the server computes (``/shared/admin``,
+        ``/private/specialuse``) are not stored: imap/handlers/metadata.py adds them.
+        A mailbox that is not the account's has no entries.
+        """
+        ...
+
+    async def set_metadata(self, account_id: int, mailbox_id: int | None, entries: dict[str, bytes | None],
+                           limits: MetadataLimits | None = None) -> int:
+        """Set (bytes) or remove (None) entries of a mailbox (None: the server), all of them
+        or none, durably (committed before it returns). Raises MetadataTooLarge (a value
+        over ``limits.value_size``), MetadataTooMany (the mailbox's or the account's entries
+        would be over their limits), MailboxNotFound (not the account's), AccountNotFound.
+
+        Returns the account's metadata change number of this write (watchers read it in
+        :meth:`metadata_changes`), or 0 when it changed nothing (values set as they were,
+        entries removed that were not there): IMAP NOTIFY leaves a session's own change out.
+        A write that changes something wakes the account's watches (``watch_account``)."""
+        ...
+
+    async def metadata_changes(self, account_id: int, since: int | None) -> MetadataChanges:
+        """The account's metadata writes numbered after ``since`` (None: only the latest
+        number), for IMAP NOTIFY (RFC 5465 §5.6, §5.7). Only the last METADATA_LOG_KEEP
+        writes are kept: ``complete`` says whether all of those after ``since`` still are.
+        Entries of a mailbox deleted since are not listed."""
+        ...
+    # --- end metadata
+
+
+# --- sieve scripts: records, name rules and refusals of the Store methods above ----------
+
+MAX_SIEVE_NAME = 255  # RFC 5804 §1.6: servers MUST allow at least 128 characters
+
+
+@dataclass(frozen=True, slots=True)
+class SieveScriptInfo:
+    """One stored script as LISTSCRIPTS shows it."""
+
+    name: str
+    active: bool
+    size: int  # octets of its UTF-8 text
+
+
+def sieve_script_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a script (RFC 5804 §1.6), or None when it can."""
+    if not name:
+        return "Script name is empty"
+    if len(name) > MAX_SIEVE_NAME:
+        return f"Script name is longer than {MAX_SIEVE_NAME} characters"
+    for ch in name:
+        o = ord(ch)
+        # RFC 5804 §1.6: no controls (0000-001F, 007F-009F) and no line/paragraph separators.
+        if o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029) or 0xD800 <= o <= 0xDFFF:
+            return "Script name contains a forbidden character"
+    if unicodedata.normalize("NFC", name) != name:
+        return "Script name is not in Unicode normalization form C (RFC 5198)"
+    return None
+
+
+class InvalidSieveScriptName(StoreError):
+    """The name breaks RFC 5804 §1.6; ``str(exc)`` says why."""
+
+
+class SieveScriptNotFound(NotFound):
+    """ManageSieve ``NO (NONEXISTENT)``."""
+
+
+class SieveScriptExists(StoreError):
+    """ManageSieve ``NO (ALREADYEXISTS)``."""
+
+
+class SieveScriptActive(StoreError):
+    """Deleting the active script: ManageSieve ``NO (ACTIVE)``."""
+
+
+class SieveScriptQuota(StoreError):
+    """The account already has ``max_scripts`` scripts: ``NO (QUOTA/MAXSCRIPTS)``."""
+
+
+# --- metadata (RFC 5464): limits, name rules and refusals of the Store methods above ------
+
+MAX_METADATA_NAME = 1024  # octets of an entry name ("bounded length", RFC 5464 §3.2)
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataLimits:
+    """What one account may store. Removing entries is always allowed, even when over."""
+
+    value_size: int = 64 * 1024  # octets of one value: SETMETADATA's NO [METADATA MAXSIZE n]
+    entries: int = 1000  # entries on one mailbox, or on the server
+    account_entries: int = 10_000  # entries of the account on all its mailboxes and the server
+    account_size: int = 4 * 1024 * 1024  # octets of their names and values together
+
+
+def metadata_name_problem(name: str) -> str | None:
+    """Why ``name`` is not an entry name (RFC 5464 §3.2), or None when it is.
+
+    A name is "/private" or "/shared" (any case) alone or followed by "/"-separated
+    components: no "*" or "%" (they are LIST wildcards), no empty component ("//"), no
+    trailing "/", US-ASCII without 0x00-0x19, at most MAX_METADATA_NAME octets. (The
+    roots alone are accepted as what GETMETADATA asks for with DEPTH; an entry that holds
+    a value has more components, which IMAP's SETMETADATA checks.)
+    """
+    if len(name) > MAX_METADATA_NAME:
+        return "Entry name too long"
+    if not name.isascii() or any(c < " " for c in name):
+        return "Entry name must be US-ASCII without control characters"
+    if "*" in name or "%" in name:
+        return "Entry name must not contain * or %"
+    low = name.lower()
+    if not (low in ("/private", "/shared") or low.startswith(("/private/", "/shared/"))):
+        return "Entry name must begin with /private or /shared"
+    if "//" in name:
+        return "Entry name must not contain //"
+    if name.endswith("/"):
+        return "Entry name must not end with /"
+    return None
+
+
+METADATA_LOG_KEEP = 1000  # metadata writes of an account that metadata_changes can still list
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataChanges:
+    """What :meth:`Store.metadata_changes` found: the latest change number, and the entries
+    changed after the number asked about as (change number, mailbox id or None for a
+    server entry, lower-case entry name), in the order they changed."""
+
+    last: int
+    complete: bool = True
+    changes: tuple[tuple[int, int | None, str], ...] = ()
+
+
+class MetadataTooLarge(StoreError):
+    """A value is over ``limit`` octets: IMAP ``NO [METADATA MAXSIZE limit]``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"metadata value over {limit} octets")
+        self.limit = limit
+
+
+class MetadataTooMany(StoreError):
+    """The entries of the mailbox or of the account would be over their limit (count or
+    total size): IMAP ``NO [METADATA TOOMANY]``."""

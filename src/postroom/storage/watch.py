@@ -6,21 +6,36 @@ are noticed by polling: a cheap check (SQLite's ``PRAGMA data_version``) runs a 
 times a second only while someone watches, and when it moved, the watched
 mailboxes' HIGHESTMODSEQ values are compared with the last ones seen. Every change to
 a mailbox (new message, flags, expunge) raises its HIGHESTMODSEQ, so nothing is missed.
+
+An account watch (IMAP NOTIFY, RFC 5465) wakes on any change in one account: a message in
+any of its mailboxes, a mailbox created, deleted or renamed, a subscription, a metadata
+entry (RFC 5464). One watch per session however many mailboxes the account has: a session
+watching thousands of mailboxes costs one watcher, and the poll compares one fingerprint per
+watched account (its mailboxes' ids, names, UIDVALIDITY and HIGHESTMODSEQ, its subscriptions
+and its metadata change number). The watcher then works out what changed itself
+(``Store.list_mailboxes``, ``Store.metadata_changes``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from typing import Awaitable, Callable, Iterable
 
 POLL_INTERVAL = 0.25
+log = logging.getLogger("postroom.storage")
+
+#: ``account ids → {account id: (fingerprint, its mailbox ids)}``: a fingerprint changes when
+#: anything :meth:`WatchHub.watch_account` promises to report changes.
+AccountMarks = Callable[[list[int]], Awaitable[dict[int, tuple[int, tuple[int, ...]]]]]
 
 
 class Watch:
-    def __init__(self, hub: "WatchHub", mailbox_id: int) -> None:
+    def __init__(self, hub: WatchHub, mailbox_id: int, account_id: int | None = None) -> None:
         self.hub = hub
-        self.mailbox_id = mailbox_id
+        self.mailbox_id = mailbox_id  # 0 for an account watch
+        self.account_id = account_id  # set for an account watch
         self._event = asyncio.Event()
         self.closed = False
 
@@ -59,21 +74,44 @@ class WatchHub:
     """Keeps the watchers of one process and the poller that sees other processes' writes."""
 
     def __init__(self, data_version: Callable[[], Awaitable[int]],
-                 modseqs: Callable[[list[int]], Awaitable[dict[int, int]]]) -> None:
+                 modseqs: Callable[[list[int]], Awaitable[dict[int, int]]],
+                 account_marks: AccountMarks | None = None) -> None:
         self._data_version = data_version
         self._modseqs = modseqs
+        self._account_marks = account_marks
         self._watches: dict[int, set[Watch]] = defaultdict(set)
         self._known: dict[int, int] = {}
+        self._accounts: dict[int, set[Watch]] = defaultdict(set)
+        self._account_known: dict[int, int] = {}  # account id → fingerprint last seen
+        self._account_of: dict[int, int] = {}  # mailbox id → account id, for watched accounts
         self._poller: asyncio.Task[None] | None = None
 
     def watch(self, mailbox_id: int) -> Watch:
         w = Watch(self, mailbox_id)
         self._watches[mailbox_id].add(w)
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="postroom-watch-poll")
+        self._start_poller()
         return w
 
+    def watch_account(self, account_id: int) -> Watch:
+        w = Watch(self, 0, account_id)
+        self._accounts[account_id].add(w)
+        self._start_poller()
+        return w
+
+    def _start_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="postroom-watch-poll")
+
     def _remove(self, w: Watch) -> None:
+        if w.account_id is not None:
+            a = self._accounts.get(w.account_id)
+            if a is not None:
+                a.discard(w)
+                if not a:
+                    del self._accounts[w.account_id]
+                    self._account_known.pop(w.account_id, None)
+                    self._forget_mailboxes(w.account_id)
+            return
         s = self._watches.get(w.mailbox_id)
         if s is not None:
             s.discard(w)
@@ -83,20 +121,39 @@ class WatchHub:
 
     def changed(self, mailbox_ids: Iterable[int]) -> None:
         """Called after this process committed changes to these mailboxes."""
+        accounts = set()
         for mid in mailbox_ids:
             for w in self._watches.get(mid, ()):
+                w.notify()
+            aid = self._account_of.get(mid)
+            if aid is not None:
+                accounts.add(aid)
+        if accounts:
+            self.account_changed(accounts)
+
+    def account_changed(self, account_ids: Iterable[int]) -> None:
+        """Called after this process committed a change to these accounts' mailbox list,
+        subscriptions or metadata (message changes come through :meth:`changed`)."""
+        for aid in account_ids:
+            for w in self._accounts.get(aid, ()):
                 w.notify()
 
     async def _poll(self) -> None:
         last = -1
-        while self._watches:
+        while self._watches or self._accounts:
             await asyncio.sleep(POLL_INTERVAL)
             try:
                 current = await self._data_version()
                 ids = list(self._watches)
-                if current == last and all(mid in self._known for mid in ids):
+                accounts = list(self._accounts)
+                if current == last and all(mid in self._known for mid in ids) and \
+                        all(aid in self._account_known for aid in accounts):
                     continue
                 last = current
+                if accounts and self._account_marks is not None:
+                    await self._poll_accounts(accounts)
+                if not ids:
+                    continue
                 seqs = await self._modseqs(ids)
                 for mid in ids:
                     seq = seqs.get(mid)
@@ -107,6 +164,27 @@ class WatchHub:
                         self.changed([mid])
             except RuntimeError:  # store shutting down
                 return
+            except Exception:  # a failed look (a busy or broken database) must not end
+                # the poll for every watcher of the process: say so, and look again next time.
+                log.exception("change poll failed")
+                last = -1
+
+    async def _poll_accounts(self, accounts: list[int]) -> None:
+        assert self._account_marks is not None
+        marks = await self._account_marks(accounts)
+        for aid in accounts:
+            mark, mailbox_ids = marks.get(aid, (0, ()))
+            if aid not in self._accounts or mark == self._account_known.get(aid):
+                continue
+            self._account_known[aid] = mark  # a first sighting wakes too (see _poll)
+            self._forget_mailboxes(aid)
+            for mid in mailbox_ids:
+                self._account_of[mid] = aid
+            self.account_changed([aid])
+
+    def _forget_mailboxes(self, account_id: int) -> None:
+        for mid in [m for m, aid in self._account_of.items() if aid == account_id]:
+            del self._account_of[mid]
 
     async def close(self) -> None:
         if self._poller is not None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ... import metrics
 from ...errors import StorageFull, StoreUnavailable, is_storage_full
 from .segments import SegmentWriter
 
@@ -293,12 +294,14 @@ class Engine:
                         stopping = True
                         break
                     batch.append(req)
+                started = time.perf_counter()
                 try:
                     self._commit_batch(batch)
                 except BaseException as exc:  # the whole batch failed (disk full, I/O error)
                     for req in batch:
                         if req.error is None:
                             req.error = exc
+                metrics.store_commit(time.perf_counter() - started, len(batch))
                 for req in batch:
                     if req.error is not None and not isinstance(req.error, StorageFull) and \
                             is_storage_full(req.error):

@@ -83,6 +83,65 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE messages ADD COLUMN savedate INTEGER;
     """,
+    # 4: sieve scripts (RFC 5804): per account, text as sent (UTF-8), at most one active. The
+    # partial unique index both enforces "one active" and makes delivery's lookup of the
+    # active script one index probe.
+    """
+    CREATE TABLE sieve_scripts(
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        content TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        updated REAL NOT NULL,
+        UNIQUE(account_id, name)
+    );
+    CREATE UNIQUE INDEX sieve_scripts_active ON sieve_scripts(account_id) WHERE active = 1;
+    """,
+    # 5: sieve vacation and duplicate tracking (RFC 5230 §4.2, RFC 7352): one row per (account,
+    # kind, key), with when it was recorded and when it may be forgotten. Rows past
+    # ``expires`` mean nothing and are pruned as the account's rows are written.
+    """
+    CREATE TABLE sieve_tracking(
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        recorded REAL NOT NULL,
+        expires REAL NOT NULL,
+        PRIMARY KEY(account_id, kind, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX sieve_tracking_expires ON sieve_tracking(expires);
+    """,
+    # 6: metadata (RFC 5464): IMAP METADATA entries of an account, on a mailbox or (mailbox_id
+    # NULL) on the server. Names are stored lower-case (entry names are case-insensitive);
+    # values are bytes (binary-safe). Keyed by mailbox id, so RENAME keeps a mailbox's
+    # entries and deleting the mailbox or the account deletes them (the cascades).
+    """
+    CREATE TABLE metadata(
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        mailbox_id INTEGER REFERENCES mailboxes(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX metadata_key ON metadata(account_id, ifnull(mailbox_id, 0), name);
+    CREATE INDEX metadata_mailbox ON metadata(mailbox_id);
+    """,
+    # 7: metadata changes for IMAP NOTIFY (RFC 5465 §5.6, §5.7): accounts.metadata_change counts
+    # the account's metadata writes that changed something (it is in the account watch's
+    # fingerprint, so a write from any process wakes NOTIFY sessions); metadata_log names the
+    # entries each such write changed, so that a session reads what changed after the number
+    # it last saw. Only the last 1000 writes of an account are kept; a mailbox's rows go with it.
+    """
+    ALTER TABLE accounts ADD COLUMN metadata_change INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE metadata_log(
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        change INTEGER NOT NULL,
+        mailbox_id INTEGER REFERENCES mailboxes(id) ON DELETE CASCADE,
+        name TEXT NOT NULL
+    );
+    CREATE INDEX metadata_log_change ON metadata_log(account_id, change);
+    CREATE INDEX metadata_log_mailbox ON metadata_log(mailbox_id);
+    """,
 )
 
 

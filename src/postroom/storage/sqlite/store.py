@@ -41,6 +41,20 @@ from ...errors import (
 )
 from ...mime import ParsedMessage, parse
 from ...mime.model import FORMAT_VERSION
+from ..api import (  # sieve scripts
+    METADATA_LOG_KEEP,  # metadata (RFC 5464)
+    InvalidSieveScriptName,
+    MetadataChanges,
+    MetadataLimits,
+    MetadataTooLarge,
+    MetadataTooMany,
+    SieveScriptActive,
+    SieveScriptExists,
+    SieveScriptInfo,
+    SieveScriptNotFound,
+    SieveScriptQuota,
+    sieve_script_name_problem,
+)
 from ..models import (
     DEFAULT_MAILBOXES,
     HIERARCHY_SEPARATOR,
@@ -166,7 +180,8 @@ class SqliteStore:
         self._structures: OrderedDict[int, Any] = OrderedDict()
         self._poll_conn: sqlite3.Connection | None = None
         self._touched: set[int] = set()  # mailboxes changed by the batch being committed
-        self.hub = WatchHub(self._data_version, self._modseqs)
+        self._touched_accounts: set[int] = set()  # accounts whose mailbox list or subscriptions changed
+        self.hub = WatchHub(self._data_version, self._modseqs, self._account_marks)
         self.engine.on_commit.append(self._committed)
         self._segments_dir = self.dir / "segments"
         self._free: int | None = None
@@ -350,6 +365,7 @@ class SqliteStore:
         except sqlite3.IntegrityError:
             raise MailboxExists(name) from None
         assert cur.lastrowid is not None
+        self._touched_accounts.add(account_id)
         return Mailbox(cur.lastrowid, account_id, name, uv, 1, 1, special_use)
 
     async def list_mailboxes(self, account_id: int) -> list[Mailbox]:
@@ -390,6 +406,7 @@ class SqliteStore:
             self._w_drop_mailbox_messages(c, mb.id)
             c.execute("DELETE FROM mailboxes WHERE id = ?", (mb.id,))
             self._touched.add(mb.id)
+            self._touched_accounts.add(account_id)
             return mb.id
         await self.engine.write(w, _norm_mailbox(name))
 
@@ -409,6 +426,7 @@ class SqliteStore:
                 if name != old and self._r_mailbox(c, account_id, target) is not None:
                     raise MailboxExists(target)
                 c.execute("UPDATE mailboxes SET name = ? WHERE id = ?", (target, mid))
+            self._touched_accounts.add(account_id)
         await self.engine.write(w)
 
     async def mailbox_status(self, mailbox_id: int) -> MailboxStatus:
@@ -432,12 +450,16 @@ class SqliteStore:
             "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name", (account_id,))])
 
     async def subscribe(self, account_id: int, name: str) -> None:
-        await self.engine.write(lambda c: c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)",
-                                                    (account_id, _norm_mailbox(name))))
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("INSERT OR IGNORE INTO subscriptions VALUES (?, ?)", (account_id, _norm_mailbox(name)))
+            self._touched_accounts.add(account_id)
+        await self.engine.write(w)
 
     async def unsubscribe(self, account_id: int, name: str) -> None:
-        await self.engine.write(lambda c: c.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
-                                                    (account_id, _norm_mailbox(name))))
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM subscriptions WHERE account_id = ? AND name = ?", (account_id, _norm_mailbox(name)))
+            self._touched_accounts.add(account_id)
+        await self.engine.write(w)
 
     # -- delivery ------------------------------------------------------------------
     async def _structure_json(self, raw: bytes) -> str:
@@ -912,13 +934,21 @@ class SqliteStore:
     def watch(self, mailbox_id: int) -> Watch:
         return self.hub.watch(mailbox_id)
 
+    def watch_account(self, account_id: int) -> Watch:
+        return self.hub.watch_account(account_id)
+
     def _committed(self, batch: list[WriteRequest]) -> Callable[[], None] | None:
         # On the writer thread after a batch (the only thread that fills _touched):
         # the watchers of the mailboxes whose MODSEQ moved are woken on the event loop.
         touched, self._touched = self._touched, set()
-        if not touched:
+        accounts, self._touched_accounts = self._touched_accounts, set()
+        if not touched and not accounts:
             return None
-        return lambda: self.hub.changed(touched)
+
+        def wake() -> None:
+            self.hub.changed(touched)
+            self.hub.account_changed(accounts)
+        return wake
 
     async def _data_version(self) -> int:
         def r() -> int:
@@ -927,6 +957,28 @@ class SqliteStore:
                                                   isolation_level=None)
             return self._poll_conn.execute("PRAGMA data_version").fetchone()[0]
         return await self.engine.run_io(r)
+
+    async def _account_marks(self, ids: list[int]) -> dict[int, tuple[int, tuple[int, ...]]]:
+        """The account watch's fingerprints (storage/watch.py): built by SQLite in one pass over
+        the accounts' mailbox and subscription rows, so a poll costs no Python object per row;
+        plus the accounts' metadata change numbers (one indexed row each)."""
+        def r(c: sqlite3.Connection, chunk: list[int]) -> dict[int, tuple[int, tuple[int, ...]]]:
+            marks = ",".join("?" * len(chunk))
+            boxes = c.execute(
+                "SELECT account_id, group_concat(id || ' ' || uidvalidity || ' ' || highestmodseq || ' ' || name,"
+                f" char(0)), group_concat(id) FROM mailboxes WHERE account_id IN ({marks}) GROUP BY account_id",
+                chunk).fetchall()
+            subs = dict(c.execute(f"SELECT account_id, group_concat(name, char(0)) FROM subscriptions "
+                                  f"WHERE account_id IN ({marks}) GROUP BY account_id", chunk).fetchall())
+            # Metadata writes (NOTIFY's metadata events): their count, moved by every one.
+            meta = dict(c.execute(f"SELECT id, metadata_change FROM accounts WHERE id IN ({marks})",
+                                  chunk).fetchall())
+            return {aid: (hash((text, subs.get(aid), meta.get(aid))), tuple(int(i) for i in id_list.split(",")))
+                    for aid, text, id_list in boxes}
+        out: dict[int, tuple[int, tuple[int, ...]]] = {}
+        for i in range(0, len(ids), 500):  # within SQLite's limit on bound parameters
+            out.update(await self.engine.read(r, ids[i:i + 500]))
+        return out
 
     async def _modseqs(self, ids: list[int]) -> dict[int, int]:
         return await self.engine.read(lambda c: dict(c.execute(
@@ -1036,3 +1088,212 @@ class SqliteStore:
             yield
         finally:
             os.close(fd)  # closing releases the flock
+
+    # --- sieve scripts (RFC 5804 storage; the protocol rules are in postroom.managesieve) --
+    async def list_sieve_scripts(self, account_id: int) -> list[SieveScriptInfo]:
+        rows = await self.engine.read(lambda c: c.execute(
+            "SELECT name, active, length(CAST(content AS BLOB)) FROM sieve_scripts "
+            "WHERE account_id = ? ORDER BY name", (account_id,)).fetchall())
+        return [SieveScriptInfo(n, bool(a), size) for n, a, size in rows]
+
+    async def get_sieve_script(self, account_id: int, name: str) -> str | None:
+        row = await self.engine.read(lambda c: c.execute(
+            "SELECT content FROM sieve_scripts WHERE account_id = ? AND name = ?", (account_id, name)).fetchone())
+        return row[0] if row else None
+
+    async def put_sieve_script(self, account_id: int, name: str, content: str, *,
+                               max_scripts: int | None = None, activate: bool = False) -> None:
+        problem = sieve_script_name_problem(name)
+        if problem:
+            raise InvalidSieveScriptName(problem)
+
+        def w(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise AccountNotFound(str(account_id))
+            if c.execute("UPDATE sieve_scripts SET content = ?, updated = ? WHERE account_id = ? AND name = ?",
+                         (content, time.time(), account_id, name)).rowcount == 0:
+                # Counted inside the write transaction: two sessions cannot both take the last slot.
+                if max_scripts is not None and c.execute(
+                        "SELECT count(*) FROM sieve_scripts WHERE account_id = ?",
+                        (account_id,)).fetchone()[0] >= max_scripts:
+                    raise SieveScriptQuota(f"at most {max_scripts} scripts")
+                c.execute("INSERT INTO sieve_scripts(account_id, name, content, updated) VALUES (?,?,?,?)",
+                          (account_id, name, content, time.time()))
+            if activate:
+                self._w_activate_sieve(c, account_id, name)
+        await self.engine.write(w)
+
+    async def delete_sieve_script(self, account_id: int, name: str) -> None:
+        def w(c: sqlite3.Connection) -> None:
+            row = c.execute("SELECT active FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                            (account_id, name)).fetchone()
+            if row is None:
+                raise SieveScriptNotFound(name)
+            if row[0]:
+                raise SieveScriptActive(name)  # RFC 5804 §2.10
+            c.execute("DELETE FROM sieve_scripts WHERE account_id = ? AND name = ?", (account_id, name))
+        await self.engine.write(w)
+
+    async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
+        problem = sieve_script_name_problem(new)
+        if problem:
+            raise InvalidSieveScriptName(problem)
+
+        def w(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                         (account_id, old)).fetchone() is None:
+                raise SieveScriptNotFound(old)
+            if c.execute("SELECT 1 FROM sieve_scripts WHERE account_id = ? AND name = ?",
+                         (account_id, new)).fetchone() is not None:
+                raise SieveScriptExists(new)  # RFC 5804 §2.11.1
+            c.execute("UPDATE sieve_scripts SET name = ?, updated = ? WHERE account_id = ? AND name = ?",
+                      (new, time.time(), account_id, old))
+        await self.engine.write(w)
+
+    @staticmethod
+    def _w_activate_sieve(c: sqlite3.Connection, account_id: int, name: str | None) -> None:
+        # Clear first: the partial unique index allows one active row per account at any moment.
+        c.execute("UPDATE sieve_scripts SET active = 0 WHERE account_id = ? AND active = 1", (account_id,))
+        if name is not None and c.execute(
+                "UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?",
+                (account_id, name)).rowcount == 0:
+            raise SieveScriptNotFound(name)
+
+    async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
+        await self.engine.write(self._w_activate_sieve, account_id, name)
+
+    async def get_active_sieve_script(self, account_id: int) -> tuple[str, str] | None:
+        # No cache: the partial index makes this one probe, and any process may change it.
+        row = await self.engine.read(lambda c: c.execute(
+            "SELECT name, content FROM sieve_scripts WHERE account_id = ? AND active = 1",
+            (account_id,)).fetchone())
+        return (row[0], row[1]) if row else None
+
+    # --- sieve tracking (RFC 5230 §4.2 vacation replies, RFC 7352 duplicate) -----------
+    async def sieve_tracked(self, account_id: int, kind: str, key: str, now: float) -> float | None:
+        row = await self.engine.read(lambda c: c.execute(
+            "SELECT recorded FROM sieve_tracking WHERE account_id = ? AND kind = ? AND key = ? AND expires > ?",
+            (account_id, kind, key, now)).fetchone())
+        return float(row[0]) if row else None
+
+    async def sieve_track(self, account_id: int, kind: str, key: str, now: float, expires: float,
+                          unless_since: float | None = None) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            # The account's entries are few; pruning them here keeps the table bounded
+            # without a separate sweep (prune_sieve_tracking is for maintenance runs).
+            c.execute("DELETE FROM sieve_tracking WHERE account_id = ? AND expires <= ?", (account_id, now))
+            if unless_since is not None:
+                row = c.execute("SELECT recorded FROM sieve_tracking WHERE account_id = ? AND kind = ? AND key = ?",
+                                (account_id, kind, key)).fetchone()
+                if row is not None and row[0] > unless_since:
+                    return False
+            c.execute("INSERT OR REPLACE INTO sieve_tracking(account_id, kind, key, recorded, expires) "
+                      "VALUES (?,?,?,?,?)", (account_id, kind, key, now, expires))
+            return True
+        return bool(await self.engine.write(w))
+
+    async def prune_sieve_tracking(self, now: float) -> int:
+        return int(await self.engine.write(lambda c: c.execute(
+            "DELETE FROM sieve_tracking WHERE expires <= ?", (now,)).rowcount))
+    # --- end sieve tracking
+
+
+    # --- metadata (RFC 5464) ---------------------------------------------------------------
+    # Server entries have mailbox_id NULL; the unique index (and these queries) key them as
+    # mailbox 0, which no mailbox row has. Names are lower-case: entry names are
+    # case-insensitive (RFC 5464 §3.2) and a range scan on the index finds an entry's
+    # descendants ("name/" up to "name0", "0" being the character after "/").
+    _MD_WHERE = "account_id = ? AND ifnull(mailbox_id, 0) = ?"
+
+    async def get_metadata(self, account_id: int, mailbox_id: int | None, names: Sequence[str],
+                           depth: int | None = 0) -> list[tuple[str, bytes]]:
+        key = mailbox_id or 0
+        wanted = sorted({n.lower() for n in names})
+
+        def r(c: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            found: dict[str, bytes] = {}
+            for name in wanted:
+                row = c.execute(f"SELECT value FROM metadata WHERE {self._MD_WHERE} AND name = ?",
+                                (account_id, key, name)).fetchone()
+                if row is not None:
+                    found[name] = bytes(row[0])
+                if depth == 0:
+                    continue
+                below = c.execute(f"SELECT name, value FROM metadata WHERE {self._MD_WHERE} "
+                                  "AND name >= ? AND name < ?", (account_id, key, name + "/", name + "0"))
+                for child, value in below:
+                    if depth is None or "/" not in child[len(name) + 1:]:
+                        found[child] = bytes(value)
+            return sorted(found.items())
+        return await self.engine.read(r)
+
+    async def set_metadata(self, account_id: int, mailbox_id: int | None, entries: dict[str, bytes | None],
+                           limits: MetadataLimits | None = None) -> int:
+        lim = limits or MetadataLimits()
+        key = mailbox_id or 0
+        changes = [(n.lower(), None if v is None else bytes(v)) for n, v in entries.items()]
+        for _, value in changes:
+            if value is not None and len(value) > lim.value_size:
+                raise MetadataTooLarge(lim.value_size)
+
+        def w(c: sqlite3.Connection) -> int:
+            if mailbox_id is None:
+                if c.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                    raise AccountNotFound(str(account_id))
+            elif c.execute("SELECT 1 FROM mailboxes WHERE id = ? AND account_id = ?",
+                           (mailbox_id, account_id)).fetchone() is None:
+                raise MailboxNotFound(str(mailbox_id))
+            added = False
+            changed: list[str] = []
+            for name, value in changes:
+                row = c.execute(f"SELECT value FROM metadata WHERE {self._MD_WHERE} AND name = ?",
+                                (account_id, key, name)).fetchone()
+                if (None if row is None else bytes(row[0])) == value:
+                    continue  # as it was: not a change for NOTIFY (RFC 5465 §5.6)
+                changed.append(name)
+                c.execute(f"DELETE FROM metadata WHERE {self._MD_WHERE} AND name = ?", (account_id, key, name))
+                if value is not None:
+                    c.execute("INSERT INTO metadata(account_id, mailbox_id, name, value) VALUES (?,?,?,?)",
+                              (account_id, mailbox_id, name, value))
+                    added = True
+            if not changed:
+                return 0
+            number = self._w_log_metadata(c, account_id, mailbox_id, changed)
+            if not added:
+                return number  # removals only: never refused, even for an account over a lowered limit
+            # Counted after the change, inside the transaction: raising undoes the whole
+            # request (its SAVEPOINT, engine.py), so concurrent sessions cannot both slip in.
+            (n,) = c.execute(f"SELECT count(*) FROM metadata WHERE {self._MD_WHERE}", (account_id, key)).fetchone()
+            total, size = c.execute("SELECT count(*), coalesce(sum(length(name) + length(value)), 0) "
+                                    "FROM metadata WHERE account_id = ?", (account_id,)).fetchone()
+            if n > lim.entries or total > lim.account_entries or size > lim.account_size:
+                raise MetadataTooMany(f"account {account_id}: {n} entries here, {total} in all, {size} octets")
+            return number
+        return int(await self.engine.write(w))
+
+    def _w_log_metadata(self, c: sqlite3.Connection, account_id: int, mailbox_id: int | None,
+                        names: list[str]) -> int:
+        """Number this write (the account's metadata_change, in the account watch's fingerprint),
+        log the names it changed for NOTIFY, forget writes older than METADATA_LOG_KEEP."""
+        c.execute("UPDATE accounts SET metadata_change = metadata_change + 1 WHERE id = ?", (account_id,))
+        (number,) = c.execute("SELECT metadata_change FROM accounts WHERE id = ?", (account_id,)).fetchone()
+        c.executemany("INSERT INTO metadata_log(account_id, change, mailbox_id, name) VALUES (?,?,?,?)",
+                      [(account_id, number, mailbox_id, name) for name in names])
+        c.execute("DELETE FROM metadata_log WHERE account_id = ? AND change <= ?",
+                  (account_id, number - METADATA_LOG_KEEP))
+        self._touched_accounts.add(account_id)  # wakes this process's account watches at commit
+        return int(number)
+
+    async def metadata_changes(self, account_id: int, since: int | None) -> MetadataChanges:
+        def r(c: sqlite3.Connection) -> MetadataChanges:
+            row = c.execute("SELECT metadata_change FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            last = int(row[0]) if row is not None else 0
+            if since is None or since >= last:
+                return MetadataChanges(last)
+            if since < last - METADATA_LOG_KEEP:
+                return MetadataChanges(last, complete=False)  # numbers are consecutive; older ones pruned
+            rows = c.execute("SELECT change, mailbox_id, name FROM metadata_log WHERE account_id = ? AND change > ? "
+                             "ORDER BY change, rowid", (account_id, since)).fetchall()
+            return MetadataChanges(last, True, tuple(rows))
+        return await self.engine.read(r)
+    # --- end metadata
