@@ -22,9 +22,10 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Iterable, Mapping, Sequence
+from typing import Self
 
 PASSWORD = "secret"
 VMAIL = 5000  # uid and gid of the vmail user that owns the mail files (PEERS.md)
@@ -49,8 +50,8 @@ def unavailable(*protocols: str) -> str | None:
 
 
 def ensure_vmail_user() -> None:
-    if subprocess.run(["id", "vmail"], capture_output=True).returncode != 0:
-        subprocess.run(["groupadd", "-g", str(VMAIL), "vmail"], capture_output=True)
+    if subprocess.run(["id", "vmail"], check=False, capture_output=True).returncode != 0:
+        subprocess.run(["groupadd", "-g", str(VMAIL), "vmail"], check=False, capture_output=True)
         subprocess.run(["useradd", "-u", str(VMAIL), "-g", str(VMAIL), "-M", "-d", "/nonexistent",
                         "-s", "/usr/sbin/nologin", "vmail"], check=True, capture_output=True)
 
@@ -68,11 +69,18 @@ class DovecotPeer:
     from the attribute). Without ``root`` the instance gets a fresh directory under /tmp (its auth
     process runs unprivileged, so the path must be world-traversable, which pytest's tmp dirs are
     not), removed again by ``stop()``. ``mail_fsync``: ``always`` so that its writes are as durable
-    as Postroom's; the POP3 bench keeps Dovecot's default, ``optimized``.
+    as Postroom's; the POP3 bench keeps Dovecot's default, ``optimized``. ``mailboxes``: name →
+    special-use attribute (or None), each created and subscribed at a user's first login, as Postroom
+    makes an account's mailboxes (``storage.models.DEFAULT_MAILBOXES``). ``quota``: (storage in KiB,
+    messages), either None for no limit, as one quota root "User quota" for every user (Dovecot's
+    ``count`` backend with virtual sizes, so usage is the sum of RFC822.SIZE, as Postroom counts it).
+    ``metadata``: RFC 5464 METADATA on (``imap_metadata``, entries in a file dict in each user's home).
     """
 
     def __init__(self, root: Path | None = None, *, users: Iterable[str] = (), imap_port: int | None = None,
-                 pop3_port: int | None = None, password: str = PASSWORD, mail_fsync: str = "always") -> None:
+                 pop3_port: int | None = None, password: str = PASSWORD, mail_fsync: str = "always",
+                 mailboxes: Mapping[str, str | None] | None = None,
+                 quota: tuple[int | None, int | None] | None = None, metadata: bool = False) -> None:
         if imap_port is None and pop3_port is None:
             raise ValueError("DovecotPeer needs imap_port or pop3_port (0: any free port)")
         self.own_root = root is None
@@ -82,6 +90,9 @@ class DovecotPeer:
         self.users: list[str] = list(users)
         self.password = password
         self.mail_fsync = mail_fsync
+        self.mailboxes = dict(mailboxes or {})
+        self.quota = quota
+        self.metadata = metadata  # RFC 5464 METADATA on (tests/server/imap/test_imap_metadata.py)
         self.imap_port = free_port() if imap_port == 0 else imap_port
         self.pop3_port = free_port() if pop3_port == 0 else pop3_port
         self.conf = self.root / "dovecot.conf"
@@ -118,15 +129,40 @@ last_valid_uid = {VMAIL}
 namespace inbox {{
   inbox = yes
   separator = /
-}}
-protocol imap {{
+{self._mailbox_config()}}}
+{self._quota_config()}{self._metadata_config()[0]}protocol imap {{
   mail_max_userip_connections = 200
-}}
+{self._imap_plugins()}{self._metadata_config()[1]}}}
 service imap-login {{
 {_listener("imap", self.imap_port)}{_listener("imaps", None)}}}
 service pop3-login {{
 {_listener("pop3", self.pop3_port)}{_listener("pop3s", None)}}}
 """
+
+    def _mailbox_config(self) -> str:
+        out = []
+        for name, use in self.mailboxes.items():
+            special = f"\n    special_use = {use}" if use else ""
+            out.append(f'  mailbox "{name}" {{\n    auto = subscribe{special}\n  }}\n')
+        return "".join(out)
+
+    def _quota_config(self) -> str:
+        if self.quota is None:
+            return ""
+        storage, messages = self.quota
+        rule = "*" + (f":storage={storage}k" if storage is not None else "") + (
+            f":messages={messages}" if messages is not None else "")
+        return ("mail_plugins = $mail_plugins quota\n"
+                f"plugin {{\n  quota = count:User quota\n  quota_rule = {rule}\n  quota_vsizes = yes\n}}\n")
+
+    def _metadata_config(self) -> tuple[str, str]:
+        """(global, protocol imap) lines switching RFC 5464 METADATA on, or empty ones."""
+        if not self.metadata:
+            return "", ""
+        return "mail_attribute_dict = file:%h/dovecot-attributes\n", "  imap_metadata = yes\n"
+
+    def _imap_plugins(self) -> str:
+        return "  mail_plugins = $mail_plugins imap_quota\n" if self.quota else ""
 
     def _write_users(self) -> None:
         (self.root / "users").write_text("".join(f"{u}:{{PLAIN}}{self.password}::::::\n" for u in self.users))
@@ -177,12 +213,13 @@ service pop3-login {{
             return None
 
     def stop(self) -> None:
-        subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True)
+        subprocess.run(["doveadm", "-c", str(self.conf), "stop"], check=False, capture_output=True)
         if self.own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> DovecotPeer:
-        return self.start()
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(self, typ: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:

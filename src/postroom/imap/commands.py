@@ -14,12 +14,18 @@ from typing import Any, Awaitable, Callable
 
 from .handlers import anystate, append, idle, listext, mailboxes, messages, nonauth, quota, search, session_ext
 from .handlers import compress, condstore, qresync
+from .handlers import context as hcontext
+from .handlers import metadata as hmetadata
+from .handlers import notify as hnotify
 from .handlers import sort as hsort
 from .handlers import thread as hthread
 from .parser import args as p
 from .parser import condstore as pc
 from .parser import ext as px
+from .parser import metadata as pmetadata
 from .parser import quota as pq
+from .parser import search as psearch
+from .parser import notify as pnotify
 from .parser import sort as psort
 from .responses import Reply
 from .session import State
@@ -53,22 +59,26 @@ TABLE: dict[str, CommandSpec] = {
     "SELECT": CommandSpec(pc.select, qresync.select, AUTH),  # RFC 7162 parameters
     "EXAMINE": CommandSpec(pc.select, qresync.examine, AUTH),
     "ENABLE": CommandSpec(pc.enable, condstore.enable, AUTH),  # RFC 5161
-    "CREATE": CommandSpec(px.create, listext.create, AUTH),  # RFC 6154 §3 USE
-    "DELETE": CommandSpec(p.one_mailbox, mailboxes.delete, AUTH),
-    "RENAME": CommandSpec(p.two_mailboxes, mailboxes.rename, AUTH),
-    "SUBSCRIBE": CommandSpec(p.one_mailbox, mailboxes.subscribe, AUTH),
-    "UNSUBSCRIBE": CommandSpec(p.one_mailbox, mailboxes.unsubscribe, AUTH),
+    # hnotify.own: RFC 5465 §5, a session's NOTIFY does not report its own mailbox changes.
+    "CREATE": CommandSpec(px.create, hnotify.own(listext.create, "CREATE"), AUTH),  # RFC 6154 §3 USE
+    "DELETE": CommandSpec(p.one_mailbox, hnotify.own(mailboxes.delete, "DELETE"), AUTH),
+    "RENAME": CommandSpec(p.two_mailboxes, hnotify.own(mailboxes.rename, "RENAME"), AUTH),
+    "SUBSCRIBE": CommandSpec(p.one_mailbox, hnotify.own(mailboxes.subscribe, "SUBSCRIBE"), AUTH),
+    "UNSUBSCRIBE": CommandSpec(p.one_mailbox, hnotify.own(mailboxes.unsubscribe, "UNSUBSCRIBE"), AUTH),
     "LIST": CommandSpec(px.list_ext, listext.list_, AUTH),  # RFC 5258, RFC 5819
     "LSUB": CommandSpec(p.list_args, mailboxes.lsub, AUTH),
     "STATUS": CommandSpec(p.status, mailboxes.status, AUTH),
     "APPEND": CommandSpec(p.append, append.append, AUTH),  # RFC 3502 MULTIAPPEND, RFC 4469 CATENATE
     "NAMESPACE": CommandSpec(p.no_args, mailboxes.namespace, AUTH),  # RFC 2342
     "IDLE": CommandSpec(p.no_args, idle.idle, AUTH),  # RFC 2177
+    "NOTIFY": CommandSpec(pnotify.notify, hnotify.notify, AUTH),  # RFC 5465
     "UNAUTHENTICATE": CommandSpec(p.no_args, session_ext.unauthenticate, AUTH),  # RFC 8437
     "GETQUOTAROOT": CommandSpec(pq.getquotaroot, quota.getquotaroot, AUTH),  # RFC 9208
     "GETQUOTA": CommandSpec(pq.quota_root, quota.getquota, AUTH),
     "SETQUOTA": CommandSpec(pq.setquota, quota.setquota, AUTH),
     "COMPRESS": CommandSpec(compress.mechanism, compress.compress, AUTH),  # RFC 4978 §3
+    "GETMETADATA": CommandSpec(pmetadata.getmetadata, hmetadata.getmetadata, AUTH),  # RFC 5464 §4.2
+    "SETMETADATA": CommandSpec(pmetadata.setmetadata, hmetadata.setmetadata, AUTH),  # RFC 5464 §4.3
     # §6.4 selected
     "CHECK": CommandSpec(p.no_args, messages.check, SELECTED),
     "CLOSE": CommandSpec(p.no_args, messages.close, SELECTED),
@@ -89,4 +99,5 @@ TABLE: dict[str, CommandSpec] = {
     "UID COPY": CommandSpec(p.copy, messages.uid_copy, SELECTED),
     "UID MOVE": CommandSpec(p.copy, messages.uid_move, SELECTED),
     "UID EXPUNGE": CommandSpec(p.seqset_only, messages.uid_expunge, SELECTED),  # RFC 4315
+    "CANCELUPDATE": CommandSpec(psearch.cancelupdate, hcontext.cancelupdate, SELECTED),  # RFC 5267 §4.3.5
 }

@@ -66,7 +66,7 @@ async def run(s: Session, raw: bytes, write: Write) -> After:
         await write(tag + b" BAD " + _state_error(s).text.encode() + b"\r\n")
         return After.NOTHING
     s.command_tag = tag
-    names.set_utf8("UTF8=ACCEPT" in s.enabled)  # how this command's mailbox names are spelled
+    names.set_mode(s.enabled)  # how this command's mailbox names are spelled (UTF8=ACCEPT, IMAP4rev2)
     try:
         args = spec.parse(r)
         reply = await spec.handle(s, args)

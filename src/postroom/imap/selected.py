@@ -23,7 +23,8 @@ from .responses import flag_list_cached, untagged
 
 class SelectedMailbox:
     __slots__ = ("mailbox", "readonly", "uids", "recent", "modseq", "own", "held_expunges",
-                 "keywords", "exists_sent", "_shared", "condstore", "qresync", "saved")
+                 "keywords", "exists_sent", "_shared", "condstore", "qresync", "saved", "rev2",
+                 "contexts")
 
     def __init__(self, mailbox: Mailbox, uids: Sequence[int], readonly: bool, recent_from: int | None) -> None:
         self.mailbox = mailbox
@@ -48,10 +49,15 @@ class SelectedMailbox:
         # VANISHED replaces EXPUNGE (set from the session by handlers/enabled.py).
         self.condstore = False
         self.qresync = False
+        # RFC 9051 (ENABLE IMAP4rev2): no \Recent, no RECENT response, UID in unsolicited FETCH.
+        self.rev2 = False
         # RFC 5182 §2.1: the search result variable, UIDs saved by SEARCH RETURN (SAVE); a new
         # SELECT/EXAMINE makes a new view, so it starts empty. Expunged UIDs stay here but are
         # no longer in ``uids``, so resolving "$" drops them (handlers/messages.resolve).
         self.saved: list[int] = []
+        # RFC 5267 §4 CONTEXT=SEARCH/SORT: the live search results of this view, made by
+        # handlers/context.py (``removing``/``changed`` below); they end with the view.
+        self.contexts: Any = None
 
     # -- lookups ----------------------------------------------------------------
     @property
@@ -108,10 +114,12 @@ class SelectedMailbox:
         if not seqs:
             return []
         gone = [u for u, _ in seqs]
+        # RFC 5267 §4.3.4: a context's REMOVEFROM comes before the EXPUNGE, numbers still valid.
+        out = self.contexts.removing(gone) if self.contexts is not None else []
         if self.qresync:
-            out = [untagged(b"VANISHED " + compress(sorted(gone)).encode())]  # RFC 7162 §3.2.10
+            out.append(untagged(b"VANISHED " + compress(sorted(gone)).encode()))  # RFC 7162 §3.2.10
         else:
-            out = [untagged(b"%d EXPUNGE" % n) for _, n in seqs]
+            out += [untagged(b"%d EXPUNGE" % n) for _, n in seqs]
         if len(gone) < 32:
             uids = self._own_uids()
             for u in gone:
@@ -126,8 +134,10 @@ class SelectedMailbox:
         self.exists_sent = len(self.uids)
         return out
 
-    async def poll(self, store: Any, allow_expunge: bool, claim_recent: bool = True) -> list[bytes]:
-        """Untagged updates for what others changed since we last looked."""
+    async def poll(self, store: Any, allow_expunge: bool, claim_recent: bool = True,
+                   flags: bool = True) -> list[bytes]:
+        """Untagged updates for what others changed since we last looked; ``flags=False``
+        leaves out flag changes (RFC 5465 NOTIFY without FlagChange)."""
         since = self.modseq
         ch = await store.changes_since(self.mailbox.id, since)
         self.modseq = ch.mailbox.highestmodseq
@@ -145,7 +155,7 @@ class SelectedMailbox:
         last = self.uids[-1] if self.uids else 0
         new = [m for m in ch.changed if m.uid > last]
         if new:
-            if claim_recent and not self.readonly:
+            if claim_recent and not self.readonly and not self.rev2:  # rev2 leaves \Recent to rev1 sessions
                 # New arrivals are \Recent for the first session to learn of them.
                 first = max(await store.claim_recent(self.mailbox.id), new[0].uid)
                 if first <= new[-1].uid:
@@ -154,8 +164,9 @@ class SelectedMailbox:
         if len(self.uids) != self.exists_sent:
             self.exists_sent = len(self.uids)
             out.append(untagged(b"%d EXISTS" % len(self.uids)))
-            out.append(untagged(b"%d RECENT" % self.recent_count()))
-        for m in ch.changed:
+            if not self.rev2:  # RFC 9051 Appendix E item 12: no RECENT response
+                out.append(untagged(b"%d RECENT" % self.recent_count()))
+        for m in ch.changed if flags else ():
             if m.uid > last or m.uid in self.held_expunges:
                 continue
             if self.own.get(m.uid) == m.modseq:
@@ -165,4 +176,6 @@ class SelectedMailbox:
                 out.append(untagged(b"%d FETCH (UID %d FLAGS %s%s)" % (seq, m.uid, self.flags_wire(m),
                                                                       self.modseq_item(m))))
         self.own.clear()
+        if self.contexts is not None:  # RFC 5267 §4.3.3: ADDTO after the EXISTS
+            out += await self.contexts.changed(ch.changed)
         return out

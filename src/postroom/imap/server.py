@@ -84,6 +84,14 @@ class _ConnIO:
         self._out.append(data)
         await self.flush()
 
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the client (NOTIFY's overflow check)."""
+        transport = getattr(self.conn.writer, "transport", None)
+        try:
+            return int(transport.get_write_buffer_size()) + self.pending  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError):
+            return self.pending
+
     async def read_line(self, timeout: float | None) -> bytes:
         try:
             return await self.conn.readline(self.line_limit, timeout)
@@ -135,7 +143,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 timeout = settings.autologout
             try:
                 # bytes: the tagged refusal of a literal not sent yet
-                ev: Event | bytes = framer.feed_line(await conn.readline(line_limit, timeout))
+                ev: Event | bytes = framer.feed_line(await _next_line(s, conn, io, line_limit, timeout))
                 busy = False  # an APPEND message did not fit in the memory budget
                 before = 0  # literal bytes of this command already read (MULTIAPPEND)
                 while isinstance(ev, NeedLiteral):
@@ -197,6 +205,7 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 await io.flush()
                 return
             elif after is After.UNAUTHENTICATE:
+                s.stop_notify()
                 login_by = time.monotonic() + limits.login_timeout
     except IdleTimeout:
         # RFC 3501 §5.4 autologout.
@@ -213,7 +222,16 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
         pass
     finally:
         budget.give_back(held)  # a client gone in the middle of an APPEND
+        s.stop_notify()
         s.close_watch()
+
+
+async def _next_line(s: Session, conn: Connection, io: _ConnIO, limit: int, timeout: float | None) -> bytes:
+    """The first line of the next command. After NOTIFY SET, events are sent while the client
+    is between commands (RFC 5465 §3: at any time), unless it has already sent more."""
+    if s.notify is None or conn.has_buffered_input():
+        return await conn.readline(limit, timeout)
+    return await s.notify.serve(conn.readline(limit, timeout), io.send, io.backlog)  # type: ignore[no-any-return]
 
 
 async def _no_room_for(s: Session, framer: CommandFramer, size: int, before: int = 0) -> bytes | None:

@@ -33,6 +33,8 @@ class ImapSettings:
     max_command: int = 1024 * 1024
     # Messages per batch in FETCH/SEARCH, so memory stays flat on big mailboxes.
     batch: int = 500
+    # RFC 5464 §3.2.1.1 /shared/admin: a URI to reach the administrator ("": none).
+    admin_contact: str = ""
 
 
 class Interaction(Protocol):
@@ -66,6 +68,8 @@ class Session:
     command_tag: bytes = b""
     # RFC 4978 COMPRESS: the connection's deflate layer is on (it stays until the end).
     compressed: bool = False
+    # RFC 5465 NOTIFY SET in force (handlers/notify.Notifier), None before it and after NOTIFY NONE.
+    notify: Any = None
 
     @property
     def store(self):  # type: ignore[no-untyped-def]
@@ -96,6 +100,12 @@ class Session:
             self.watched_id = box.id
             return True
         return bool(self.watch.pending())
+
+    def stop_notify(self) -> None:
+        """NOTIFY NONE, LOGOUT, UNAUTHENTICATE, the connection's end: close NOTIFY's watch."""
+        if self.notify is not None:
+            self.notify.close()
+            self.notify = None
 
     def close_watch(self) -> None:
         if self.watch is not None:

@@ -71,7 +71,7 @@ def test_sort_return(text, returns, keys):
 
 @pytest.mark.parametrize("text", [
     b"RETURN (FOO) (SIZE) UTF-8 ALL", b"RETURN (MIN (SIZE) UTF-8 ALL", b"RETURN MIN (SIZE) UTF-8 ALL",
-    b"RETURN (MIN)(SIZE) UTF-8 ALL", b"RETURN (PARTIAL 1:5) (SIZE) UTF-8 ALL", b"RETURN (MIN) UTF-8 ALL",
+    b"RETURN (MIN)(SIZE) UTF-8 ALL", b"RETURN (PARTIAL 0:5) (SIZE) UTF-8 ALL", b"RETURN (MIN) UTF-8 ALL",
     b"RETURN (MIN) (SIZE) UTF-8", b"RETURN (MIN)",
 ])
 def test_sort_return_bad(text):

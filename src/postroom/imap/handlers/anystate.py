@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from ..responses import After, Reply, untagged
 from ..session import Session, State
-from . import append, compress, condstore, listext, quota, session_ext
-from . import search, sort, thread
+from . import append, compress, condstore, context, listext, quota, session_ext
+from . import rev2, search, sort, thread
+from . import metadata
+from . import notify
 
-BASE_CAPS = ("IMAP4rev1", "LITERAL+", "SASL-IR", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT",
+BASE_CAPS = ("IMAP4rev1", *rev2.CAPS,  # RFC 9051 Appendix A: both; rev2 after ENABLE IMAP4rev2
+             "LITERAL+", "SASL-IR", "IDLE", "UIDPLUS", "MOVE", "NAMESPACE", "UNSELECT",
              "CHILDREN", "BINARY",  # RFC 3516: handlers/fetch.py, parser/fetch.py, APPEND literal8
              "UTF8=ACCEPT",  # RFC 6855: names.py, enabled.py, APPEND UTF8, SEARCH
              "OBJECTID",  # RFC 8474: MAILBOXID (handlers/mailboxes.py), EMAILID/THREADID (fetch.py, search.py)
              *quota.CAPS, *session_ext.CAPS, *listext.CAPS, *condstore.CAPS, *append.CAPS,
-             *compress.CAPS, *sort.CAPS, *thread.CAPS, *search.CAPS)
+             *compress.CAPS, *sort.CAPS, *thread.CAPS, *search.CAPS,
+             *context.CAPS,  # RFC 5267 §4 CONTEXT=SEARCH, CONTEXT=SORT
+             *metadata.CAPS,  # RFC 5464: handlers/metadata.py
+             *notify.CAPS)  # RFC 5465: handlers/notify.py
 
 
 def capabilities(s: Session) -> bytes:

@@ -25,7 +25,8 @@ CAPS = ("ENABLE", "CONDSTORE", "QRESYNC")
 async def enable(s: Session, caps: list[str]) -> Reply:
     """RFC 5161 §3.1: ``* ENABLED`` lists what this command switched on (unknown names and
     those already enabled are left out); enabling QRESYNC enables CONDSTORE (RFC 7162 §3.2.3)."""
-    newly = [c for c in dict.fromkeys(caps) if c in SUPPORTED and c not in s.enabled]
+    known = {c.upper(): c for c in SUPPORTED}  # the parser upper-cases; "IMAP4rev2" is spelled so
+    newly = [known[c] for c in dict.fromkeys(caps) if c in known and known[c] not in s.enabled]
     s.enabled.update(newly)
     if "QRESYNC" in s.enabled:
         s.enabled.add("CONDSTORE")

@@ -10,7 +10,8 @@ from ..responses import untagged
 from ..session import Session
 
 SUPPORTED = ("CONDSTORE", "QRESYNC",
-             "UTF8=ACCEPT")  # RFC 6855 §3: UTF-8 mailbox names and quoted strings (names.py)
+             "UTF8=ACCEPT",  # RFC 6855 §3: UTF-8 mailbox names and quoted strings (names.py)
+             "IMAP4rev2")  # RFC 9051 Appendix A: rev2 rules for this connection (handlers/rev2.py)
 
 
 def sync_box(s: Session) -> None:
@@ -19,6 +20,9 @@ def sync_box(s: Session) -> None:
     if box is not None:
         box.condstore = "CONDSTORE" in s.enabled
         box.qresync = "QRESYNC" in s.enabled
+        box.rev2 = "IMAP4rev2" in s.enabled
+        if box.rev2:
+            box.recent.clear()  # RFC 9051 §2.3.2: no \Recent for a rev2 client, even if enabled late
 
 
 def enable_condstore(s: Session, used: bool = True) -> list[bytes]:

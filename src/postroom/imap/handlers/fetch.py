@@ -24,6 +24,7 @@ from ..parser.fetch import BodySection
 from ..responses import Reply, flag_list_cached, internaldate, literal
 from ..selected import SelectedMailbox
 from ..session import Session
+from . import rev2
 
 _NEEDS_STRUCTURE = {"ENVELOPE", "BODY", "BODYSTRUCTURE"}
 
@@ -262,7 +263,7 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                     items.append(b"FLAGS " + flags_wire(m))
                 if box.condstore and not p.want_modseq:
                     items.append(b"MODSEQ (%d)" % m.modseq)
-                if box.qresync and not p.want_uid:
+                if (box.qresync or box.rev2) and not p.want_uid:  # RFC 9051 §7.5.2 too
                     items.append(b"UID %d" % m.uid)
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
         yield b"".join(out)
@@ -342,6 +343,8 @@ def _binary_item(att: BodySection, raw: bytes, parsed: "mime.ParsedMessage | Non
     else:
         assert parsed is not None
         data = mime.binary_section(raw, parsed, att.spec().decode("ascii")) or b""
+        if names.rev2() and data and rev2.is_text(parsed, att.part):
+            data = rev2.crlf(data)  # RFC 9051 §7.5.2: text goes with CRLF (and SIZE counts it so)
     if att.kind == "BINARY.SIZE":
         return b"%s %d" % (att.response_name(), len(data))
     if att.partial is not None:

@@ -12,6 +12,13 @@ from ..session import Session
 
 async def idle(s: Session, _: None) -> Reply:
     await s.io.send(b"+ idling\r\n")
+    if s.notify is not None:
+        # RFC 5465 §4: after NOTIFY, IDLE sends exactly the events NOTIFY asked for.
+        line = await s.notify.serve(s.io.read_line(s.settings.autologout), s.io.send,
+                                    getattr(s.io, "backlog", lambda: 0), idle=True)
+        if line.strip().upper() != b"DONE":
+            raise Bad("Expected DONE")
+        return Reply("Idle completed")
     box = s.selected
     watch = s.store.watch(box.id) if box is not None else None
     reader = asyncio.ensure_future(s.io.read_line(s.settings.autologout))

@@ -19,13 +19,15 @@ from ..parser.args import ListArgs
 from ..parser.ext import CreateArgs, ListExtArgs
 from ..responses import Reply, mailbox_wire, untagged
 from ..session import Session
-from . import mailboxes
+from . import mailboxes, rev2
 from .mailboxes import _join, _parents, _sort_key, pattern_regex
 
 _SEP_WIRE = b' "' + SEP.encode() + b'" '
 
 
 async def list_(s: Session, a: ListExtArgs) -> Reply:
+    if a.status is not None and rev2.on(s):
+        rev2.check_status(a.status)  # else each STATUS would fail alone and be left out silently
     if not a.extended:
         return await mailboxes.list_(s, ListArgs(a.reference, a.patterns[0]))
     if a.patterns == ("",) and not a.select:

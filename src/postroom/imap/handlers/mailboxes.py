@@ -12,7 +12,7 @@ from ..parser.args import ListArgs
 from ..responses import Reply, flag_list, mailbox_wire, untagged
 from ..selected import SelectedMailbox
 from ..session import Session, State
-from . import quota
+from . import metadata, quota, rev2
 from .enabled import enable_condstore
 
 _BAD_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f*%]")
@@ -44,7 +44,8 @@ async def open_mailbox(s: Session, name: str, readonly: bool) -> Reply:
         raise nonexistent()
     st = idx.status()
     mb = idx.mailbox
-    if readonly:
+    is_rev2 = rev2.on(s)
+    if readonly or is_rev2:  # RFC 9051: a rev2 session has no \Recent, so claims none
         recent_from = None
     elif idx.recent_uid >= mb.uidnext:
         recent_from = mb.uidnext  # nothing new to claim: skip the write (and its fsync)
@@ -54,12 +55,16 @@ async def open_mailbox(s: Session, name: str, readonly: bool) -> Reply:
     sel = SelectedMailbox(mb, idx.uids, readonly, recent_from)
     uids = sel.uids
     out = [
-        _SELECT_FLAGS,
-        _PERMANENTFLAGS_RO if readonly else _PERMANENTFLAGS_RW,
+        rev2.FLAGS_LINE if is_rev2 else _SELECT_FLAGS,
+        _PERMANENTFLAGS_RO if readonly else rev2.PERMANENTFLAGS_RW if is_rev2 else _PERMANENTFLAGS_RW,
         untagged(b"%d EXISTS" % len(uids)),
-        untagged(b"%d RECENT" % (st.recent if readonly else sel.recent_count())),
     ]
-    if st.first_unseen_uid is not None:
+    if is_rev2:
+        sel.keywords.update(rev2.KEYWORDS)  # a later untagged FLAGS keeps listing them
+        out += await rev2.select_lines(s, mb)  # RFC 9051 §6.3.2; no RECENT, no UNSEEN (Appendix E)
+    else:
+        out.append(untagged(b"%d RECENT" % (st.recent if readonly else sel.recent_count())))
+    if st.first_unseen_uid is not None and not is_rev2:
         seq = sel.seq_of(st.first_unseen_uid)
         if seq is not None:
             out.append(untagged(b"OK [UNSEEN %d] First unseen" % seq))
@@ -97,7 +102,8 @@ async def create(s: Session, name: str, special_use: str | None = None) -> Reply
     except MailboxExists:
         raise No("Mailbox already exists", b"ALREADYEXISTS") from None
     # RFC 8474 §4.1: the new mailbox's MAILBOXID in the tagged OK
-    return Reply("Create completed", code=b"MAILBOXID (" + mb.object_id.encode() + b")")
+    return Reply("Create completed", code=b"MAILBOXID (" + mb.object_id.encode() + b")",
+                 untagged=await rev2.created_lines(s, mb) if rev2.on(s) else [])
 
 
 async def delete(s: Session, name: str) -> Reply:
@@ -107,7 +113,7 @@ async def delete(s: Session, name: str) -> Reply:
         await s.store.delete_mailbox(s.account_id, name)
     except MailboxNotFound:
         raise nonexistent() from None
-    return Reply("Delete completed")
+    return Reply("Delete completed", untagged=rev2.deleted_lines(name) if rev2.on(s) else [])
 
 
 async def rename(s: Session, names: tuple[str, str]) -> Reply:
@@ -126,6 +132,7 @@ async def rename(s: Session, names: tuple[str, str]) -> Reply:
         # §6.3.5: renaming INBOX moves its messages to the new name; INBOX stays, empty,
         # and its inferiors are not renamed.
         dst = await store.create_mailbox(s.account_id, new)
+        await metadata.copy_entries(s, src.id, dst.id)  # RFC 5464 §4.1: and INBOX keeps its own
         uids = list((await store.message_index(src.id)).uids)
         if uids:
             await store.move_messages(src.id, uids, dst.id)
@@ -136,7 +143,8 @@ async def rename(s: Session, names: tuple[str, str]) -> Reply:
         raise nonexistent() from None
     except MailboxExists:
         raise No("Target mailbox already exists", b"ALREADYEXISTS") from None
-    return Reply("Rename completed")
+    # RFC 9051 §6.3.6: a rev2 client is told the new name with ("OLDNAME" (old)).
+    return Reply("Rename completed", untagged=await rev2.renamed_lines(s, old, new) if rev2.on(s) else [])
 
 
 # -- SUBSCRIBE / UNSUBSCRIBE (§6.3.6, §6.3.7) ------------------------------------------
@@ -231,6 +239,8 @@ async def lsub(s: Session, a: ListArgs) -> Reply:
 # -- STATUS (§6.3.10) ------------------------------------------------------------------
 async def status(s: Session, args: tuple[str, list[str]]) -> Reply:
     name, items = args
+    if rev2.on(s):
+        rev2.check_status(items)
     mb = await s.store.get_mailbox(s.account_id, name)
     if mb is None:
         raise nonexistent()

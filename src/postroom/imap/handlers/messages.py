@@ -109,8 +109,9 @@ async def store(s: Session, a: StoreArgs, by_uid: bool = False, unchangedsince: 
         named = failed if by_uid else sorted(n for u in failed if (n := box.seq_of(u)) is not None)
         code = b"MODIFIED " + compress(named).encode()
     done = "Conditional STORE failed" if failed else "Store completed"
-    # With QRESYNC every FETCH response carries the UID (RFC 7162 §3.2.4).
-    with_uid = by_uid or box.qresync
+    # With QRESYNC every FETCH response carries the UID (RFC 7162 §3.2.4), and for a rev2
+    # client too (RFC 9051 §7.5.2: unsolicited FETCH responses MUST include UID).
+    with_uid = by_uid or box.qresync or box.rev2
     if a.silent:
         if box.condstore:
             # §3.1.3: with CONDSTORE the new MODSEQs are sent even for .SILENT.

@@ -28,14 +28,16 @@ from ...storage.api import MessageIndex
 from ...storage.models import MessageInfo
 from ..parser.args import SearchArgs
 from ..errors import Bad, No
-from ..parser.search import Node
+from ..parser.search import Node, PartialRange
 from ..parser.seqset import compress
 from ..responses import Reply, untagged
 from ..selected import SelectedMailbox
 from ..session import Session
+from . import context
 from .fetch import read_messages
 from .enabled import enable_condstore
 from .messages import sel
+from . import rev2
 
 
 class Item:
@@ -59,6 +61,7 @@ Pred = Callable[[Item], bool]
 _EPOCH = date(1970, 1, 1)
 _CONTENT_OPS = frozenset({"header", "body", "text", "sentbefore", "senton", "sentsince"})
 _BODY_OPS = frozenset({"body", "text"})
+_FLAG_OPS = frozenset({"flag", "new", "modseq"})  # what a flag change can turn (it raises MODSEQ)
 
 
 def _uses(node: Node, ops: set[str] | frozenset[str]) -> bool:
@@ -289,6 +292,8 @@ def _positive_of(node: Node) -> Node | None:
 
 async def search(s: Session, a: SearchArgs, by_uid: bool = False) -> Reply:
     box = sel(s)
+    if box.rev2:
+        a = rev2.search_args(a)  # RFC 9051 §6.4.4: ESEARCH always; no RECENT/NEW/OLD
     return await saving(box, a.returns, a.refused, lambda: _search(s, box, a, by_uid))
 
 
@@ -324,8 +329,32 @@ async def matching_uids(s: Session, box: SelectedMailbox, idx: MessageIndex, tre
     return uids
 
 
+async def matches_among(s: Session, box: SelectedMailbox, tree: Node, msgs: list[MessageInfo],
+                        matched_before: Callable[[int], bool]) -> set[int]:
+    """Which of ``msgs`` (records as they are now) ``tree`` matches, judged one by one: what a
+    CONTEXT update re-checks (handlers/context.py) instead of searching the whole mailbox.
+    Content never changes, so a message ``matched_before`` passed the top-level keys that need
+    content then and passes them now, unless one of them also has a key a flag change can turn
+    (``OR FLAGGED BODY x``): only its record keys are checked again."""
+    parts = tree[1] if tree[0] == "and" else [tree]
+    cheap = compile_node(("and", [n for n in parts if not needs_content(n)]), box)
+    costly = [n for n in parts if needs_content(n)]
+    found = [m.uid for m in msgs if (seq := box.seq_of(m.uid)) is not None and cheap(Item(m, seq))]
+    if not costly:
+        return set(found)
+    stable = not any(_uses(n, _FLAG_OPS) for n in costly)
+    out = {u for u in found if stable and matched_before(u)}
+    todo = [u for u in found if u not in out]
+    if todo:
+        out.update(await _content_filter(s, await s.store.message_index(box.id), box, todo, costly))
+    return out
+
+
 async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool) -> Reply:
     tree = a.criteria
+    # RFC 5267 §4.3: a tag in use is BAD before anything runs; a refused UPDATE is a NO line.
+    update = context.wants_update(a.returns)
+    refusal = context.admit(s, box, tree) if update else None
     idx = await s.store.message_index(box.id)
     uids = await matching_uids(s, box, idx, tree)
     hits: list[int] = []
@@ -336,6 +365,10 @@ async def _search(s: Session, box: SelectedMailbox, a: SearchArgs, by_uid: bool)
     found_uids = hits if by_uid else [u for u in uids if box.seq_of(u) is not None]
     with_modseq = uses_modseq(tree)
     head: list[bytes] = enable_condstore(s) if with_modseq else []
+    if update and refusal is None:
+        refusal = context.keep(s, box, by_uid, tree, found_uids, matches_among)
+    if refusal is not None:
+        head.append(refusal)
 
     def top_modseq(chosen: list[int]) -> int:
         return max(m.modseq for m in idx.messages(chosen))
@@ -359,29 +392,39 @@ def returned(s: Session, box: SelectedMailbox, opts: tuple[str, ...], by_uid: bo
              done: str) -> Reply:
     """The RETURN options' answer, for SEARCH (RFC 4731) and SORT (RFC 5267 §3). ``found_uids``
     and ``hits`` (UIDs or sequence numbers, as sent) are in the command's order: ascending for
-    SEARCH, the sort order for SORT, so MIN/MAX are the first/last in that order and ALL keeps it."""
-    # The messages MIN/MAX alone stand for (RFC 5182 §2.4 for SAVE, RFC 4731 §3.2 for
+    SEARCH, the sort order for SORT, so MIN/MAX are the first/last in that order and ALL keeps it.
+    PARTIAL (RFC 5267 §4.4) is a window of that order."""
+    partial: PartialRange | None = getattr(opts, "partial", None)
+    opts = context.data_options(opts)
+    window = partial.window(len(hits)) if partial is not None else None
+    # The messages MIN/MAX/PARTIAL alone stand for (RFC 5182 §2.4 for SAVE, RFC 4731 §3.2 for
     # MODSEQ); with ALL or COUNT, every message found.
-    ends = "ALL" not in opts and "COUNT" not in opts and ("MIN" in opts or "MAX" in opts)
     chosen = sorted(found_uids)
-    if ends and found_uids:
-        chosen = sorted({found_uids[0] if "MIN" in opts else found_uids[-1],
-                         found_uids[-1] if "MAX" in opts else found_uids[0]})
+    if "ALL" not in opts and "COUNT" not in opts and {"MIN", "MAX", "PARTIAL"} & set(opts):
+        pick = set(found_uids[window]) if window is not None else set()
+        if found_uids and "MIN" in opts:
+            pick.add(found_uids[0])
+        if found_uids and "MAX" in opts:
+            pick.add(found_uids[-1])
+        chosen = sorted(pick)
     if "SAVE" in opts:
         box.saved = list(chosen)
         if len(opts) == 1:
             return Reply(done, untagged=head)  # RFC 5182 §2.4: no ESEARCH
-    modseq = top_modseq(chosen) if top_modseq is not None and hits else None
-    return Reply(done, untagged=head + [untagged(_esearch(s.command_tag, by_uid, opts, hits, modseq))])
+    modseq = top_modseq(chosen) if top_modseq is not None and chosen else None
+    line = _esearch(s.command_tag, by_uid, opts, hits, modseq, partial, window)
+    return Reply(done, untagged=head + [untagged(line)])
 
 
-def _esearch(tag: bytes, by_uid: bool, opts: tuple[str, ...], hits: list[int], modseq: int | None) -> bytes:
+def _esearch(tag: bytes, by_uid: bool, opts: tuple[str, ...], hits: list[int], modseq: int | None,
+             partial: PartialRange | None = None, window: slice | None = None) -> bytes:
     """RFC 4731 §3.1: ``ESEARCH (TAG "t") [UID] [MIN n] [MAX n] [ALL set] [COUNT n]``; MIN,
     MAX and ALL are left out when nothing matched, COUNT is 0 then. MIN/MAX are the first and
     last of ``hits`` and ALL keeps their order, joining only ascending runs (``compress``):
     for SORT that is RFC 5267 §3's "in the requested sort order" (``5,1:3,9,8``). With a MODSEQ key,
-    ``MODSEQ n`` ends it (RFC 4731 §3.2, RFC 7162 §3.1.5). A tag has no quote or backslash
-    (§9 ``tag``), so it is quoted as it is."""
+    ``MODSEQ n`` ends it (RFC 4731 §3.2, RFC 7162 §3.1.5). ``PARTIAL (range set)`` (RFC 5267
+    §4.4) echoes the range and gives that window of ``hits``, NIL when it is empty. A tag has no
+    quote or backslash (§9 ``tag``), so it is quoted as it is."""
     line = b'ESEARCH (TAG "%s")' % tag
     if by_uid:
         line += b" UID"
@@ -392,6 +435,9 @@ def _esearch(tag: bytes, by_uid: bool, opts: tuple[str, ...], hits: list[int], m
             line += b" MAX %d" % hits[-1]
         if "ALL" in opts:
             line += b" ALL " + compress(hits).encode()
+    if partial is not None and window is not None:
+        part = hits[window]
+        line += b" PARTIAL (%s %s)" % (partial.text, compress(part).encode() if part else b"NIL")
     if "COUNT" in opts:
         line += b" COUNT %d" % len(hits)
     if modseq is not None:

@@ -16,7 +16,10 @@ compare with i;unicode-casemap (``threadalg.subject_key``), as Dovecot: the same
 ESORT (RFC 5267 §3): ``SORT RETURN (MIN MAX ALL COUNT SAVE) …`` answers with SEARCH's
 ESEARCH writer (``handlers/search.py`` ``returned``): MIN/MAX the first/last message in
 sort order, ALL the sorted list (ranges only for ascending runs in that order); SAVE
-(RFC 5182) keeps the found set, as for SEARCH. Without MIN, MAX or ALL nothing is sorted.
+(RFC 5182) keeps the found set, as for SEARCH. Without MIN, MAX, ALL, PARTIAL or UPDATE nothing
+is sorted. CONTEXT=SORT (RFC 5267 §4, ``handlers/context.py``): PARTIAL is a window of the sort
+order; UPDATE keeps the result with each message's sort key (``full_key``), so a new message
+finds its place by bisection.
 """
 
 from __future__ import annotations
@@ -37,9 +40,10 @@ from ..threadalg import base_subject, subject_key
 from .messages import sel
 from .enabled import enable_condstore
 from .search import matching_uids  # the SEARCH engine, reused
-from .search import returned, saving, uses_modseq
+from .search import matches_among, returned, saving, uses_modseq
+from . import context
 
-CAPS = ("SORT", "SORT=DISPLAY", "ESORT")  # RFC 5256, RFC 5957, RFC 5267 §3 (not CONTEXT=SORT)
+CAPS = ("SORT", "SORT=DISPLAY", "ESORT")  # RFC 5256, RFC 5957, RFC 5267 §3 (§4: context.CAPS)
 
 _MSGID = re.compile(r"<[^<>]*>")
 
@@ -160,6 +164,40 @@ def sorted_items(items: list[Loaded], keys: tuple[tuple[str, bool], ...]) -> lis
     return out
 
 
+class _Reversed:
+    """A sort value that compares the other way round: REVERSE flips only its own key (§3)."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: Any) -> None:
+        self.v = v
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.v < self.v)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.v == other.v)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def full_key(item: Loaded, keys: tuple[tuple[str, bool], ...]) -> tuple[Any, ...]:
+    """One comparable key for the whole sort: the keys in turn, then the UID (ties go by
+    sequence number, which UIDs follow). Ordering by it is ``sorted_items``'s order."""
+    return tuple(_Reversed(sort_key(item, k)) if rev else sort_key(item, k) for k, rev in keys) + (item.info.uid,)
+
+
+async def key_tuples(s: Session, keys: tuple[tuple[str, bool], ...], msgs: list[MessageInfo]) -> dict[int, Any]:
+    """``full_key`` of each of ``msgs`` that still has its structure (a CONTEXT=SORT update)."""
+    box = sel(s)
+    out: dict[int, Any] = {}
+    for m, parsed in zip(msgs, await s.store.read_structures(msgs)):
+        seq = box.seq_of(m.uid)
+        if parsed is not None and seq is not None:
+            out[m.uid] = full_key(Loaded(m, seq, parsed), keys)
+    return out
+
+
 async def sort(s: Session, a: SortArgs, by_uid: bool = False) -> Reply:
     if a.returns is not None:
         box = sel(s)
@@ -174,8 +212,17 @@ async def _esort(s: Session, a: SortArgs, by_uid: bool) -> Reply:
     box = sel(s)
     opts = a.returns
     assert opts is not None
+    # RFC 5267 §4.3: a tag in use is BAD before anything runs; a refused UPDATE is a NO line.
+    update = context.wants_update(opts)
+    refusal = context.admit(s, box, a.criteria) if update else None
     infos: list[MessageInfo]
-    if {"MIN", "MAX", "ALL"} & set(opts):
+    keyed: dict[int, Any] | None = None
+    if update and refusal is None:
+        items = await load(s, a.criteria)
+        keyed = {it.info.uid: full_key(it, a.keys) for it in items}
+        items.sort(key=lambda it: keyed[it.info.uid])  # type: ignore[index]
+        infos = [it.info for it in items]
+    elif {"MIN", "MAX", "ALL", "PARTIAL"} & set(context.data_options(opts)):
         infos = [it.info for it in sorted_items(await load(s, a.criteria), a.keys)]
     else:  # COUNT and/or SAVE: the order does not matter, so no sort keys are read
         infos = await matching(s, a.criteria)
@@ -188,6 +235,12 @@ async def _esort(s: Session, a: SortArgs, by_uid: bool) -> Reply:
             hits.append(m.uid if by_uid else seq)
     with_modseq = uses_modseq(a.criteria)
     head = enable_condstore(s) if with_modseq else []
+    if keyed is not None:
+        uids = [m.uid for m in found]
+        refusal = context.keep(s, box, by_uid, a.criteria, uids, matches_among, [keyed[u] for u in uids],
+                               lambda s, _box, msgs: key_tuples(s, a.keys, msgs))
+    if refusal is not None:
+        head.append(refusal)
     modseqs = {m.uid: m.modseq for m in found}
 
     def top_modseq(chosen: list[int]) -> int:

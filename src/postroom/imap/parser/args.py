@@ -337,7 +337,8 @@ def search(r: Reader) -> SearchArgs:
     """``SEARCH [RETURN (…)] [CHARSET x] keys`` (RFC 4466 §2.6, RFC 4731 §3)."""
     r.sp()
     returns = parse_search_return(r)
-    if names.utf8() and r.buf[r.pos:r.pos + 8].upper() == b"CHARSET ":
+    # RFC 9051 §6.4.4 keeps CHARSET (UTF-8 assumed without it): refused only under UTF8=ACCEPT alone.
+    if names.utf8() and not names.rev2() and r.buf[r.pos:r.pos + 8].upper() == b"CHARSET ":
         raise ParseError("No CHARSET once UTF8=ACCEPT is enabled")  # RFC 6855 §3: SHOULD be BAD
     charset, tree, refused = criteria_saving(r, returns)
     if refused is None:

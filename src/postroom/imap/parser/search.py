@@ -9,13 +9,15 @@ Nodes are tuples ``(op, ...)`` so evaluation over thousands of messages stays ch
 ``("body", text)``, ``("text", text)``, ``("modseq", n)`` (RFC 7162),
 ``("older"|"younger", seconds)`` (RFC 5032 WITHIN), ``("emailid"|"threadid", objectid)`` (RFC 8474). ``("seq"|"uid", SAVED)`` is RFC 5182's ``$``.
 
-:func:`parse_search_return` reads RFC 4731's ``RETURN (…)`` (with RFC 5182's SAVE), which
-comes before the charset and the keys.
+:func:`parse_search_return` reads RFC 4731's ``RETURN (…)`` (with RFC 5182's SAVE and RFC 5267
+§4's CONTEXT, UPDATE and ``PARTIAL m:n``), which comes before the charset and the keys;
+:func:`cancelupdate` RFC 5267's CANCELUPDATE arguments.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import names
@@ -73,31 +75,92 @@ def parse_search(r: Reader) -> tuple[str, Node]:
     return charset, keys[0] if len(keys) == 1 else ("and", keys)
 
 
-# RFC 4731 §3 search-return-opt, and RFC 5182 §3 SAVE.
-RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE")
+# RFC 4731 §3 search-return-opt, RFC 5182 §3 SAVE, RFC 5267 §4 CONTEXT, UPDATE and PARTIAL.
+RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT", "SAVE", "CONTEXT", "UPDATE", "PARTIAL")
+
+
+@dataclass(frozen=True, slots=True)
+class PartialRange:
+    """RFC 5267 §4.4 ``PARTIAL m:n`` (1 is the first result; ``500:400`` is ``400:500``), with
+    RFC 9394 §3.1's ``-m:-n`` counted from the last result (-1). ``text`` is the range as the
+    client wrote it: the PARTIAL return data echoes it."""
+
+    first: int
+    last: int
+    text: bytes
+
+    def window(self, count: int) -> slice:
+        """The results the range names among ``count`` (an empty slice past the end)."""
+        lo, hi = sorted((abs(self.first), abs(self.last)))
+        if self.first > 0:
+            return slice(min(lo - 1, count), min(hi, count))
+        return slice(max(count - hi, 0), max(count - lo + 1, 0))
+
+
+class ReturnOptions(tuple[str, ...]):
+    """The RETURN options, in order; ``partial`` is PARTIAL's range when "PARTIAL" is one.
+    A tuple, so every reader of plain options (``"ALL" in opts``) stays as it is."""
+
+    partial: PartialRange | None = None
+
+
+def _partial_range(r: Reader) -> PartialRange:
+    """RFC 9394 §3.1 ``partial-range = partial-range-first / partial-range-last``: two nz-numbers,
+    both positive or both negative; no "*" (RFC 5267 §4.4)."""
+    start = r.pos
+    neg = r.take(b"-")
+    first = r.nz_number()
+    r.expect(b":", "a PARTIAL range")
+    if r.take(b"-") != neg:
+        raise ParseError("PARTIAL range mixes positive and negative numbers")
+    last = r.nz_number()
+    sign = -1 if neg else 1
+    return PartialRange(sign * first, sign * last, r.buf[start:r.pos])
 
 
 def parse_search_return(r: Reader) -> tuple[str, ...] | None:
     """``[RETURN SP "(" [search-return-opt *(SP search-return-opt)] ")" SP]`` (RFC 4731 §3,
     RFC 4466 ``search-return-opts``) → the options, in order, without repeats; ``RETURN ()``
     means ALL (RFC 4731 §3.1). None without RETURN: the RFC 3501 SEARCH response.
-    Unknown options (any RFC 4466 search-ret-opt-ext) are BAD."""
+    Unknown options (any RFC 4466 search-ret-opt-ext) are BAD. PARTIAL carries a range
+    (``ReturnOptions.partial``); RFC 5267 §4.4: at most one PARTIAL, and not with ALL."""
     if not r.take_word(b"RETURN "):
         return None
     r.expect(b"(")
     opts: list[str] = []
+    partial: PartialRange | None = None
     if not r.take(b")"):
         while True:
             word = r.keyword()
             if word not in RETURN_OPTIONS:
                 raise ParseError("Unknown RETURN option")
+            if word == "PARTIAL":
+                if partial is not None:
+                    raise ParseError("PARTIAL given twice")
+                r.sp()
+                partial = _partial_range(r)
             if word not in opts:
                 opts.append(word)
             if r.take(b")"):
                 break
             r.sp()
     r.sp()
-    return tuple(opts) if opts else ("ALL",)
+    if partial is not None and "ALL" in opts:
+        raise ParseError("PARTIAL and ALL together")
+    out = ReturnOptions(opts if opts else ("ALL",))
+    out.partial = partial
+    return out
+
+
+def cancelupdate(r: Reader) -> list[bytes]:
+    """RFC 5267 §5 ``"CANCELUPDATE" 1*(SP quoted)``: the tags of the contexts to stop."""
+    tags: list[bytes] = []
+    while not r.at_end():
+        r.sp()
+        tags.append(r.quoted())
+    if not tags:
+        raise ParseError("Expected the tag of a context")
+    return tags
 
 
 def _modseq_key(r: Reader) -> int:

@@ -1,7 +1,8 @@
 """SORT and THREAD arguments (RFC 5256 §5, RFC 5957 §4 DISPLAYFROM/DISPLAYTO, RFC 5267 §3 ESORT).
 
 ``sort = ["UID" SP] "SORT" [SP "RETURN" SP "(" opts ")"] SP sort-criteria SP search-criteria``
-(the RETURN options are SEARCH's, ``parse_search_return``: MIN, MAX, ALL, COUNT, SAVE) where the
+(the RETURN options are SEARCH's, ``parse_search_return``: MIN, MAX, ALL, COUNT, SAVE, and
+RFC 5267 §4's CONTEXT, UPDATE, PARTIAL) where the
 search criteria begin with a mandatory charset; ``thread = ["UID" SP] "THREAD" SP
 thread-alg SP search-criteria``. The criteria themselves go through the SEARCH
 parser (``parse_search``), given the charset as SEARCH's ``CHARSET`` prefix.
