@@ -22,6 +22,10 @@ command -v opendkim >/dev/null && command -v opendkim-testmsg >/dev/null || need
 # it apt pulls in dbconfig-mysql and a MariaDB client).
 command -v opendmarc >/dev/null && command -v policyd-spf >/dev/null ||
   need+=(opendmarc dbconfig-no-thanks postfix-policyd-spf-python)
+# sieve-connect: ManageSieve interop (tests/server/managesieve/test_managesieve_sieveconnect.py).
+command -v sieve-connect >/dev/null || need+=(sieve-connect)
+# sieve-test (Pigeonhole): the Sieve differential test (tests/sieve/test_sieve_differential.py).
+command -v sieve-test >/dev/null || need+=(dovecot-sieve)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2

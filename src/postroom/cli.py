@@ -379,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     # Command groups that live with their feature: each module has register(sub).
-    for name in ("postroom.outbound.cli", "postroom.mailauth.cli", "postroom.mailauth.dnsrecords"):
+    for name in ("postroom.outbound.cli", "postroom.mailauth.cli", "postroom.mailauth.dnsrecords",
+                 "postroom.sieve.cli"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -7,6 +7,10 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "postroom"
 FORBIDDEN = {"asyncio", "socket", "ssl", "sqlite3", "subprocess", "selectors"}
+# Not engine code: the glue that runs the Sieve engine at delivery (on a worker thread, asking
+# the store through the event loop) and the admin CLI live beside it in sieve/ (issue #15).
+# Every other module of the package, the engine, is still checked.
+GLUE = {"sieve/delivery.py", "sieve/host.py", "sieve/cli.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -20,7 +24,8 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_sans_io_packages_do_not_import_io() -> None:
-    files = [p for d in ("wire", "mime", "sieve") for p in (SRC / d).rglob("*.py")]
+    files = [p for d in ("wire", "mime", "sieve") for p in (SRC / d).rglob("*.py")
+             if str(p.relative_to(SRC)) not in GLUE]
     files += [p for p in SRC.rglob("proto.py")] + [p for p in SRC.rglob("proto/*.py")]
     assert files
     bad = {str(p.relative_to(SRC)): sorted(_imports(p) & FORBIDDEN) for p in files if _imports(p) & FORBIDDEN}

@@ -1,4 +1,4 @@
-"""Passwords and login throttling, shared by every protocol that authenticates."""
+"""Passwords, login throttling and the login steps, shared by every protocol that authenticates."""
 
 from .passwords import hash_password, verify_password
 from .authenticator import Authenticator

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..storage.models import DeliveryTarget
 from .api import Envelope, Recipient
 
 log = logging.getLogger("postroom.outbound")
@@ -60,7 +59,11 @@ async def send_notice(ctx: Any, queue: Any, to: str, raw: bytes, body_8bit: bool
     if not ids:
         log.warning("notice for unknown local address %s dropped", to)
         return "dropped (no such local address)"
-    await ctx.store.deliver(raw, [DeliveryTarget(account_id=i) for i in ids])
+    # Local delivery runs the recipient's Sieve scripts, as for any other mail.
+    from ..sieve.delivery import Incoming, LocalRecipient, deliver_local
+
+    await deliver_local(ctx, Incoming(raw=raw, sender="", recipients=[LocalRecipient(i, "INBOX", to) for i in ids],
+                                      crlf=False, body_8bit=body_8bit))
     return "delivered locally"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from ..wire import gate
 from . import handlers as h
 from .proto import (
     MAX_ARG_LENGTH, Action, Code, Command, CommandError, Reply, Response, State, err, parse_command,
@@ -24,13 +25,13 @@ BOTH = AUTH | TRANS
 
 
 @dataclass(frozen=True, slots=True)
-class Spec:
-    handler: Handler
-    states: frozenset[State]
-    min_args: int = 0
-    max_args: int = 0
+class Spec(gate.Spec[Handler, State]):
     rest_arg: bool = False  # one argument: the rest of the line, spaces included (USER, PASS)
     long_args: bool = False  # exempt from the 40-octet limit (AUTH's initial response)
+
+    def takes(self, count: int) -> bool:
+        # The rest of the line is one argument whatever its spaces: dispatch checks it is there.
+        return self.rest_arg or gate.Spec.takes(self, count)
 
 
 COMMANDS: dict[str, Spec] = {
@@ -65,18 +66,14 @@ async def dispatch(s: Session, line: bytes) -> Response:
         cmd = parse_command(line)
     except CommandError as exc:
         return bad_command(s, str(exc))
-    spec = COMMANDS.get(cmd.verb)
-    if spec is None:
-        return bad_command(s, "Unknown command")
-    if s.state not in spec.states:
-        # RFC 1939 §3: a command in the wrong state gets -ERR.
-        where = "after login" if s.state is State.AUTHORIZATION else "before login"
-        return bad_command(s, f"{cmd.verb} is only valid {where}")
+    # RFC 1939 §3: a command in the wrong state gets -ERR.
+    spec = gate.admit(COMMANDS, cmd.verb, s.state, len(cmd.args),
+                      logged_in=s.state is not State.AUTHORIZATION)
+    if isinstance(spec, str):
+        return bad_command(s, spec)
     if spec.rest_arg:
         if not cmd.rest.strip():
             return bad_command(s, f"{cmd.verb} needs an argument")
-    elif not spec.min_args <= len(cmd.args) <= spec.max_args:
-        return bad_command(s, "Wrong number of arguments")
     elif not spec.long_args and any(len(a) > MAX_ARG_LENGTH for a in cmd.args):
         return bad_command(s, "Argument too long")  # RFC 2449 §4
     # The guard is inline rather than a wrapping coroutine: one coroutine less per command.

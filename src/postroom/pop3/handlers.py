@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from typing import Callable
 
 from .. import log
+from ..auth import login
 from ..errors import MaildropLocked, MessageDamaged
 from ..storage.models import Account, FlagOp, MessageInfo
 from ..wire import sasl
@@ -88,7 +88,7 @@ async def pass_(s: Session, cmd: Command) -> Response:
         return err("Send USER first")
     name, s.user = s.user, None  # RFC 1939 §7: a failed PASS needs a new USER
     # RFC 1939 §7: PASS has one argument, which may itself contain spaces.
-    return await _password_login(s, name, cmd.rest)
+    return await _outcome(s, await login.check_password(s, name, cmd.rest, _auth_log))
 
 
 async def apop(s: Session, cmd: Command) -> Response:
@@ -105,11 +105,11 @@ async def apop(s: Session, cmd: Command) -> Response:
     account = await s.ctx.store.get_account(name.strip().lower())
     if account is None or not account.apop_secret:
         # Same answer for unknown users, so APOP does not reveal who exists.
-        await _count_failure(s, name)
+        await login.count_failure(s, name, _auth_log)
         return _fail(s, text="APOP is not enabled for this user; use USER/PASS or AUTH")
     expected = hashlib.md5((s.timestamp + account.apop_secret).encode("utf-8")).hexdigest()
     if not hmac.compare_digest(expected, digest.lower()):
-        await _count_failure(s, name)
+        await login.count_failure(s, name, _auth_log)
         return _fail(s)
     return await _login(s, account)
 
@@ -148,40 +148,17 @@ async def sasl_continue(s: Session, line: bytes) -> Response:
 
 
 async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes | None) -> Response:
-    result = mechanism.step(data)
-    if isinstance(result, sasl.Challenge):
+    step = await login.sasl_step(s, mechanism, data, _auth_log)
+    if isinstance(step, login.Continue):
         s.sasl = mechanism
-        return Challenge(sasl.encode_b64(result.data))
-    if isinstance(result, sasl.Failed):
-        _auth_log.info("%s auth failed (%s: %s)", s.tag, mechanism.name, result.reason)
-        return _fail(s)
-    if result.authzid and result.authzid.lower() != result.username.lower():
-        # Logging in as someone else (proxy authorization) is not offered.
-        await _count_failure(s, result.username)
-        return _fail(s)
-    return await _password_login(s, result.username, result.password)
+        return Challenge(step.challenge)
+    return await _outcome(s, step)
 
 
-async def _password_login(s: Session, name: str, password: str) -> Response:
-    result = await s.ctx.auth.authenticate(name, password, s.peer_ip)
-    if result.account is None:
-        _auth_log.info("%s auth %s user=%r", s.tag, "throttled" if result.throttled else "failed", name[:100])
-        return _fail(s, throttled=result.throttled)
-    return await _login(s, result.account)
-
-
-async def _count_failure(s: Session, name: str) -> None:
-    """Failures outside password checks (APOP, refused authzid) count and cost like any.
-
-    The authenticator has no public "record a failure" call yet, so a check with a
-    random password that cannot match stands in for one (same delay, same counters).
-    """
-    _auth_log.info("%s auth failed user=%r", s.tag, name[:100])
-    record = getattr(s.ctx.auth, "record_failure", None)
-    if record is not None:
-        await record(name, s.peer_ip)
-    else:
-        await s.ctx.auth.authenticate(name, secrets.token_hex(32), s.peer_ip)
+async def _outcome(s: Session, step: login.Accepted | login.Refused) -> Response:
+    if isinstance(step, login.Refused):
+        return _fail(s, throttled=step.throttled)
+    return await _login(s, step.account)
 
 
 def _fail(s: Session, *, throttled: bool = False, text: str = _AUTH_FAILED) -> Reply:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from .. import log
+from ..auth import session_settings
 from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
@@ -29,11 +30,7 @@ def check_settings(cfg: Config, problems: list[str]) -> None:
 
 
 def settings_for(ctx: ServerContext) -> Pop3Settings:
-    s = ctx.state.get("pop3")
-    if not isinstance(s, Pop3Settings):
-        s = read_settings(ctx.config, [])
-        ctx.state["pop3"] = s
-    return s
+    return session_settings.cached(ctx, "pop3", Pop3Settings, read_settings)
 
 
 async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> None:

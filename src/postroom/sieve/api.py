@@ -161,6 +161,10 @@ class Vacation(Action):
     addresses: tuple[str, ...] = ()
     fcc: str | None = None  # RFC 8580
     in_reply_to: str | None = None
+    # RFC 8580 §4: the :fcc copy's :flags, :create and :specialuse.
+    fcc_flags: tuple[str, ...] = ()
+    fcc_create: bool = False
+    fcc_special_use: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,9 @@ class Notify(Action):
     options: tuple[str, ...] = ()
     message: str | None = None
     fcc: str | None = None
+    fcc_flags: tuple[str, ...] = ()  # RFC 8580 §4, as on Vacation
+    fcc_create: bool = False
+    fcc_special_use: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +209,6 @@ class Result:
     edited: bytes | None = None  # the message after editheader, if it changed
     duplicate_marks: list[tuple[str, int]] = field(default_factory=list)  # (key, seconds) to track
     log: list[str] = field(default_factory=list)  # what the script asked to log / warnings
+    # The script ran ``stop`` (RFC 5228 §3.3): delivery then skips the scripts after it in
+    # the before / personal / after sequence (docs/sieve.md "# Delivery").
+    stopped: bool = False

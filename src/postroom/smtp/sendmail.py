@@ -18,7 +18,7 @@ import getpass
 import sys
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from .. import log
 from ..auth import Authenticator
@@ -158,7 +158,7 @@ def run(cfg: Config, argv: list[str], stdin: BinaryIO | None = None, stderr: Tex
 async def _submit(cfg: Config, sender: str, rcpts: list[str], body: bytes, err: TextIO) -> int:
     store = open_store(cfg.backend, cfg.data_dir)
     await store.open()
-    queue = None
+    queue: _LazyQueue | None = None
     try:
         ctx = ServerContext(cfg, store, None, Authenticator(store))
         txn = Transaction(sender=parse_path(f"<{sender}>", allow_null=True)[0],
@@ -176,10 +176,10 @@ async def _submit(cfg: Config, sender: str, rcpts: list[str], body: bytes, err: 
                     return EX_NOUSER
             else:
                 resolved = Resolved(remote=(path.address,))
-            if resolved.remote and queue is None:
-                queue = await _open_queue(cfg)
-                ctx.outbound = queue
             txn.rcpts.append(Rcpt(path, resolved))
+        # Opened on first use: by remote recipients, or by a Sieve redirect or vacation reply
+        # of a local one (postroom.sieve.delivery).
+        queue = ctx.outbound = _LazyQueue(cfg)
         peer = Peer("", "", True, None, None, log.new_id(), True)
         reply = await delivery.deliver(ctx, smtp_settings.parse(cfg, []), peer, txn, body)
         if reply.code != 250:
@@ -190,6 +190,23 @@ async def _submit(cfg: Config, sender: str, rcpts: list[str], body: bytes, err: 
         if queue is not None:
             await queue.close()
         await store.close()
+
+
+class _LazyQueue:
+    """The outbound queue, opened only when something is enqueued."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.queue: Any = None
+
+    async def enqueue(self, envelope: Any, raw: bytes) -> str:
+        if self.queue is None:
+            self.queue = await _open_queue(self.cfg)
+        return str(await self.queue.enqueue(envelope, raw))
+
+    async def close(self) -> None:
+        if self.queue is not None:
+            await self.queue.close()
 
 
 async def _open_queue(cfg: Config):  # type: ignore[no-untyped-def]

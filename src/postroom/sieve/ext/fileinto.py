@@ -1,0 +1,41 @@
+"""RFC 5228 §4.1 ``fileinto`` (needs ``require "fileinto"``) and RFC 3894 ``:copy`` on
+fileinto and redirect (needs ``require "copy"``)."""
+
+from __future__ import annotations
+
+from ..api import FileInto
+from ..ast import Node
+from ..core import action_flags
+from ..interp import Context
+from ..registry import REGISTRY, STRING, Spec, TagSpec
+from ..validator import Checker
+
+
+def _fileinto(ctx: Context, node: Node) -> None:
+    mailbox = ctx.string(node.positional[0])
+    _valid_mailbox(mailbox, ctx.error, node)
+    copy = ":copy" in node.tags
+    ctx.add_action(FileInto(mailbox, flags=action_flags(ctx, node), copy=copy,
+                            create=":create" in node.tags,
+                            special_use=ctx.string(node.tags[":specialuse"]) if ":specialuse" in node.tags else None),
+                   node, cancels_keep=not copy)
+
+
+def _valid_mailbox(name: str, error: object, at: object) -> None:
+    """A mailbox name the store can take: not empty, no control characters (the store
+    applies its own hierarchy rules when delivering)."""
+    if not name or any(ord(c) < 0x20 or c == "\x7f" for c in name) or any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+        raise error(f"fileinto: invalid mailbox name {name!r}", at)  # type: ignore[operator]
+
+
+def _check(c: Checker, node: Node) -> None:
+    v = c.constant(node.positional[0])
+    if v is not None:
+        _valid_mailbox(v, c.error, node.positional[0])
+
+
+REGISTRY.extension("fileinto")
+REGISTRY.extension("copy")
+REGISTRY.command(Spec("fileinto", False, _fileinto, extension="fileinto", positional=(STRING,), check=_check))
+_COPY = TagSpec(":copy", extension="copy")
+REGISTRY.add_tag(("fileinto", "redirect"), _COPY, tests=False)

@@ -1,0 +1,171 @@
+"""The message as tests see it: header fields (decoded, RFC 5228 §2.7.2), addresses
+(§2.7.4), size and body, computed lazily from the raw octets.
+
+The field list is mutable so that editheader (RFC 5293) can change what later tests see;
+:meth:`MessageView.edited` gives the message after those edits.
+
+Cost at delivery: the header block is split once (no MIME walk: the tree is parsed only
+when a body or mime test asks for :attr:`MessageView.parsed`); fields are indexed by
+lowercased name once, and each header's decoded values and parsed addresses are kept per
+name, so thirty rules testing ``from`` parse it once. Every cache is derived from
+:attr:`MessageView.fields` and dropped by :meth:`MessageView.touch`, which whoever
+changes the fields (editheader) must call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from postroom.mime.addresses import (
+    MISSING_DOMAIN,
+    MISSING_MAILBOX,
+    SYNTAX_ERROR,
+    parse_address_list,
+)
+from postroom.mime.decode import decode_header_value
+from postroom.mime.headers import header_end, split_header
+from postroom.mime.imapfmt import unfold_nolf
+from postroom.mime.model import ParsedMessage
+from postroom.mime.parse import parse
+
+__all__ = ["Addr", "Field", "MessageView", "parse_addresses"]
+
+
+@dataclass(slots=True)
+class Field:
+    name: str  # as written
+    value: bytes  # raw value: after the colon, leading blanks removed, folding kept
+    added: bool = False  # added by editheader during this run
+    #: The field's original octets (name to line end), reused as they are by
+    #: :meth:`MessageView.edited`; None for a new field (editheader leaves it None).
+    original: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Addr:
+    """One mailbox of an address header: ``domain`` None when the address has none."""
+
+    local: str
+    domain: str | None
+    raw: str  # the whole address as written (local@domain), for :all
+
+
+def parse_addresses(value: bytes) -> list[Addr]:
+    """The mailboxes in an address-list value; group markers skipped (RFC 5228 §2.7.4:
+    "group" syntax contributes only its member addresses)."""
+    out: list[Addr] = []
+    for a in parse_address_list(value):
+        if a.mailbox is None or a.host is None:  # group start/end markers (IMAP ENVELOPE style)
+            continue
+        if a.mailbox == MISSING_MAILBOX and a.host == MISSING_DOMAIN:  # "<>"
+            continue
+        local = a.mailbox if a.mailbox != MISSING_MAILBOX else ""
+        if a.host == MISSING_DOMAIN:
+            out.append(Addr(local, None, local))
+        elif a.host == SYNTAX_ERROR:
+            continue
+        else:
+            out.append(Addr(local, a.host, f"{local}@{a.host}"))
+    return out
+
+
+class MessageView:
+    def __init__(self, raw: bytes, parsed: ParsedMessage | None = None) -> None:
+        self.raw = raw
+        self._parsed = parsed
+        self._fields: list[Field] | None = None
+        self._decoded: dict[str, list[str]] = {}
+        #: Lowercased name → that name's fields, in order (built on first use).
+        self._index: dict[str, list[Field]] | None = None
+        #: Lowercased name → the mailboxes of each of that name's fields (RFC 5228 §2.7.4).
+        self._addresses: dict[str, list[list[Addr]]] = {}
+        self.changed = False
+
+    def touch(self) -> None:
+        """Call after changing :attr:`fields` (editheader): drops the per-name index, the
+        decoded values and the parsed addresses, and makes ``Result.edited`` carry the
+        rewritten message."""
+        self._decoded.clear()
+        self._index = None
+        self._addresses.clear()
+        self.changed = True
+
+    @property
+    def parsed(self) -> ParsedMessage:
+        if self._parsed is None:
+            self._parsed = parse(self.raw)  # never raises (postroom.mime.parse)
+        return self._parsed
+
+    @property
+    def fields(self) -> list[Field]:
+        if self._fields is None:
+            raw = self.raw
+            # The top-level header block is all header/address tests need: split it
+            # directly (what parse() does for the root entity) instead of walking the MIME tree.
+            start = self._parsed.root.header_start if self._parsed is not None else 0
+            found, _ = split_header(raw, start, len(raw))
+            self._fields = [Field(f.name.decode("utf-8", "replace"), f.value, original=raw[f.start:f.end])
+                            for f in found]
+        return self._fields
+
+    def _by_name(self) -> dict[str, list[Field]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for f in self.fields:
+                index.setdefault(f.name.lower(), []).append(f)
+            self._index = index
+        return index
+
+    def _values_of(self, low: str) -> list[str]:
+        got = self._decoded.get(low)
+        if got is None:
+            fields = (self._index if self._index is not None else self._by_name()).get(low, ())
+            got = self._decoded[low] = [decode_header_value(f.value).strip(" \t") for f in fields]
+        return got
+
+    @property
+    def size(self) -> int:
+        """RFC 5228 §5.9: the message size in octets."""
+        return len(self.raw)
+
+    def raw_values(self, name: str) -> list[bytes]:
+        return [f.value for f in self._by_name().get(name.lower(), ())]
+
+    def values(self, name: str) -> list[str]:
+        """Decoded values (RFC 2047 words decoded, unfolded, outer whitespace removed),
+        each field decoded once per message."""
+        return list(self._values_of(name.lower()))
+
+    def addresses(self, name: str) -> list[list[Addr]]:
+        """The mailboxes of each field named ``name``, one list per field in field order
+        (``:index`` picks fields, then every address of the picked ones counts). Parsed
+        once per name; callers must not change the lists."""
+        low = name.lower()
+        got = self._addresses.get(low)
+        if got is None:
+            got = self._addresses[low] = [parse_addresses(v) for v in self.raw_values(low)]
+        return got
+
+    def unfolded(self, name: str) -> list[str]:
+        """Values unfolded but not RFC 2047-decoded (for addresses and dates)."""
+        return [unfold_nolf(v).decode("utf-8", "replace").strip(" \t") for v in self.raw_values(name)]
+
+    def has(self, name: str) -> bool:
+        return name.lower() in self._by_name()
+
+    @property
+    def body_start(self) -> int:
+        if self._parsed is not None:
+            return self._parsed.root.body_start
+        return header_end(self.raw, 0, len(self.raw))[1]
+
+    def edited(self) -> bytes:
+        """The message with the current header fields (after editheader changes)."""
+        parts = []
+        for f in self.fields:
+            if f.original is not None:
+                parts.append(f.original if f.original.endswith(b"\n") else f.original + b"\r\n")
+            else:
+                parts.append(f.name.encode("utf-8", "surrogateescape") + b": " + f.value + b"\r\n")
+        return b"".join(parts) + b"\r\n" + self.raw[self.body_start:]

@@ -1,0 +1,2 @@
+require ["ihave", "fileinto"];
+if ihave "vnd.example.nothing" { nothing_here "x"; } else { fileinto "NoIhave"; }

@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+include :personal "25-included";
+fileinto "After-Include";

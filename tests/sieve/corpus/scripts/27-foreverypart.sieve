@@ -1,0 +1,2 @@
+require ["foreverypart", "mime", "fileinto"];
+foreverypart { if header :mime :type "content-type" "application" { fileinto "HasApp"; break; } }

@@ -1,0 +1,2 @@
+require "vnd.example.unknown";
+keep;

@@ -1,0 +1,4 @@
+require ["imap4flags"];
+setflag "\\Answered";
+if true { stop; }
+discard;

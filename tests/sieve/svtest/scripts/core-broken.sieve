@@ -1,0 +1,4 @@
+if header :is "subject" "x" {
+  keep;
+}
+else keep;

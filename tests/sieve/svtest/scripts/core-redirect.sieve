@@ -1,0 +1,3 @@
+redirect "archive@example.net";
+redirect "Archive@example.net";
+keep;

@@ -1,0 +1,2 @@
+require "editheader";
+addheader "X Bad: Name" "v";

@@ -1,0 +1,2 @@
+require "enotify";
+notify "xmpp:someone@example.org";

@@ -1,0 +1,2 @@
+require ["fcc", "fileinto"];
+fileinto :fcc "Sent" "X";

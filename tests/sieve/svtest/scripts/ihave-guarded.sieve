@@ -1,0 +1,6 @@
+require ["ihave", "fileinto"];
+if ihave "vnd.example.flux" {
+  flux :capacitor "88";
+} else {
+  fileinto "Plain";
+}

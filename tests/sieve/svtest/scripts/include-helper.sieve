@@ -1,0 +1,4 @@
+require ["include", "variables", "fileinto"];
+global "where";
+set "where" "After-global";
+fileinto "Included";

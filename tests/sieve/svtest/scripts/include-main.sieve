@@ -1,0 +1,4 @@
+require ["include", "variables", "fileinto"];
+global "where";
+include :personal "include-helper";
+fileinto "${where}";

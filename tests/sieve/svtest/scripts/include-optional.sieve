@@ -1,0 +1,3 @@
+require "include";
+include :optional "include-nothing-here";
+keep;

@@ -1,0 +1,3 @@
+require ["include", "fileinto"];
+return;
+fileinto "Never";
