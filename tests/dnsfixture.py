@@ -9,7 +9,10 @@ Names not given answer NXDOMAIN; a known name asked for another type answers
 NOERROR with no data; :meth:`servfail` makes a name answer SERVFAIL and :meth:`silent`
 makes it never answer (a timeout). :meth:`txt` publishes TXT records of any length
 (split into 255-byte strings, RFC 7208 §3.3) and :meth:`load_zone` a zone-file
-snippet such as ``postroom dns records`` prints. Records can be changed while the
+snippet such as ``postroom dns records`` prints. :meth:`cname` makes an alias that
+answers follow, :meth:`secure` marks names whose answers carry the AD bit (as a
+validating resolver's would, for queries with DO or AD: DANE tests) and :meth:`tlsa`
+publishes TLSA records. Records can be changed while the
 server runs. Built on dnspython's message helpers; one thread. ``port=53`` on a spare
 loopback address (root only) serves programs that read /etc/resolv.conf.
 """
@@ -47,6 +50,7 @@ class DnsFixture:
         self.records: dict[tuple[str, str], list[str]] = {}
         self.failing: set[str] = set()
         self.silenced: set[str] = set()
+        self.validated: set[str] = set()  # names answered with AD (see secure())
         self.queries: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -88,6 +92,20 @@ class DnsFixture:
 
     def srv(self, name: str, priority: int, weight: int, port: int, target: str) -> None:
         self.set(name, "SRV", [f"{priority} {weight} {port} {_norm(target) if target != '.' else '.'}"])
+
+    def cname(self, name: str, target: str) -> None:
+        """``name`` is an alias of ``target``; queries of other types follow it."""
+        self.set(name, "CNAME", [_norm(target)])
+
+    def tlsa(self, name: str, *records: str) -> None:
+        """TLSA records (RFC 6698 §2.2 presentation form), e.g. ``"3 1 1 <sha-256 hex>"``."""
+        self.set(name, "TLSA", records)
+
+    def secure(self, *names: str, on: bool = True) -> None:
+        """Answer queries for ``names`` that ask with DO or AD with the AD bit set."""
+        with self._lock:
+            for name in names:
+                (self.validated.add if on else self.validated.discard)(_norm(name))
 
     def load_zone(self, text: str, origin: str = ".") -> int:
         """Records from a zone-file snippet (``$ORIGIN``/``$TTL`` lines allowed); returns how many."""
@@ -143,9 +161,21 @@ class DnsFixture:
                 resp.set_rcode(dns.rcode.SERVFAIL)
                 return resp.to_wire()
             values = self.records.get((name, rdtype))
-            known = any(k[0] == name for k in self.records)
+            # A CNAME is followed, as a recursive resolver would (RFC 1034 §4.3.2), up to 8 links.
+            owners = [name]
+            while not values and rdtype != "CNAME" and (owners[-1], "CNAME") in self.records and len(owners) < 9:
+                owners.append(_norm(self.records[(owners[-1], "CNAME")][0]))
+                values = self.records.get((owners[-1], rdtype))
+            known = any(k[0] == owners[-1] for k in self.records)
+            # RFC 6840 §5.7, RFC 4035 §3.2.3: AD only for a query that asked with AD or DO,
+            # and only when every name of the CNAME chain is secure.
+            if all(o in self.validated for o in owners) and (query.flags & dns.flags.AD
+                                                             or query.ednsflags & dns.flags.DO):
+                resp.flags |= dns.flags.AD
+        for owner, target in zip(owners, owners[1:]):
+            resp.answer.append(dns.rrset.from_text_list(owner, self.ttl, dns.rdataclass.IN, "CNAME", [target]))
         if values:
-            resp.answer.append(dns.rrset.from_text_list(q.name, self.ttl, dns.rdataclass.IN, q.rdtype, values))
+            resp.answer.append(dns.rrset.from_text_list(owners[-1], self.ttl, dns.rdataclass.IN, q.rdtype, values))
         elif not known:
             resp.set_rcode(dns.rcode.NXDOMAIN)
         return resp.to_wire()

@@ -33,6 +33,7 @@ STANDARD_LISTENERS: dict[str, tuple[str, int, str]] = {
     "managesieve": ("managesieve", 4190, "starttls"),
     "nntp": ("nntp", 119, "starttls"),
     "http": ("http", 80, "none"),
+    "https": ("http", 443, "implicit"),
 }
 TLS_MODES = ("none", "starttls", "implicit")
 
@@ -224,7 +225,7 @@ class Config:
 
 
 PROTOCOL_SECTIONS = ("smtp", "submission", "pop3", "imap", "outbound", "managesieve", "nntp", "http",
-                     "sieve", "dns", "mailauth")
+                     "sieve", "dns", "mailauth", "mta_sts")
 
 
 def load(path: str | Path) -> Config:

@@ -28,7 +28,7 @@ from types import ModuleType
 from typing import AsyncIterator
 
 from . import log as _log
-from . import protocols
+from . import metrics, protocols
 from .auth import Authenticator
 from .config import Config, Listener, load
 from .context import ServerContext
@@ -59,6 +59,9 @@ BUSY = {
     "imap": b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
     "managesieve": b'BYE "Too many connections"\r\n',
     "nntp": b"400 Too many connections\r\n",
+    # Sent before the request is read: an early response, which HTTP/1.1 clients accept.
+    "http": b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n"
+            b"Content-Length: 0\r\n\r\n",
 }
 
 
@@ -77,6 +80,7 @@ class Server:
 
     async def start(self, reuse_port: bool = False) -> None:
         cfg = self.cfg
+        metrics.enable()  # before anything counts (a supervisor enabled multiprocess mode already)
         store = open_store(cfg.backend, cfg.data_dir)
         await store.open()
         for d in cfg.domains:
@@ -115,6 +119,7 @@ class Server:
             sock = srv.sockets[0].getsockname()
             self.addresses[lst.name] = (sock[0], sock[1])
             self.log.info("listening %s %s:%d (%s, tls=%s)", lst.name, sock[0], sock[1], lst.protocol, lst.tls)
+        ctx.state["runtime"] = self  # for modules that report on it (HTTP /readyz, ports bound for port 0)
 
     async def _purge_periodically(self, every: float = PURGE_EVERY) -> None:
         while True:
@@ -140,6 +145,7 @@ class Server:
         if ctx.stopping.is_set() or len(self._tasks) >= limits.connections or \
                 self._per_ip[ip] >= limits.connections_per_ip:
             self.log.info("%s %s refused: connection limit", lst.name, ip)
+            metrics.CONNECTIONS_REFUSED.labels(lst.protocol).inc()
             try:
                 await conn.send(BUSY.get(lst.protocol, b""), timeout=5)
             except Exception:  # the peer may already be gone; nothing to tell it then
@@ -149,6 +155,7 @@ class Server:
         self._tasks.add(task)
         self._conns[task] = (conn, lst)
         self._per_ip[ip] += 1
+        metrics.connection_opened(lst.protocol)
         try:
             await mod.handle(ctx, conn, lst)
         except asyncio.CancelledError:
@@ -162,6 +169,7 @@ class Server:
         finally:
             self._tasks.discard(task)
             self._conns.pop(task, None)
+            metrics.connection_closed(lst.protocol)
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
@@ -218,6 +226,7 @@ class Server:
         self.cfg = cfg
         self.ctx.config = cfg
         self.ctx.state.clear()
+        self.ctx.state["runtime"] = self
         self.log.info("configuration reloaded from %s", path)
 
 
@@ -235,6 +244,7 @@ async def running(cfg: Config) -> AsyncIterator[Server]:
 async def _serve_forever(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None) -> int:
     srv = Server(cfg)
     await srv.start(reuse_port=reuse_port)
+    metrics.WORKERS_ALIVE.set(1)
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
@@ -293,6 +303,8 @@ def serve(path: str) -> int:
     if not hasattr(socket, "SO_REUSEPORT"):
         log.error("workers > 1 needs SO_REUSEPORT, which this system lacks")
         return 1
+    # Before the first fork: every worker writes its values where a scrape merges them.
+    metrics.use_directory(metrics.directory_for(cfg.data_dir))
     children: dict[int, int] = {}
 
     supervisor = os.getpid()
@@ -344,8 +356,10 @@ def serve(path: str) -> int:
         if pid not in children:
             continue
         slot = children.pop(pid)
+        metrics.process_died(pid)
         code = os.waitstatus_to_exitcode(st)
         if not stopping:
+            metrics.WORKER_RESTARTS.inc()
             log.error("worker pid=%d exited with %d; restarting it", pid, code)
             spawn(slot)
         elif code != 0:

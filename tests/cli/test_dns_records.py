@@ -113,7 +113,8 @@ def test_records_load_and_check_is_all_ok(cfgp: Path, dns_srv: DnsFixture) -> No
 
     code, lines, out = check(cfgp)
     assert code == 0, out
-    assert len(lines) == 13 and set(lines.values()) == {"ok"}, out  # MX, 2 SPF, 3 DKIM, DMARC, 6 SRV
+    # MX, 2 SPF, 3 DKIM, DMARC, MTA-STS TXT and host, TLS-RPT, 6 SRV, autoconfig and autodiscover hosts and SRV
+    assert len(lines) == 19 and set(lines.values()) == {"ok"}, out
     assert f"{DOMAIN}: all {len(lines)} records ok" in out
     assert "note: mail.example.test has no A/AAAA record" in out  # advice, not a failure
 

@@ -15,6 +15,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+from .. import metrics
 from ..storage.api import Store
 from ..storage.models import Account
 from .passwords import hash_password, needs_rehash, verify_password
@@ -55,6 +56,7 @@ class Authenticator:
         """Return the account on success. On failure, sleep the penalty before returning."""
         username = username.strip().lower()
         if self.is_throttled(remote_ip):
+            metrics.LOGINS.labels("throttled").inc()
             await asyncio.sleep(self.base_delay)
             return AuthResult(None, throttled=True)
         account = await self.store.get_account(username) if username else None
@@ -65,6 +67,7 @@ class Authenticator:
                 await self.store.set_password_hash(account.address, await asyncio.to_thread(
                     hash_password, password))
             self._fail_user.pop(username, None)
+            metrics.LOGINS.labels("ok").inc()
             return AuthResult(account)
         await self.record_failure(username, remote_ip)
         return AuthResult(None)
@@ -73,6 +76,7 @@ class Authenticator:
         """Count a failed login checked elsewhere (APOP digests, SASL mechanisms that never
         reveal a password) and sleep its penalty, exactly as a wrong password would."""
         username = username.strip().lower()
+        metrics.LOGINS.labels("failed").inc()
         now = time.monotonic()
         self._fail_ip[remote_ip].append(now)
         self._fail_user[username].append(now)

@@ -20,10 +20,18 @@ Choices, each explained in the snippet's comments:
 - DMARC ``p=quarantine`` with aggregate reports to ``postmaster@DOMAIN``: with
   aligned SPF and DKIM on every message this server sends, forged mail can be
   quarantined from the first day.
+- MTA-STS (RFC 8461): ``_mta-sts`` TXT with the id of the policy the ``https``
+  listener serves (a hash of its text, so it changes exactly when the policy does), and
+  ``mta-sts.DOMAIN`` as a CNAME to the hostname (``check`` also accepts A/AAAA records
+  of this server); TLS-RPT (RFC 8460): ``_smtp._tls`` TXT with the ``rua`` address of
+  ``[mta_sts] report_mailbox``.
 - SRV (RFC 6186, RFC 8314 §5.1) for the mail-client services of the configured
   listeners, implicit TLS preferred; a service with no listener gets the RFC's
   "not provided" record ``0 0 0 .``, and so does a listener without TLS (clients
   must not be sent to a port where passwords travel in clear).
+- With an HTTP listener: ``autoconfig.DOMAIN`` and ``autodiscover.DOMAIN`` as CNAMEs
+  to the hostname (Thunderbird's and Outlook's settings lookups, docs/http.md), and
+  ``_autodiscover._tcp`` SRV to the https port (Outlook's fallback).
 
 ``check`` judges SPF and DMARC by meaning, not text: any one valid ``v=spf1`` /
 ``v=DMARC1`` record is ``ok`` (shown when it differs from the suggestion), with a
@@ -113,9 +121,9 @@ def warn_unserved(cfg: Config, domain: str) -> None:
 # -- the records -----------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class Wanted:
-    kind: str  # mx | spf | dkim | dmarc | srv | address
+    kind: str  # mx | spf | dkim | dmarc | srv | address | mta-sts | mta-sts-host | tlsrpt | autoconfig
     name: str  # fully qualified, with the trailing dot
-    rdtype: str  # MX | TXT | SRV | A | AAAA
+    rdtype: str  # MX | TXT | SRV | A | AAAA | CNAME
     value: str  # presentation form; for TXT the text itself, unquoted
     comment: str  # one line: why the record is there
     label: str = ""  # what `check` calls it, e.g. "DKIM 202612r (rsa, active)"
@@ -180,6 +188,23 @@ def _srv_records(cfg: Config, domain: str, host: str) -> list[Wanted]:
     return out
 
 
+def _sts_records(cfg: Config, domain: str, host: str) -> list[Wanted]:
+    """RFC 8461 §3.1 (policy id), §3.3 (policy host), RFC 8460 §3 (report address)."""
+    from ..outbound.stspolicy import published
+
+    settings, _, pid = published(cfg)
+    return [
+        Wanted("mta-sts", f"_mta-sts.{domain}.", "TXT", f"v=STSv1; id={pid}",
+               f"MTA-STS (RFC 8461), mode {settings.mode}: senders fetch the policy again when this id changes "
+               "(it is a hash of the policy text)", "MTA-STS"),
+        Wanted("mta-sts-host", f"mta-sts.{domain}.", "CNAME", host,
+               f"the MTA-STS policy host: served by this server's https listener (its certificate must name "
+               f"mta-sts.{domain}); A/AAAA records of this server do as well", "MTA-STS policy host"),
+        Wanted("tlsrpt", f"_smtp._tls.{domain}.", "TXT", f"v=TLSRPTv1; rua={settings.rua(domain)}",
+               "TLS-RPT (RFC 8460): senders mail daily reports of TLS failures delivering here", "TLS-RPT"),
+    ]
+
+
 def public_addresses(cfg: Config) -> list[str]:
     """The listeners' addresses that are reachable from the Internet (not 0.0.0.0, loopback, private)."""
     found = []
@@ -225,8 +250,31 @@ def wanted(cfg: Config, domain: str, keys: Iterable[DkimKey], now: float | None 
     recs.append(Wanted("dmarc", f"_dmarc.{domain}.", "TXT", f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}",
                        "DMARC (RFC 7489): quarantine forgeries; rua= gets daily XML reports (another mailbox? "
                        "or drop it)", "DMARC"))
+    recs += _sts_records(cfg, domain, host)
+    if not any(lst.protocol == "http" and lst.tls == "implicit" for lst in cfg.listeners):
+        notes.append(f"the MTA-STS policy is served on https://mta-sts.{domain}/: configure an https listener "
+                     "(port 443) whose certificate names that host.")
     recs += _srv_records(cfg, domain, host)
+    recs += _autoconfig_records(cfg, domain, host)
     return Plan(domain, host, tuple(recs), tuple(notes), not any(k.state == "active" for k in keys))
+
+
+def _autoconfig_records(cfg: Config, domain: str, host: str) -> list[Wanted]:
+    """The names mail clients ask for their settings (docs/http.md), when an HTTP listener serves them."""
+    web = [lst for lst in cfg.listeners if lst.protocol == "http"]
+    if not web:
+        return []
+    recs = [Wanted("autoconfig", f"autoconfig.{domain}.", "CNAME", host,
+                   "Thunderbird autoconfiguration (https://autoconfig.DOMAIN/mail/config-v1.1.xml), served by "
+                   "this server's http(s) listeners", "autoconfig host"),
+            Wanted("autoconfig", f"autodiscover.{domain}.", "CNAME", host,
+                   "Outlook Autodiscover (https://autodiscover.DOMAIN/autodiscover/autodiscover.xml), served by "
+                   "this server's https listener", "autodiscover host")]
+    https = next((lst for lst in web if lst.tls == "implicit" and lst.port), None)
+    if https is not None:
+        recs.append(Wanted("srv", f"_autodiscover._tcp.{domain}.", "SRV", f"0 1 {https.port} {host}",
+                           "Outlook's fallback when autodiscover.DOMAIN does not answer"))
+    return recs
 
 
 # -- zone-file rendering ---------------------------------------------------------------
@@ -336,6 +384,8 @@ def judge(r: Wanted, found: list[Any] | None, plan: Plan, host_addrs: Iterable[s
         return _judge_rr(r, found, plan)
     if r.kind == "dkim":
         return _judge_dkim(r, _texts(found))
+    if r.kind in ("mta-sts", "tlsrpt"):
+        return _judge_sts(r, _texts(found))
     return _judge_policy(r, _texts(found), plan, host_addrs)
 
 
@@ -346,6 +396,8 @@ def _judge_rr(r: Wanted, found: list[Any], plan: Plan) -> Finding:
     elif r.rdtype == "SRV":
         _, _, port, target = r.value.split()
         ok = any(x.target.to_text().lower() == target and x.port == int(port) for x in found)
+    elif r.rdtype == "CNAME":
+        ok = any(x.target.to_text().lower() == r.value for x in found)
     else:  # A, AAAA
         ok = r.value in [x.address for x in found]
     got = ", ".join(x.to_text().lower() for x in found)
@@ -361,6 +413,26 @@ def _judge_dkim(r: Wanted, texts: list[str]) -> Finding:
     if same:  # RFC 6376 §3.6.2.2: several records at one selector give undefined results
         return Finding(r, "different", f"{len(texts)} TXT records at this name; verifiers may pick any")
     return Finding(r, "different", f"found: {_short('; '.join(texts))}")
+
+
+def _judge_sts(r: Wanted, texts: list[str]) -> Finding:
+    """MTA-STS: exactly one v=STSv1 record with our id (RFC 8461 §3.1: an old id keeps senders on the
+    old policy). TLS-RPT: exactly one v=TLSRPTv1 record with a rua (RFC 8460 §3), whatever its address."""
+    version = "v=STSv1" if r.kind == "mta-sts" else "v=TLSRPTv1"
+    mine = [t for t in texts if re.match(rf"{version}[ \t]*(;|$)", t)]
+    if not mine:
+        return Finding(r, "missing", f"found only: {_short('; '.join(texts))}")
+    if len(mine) > 1:  # RFC 8461 §3.1, RFC 8460 §3: more than one record means none
+        return Finding(r, "different", f"{len(mine)} {r.label} records: senders then ignore them all")
+    tags = _tags(mine[0])
+    if r.kind == "mta-sts":
+        want = _tags(r.value)["id"]
+        if tags.get("id") != want:
+            return Finding(r, "different", f"found id={tags.get('id', '')}; the policy served now has id={want}")
+        return Finding(r, "ok")
+    if not tags.get("rua", "").startswith(("mailto:", "https:")):
+        return Finding(r, "different", f"found: {_short(mine[0])}; no rua=mailto: or https: address")
+    return Finding(r, "ok", "" if mine[0] == r.value else f"published: {_short(mine[0])}")
 
 
 def _judge_policy(r: Wanted, texts: list[str], plan: Plan, host_addrs: Iterable[str]) -> Finding:
@@ -416,6 +488,16 @@ async def check(resolver: Any, plan: Plan) -> tuple[list[Finding], list[str]]:
     findings = []
     for r in records:
         found = answers[(r.name, r.rdtype)]
+        if r.rdtype == "CNAME" and not found and not isinstance(found, DnsTemporary) and host_addrs:
+            # No CNAME: A/AAAA records of this server at the name do as well.
+            try:
+                addrs = await resolver.addresses(r.name) or ()
+            except DnsTemporary as exc:
+                findings.append(Finding(r, "temporary failure", str(exc)))
+                continue
+            if addrs and set(addrs) <= set(host_addrs):
+                findings.append(Finding(r, "ok", f"A/AAAA {', '.join(addrs)}"))
+                continue
         if isinstance(found, DnsTemporary):
             findings.append(Finding(r, "temporary failure", str(found)))
         else:

@@ -14,6 +14,8 @@ import ssl
 import tempfile
 from pathlib import Path
 
+from .. import metrics
+
 _CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!MD5:!DSS:!SHA1"
 
 
@@ -23,7 +25,25 @@ def server_context(cert: Path | str, key: Path | str) -> ssl.SSLContext:
     ctx.set_ciphers(_CIPHERS)
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_RENEGOTIATION
     ctx.load_cert_chain(str(cert), str(key))
+    # asyncio and uvloop make every server-side TLS object with wrap_bio, implicit TLS and
+    # STARTTLS alike, and log a failed handshake nowhere: the object counts it itself.
+    ctx.sslobject_class = _CountingSSLObject
     return ctx
+
+
+class _CountingSSLObject(ssl.SSLObject):
+    """Counts handshakes that fail (``postroom_tls_handshake_failures_total``); a
+    handshake that is only waiting for more bytes raises SSLWantRead and is not one."""
+
+    def do_handshake(self) -> None:
+        try:
+            super().do_handshake()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as exc:
+            reason = exc.reason if isinstance(exc.reason, str) and exc.reason.isupper() else "other"
+            metrics.TLS_HANDSHAKE_FAILURES.labels(reason[:64]).inc()
+            raise
 
 
 def reload_certificate(ctx: ssl.SSLContext, cert: Path | str, key: Path | str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import ssl
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
@@ -19,6 +20,7 @@ from .api import Envelope, Recipient
 from ..wire.dotstuff import normalize_newlines, stuff
 from ..wire.xtext import encode as xtext
 from .reply import Capabilities, Reply, ReplyError, ReplyParser, parse_ehlo
+from .tlsrpt import STARTTLS_NOT_SUPPORTED, classify
 
 
 class SmtpError(Exception):
@@ -29,9 +31,10 @@ class SmtpError(Exception):
     """
 
     def __init__(self, message: str, reply: Reply | None = None, status: str = "4.4.2",
-                 permanent: bool = False) -> None:
+                 permanent: bool = False, tls_failure: str = "") -> None:
         super().__init__(message)
         self.reply = reply
+        self.tls_failure = tls_failure  # RFC 8460 §4.3.1 result type when verified TLS failed
         self.status = reply.status() if reply else status
         self.permanent = permanent if reply is None else reply.permanent
 
@@ -63,6 +66,8 @@ class SmtpClient:
         self.replies: deque[Reply] = deque()
         self.caps = Capabilities({}, esmtp=False)
         self.tls = False
+        self.verified = False  # TLS with a certificate valid for the host name (starttls="verify")
+        self.dane = False  # the peer's chain matched its TLSA records (set by the runner, RFC 7672)
         self.broken = False
         self.transactions = 0
 
@@ -70,8 +75,14 @@ class SmtpClient:
     @classmethod
     async def connect(cls, address: str, port: int, *, name: str, helo: str, connect_timeout: float = 30.0,
                       command_timeout: float = 300.0, data_timeout: float = 600.0, source_address: str = "",
-                      starttls: str = "opportunistic", auth: Auth | None = None) -> "SmtpClient":
-        """Connect, read the greeting, EHLO (or HELO), STARTTLS if offered, AUTH if asked."""
+                      starttls: str = "opportunistic", auth: Auth | None = None,
+                      tls_context: ssl.SSLContext | None = None) -> "SmtpClient":
+        """Connect, read the greeting, EHLO (or HELO), STARTTLS if offered, AUTH if asked.
+
+        ``starttls="verify"`` (MTA-STS, RFC 8461 §4.2) requires STARTTLS and a certificate
+        valid for ``name`` under ``tls_context`` (default: the system's trust store).
+        ``starttls="dane"`` (RFC 7672) requires STARTTLS and leaves the certificate to the
+        caller's TLSA check (:meth:`peer_chain`)."""
         local = (source_address, 0) if source_address else None
         try:
             async with asyncio.timeout(connect_timeout):
@@ -84,13 +95,14 @@ class SmtpClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = cls(reader, writer, f"{name} [{address}]", command_timeout, data_timeout)
         try:
-            await client._setup(helo, starttls, auth)
+            await client._setup(helo, starttls, auth, name, tls_context)
         except BaseException:
             client.close()
             raise
         return client
 
-    async def _setup(self, helo: str, starttls: str, auth: Auth | None) -> None:
+    async def _setup(self, helo: str, starttls: str, auth: Auth | None, name: str = "",
+                     tls_context: ssl.SSLContext | None = None) -> None:
         # RFC 5321 §3.1: the server speaks first; anything but 220 means "not now".
         greeting = await self.read_reply(self.command_timeout)
         if greeting.code != 220:
@@ -99,21 +111,52 @@ class SmtpClient:
         if starttls != "none" and self.caps.has("STARTTLS"):
             reply = await self.command("STARTTLS")
             if reply.code == 220:
+                verify = starttls == "verify"
+                sni = verify or starttls == "dane"  # RFC 7672 §8.1: DANE clients send SNI
                 try:
-                    # RFC 7435: opportunistic TLS, so no certificate check.
+                    # RFC 7435: opportunistic TLS, so no certificate check; RFC 8461 §4.2 checks it.
                     async with asyncio.timeout(self.command_timeout):
-                        await self.writer.start_tls(client_context(verify=starttls == "verify"))
+                        await self.writer.start_tls(tls_context if verify and tls_context else
+                                                    client_context(verify=verify),
+                                                    server_hostname=name if sni else None)
                 except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
                     self.broken = True
-                    raise SmtpError(f"TLS handshake with {self.peer} failed: {exc}", status="4.7.5") from None
+                    raise SmtpError(f"TLS handshake with {self.peer} failed: {exc}", status="4.7.5",
+                                    tls_failure=classify(exc) if sni else "") from None
                 self.tls = True
+                self.verified = verify
                 # RFC 3207 §4.2: forget everything learnt before TLS and EHLO again.
                 self.parser = ReplyParser()
                 await self._hello(helo)
         if starttls == "required" and not self.tls:
             raise SmtpError(f"{self.peer} does not offer STARTTLS (relay_tls = required)", status="4.7.4")
+        if starttls == "verify" and not self.tls:
+            raise SmtpError(f"{self.peer} does not offer STARTTLS (required by the domain's MTA-STS policy)",
+                            status="4.7.4", tls_failure=STARTTLS_NOT_SUPPORTED)
+        if starttls == "dane" and not self.tls:
+            raise SmtpError(f"{self.peer} does not offer STARTTLS (required by its DANE TLSA records)",
+                            status="4.7.4", tls_failure=STARTTLS_NOT_SUPPORTED)
         if auth is not None:
             await self._auth(auth)
+
+    def peer_chain(self) -> list[bytes]:
+        """The DER certificates the peer sent, leaf first (``[]`` without TLS).
+
+        Python 3.13 has ``SSLObject.get_unverified_chain``; 3.11 and 3.12 only have the
+        C object's method, used when present; else the leaf alone (enough for DANE-EE)."""
+        obj = self.writer.get_extra_info("ssl_object")
+        if obj is None:
+            return []
+        get = getattr(obj, "get_unverified_chain", None) or getattr(getattr(obj, "_sslobj", None),
+                                                                     "get_unverified_chain", None)
+        if get is not None:
+            try:
+                der = ssl._ssl.ENCODING_DER  # type: ignore[attr-defined]
+                return [c if isinstance(c, bytes) else c.public_bytes(der) for c in get() or []]
+            except (ssl.SSLError, ValueError, AttributeError):
+                pass
+        leaf = obj.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
 
     async def _hello(self, helo: str) -> None:
         reply = await self.command(f"EHLO {helo}")

@@ -9,21 +9,35 @@ per (address, port) so consecutive messages to one host share a session.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from .. import metrics
 from ..config import Config
 from ..resolver import shared as shared_resolver
 from .api import Recipient
 from .client import Auth, SmtpClient, SmtpError
+from .dane import (
+    DNSSEC_INVALID,
+    INSECURE,
+    DanePlan,
+    DaneSource,
+    HostDane,
+    State,
+    verify_chain,
+)
 from .dns import DestinationResolver, DnsPermanent, DnsTemporary, Host
 from .dsn import RecipientReport, build_dsn, wants_notice
 from .local import send_notice
+from .mtasts import Lookup, PolicySource, post_report
 from .queue import Outcome, QueueBackend, QueuedMessage, QueuedRecipient, RcptState
 from .reply import Reply
 from .settings import OutboundSettings, retry_delay
+from .tlsrpt import VALIDATION_FAILURE, ReportSender, TlsReportCounts
 
 log = logging.getLogger("postroom.outbound")
 
@@ -48,12 +62,18 @@ class Pool:
         self.idle: dict[tuple[str, int], list[tuple[SmtpClient, float]]] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def get(self, host: Host, address: str, port: int, relay: bool) -> SmtpClient:
+    async def get(self, host: Host, address: str, port: int, relay: bool,
+                  verify: ssl.SSLContext | None = None, dane: bool = False) -> SmtpClient:
+        """A pooled or new connection; ``verify`` (an SSLContext) demands verified TLS to ``host.name``;
+        ``dane`` demands STARTTLS, and a pooled session only if it passed the TLSA check."""
         now = time.monotonic()
         stack = self.idle.get((address, port), [])
         while stack:
             client, since = stack.pop()
-            if not client.broken and now - since < self.settings.connection_idle:
+            # A session opened without verified TLS never carries mail that needs it (MTA-STS).
+            if not client.broken and now - since < self.settings.connection_idle and \
+                    (client.dane if dane else verify is None or client.verified) and \
+                    (verify is None and not dane or client.peer.startswith(host.name + " ")):
                 return client
             self._quit(client)
         s = self.settings
@@ -61,7 +81,9 @@ class Pool:
         return await SmtpClient.connect(
             address, port, name=host.name, helo=s.helo_name, connect_timeout=s.connect_timeout,
             command_timeout=s.command_timeout, data_timeout=s.data_timeout, source_address=s.source_address,
-            starttls=s.relay_tls if relay else "opportunistic", auth=auth)
+            starttls="dane" if dane else "verify" if verify is not None else s.relay_tls if relay
+            else "opportunistic", auth=auth,
+            tls_context=verify)
 
     def put(self, client: SmtpClient, address: str, port: int) -> None:
         if client.broken or client.transactions >= self.settings.messages_per_connection \
@@ -122,6 +144,21 @@ class Runner:
         self.unreachable: dict[tuple[str, int], tuple[float, str]] = {}
         self.unreachable_ttl = min(settings.retry_schedule[0], 60.0)
         self.hostname = getattr(getattr(ctx, "config", None), "hostname", "localhost")
+        # DANE (RFC 7672), opt-in and for direct delivery only, like MTA-STS below.
+        self.dane = DaneSource(self.resolver.dns) if settings.dane and not settings.relay_host else None
+        # MTA-STS (RFC 8461) for direct delivery; a smart host applies its own policies.
+        self.sts: PolicySource | None = None
+        self.tlsrpt: TlsReportCounts | None = None
+        self.reports: ReportSender | None = None
+        cfg = getattr(ctx, "config", None)
+        if isinstance(cfg, Config) and settings.mta_sts.enforce_outbound and not settings.relay_host:
+            self.sts = PolicySource(self.resolver.dns, settings.mta_sts, cfg.data_dir / "mta-sts")
+            self.tlsrpt = TlsReportCounts(cfg.data_dir / "tlsrpt")
+            sts = self.sts
+            self.reports = ReportSender(
+                self.tlsrpt, sts.dns.txt, submitter=self.hostname, sending_ip=settings.source_address,
+                submit=lambda to, raw: send_notice(self.ctx, self.notice_queue, to, raw),
+                post=lambda url, gz: post_report(url, gz, sts.ssl_context, sts.dns))
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -132,6 +169,8 @@ class Runner:
             self.wakeup.clear()
             try:
                 await self.schedule_once()
+                if self.reports is not None:
+                    self.reports.maybe_start()  # RFC 8460: yesterday's TLS reports, once
             except Exception:
                 log.exception("queue scan failed")
             self.pool.reap()
@@ -176,6 +215,10 @@ class Runner:
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=5)
         await self.pool.close()
+        if self.reports is not None:
+            await self.reports.close()
+        if self.tlsrpt is not None:
+            self.tlsrpt.flush()
 
     async def _job(self, msg: QueuedMessage, domain: str, rcpts: list[QueuedRecipient]) -> None:
         try:
@@ -219,6 +262,19 @@ class Runner:
             return [Result(r, RcptState.BOUNCED, exc.status, str(exc)) for r in rcpts]
         except DnsTemporary as exc:
             return [Result(r, RcptState.DEFERRED, "4.4.3", str(exc)) for r in rcpts]
+        plan = DanePlan()
+        if self.dane is not None and domain:
+            try:
+                hosts, plan = await self.dane.plan(domain, hosts)
+            except DnsTemporary as exc:  # the validated MX lookup failed (RFC 7672 §2.1.1)
+                return [Result(r, RcptState.DEFERRED, "4.4.3", f"DANE: {exc}") for r in rcpts]
+        sts = await self.sts.lookup(domain) if self.sts is not None and domain else Lookup(None)
+        hosts = self._sts_hosts(msg.id, domain, hosts, sts, plan)
+        if not hosts:
+            # RFC 8461 §4.2: enforce and no MX host matches: not sent (no bounce; retried as usual).
+            mx = ", ".join(sts.cached.policy.mx) if sts.cached else ""
+            error = f"MTA-STS: no MX host of {domain} matches its policy (mx: {mx})"
+            return [Result(r, RcptState.DEFERRED, "4.7.5", error) for r in rcpts]
         try:
             raw = await self.queue.read_body(msg.id)
         except FileNotFoundError:
@@ -231,6 +287,16 @@ class Runner:
         last = ("4.4.1", f"no host for {domain} could be reached", "", False)
         tried = 0
         for host in hosts:
+            dane = plan.of(host)
+            if dane.state is State.FAILED and remaining:
+                # RFC 7672 §2.1.1: TLSA records of a secure name that cannot be looked up
+                # may be hidden by an attacker: this host waits, mail is not sent in clear.
+                last = ("4.4.3", f"DANE: TLSA lookup for {host.name} failed: {dane.error}", "", False)
+                log.warning("%s: %s", msg.id, last[1])
+                if self.tlsrpt is not None:
+                    self.tlsrpt.failure(domain, *self._dane_policy(host, dane), DNSSEC_INVALID, host.name,
+                                        reason=dane.error, policy_type="tlsa")
+                continue
             for address in host.addresses:
                 if not remaining or tried >= MAX_ADDRESSES_PER_ATTEMPT:
                     break
@@ -240,11 +306,11 @@ class Runner:
                     last = ("4.4.1", down[1], "", False)  # tried moments ago by another job
                     continue
                 try:
-                    client = await self.pool.get(host, address, port, bool(self.s.relay_host))
+                    client = await self._connect(msg.id, domain, host, address, port, sts, dane)
                 except SmtpError as exc:
                     log.info("%s: %s", msg.id, exc)
                     last = (exc.status, str(exc.reply) if exc.reply else str(exc), "", exc.permanent)
-                    if exc.reply is None:  # no TCP session at all: remember for a while
+                    if exc.reply is None and not exc.tls_failure:  # no TCP session at all: remember for a while
                         self.unreachable[(address, port)] = (time.monotonic() + self.unreachable_ttl, str(exc))
                     continue
                 self.unreachable.pop((address, port), None)
@@ -257,6 +323,98 @@ class Runner:
         state = RcptState.BOUNCED if permanent else RcptState.DEFERRED
         results += [Result(r, state, status, error, mta) for r in remaining]
         return results
+
+    # -- MTA-STS (RFC 8461 §4) ----------------------------------------------------
+    def _sts_hosts(self, qid: str, domain: str, hosts: list[Host], sts: Lookup,
+                   plan: DanePlan | None = None) -> list[Host]:
+        """The hosts the policy allows: in ``enforce`` only MX hosts it names (§4.1, §4.2);
+        in ``testing`` all of them, the mismatches logged and counted for TLS-RPT. A host
+        with usable TLSA records is DANE's (RFC 8461 §2: DANE takes precedence)."""
+        if sts.cached is None:
+            return hosts
+        c = sts.cached
+        if sts.failure and self.tlsrpt is not None:
+            self.tlsrpt.failure(domain, c.id, c.body, c.policy.mx, sts.failure)
+        if sts.mode == "none":
+            return hosts
+        kept = []
+        for h in hosts:
+            if c.policy.matches(h.name) or plan is not None and plan.of(h).state is State.USABLE:
+                kept.append(h)
+                continue
+            log.warning("%s: MTA-STS (%s): MX %s of %s is not in the policy (mx: %s)%s", qid, sts.mode, h.name,
+                        domain, ", ".join(c.policy.mx), "; skipped" if sts.mode == "enforce" else "")
+            if self.tlsrpt is not None:
+                self.tlsrpt.failure(domain, c.id, c.body, c.policy.mx, VALIDATION_FAILURE, h.name,
+                                    reason="mx-mismatch")
+        return kept if sts.mode == "enforce" else hosts
+
+    async def _connect(self, qid: str, domain: str, host: Host, address: str, port: int, sts: Lookup,
+                       dane: HostDane = INSECURE) -> SmtpClient:
+        """A connection to ``host``: DANE-authenticated TLS when it has TLSA records (RFC 7672),
+        else verified TLS when the MTA-STS policy names it (RFC 8461 §4.2).
+
+        ``enforce``: a TLS failure raises (the next host is tried; none left defers, never
+        plain text). ``testing``: the failure is logged and counted, and delivery goes on
+        over opportunistic TLS on a new connection."""
+        if dane.state in (State.USABLE, State.UNUSABLE):
+            return await self._connect_dane(qid, domain, host, address, port, dane)
+        relay = bool(self.s.relay_host)
+        c = sts.cached
+        if c is None or self.sts is None or sts.mode == "none" or not c.policy.matches(host.name):
+            return await self.pool.get(host, address, port, relay)
+        try:
+            client = await self.pool.get(host, address, port, relay, verify=self.sts.ssl_context)
+        except SmtpError as exc:
+            if not exc.tls_failure:
+                raise
+            log.warning("%s: MTA-STS (%s): %s", qid, sts.mode, exc)
+            if self.tlsrpt is not None:
+                self.tlsrpt.failure(domain, c.id, c.body, c.policy.mx, exc.tls_failure, host.name, address, str(exc))
+            if sts.mode == "enforce":
+                raise
+            return await self.pool.get(host, address, port, relay)
+        if client.transactions == 0 and self.tlsrpt is not None:  # a new session, not a pooled one
+            self.tlsrpt.success(domain, c.id, c.body, c.policy.mx)
+        return client
+
+    # -- DANE (RFC 7672) -----------------------------------------------------------
+    @staticmethod
+    def _dane_policy(host: Host, dane: HostDane) -> tuple[str, str, tuple[str, ...]]:
+        """TLS-RPT (RFC 8460 §4.4) policy id, policy string and host of one MX's TLSA RRset."""
+        text = dane.policy_text
+        return f"tlsa {host.name} {hashlib.sha256(text.encode()).hexdigest()[:16]}", text, (host.name,)
+
+    async def _connect_dane(self, qid: str, domain: str, host: Host, address: str, port: int, dane: HostDane
+                            ) -> SmtpClient:
+        """STARTTLS is mandatory (RFC 7672 §2.2); with usable records the peer's chain must
+        match them (§3), else the session is dropped before MAIL and the next host tried.
+        Secure records that are all unusable still demand TLS, just not authentication."""
+        policy = self._dane_policy(host, dane)
+        try:
+            client = await self.pool.get(host, address, port, False, dane=True)
+        except SmtpError as exc:
+            if exc.tls_failure:
+                log.warning("%s: DANE: %s", qid, exc)
+                if self.tlsrpt is not None:
+                    self.tlsrpt.failure(domain, *policy, exc.tls_failure, host.name, address, str(exc),
+                                        policy_type="tlsa")
+            raise
+        if client.dane or dane.state is State.UNUSABLE:
+            return client
+        failure = verify_chain(dane.records, client.peer_chain(), dane.names)
+        if failure is not None:
+            client.close()  # not QUIT: nothing more is said to a peer that failed authentication
+            error = f"DANE: {client.peer}: {failure.reason} (TLSA: {dane.policy_text.replace(chr(10), '; ')})"
+            log.warning("%s: %s", qid, error)
+            if self.tlsrpt is not None:
+                self.tlsrpt.failure(domain, *policy, failure.result_type, host.name, address, failure.reason,
+                                    policy_type="tlsa")
+            raise SmtpError(error, status="4.7.5", tls_failure=failure.result_type)
+        client.dane = True
+        if self.tlsrpt is not None:
+            self.tlsrpt.success(domain, *policy, policy_type="tlsa")
+        return client
 
     async def _transaction(self, client: SmtpClient, env: Any, raw: bytes, rcpts: list[QueuedRecipient]
                            ) -> tuple[list[Result], list[QueuedRecipient], tuple[str, str, str, bool]]:
@@ -285,8 +443,9 @@ class Runner:
             elif reply.ok:
                 accepted.append(r)
             elif reply.permanent:  # RFC 5321 §4.2.1: 5yz is final for this recipient
+                # Settled here: ``last`` stays the reason for the others, or a 4yz recipient
+                # refused before this one would be bounced with this one's 5yz.
                 done.append(Result(r, RcptState.BOUNCED, reply.status("1.0"), str(reply), mta))
-                last = (reply.status("1.0"), str(reply), mta, True)
             else:
                 later.append(r)
                 last = (reply.status("0.0"), str(reply), mta, False)
@@ -332,7 +491,9 @@ class Runner:
                     outcomes.append(Outcome(res.rcpt.id, res.state, res.status, res.error, res.remote_mta, nxt))
                     log.info("%s: deferred %s: %s (next attempt in %.0fs)", msg.id, res.rcpt.address,
                              res.error, nxt - now)
+                    metrics.outbound_result("deferred")
                     continue
+            metrics.outbound_result(res.state.value, now - msg.created)
             if res.state is RcptState.BOUNCED:
                 log.info("%s: bounced %s: %s", msg.id, res.rcpt.address, res.error)
             elif res.state is RcptState.DELIVERED:

@@ -88,6 +88,14 @@ class Outcome:
     next_attempt: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    messages: int  # in the queue, held ones included
+    held: int
+    recipients: int  # not yet delivered or bounced
+    oldest: float | None  # arrival time of the oldest message (None: empty)
+
+
 class QueueBackend(Protocol):
     async def enqueue(self, envelope: Envelope, raw: bytes) -> str: ...
     async def read_body(self, msg_id: str) -> bytes: ...
@@ -401,6 +409,16 @@ class SqliteQueue:
             "SELECT MIN(r.next_attempt) FROM recipients r JOIN messages m ON m.id = r.msg_id"
             " WHERE r.state IN ('pending','deferred') AND m.held = 0").fetchone()
         return float(row[0]) if row[0] is not None else None
+
+    async def stats(self) -> QueueStats:
+        """How much is waiting and since when, for ``/metrics`` (two counts; the queue is small)."""
+        return await self._run(self._stats)
+
+    def _stats(self) -> QueueStats:
+        messages, held, oldest = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(held), 0), MIN(created) FROM messages").fetchone()
+        rcpts = self.db.execute("SELECT COUNT(*) FROM recipients WHERE state IN ('pending','deferred')").fetchone()[0]
+        return QueueStats(int(messages), int(held), int(rcpts), float(oldest) if oldest is not None else None)
 
     # -- writes ------------------------------------------------------------------
     async def record(self, outcomes: Sequence[Outcome], now: float, delay_notified: Sequence[int] = (),

@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from ..config import Config, Section, parse_duration, parse_hostport
+from .stspolicy import MtaStsSettings, parse_settings as parse_mta_sts
 
 # RFC 5321 §4.5.4.1: retries SHOULD be at least 30 minutes apart and give up after
 # 4-5 days, and the parameters MUST be configurable. We try sooner at first (most
@@ -37,6 +38,8 @@ class OutboundSettings:
     source_address: str = ""  # bind outgoing connections to this address
     connection_idle: float = 5.0  # keep an idle connection this long for the next message
     messages_per_connection: int = 100
+    mta_sts: MtaStsSettings = MtaStsSettings()  # the [mta_sts] section (docs/mta-sts.md)
+    dane: bool = False  # RFC 7672 for direct delivery; needs a validating [dns] resolver (docs/outbound.md)
 
 
 def parse(cfg: Config, problems: list[str]) -> OutboundSettings:
@@ -116,6 +119,8 @@ def parse(cfg: Config, problems: list[str]) -> OutboundSettings:
         source_address=sec.get("source_address", str, ""),
         connection_idle=duration("connection_idle", d.connection_idle),
         messages_per_connection=positive("messages_per_connection", d.messages_per_connection),
+        mta_sts=parse_mta_sts(cfg, problems),
+        dane=sec.get("dane", bool, d.dane),
     )
     if s.source_address:
         try:

@@ -11,14 +11,14 @@ import logging
 import time
 from typing import Iterable
 
-from .. import log
+from .. import log, metrics
 from ..context import ServerContext
 from ..errors import is_storage_full
 from ..outbound.api import Envelope, Recipient
 from ..outbound.dsn import RecipientReport, build_dsn, wants_notice
 from ..outbound.local import send_notice
+from ..sieve import delivery as sieve_delivery
 from ..storage.api import has_room
-from ..storage.models import DeliveryTarget
 from . import mailauth, message, recipients, replies
 from .address import Path
 from .proto import AuthOutcome
@@ -33,6 +33,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
                   body: bytes, logger: logging.Logger = logger) -> Reply:
     queue_id = log.new_id()
     hostname = ctx.config.hostname
+    source = "submission" if peer.submission else ("smtp" if peer.ip else "local")  # for metrics
     if (peer.submission or not peer.ip) and settings.add_missing_headers:
         body = message.add_missing(body, hostname, queue_id)
     rcpt_names = [rc.path.address for rc in txn.rcpts]
@@ -44,6 +45,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         if auth.refusal is not None:
             logger.info("%s id=%s from=<%s> to=%s size=%d %s result=rejected (%s)", peer.session_id, queue_id,
                         sender, rcpt_log, len(body), auth.summary, auth.reason)
+            metrics.message(source, "rejected" if auth.refusal.code >= 500 else "deferred", "mailauth")
             return auth.refusal
     local_ids: dict[int, str] = {}
     remote: dict[str, Recipient] = {}
@@ -65,18 +67,36 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
             # Nobody can take it: refuse the whole message, the sender keeps it (RFC 3463 X.2.2).
             logger.info("%s id=%s from=<%s> to=%s size=%d result=rejected (mailbox full)",
                         peer.session_id, queue_id, sender, rcpt_log, len(body))
+            metrics.message(source, "rejected", "mailbox-full")
             return replies.MAILBOX_FULL
     if remote and ctx.outbound is None:
         logger.warning("%s id=%s from=<%s> to=%s result=deferred (no outbound queue)",
                        peer.session_id, queue_id, sender, rcpt_log)
+        metrics.message(source, "deferred", "no-queue")
         return r(451, "4.3.0", "Cannot relay now, try again later")
     outbound_id = None
+    filtered = ""
     try:
         if local_ids:
             raw = message.return_path(sender) + trace + body
             # The DATA reader (and sendmail) normalised the body's line ends; the
-            # header lines added here are CRLF-terminated.
-            await ctx.store.deliver(raw, [DeliveryTarget(aid, mb) for aid, mb in local_ids.items()], crlf=True)
+            # header lines added here are CRLF-terminated. Each account's Sieve scripts
+            # decide where its copies go (postroom.sieve.delivery); stored before the 250.
+            sieved = await sieve_delivery.deliver_local(ctx, sieve_delivery.Incoming(
+                raw=raw, sender=sender, queue_id=queue_id, session_id=peer.session_id, remote_ip=peer.ip,
+                remote_host=peer.helo, auth=peer.login or "", body_8bit=txn.body_8bit,
+                recipients=[sieve_delivery.LocalRecipient(aid, mb, next(
+                    (rc.path.address for rc in txn.rcpts if aid in rc.resolved.local), ""))
+                    for aid, mb in local_ids.items()],
+                # RFC 5429 §2.1.1: a reject for the only recipient is the SMTP reply itself.
+                refuse_single=len(txn.rcpts) == 1 and len(local_ids) == 1 and not remote,
+                seal=lambda data, msg: mailauth.outgoing(ctx, peer, auth, data, msg)))
+            if sieved.refusal is not None:
+                logger.info("%s id=%s from=<%s> to=%s size=%d result=rejected (sieve)", peer.session_id,
+                            queue_id, sender, rcpt_log, len(body))
+                metrics.message(source, "rejected", "sieve")
+                return r(550, "5.7.1", sieved.refusal)
+            filtered = sieved.summary
         if remote:
             assert ctx.outbound is not None
             # Our users' mail is DKIM-signed; mail we only pass on is ARC-sealed (mailauth.signing).
@@ -89,9 +109,11 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         if is_storage_full(exc):  # RFC 3463 X.3.1, what Postfix says when its disk is full
             logger.error("%s id=%s from=<%s> to=%s result=deferred (disk full: %s)", peer.session_id,
                          queue_id, sender, rcpt_log, exc.__cause__ or exc)
+            metrics.message(source, "deferred", "disk-full")
             return replies.NO_ROOM
         logger.exception("%s id=%s from=<%s> to=%s result=failed", peer.session_id, queue_id,
                          sender, rcpt_log)
+        metrics.message(source, "deferred", "error")
         return r(451, "4.3.0", "Local error in processing, try again later")
     # Mail for remote recipients is in the outbound queue, whose lines ("queued", "delivered
     # to", "deferred", "bounced") carry its own id: given here so one grep follows the message.
@@ -101,9 +123,13 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         await _bounce_full(ctx, txn, full, queue_id, trace + body, peer.session_id)
     if auth is not None and auth.quarantined:
         result += f" quarantined={auth.quarantined}"
+    if filtered:
+        result += f" {filtered}"
     logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s%s result=%s",
                 peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
                 f" outbound={outbound_id}" if outbound_id else "", f" {auth.summary}" if auth else "", result)
+    metrics.message(source, "accepted")
+    metrics.LOCAL_DELIVERIES.inc(len(local_ids))
     return r(250, "2.0.0", f"Ok: queued as {queue_id}")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .. import log
+from .. import log, metrics
 from ..budget import budget_for, read_counted
 from ..config import Config, Listener
 from ..context import ServerContext
@@ -192,6 +192,8 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
                     if reader.leftover:
                         conn.unread(reader.leftover)
                     reply = await session.data_end(reader.body, reader.too_big, no_room)
+                    if reader.too_big or no_room:  # refused unread (delivery.deliver counts the rest)
+                        _refused(session, no_room)
                 finally:
                     budget.give_back(held)
             elif expect is Expect.CHUNK:
@@ -204,9 +206,12 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
                     data, taken = await read_counted(conn, size, budget, deadline.left, deadline.received)
                     if data is None:
                         reply = await session.bdat_chunk(b"", no_room=True)
+                        _refused(session, True)
                     else:
                         chunks_held += taken
                         reply = await session.bdat_chunk(data)
+                if reply is replies.TOO_BIG:  # once per transaction: it ends there
+                    _refused(session, False)
             else:  # pragma: no cover - TLS and CLOSE are handled right after the reply
                 raise RuntimeError(f"unexpected state {expect}")
             if reply is not None:
@@ -224,6 +229,11 @@ async def _serve(ctx: ServerContext, conn: Connection, session: Session, pending
                 return
     finally:
         budget.give_back(chunks_held)
+
+
+def _refused(session: Session, no_room: bool) -> None:
+    metrics.message("submission" if session.opts.submission else "smtp", "deferred" if no_room else "rejected",
+                    "memory" if no_room else "size")
 
 
 class _Deadline:
