@@ -133,7 +133,16 @@ def test_login_log_line_is_the_common_one(srv: Harness, caplog) -> None:
     """Regression: ManageSieve wrote ``login ADDRESS`` where every other protocol writes
     ``auth ok user='ADDRESS'`` (docs/architecture.md "Logging"; what log tools match)."""
     acc = srv.new_user()
-    with caplog.at_level("INFO"):
-        c = srv.login(acc)
-        c.close()
+    import logging
+
+    # postroom.log.setup (run by any earlier test that started a CLI) stops propagation at
+    # "postroom": listen on the protocol's logger itself.
+    logger = logging.getLogger("postroom.managesieve")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="postroom.managesieve"):
+            c = srv.login(acc)
+            c.close()
+    finally:
+        logger.removeHandler(caplog.handler)
     assert any(f"auth ok user={acc.address!r}" in r.getMessage() for r in caplog.records), caplog.text
