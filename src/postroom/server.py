@@ -4,7 +4,8 @@ One process serves every configured listener. With ``workers = N`` a supervisor
 forks N worker processes, each binding the same addresses with SO_REUSEPORT so the
 kernel spreads connections over them (one Python process uses one core). SIGTERM:
 stop accepting, let connections finish what they are doing (protocols watch
-``ctx.stopping`` and close after the transaction in flight), exit 0. SIGHUP:
+``ctx.stopping`` and close after the transaction in flight), exit 0; HTTP listeners
+accept until the mail sessions are done, so /readyz can answer 503 meanwhile. SIGHUP:
 re-read the config and the TLS certificate; listener address changes need a restart.
 A worker whose supervisor has died (SIGKILL) stops the same way within a second.
 
@@ -71,6 +72,7 @@ class Server:
         self.log = _log.get("server")
         self.ctx: ServerContext | None = None
         self.servers: list[asyncio.base_events.Server] = []
+        self._http_servers: list[asyncio.base_events.Server] = []  # open until the mail sessions end
         self.addresses: dict[str, tuple[str, int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._conns: dict[asyncio.Task[None], tuple[Connection, Listener]] = {}
@@ -116,6 +118,8 @@ class Server:
                 limit=cfg.limits.line_length * 2, backlog=512,
             )
             self.servers.append(srv)
+            if lst.protocol == "http":
+                self._http_servers.append(srv)
             sock = srv.sockets[0].getsockname()
             self.addresses[lst.name] = (sock[0], sock[1])
             self.log.info("listening %s %s:%d (%s, tls=%s)", lst.name, sock[0], sock[1], lst.protocol, lst.tls)
@@ -142,7 +146,7 @@ class Server:
                           implicit_tls=lst.tls == "implicit")
         ip = conn.peer_ip
         limits = ctx.config.limits
-        if ctx.stopping.is_set() or len(self._tasks) >= limits.connections or \
+        if (ctx.stopping.is_set() and lst.protocol != "http") or len(self._tasks) >= limits.connections or \
                 self._per_ip[ip] >= limits.connections_per_ip:
             self.log.info("%s %s refused: connection limit", lst.name, ip)
             metrics.CONNECTIONS_REFUSED.labels(lst.protocol).inc()
@@ -179,8 +183,11 @@ class Server:
         if self.ctx is None:
             return
         self.ctx.stopping.set()
+        # HTTP listeners stay open while mail sessions finish, so that /readyz answers 503 and
+        # load balancers send no new clients here (docs/http.md); they close once none is left.
         for srv in self.servers:
-            srv.close()
+            if srv not in self._http_servers:
+                srv.close()
         if self._purger is not None:
             self._purger.cancel()
         if self._tasks:
@@ -190,16 +197,20 @@ class Server:
             # Sessions waiting for their next command are closed at once; those in the
             # middle of something (a DATA transfer, a FETCH) get to finish it.
             while self._tasks and loop.time() < deadline:
+                if not any(lst.protocol != "http" for _conn, lst in self._conns.values()):
+                    self._close_http_listeners()
                 now = time.monotonic()
                 for t, (conn, _lst) in list(self._conns.items()):
                     if conn.idle_since is not None and now - conn.idle_since >= IDLE_CLOSE_AFTER:
                         t.cancel()
                 await asyncio.wait(list(self._tasks), timeout=0.2)
+            self._close_http_listeners()
             pending = list(self._tasks)
             for t in pending:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
+        self._close_http_listeners()
         for mod in reversed(self._service_mods):
             stop = getattr(mod, "stop_services", None)
             if stop is not None:
@@ -209,6 +220,11 @@ class Server:
                     self.log.exception("stopping services of %s", getattr(mod, "__name__", mod))
         await self.ctx.store.close()
         self.ctx = None
+
+    def _close_http_listeners(self) -> None:
+        for srv in self._http_servers:
+            srv.close()
+        self._http_servers.clear()
 
     def reload(self, path: str) -> None:
         """SIGHUP: new limits, protocol settings and certificate for new connections."""

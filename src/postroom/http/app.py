@@ -103,6 +103,12 @@ def _safe(text: str, limit: int = 200) -> str:
     return out + ("…" if len(text) > limit else "")
 
 
+def _token(text: str, limit: int = 200) -> str:
+    """:func:`_safe` for a space-separated field of the log line: a space is escaped too, so
+    a decoded path (``/a%20200%20host=x``) cannot forge the fields after it."""
+    return _safe(text, limit).replace(" ", "\\x20")
+
+
 async def _served_domain(ctx: ServerContext, request: web.Request,
                          address: str | None) -> tuple[str, str | None] | web.Response:
     """(domain, checked address or None), or the error response to send."""
@@ -186,6 +192,26 @@ async def outlook(request: web.Request) -> web.StreamResponse:
     if not st.offers:
         return not_found()
     return _pox(200, st.document(("autodiscover", "", address), lambda: autodiscover.render(st.offers, address)))
+
+
+def _query(request: web.Request, name: str) -> str | None:
+    """A query parameter by name in any case (Outlook sends ``Email``, people type ``email``)."""
+    return next((v for k, v in request.query.items() if k.lower() == name), None)
+
+
+async def outlook_json(request: web.Request) -> web.StreamResponse:
+    """Autodiscover v2: where the POX endpoint is (``Protocol=AutodiscoverV1``); see :mod:`.autodiscover`."""
+    ctx = _ctx(request)
+    st = state_for(ctx)
+    found = await _served_domain(ctx, request, request.match_info.get("address") or _query(request, "email"))
+    if isinstance(found, web.Response):
+        return found
+    runtime = ctx.state.get("runtime")
+    url = autodiscover.pox_url(ctx.config, getattr(runtime, "addresses", {}) if runtime is not None else {})
+    if url is None or not st.offers:
+        return not_found()  # no HTTPS listener, or nothing to configure: as an unknown path
+    status, body = autodiscover.render_json(_query(request, "protocol"), url)
+    return web.Response(status=status, body=body, content_type="application/json", charset="utf-8")
 
 
 # -- Apple -----------------------------------------------------------------------------
@@ -281,6 +307,12 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
     # No software versions to scanners; no content sniffing of the XML.
     response.headers["Server"] = "Postroom"
     response.headers["X-Content-Type-Options"] = "nosniff"
+    if _ctx(request).stopping.is_set():
+        # Shutting down: the HTTP listeners are open only until the mail sessions finish, so
+        # no connection is kept alive (and none holds the shutdown up). aiohttp has written its
+        # Connection header before this hook runs: set it as well as closing.
+        response.force_close()
+        response.headers["Connection"] = "close"
 
 
 def _optional(name: str) -> Any:
@@ -306,6 +338,9 @@ def build(ctx: ServerContext) -> web.Application:
     for path in ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"):
         r.add_post(path, outlook)
         r.add_get(path, outlook)
+    for path in ("/autodiscover/autodiscover.json", "/Autodiscover/Autodiscover.json"):
+        r.add_get(path, outlook_json)
+        r.add_get(path + "/v1.0/{address}", outlook_json)
     r.add_get("/apple/profile", apple)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
@@ -344,8 +379,8 @@ class AccessLog(AbstractAccessLogger):
         refused = getattr(request.protocol, "refused", None)
         if refused:
             request.protocol.refused = None
-        self.logger.info("%s %s %s %d %d %.1fms host=%s%s%s", tag, _safe(method, 16), _safe(path), response.status,
-                         response.body_length, time * 1000, _safe(host or "-", 100),
+        self.logger.info("%s %s %s %d %d %.1fms host=%s%s%s", tag, _token(method, 16), _token(path), response.status,
+                         response.body_length, time * 1000, _token(host or "-", 100),
                          f" ua={_safe(ua, 80)!r}" if ua else "", f" error={_safe(refused, 120)!r}" if refused else "")
 
     @property

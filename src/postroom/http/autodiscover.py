@@ -19,16 +19,32 @@ does not serve, so the client moves on instead of retrying.
 The request is parsed with defusedxml: entity declarations (billion laughs), external
 entities and DTDs are refused before any expansion. Only element local names are
 compared, because clients disagree on ``http://`` versus ``https://`` namespaces.
+
+Before POX, current Outlook (Microsoft 365 apps, Outlook for iOS and Android) asks the JSON
+"Autodiscover v2" endpoint where a given protocol's service lives::
+
+    GET /autodiscover/autodiscover.json?Email=joe@example.org&Protocol=AutodiscoverV1
+    GET /autodiscover/autodiscover.json/v1.0/joe@example.org?Protocol=AutodiscoverV1
+    -> {"Protocol": "AutodiscoverV1", "Url": "https://mail.example.org/autodiscover/autodiscover.xml"}
+
+Of the protocols it asks for, only ``AutodiscoverV1`` (the POX endpoint) exists here:
+Postroom serves no Exchange protocol (ActiveSync, EWS, REST). The others get Exchange
+Online's answer for a protocol it does not know, HTTP 400 with ``ErrorCode``
+``InvalidProtocol`` (``MandatoryParameterMissing`` without a Protocol), after which
+Outlook goes on to POX or to IMAP/SMTP settings instead of retrying.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from xml.etree import ElementTree as ET
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
+from ..config import Config
 from .clientconfig import Offer
 
 RESPONSE_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
@@ -114,3 +130,44 @@ def render_error(code: int, message: str) -> bytes:
     ET.SubElement(err, "Message").text = message
     ET.SubElement(err, "DebugData")
     return _document(resp)
+
+
+# -- Autodiscover v2 (JSON) --------------------------------------------------------------
+V1 = "AutodiscoverV1"  # the one protocol served: "where is your POX endpoint"
+POX_PATH = "/autodiscover/autodiscover.xml"
+
+
+def pox_url(cfg: Config, bound: Mapping[str, tuple[str, int]]) -> str | None:
+    """``https://HOSTNAME[:PORT]/autodiscover/autodiscover.xml`` on the first HTTPS listener, or
+    None without one (Outlook sends its POX request only over HTTPS).
+
+    The host is ``hostname``, the name the certificate surely has (``autodiscover.DOMAIN``
+    may not be on it); a listener on port 0 is named with the port it got, as the documents do.
+    """
+    for lst in cfg.listeners:
+        if lst.protocol != "http" or lst.tls != "implicit":
+            continue
+        port = lst.port or bound.get(lst.name, ("", 0))[1]
+        if not port:
+            continue  # added by a reload, not listening until the next restart
+        return f"https://{cfg.hostname}{'' if port == 443 else f':{port}'}{POX_PATH}"
+    return None
+
+
+def _shown(value: str) -> str:
+    """The client's value quoted back in a message: short, and only what protocol names are made of."""
+    return "".join(c for c in value[:64] if c.isascii() and (c.isalnum() or c in "._-"))
+
+
+def render_json(protocol: str | None, url: str) -> tuple[int, bytes]:
+    """(HTTP status, JSON body) answering an Autodiscover v2 request for ``protocol``."""
+    if not protocol:
+        body = {"ErrorCode": "MandatoryParameterMissing",
+                "ErrorMessage": "The query parameter 'Protocol' is required."}
+        return 400, json.dumps(body).encode()
+    if protocol.lower() != V1.lower():  # Exchange compares protocol names without case
+        body = {"ErrorCode": "InvalidProtocol",
+                "ErrorMessage": f"The protocol '{_shown(protocol)}' is not served here; "
+                                f"supported values are '{V1}'."}
+        return 400, json.dumps(body).encode()
+    return 200, json.dumps({"Protocol": V1, "Url": url}).encode()

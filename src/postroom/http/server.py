@@ -48,6 +48,9 @@ MAX_FIELD = 8190
 MAX_HEADERS = 64
 LINGER = 2.0  # seconds to drain an unread request body before closing
 SHUTDOWN_GRACE = 10.0
+# While shutting down, the HTTP listeners stay open until the mail sessions have finished (so
+# that /readyz can say 503); a connection opened then must send its request within this.
+DRAINING_HEAD_TIMEOUT = 2.0
 
 
 def check_settings(cfg: Config, problems: list[str]) -> None:
@@ -190,7 +193,9 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
     loop = asyncio.get_running_loop()
     manager = rt.runner.server
     assert manager is not None  # set up by HttpRuntime.start
-    handler = _Handler(manager, loop=loop, keepalive_timeout=settings.keepalive_timeout,
+    draining = ctx.stopping.is_set()
+    head_timeout = min(settings.keepalive_timeout, DRAINING_HEAD_TIMEOUT) if draining else settings.keepalive_timeout
+    handler = _Handler(manager, loop=loop, keepalive_timeout=head_timeout,
                        access_log_class=_app.AccessLog, access_log=logger, logger=logger,
                        max_line_size=MAX_LINE, max_field_size=MAX_FIELD, max_headers=MAX_HEADERS,
                        lingering_time=LINGER)
@@ -217,8 +222,8 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
             transport.resume_reading()
         if reader.at_eof() or getattr(reader, "_eof", False):
             bridge.eof_received()
-        if ctx.stopping.is_set():
-            await _finish(handler)
+        # Accepted while shutting down: the request is answered with "Connection: close"
+        # (app._headers), and /readyz says 503.
         await done
     except asyncio.CancelledError:
         transport.abort()  # the runtime gave up waiting at shutdown

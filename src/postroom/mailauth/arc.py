@@ -59,6 +59,7 @@ import dkim
 import dkim.util
 
 from ..resolver import DnsTemporary, Resolver
+from .canon import header_end
 from .dnsbridge import SyncDns, run_blocking
 from .keys import DkimKey
 from .model import ARC_RESULTS, ArcResult
@@ -244,6 +245,11 @@ def _verify(message: bytes, dns: SyncDns) -> ArcResult:
 _ARC_FIELD = re.compile(rb"(?im)^arc-(?:seal|message-signature|authentication-results)[ \t]*:")
 
 
+def has_chain(message: bytes) -> bool:
+    """Whether the header block has an ARC field at all (most mail has none)."""
+    return _ARC_FIELD.search(message, 0, header_end(message)) is not None
+
+
 async def verify_arc(resolver: Resolver, message: bytes, timeout: float) -> ArcResult:
     """The chain validation status of ``message`` (RFC 8617 §5.2) as it arrived.
 
@@ -251,8 +257,7 @@ async def verify_arc(resolver: Resolver, message: bytes, timeout: float) -> ArcR
     ``timeout`` seconds from now; the answer comes within about that time whatever the
     nameservers do.
     """
-    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    if not _ARC_FIELD.search(head):  # most mail: no chain, no thread, no lookup
+    if not has_chain(message):  # most mail: no chain, no thread, no lookup
         return ArcResult("none")
     dns = SyncDns(resolver, timeout)
     try:

@@ -7,7 +7,9 @@ row can change under the rule, so these versions look for those first (``bytes.f
 runs at memory speed) and substitute only the runs that change. The output is the same
 byte for byte (tests/unit/mailauth/test_canon.py checks it against dkimpy's own on random
 input); :func:`install` puts them in place of dkimpy's, which its Relaxed class looks up
-at call time.
+at call time. The same goes for unfolding a header field (a regex substitution per
+field in dkimpy, a ``bytes`` test here when the field has one line) and for emptying
+the ``b=`` value of a signature field (:func:`strip_b_value`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _TRAILING = re.compile(rb"[\t ]+\r\n")
 
 original_compress_whitespace = _dc.compress_whitespace
 original_strip_trailing_whitespace = _dc.strip_trailing_whitespace
+original_unfold_header_value = _dc.unfold_header_value
 _dkim_rfc822_parse = dkim.rfc822_parse
 
 
@@ -36,6 +39,12 @@ def strip_trailing_whitespace(content: bytes) -> bytes:
     if b" \r\n" not in content and b"\t\r\n" not in content:
         return content
     return _TRAILING.sub(b"\r\n", content)
+
+
+def unfold_header_value(content: bytes) -> bytes:
+    if b"\n" not in content:  # most fields are on one line: nothing to unfold
+        return content
+    return content.replace(b"\r\n", b"").replace(b"\n", b"")  # dkimpy: re.sub(b"\r?\n", b"", ...)
 
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
@@ -56,10 +65,69 @@ def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     rest = message[m.end():]
     if rest.count(b"\n") != rest.count(b"\r\n"):  # a bare LF: dkimpy turns it into CRLF
         return _dkim_rfc822_parse(message)  # type: ignore[no-any-return]
-    headers, _ = _dkim_rfc822_parse(message[:m.start()] + b"\r\n\r\n")
-    return headers, rest
+    return _header_fields(message[:m.start()]), rest
+
+
+_EOL = re.compile(rb"\r?\n")
+_FIELD_NAME = re.compile(rb"([\x21-\x7e]+?):")
+
+
+def _header_fields(block: bytes) -> list[list[bytes]]:
+    """dkimpy's loop over the header lines (``block``: the header block without the empty
+    line), with its patterns compiled once rather than looked up in ``re``'s cache per
+    line: the same fields, the same exceptions."""
+    headers: list[list[bytes]] = []
+    for line in _EOL.split(block):
+        if not line:  # (only at the very start, which rfc822_parse leaves to dkimpy)
+            break
+        if line[0] in (0x09, 0x20):
+            headers[-1][1] += line + b"\r\n"  # IndexError before any field, as dkimpy
+            continue
+        m = _FIELD_NAME.match(line)
+        if m is not None:
+            headers.append([m.group(1), line[m.end(0):] + b"\r\n"])
+        elif not line.startswith(b"From "):
+            raise dkim.MessageFormatError(f"Unexpected characters in RFC822 header: {line!r}")
+    return headers
+
+
+# dkimpy's RE_BTAG finds the b= value of a signature field, to empty it before hashing
+# (RFC 6376 §3.7): ``([;\s]b FWS =)(?:FWS [base64 char])*(?:\r?\n\Z)?``. Its FWS,
+# ``(?:(?:\s*\r?\n)?\s+)?``, is any run of white space, so the repeated group is a run of
+# white space and base64 characters that ends at its last base64 character. This finds
+# that run with one character class (no backtracking): 4 µs a field instead of 50.
+_B_TAG = re.compile(rb"([;\s]b\s*=)([\sa-zA-Z0-9+/=]*)")
+_SPACE = b" \t\r\n\x0b\x0c"  # what \s is in a bytes pattern
+
+
+def strip_b_value(value: bytes) -> bytes:
+    """``dkim.RE_BTAG.sub(b"\\1", value)``: the same output, byte for byte (checked against
+    dkimpy's on random input)."""
+    end = len(value)
+
+    def empty(m: re.Match[bytes]) -> bytes:
+        run = m.group(2)
+        kept = run.rstrip(_SPACE)
+        tail = run[len(kept):]  # white space after the last base64 character stays...
+        if m.end() == end and tail in (b"\r\n", b"\n"):  # ...except a final line end
+            return m.group(1)
+        return m.group(1) + tail
+    return _B_TAG.sub(empty, value)
+
+
+def header_end(message: bytes) -> int:
+    """Where the header block ends: the first CRLFCRLF or LFLF (``len(message)`` when
+    there is none). ``message[:header_end(message)]`` is
+    ``message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]`` without copying the body
+    twice: a regex can search ``message`` up to this position instead."""
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        end = len(message)
+    lf = message.find(b"\n\n", 0, end)
+    return lf if lf >= 0 else end
 
 
 def install() -> None:
     _dc.compress_whitespace = compress_whitespace  # type: ignore[assignment]
     _dc.strip_trailing_whitespace = strip_trailing_whitespace  # type: ignore[assignment]
+    _dc.unfold_header_value = unfold_header_value  # type: ignore[assignment]

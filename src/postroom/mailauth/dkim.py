@@ -100,6 +100,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 from ..resolver import DnsTemporary, Resolver
 from . import canon
+from .canon import header_end, strip_b_value
 from .dnsbridge import SyncDns, pick_dkim, run_blocking
 from .keys import DkimKey
 from .model import DkimResult
@@ -383,14 +384,39 @@ def _body_hash(body: bytes, tags: dict[bytes, bytes], canon: CanonicalizationPol
     return got
 
 
+def _hash_headers(h: Any, canon: CanonicalizationPolicy, headers: list[tuple[bytes, bytes]], names: list[bytes],
+                  include: list[bytes], field: tuple[bytes, bytes]) -> None:
+    """``dkim.hash_headers``, byte for byte, with the fields' lower-case names computed once
+    per message (``names``) rather than once per signature and listed name.
+
+    RFC 6376 §5.4.2: each name in ``h=`` takes the last instance not yet taken, from the
+    bottom up; a name with none left adds nothing."""
+    selected: list[tuple[bytes, bytes]] = []
+    last: dict[bytes, int] = {}
+    for name in include:
+        i = last.get(name, len(headers))
+        while i > 0:
+            i -= 1
+            if names[i] == name:
+                selected.append(headers[i])
+                break
+        last[name] = i
+    sig = canon.canonicalize_headers([(field[0], strip_b_value(field[1]))])
+    for x, y in selected + [(x, y.rstrip()) for x, y in sig]:
+        h.update(x)
+        h.update(b":")
+        h.update(y)
+
+
 def _verify_signature(fields: list[Any], body: bytes, field: tuple[bytes, bytes], tags: dict[bytes, bytes],
                       pub: PublicKey, memo: dict[tuple[bytes, bytes | None], Any]) -> bool:
     """RFC 6376 §6.1.3: the body hash, then the header hash against ``b=``; raises
     :class:`_Outcome` for a body hash that does not match.
 
-    dkimpy canonicalizes and selects the header fields (``dkim.hash_headers``, as in its
-    own verifier); the public-key operation is OpenSSL's (cryptography), not dkimpy's
-    pure-Python RSA, which costs ten times more.
+    dkimpy canonicalizes the header fields, and :func:`_hash_headers` selects and hashes
+    them exactly as ``dkim.hash_headers`` (its own verifier's) does; the public-key
+    operation is OpenSSL's (cryptography), not dkimpy's pure-Python RSA, which costs ten
+    times more.
     """
     try:
         canon = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
@@ -403,10 +429,11 @@ def _verify_signature(fields: list[Any], body: bytes, field: tuple[bytes, bytes]
         include.append(b"from")
     h = hashlib.sha256()
     hkey = (b"headers:" + canon.header_algorithm.name, None)
-    headers = memo.get(hkey)
-    if headers is None:  # as the body: once per canonicalization for all the signatures
-        headers = memo[hkey] = canon.canonicalize_headers(fields)  # type: ignore[assignment]
-    dkim.hash_headers(h, canon, headers, include, field, tags)
+    got = memo.get(hkey)
+    if got is None:  # as the body: once per canonicalization for all the signatures
+        headers = canon.canonicalize_headers(fields)
+        got = memo[hkey] = (headers, [n.lower() for n, _v in headers])
+    _hash_headers(h, canon, got[0], got[1], include, field)
     signature = base64.b64decode(_WS.sub(b"", tags[b"b"]))
     try:
         if isinstance(pub, rsa.RSAPublicKey):  # RFC 8017 RSASSA-PKCS1-v1_5 over SHA-256
@@ -419,13 +446,15 @@ def _verify_signature(fields: list[Any], body: bytes, field: tuple[bytes, bytes]
 
 
 def _check_one(fields: list[Any], body: bytes, idx: int, field: tuple[bytes, bytes], header_b: str, dns: SyncDns,
-               min_key_bits: int, memo: dict[tuple[bytes, bytes | None], bytes] | None = None) -> DkimResult:
-    """The result for the ``idx``-th DKIM-Signature field; in a worker thread, never raises."""
+               min_key_bits: int, memo: dict[tuple[bytes, bytes | None], Any] | None = None,
+               parsed: dict[bytes, bytes] | None = None) -> DkimResult:
+    """The result for the ``idx``-th DKIM-Signature field; in a worker thread, never raises.
+    ``parsed``: the field's tags when the caller already parsed them."""
     raw = field[1]
     if len(raw) > MAX_SIGNATURE_FIELD:
         return DkimResult("permerror", header_b=header_b, reason="signature field too long")
     try:
-        tags = parse_tag_value(raw)
+        tags = parse_tag_value(raw) if parsed is None else parsed
     except InvalidTagValueList:
         return DkimResult("permerror", header_b=header_b, reason="signature field unreadable")
     d, s, a, i = (_text(tags.get(t)) for t in (b"d", b"s", b"a", b"i"))
@@ -473,10 +502,19 @@ class _Keys:
         return got
 
 
-def _key_name(raw: bytes) -> bytes | None:
+def _parse_tags(raw: bytes) -> dict[bytes, bytes] | None:
+    """The field's tags, ``None`` when unreadable or too long (then :func:`_check_one`
+    parses it again to say why)."""
+    if len(raw) > MAX_SIGNATURE_FIELD:
+        return None
     try:
-        tags = parse_tag_value(raw)
+        return parse_tag_value(raw)  # type: ignore[no-any-return]
     except InvalidTagValueList:
+        return None
+
+
+def _key_name(tags: dict[bytes, bytes] | None) -> bytes | None:
+    if tags is None:
         return None
     s, d = tags.get(b"s"), tags.get(b"d")
     if not s or not d:
@@ -492,7 +530,7 @@ async def _fetch_keys(resolver: Resolver, names: set[bytes], timeout: float) -> 
         except UnicodeDecodeError:
             return None  # no such name can exist in DNS: as "no key"
         try:
-            if resolver.settings.lifetime <= timeout:  # the resolver gives up first anyway
+            if resolver.settings.lifetime <= timeout or resolver.has_answer(text, "TXT"):  # gives up first, or cached
                 records = await resolver.txt(text)
             else:
                 records = await asyncio.wait_for(resolver.txt(text), timeout)
@@ -502,14 +540,18 @@ async def _fetch_keys(resolver: Resolver, names: set[bytes], timeout: float) -> 
             return exc
         return pick_dkim(records or [])
     names_list = sorted(names)
-    found = await asyncio.gather(*(one(n) for n in names_list))
+    if all(resolver.has_answer(n.decode("ascii", "replace"), "TXT") for n in names_list):
+        found = [await one(n) for n in names_list]  # all cached: no task to wait on
+    else:
+        found = await asyncio.gather(*(one(n) for n in names_list))
     return _Keys(dict(zip(names_list, found)))
 
 
 def _check_all(fields: list[Any], body: bytes, sigs: list[tuple[bytes, bytes]], header_b: list[str], keys: _Keys,
-               min_key_bits: int) -> tuple[DkimResult, ...]:
-    memo: dict[tuple[bytes, bytes | None], bytes] = {}
-    return tuple(_check_one(fields, body, idx, field, header_b[idx], keys, min_key_bits, memo)  # type: ignore[arg-type]
+               min_key_bits: int, parsed: list[dict[bytes, bytes] | None]) -> tuple[DkimResult, ...]:
+    memo: dict[tuple[bytes, bytes | None], Any] = {}
+    return tuple(_check_one(fields, body, idx, field, header_b[idx], keys, min_key_bits, memo,  # type: ignore[arg-type]
+                            parsed[idx])
                  for idx, field in enumerate(sigs))
 
 
@@ -524,7 +566,7 @@ async def verify(resolver: Resolver, message: bytes, timeout: float, min_key_bit
     signature, less than a hand-off to a thread costs), in one worker thread for larger
     ones, so that a big message never holds the loop.
     """
-    if not _SIGNED.search(message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]):
+    if not _SIGNED.search(message, 0, header_end(message)):
         return ()  # unsigned: no parse, no thread
     parsed = _signatures(message)
     if parsed is None:  # dkimpy cannot read the header block, so no signature can verify
@@ -538,8 +580,9 @@ async def verify(resolver: Resolver, message: bytes, timeout: float, min_key_bit
         sigs = sigs[:max_signatures]
     raw = [v for _n, v in sigs]
     header_b = header_b_prefixes(_b_values(raw))
-    names = {n for n in map(_key_name, raw) if n is not None}
+    parsed = [_parse_tags(v) for v in raw]  # once per field, for the key names and the checks
+    names = {n for n in map(_key_name, parsed) if n is not None}
     keys = await _fetch_keys(resolver, names, timeout)
     if len(body) <= INLINE_BODY:  # less work than the hand-off to a thread would be
-        return _check_all(fields, body, sigs, header_b, keys, min_key_bits)
-    return await run_blocking(_check_all, fields, body, sigs, header_b, keys, min_key_bits)
+        return _check_all(fields, body, sigs, header_b, keys, min_key_bits, parsed)
+    return await run_blocking(_check_all, fields, body, sigs, header_b, keys, min_key_bits, parsed)

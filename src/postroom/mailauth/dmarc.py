@@ -116,14 +116,14 @@ def aligned(identifier: str, from_domain: str, mode: str) -> bool:
 
 # -- From ----------------------------------------------------------------------------
 
-_LINE = re.compile(rb"[^\n]*\n|[^\n]+\Z")
-
-
 def _header_fields(message: bytes) -> list[tuple[bytes, bytes]]:
     """``(name, unfolded value)`` of each field in the header block (RFC 5322 §2.2)."""
     fields: list[tuple[bytes, bytes]] = []
-    for m in _LINE.finditer(message):
-        line = m.group().rstrip(b"\n")
+    # Only the lines before the first empty one are looked at: split those, not the body.
+    end = message.find(b"\n\r\n")
+    lf = message.find(b"\n\n", 0, end if end >= 0 else len(message))
+    end = lf if lf >= 0 else end
+    for line in (message if end < 0 else message[:end]).split(b"\n"):
         if line.endswith(b"\r"):
             line = line[:-1]
         if not line:
@@ -140,9 +140,17 @@ def _header_fields(message: bytes) -> list[tuple[bytes, bytes]]:
 def _from_field(message: bytes) -> tuple[list[str], bool] | None:
     """The distinct usable From domains and whether every mailbox had one; ``None``
     without a From field."""
-    values = [v for n, v in _header_fields(message) if n == b"from"]
+    values = tuple(v for n, v in _header_fields(message) if n == b"from")
     if not values:
         return None
+    domains, clean = _from_domains(values)
+    return list(domains), clean
+
+
+@lru_cache(maxsize=1024)
+def _from_domains(values: tuple[bytes, ...]) -> tuple[tuple[str, ...], bool]:
+    """:func:`_from_field` of the From values: cached, as a sender's From is the same on
+    each of its messages and ``getaddresses`` is the slowest part of the DMARC check."""
     domains: list[str] = []
     clean = True
     for value in values:
@@ -159,7 +167,7 @@ def _from_field(message: bytes) -> tuple[list[str], bool] | None:
             elif d not in domains:
                 domains.append(d)
         clean = clean and seen
-    return domains, clean
+    return tuple(domains), clean
 
 
 def from_domains(message: bytes) -> list[str] | None:

@@ -77,8 +77,9 @@ async def _dmarc(resolver: Resolver, message: bytes, spf: SpfResult, dkim: tuple
     if timeout <= 0:
         return DmarcResult("temperror", reason="no time left for the DMARC lookup")
     try:
-        return await asyncio.wait_for(check_dmarc(resolver, message, spf, dkim), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):  # not wait_for: no task of its own (3.11)
+            return await check_dmarc(resolver, message, spf, dkim)
+    except TimeoutError:  # asyncio.timeout's (asyncio.TimeoutError is TimeoutError since 3.11)
         return DmarcResult("temperror", reason="DNS lookups took too long")
     except Exception as exc:
         log.exception("DMARC check failed")
@@ -88,15 +89,25 @@ async def _dmarc(resolver: Resolver, message: bytes, spf: SpfResult, dkim: tuple
 async def check(resolver: Resolver, settings: MailauthSettings, authserv_id: str, *, ip: str, helo: str,
                 mail_from: str, message: bytes) -> Inbound:
     """Every check of one message received from ``ip``; never raises for bad input."""
+    from .arc import has_chain
     from .results import authentication_results, strip_forged
 
     start = time.monotonic()
     message, removed = strip_forged(message, authserv_id)
-    (spf, helo_result), dkim, arc = await asyncio.gather(
-        _spf(resolver, ip, helo, mail_from, settings.timeout),
-        _dkim(resolver, message, settings),
-        _arc(resolver, message, settings.timeout),
-    )
+    if has_chain(message):
+        (spf, helo_result), dkim, arc = await asyncio.gather(
+            _spf(resolver, ip, helo, mail_from, settings.timeout),
+            _dkim(resolver, message, settings),
+            _arc(resolver, message, settings.timeout),
+        )
+    else:  # most mail: no ARC chain to look at; DKIM runs in this task, SPF beside it
+        arc = ArcResult("none")
+        spf_task = asyncio.ensure_future(_spf(resolver, ip, helo, mail_from, settings.timeout))
+        try:
+            dkim = await _dkim(resolver, message, settings)
+            spf, helo_result = await spf_task
+        finally:
+            spf_task.cancel()  # done by now, unless this check itself was cancelled
     left = settings.timeout - (time.monotonic() - start)
     dmarc = await _dmarc(resolver, message, spf, dkim, left)
     if not dkim:  # said in the header (RFC 8601 §2.7.1), as other receivers do

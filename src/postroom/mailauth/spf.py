@@ -144,7 +144,8 @@ def _split(mail_from: str) -> tuple[str, str]:
 
 def clean(text: str, limit: int = REASON_MAX) -> str:
     """Printable ASCII on one line, safe inside a comment, at most ``limit`` characters."""
-    text = "".join(c if " " <= c <= "~" else ("?" if ord(c) > 127 else " ") for c in text)
+    if not (text.isascii() and text.isprintable()):  # (printable ASCII is " " to "~")
+        text = "".join(c if " " <= c <= "~" else ("?" if ord(c) > 127 else " ") for c in text)
     text = " ".join(text.replace("(", "[").replace(")", "]").replace("\\", "/").split())
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
@@ -277,9 +278,14 @@ async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str,
     if not mail_from:  # §2.4: postmaster@<HELO> is the MAIL FROM identity, i.e. the HELO check
         result = await _check(resolver, client, "postmaster", domain, helo, "helo", timeout)
         return result, result
-    mailfrom_check = _check(resolver, client, local, domain, helo, "mailfrom", timeout)
     if helo_domain is None:
-        return await mailfrom_check, None
+        return await _check(resolver, client, local, domain, helo, "mailfrom", timeout), None
+    if "." in domain and "." in helo_domain:  # both kept from an earlier message: no tasks
+        mailfrom_hit = _cached(resolver, (client, local, domain, helo, "mailfrom"))
+        helo_hit = _cached(resolver, (client, "postmaster", helo_domain, helo, "helo"))
+        if mailfrom_hit is not None and helo_hit is not None:
+            return mailfrom_hit, helo_hit
+    mailfrom_check = _check(resolver, client, local, domain, helo, "mailfrom", timeout)
     mailfrom_result, helo_result = await asyncio.gather(
         mailfrom_check, _check(resolver, client, "postmaster", helo_domain, helo, "helo", timeout))
     return mailfrom_result, helo_result

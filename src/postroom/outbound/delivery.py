@@ -158,7 +158,8 @@ class Runner:
             self.reports = ReportSender(
                 self.tlsrpt, sts.dns.txt, submitter=self.hostname, sending_ip=settings.source_address,
                 submit=lambda to, raw: send_notice(self.ctx, self.notice_queue, to, raw),
-                post=lambda url, gz: post_report(url, gz, sts.ssl_context, sts.dns))
+                post=lambda url, gz: post_report(url, gz, sts.ssl_context, sts.dns,
+                                                allow_private=sts.allow_private))
 
     def wake(self) -> None:
         self.wakeup.set()

@@ -20,11 +20,18 @@ client: PKIX validation of ``mta-sts.DOMAIN`` (the system trust store, or
 ``[mta_sts] ca_file``), no redirects, no proxies from the environment, no HTTP
 caching, a timeout, and a 64 KiB body limit (§3.3). Host names are resolved through
 the same resolver as the MX lookups.
+
+Whoever controls a recipient domain's DNS chooses where ``mta-sts.DOMAIN`` (and an
+``https:`` TLS-RPT rua) points, and anyone can make us look it up by sending mail there.
+So these HTTPS requests never go to loopback, private, link-local or other non-global
+addresses (no request forgery against services behind the firewall, e.g. a cloud
+metadata endpoint); ``allow_private`` turns that off for tests on loopback only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import re
@@ -38,6 +45,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.abc
+import yarl
 
 from ..resolver import DnsTemporary, Resolver
 from . import tlsrpt
@@ -131,11 +139,23 @@ class PolicyCache:
             log.warning("cannot store the MTA-STS policy of %s: %s", entry.domain, exc)
 
 
-class _ResolverBridge(aiohttp.abc.AbstractResolver):
-    """aiohttp asks our resolver, so the policy host resolves like the MX hosts do."""
+def is_public(address: str) -> bool:
+    """True for a global unicast address: the only kind a policy or report URL may reach."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    return ip.is_global and not ip.is_multicast
 
-    def __init__(self, dns: Resolver) -> None:
+
+class _ResolverBridge(aiohttp.abc.AbstractResolver):
+    """aiohttp asks our resolver, so the policy host resolves like the MX hosts do; the
+    addresses it returns are the ones connected to, so the public-address check here
+    cannot be undone by a second DNS answer (no rebinding window)."""
+
+    def __init__(self, dns: Resolver, allow_private: bool = False) -> None:
         self.dns = dns
+        self.allow_private = allow_private
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
                       ) -> list[aiohttp.abc.ResolveResult]:
@@ -145,9 +165,12 @@ class _ResolverBridge(aiohttp.abc.AbstractResolver):
             raise OSError(str(exc)) from None
         if not addrs:
             raise OSError(f"{host} has no address")
+        usable = [a for a in addrs if self.allow_private or is_public(a)]
+        if not usable:
+            raise OSError(f"{host} resolves only to non-public addresses; refused")
         return [{"hostname": host, "host": a, "port": port,
                  "family": socket.AF_INET6 if ":" in a else socket.AF_INET, "proto": 0,
-                 "flags": socket.AI_NUMERICHOST} for a in addrs]
+                 "flags": socket.AI_NUMERICHOST} for a in usable]
 
     async def close(self) -> None:
         return None
@@ -178,6 +201,7 @@ class PolicySource:
         self.ssl_context = verified_context(settings.ca_file)
         self.locks: dict[str, asyncio.Lock] = {}
         self.failed: dict[str, float] = {}  # domain → no new fetch before this time
+        self.allow_private = False  # test hook (with https_port): policy hosts on loopback
 
     async def lookup(self, domain: str) -> Lookup:
         domain = domain.lower().rstrip(".")
@@ -236,7 +260,7 @@ class PolicySource:
         port = "" if self.https_port == 443 else f":{self.https_port}"
         url = f"https://{host}{port}{WELL_KNOWN_PATH}"
         timeout = aiohttp.ClientTimeout(total=self.settings.fetch_timeout)
-        connector = aiohttp.TCPConnector(ssl=self.ssl_context, resolver=_ResolverBridge(self.dns),
+        connector = aiohttp.TCPConnector(ssl=self.ssl_context, resolver=_ResolverBridge(self.dns, self.allow_private),
                                          force_close=True, use_dns_cache=False)
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False,
@@ -265,6 +289,14 @@ class PolicySource:
             raise FetchError(f"{url}: invalid policy: {exc}", tlsrpt.STS_POLICY_INVALID) from None
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
     """The body, or None as soon as it passes ``limit`` bytes (nothing more is read)."""
     buf = bytearray()
@@ -277,10 +309,14 @@ async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes | Non
             return None
 
 
-async def post_report(url: str, gz: bytes, ssl_context: ssl.SSLContext, dns: Resolver, timeout: float = 60.0) -> None:
+async def post_report(url: str, gz: bytes, ssl_context: ssl.SSLContext, dns: Resolver, timeout: float = 60.0,
+                      allow_private: bool = False) -> None:
     """RFC 8460 §3: a TLS report POSTed to an ``https:`` rua (gzip'd JSON); raises unless 2xx."""
-    connector = aiohttp.TCPConnector(ssl=ssl_context, resolver=_ResolverBridge(dns), force_close=True,
-                                     use_dns_cache=False)
+    host = (yarl.URL(url).host or "").strip("[]")
+    if not allow_private and _is_address(host) and not is_public(host):
+        raise OSError(f"{url}: not a public address; refused")  # aiohttp skips the resolver for literals
+    connector = aiohttp.TCPConnector(ssl=ssl_context, resolver=_ResolverBridge(dns, allow_private),
+                                     force_close=True, use_dns_cache=False)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout),
                                      trust_env=False) as session, \
             session.post(url, data=gz, allow_redirects=False,

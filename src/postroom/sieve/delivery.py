@@ -53,8 +53,15 @@ from .api import (
 )
 from .host import DeliveryHost, NeedsWorker, duplicate_key, environment_items
 from .interp import BudgetExceeded
+from .outcap import cap_for
 from .settings import SieveSettings, settings_for
-from .vacation import notification, parse_mailto, rejection_mdn, vacation_reply
+from .vacation import (
+    likely_forged,
+    notification,
+    parse_mailto,
+    rejection_mdn,
+    vacation_reply,
+)
 
 logger = log.get("sieve")
 
@@ -338,21 +345,30 @@ def _headers(raw: bytes) -> Message:
     return BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 4] if end >= 0 else raw)
 
 
-async def _sources(ctx: Any, settings: SieveSettings, account_id: int) -> list[_Source]:
+async def _sources(ctx: Any, settings: SieveSettings, account_id: int) -> tuple[list[_Source], str]:
+    """The scripts to run for the account, and its address ("" when the store did not say)."""
     out = []
     # An empty admin script does nothing: skipped, so mail for accounts without scripts of
     # their own stays on the cheap path.
     before = _admin_script(settings.before)
     if before is not None and before.strip():
         out.append(_Source("before", before, True))
-    get = getattr(ctx.store, "get_active_sieve_script", None)
-    active = await get(account_id) if get is not None else None
+    # One lookup gives the script and the address the run needs (Store.get_sieve_delivery).
+    address = ""
+    get = getattr(ctx.store, "get_sieve_delivery", None)
+    if get is not None:
+        info = await get(account_id)
+        active = info.script if info is not None else None
+        address = info.address if info is not None else ""
+    else:
+        get = getattr(ctx.store, "get_active_sieve_script", None)
+        active = await get(account_id) if get is not None else None
     if active is not None:
         out.append(_Source(active[0], active[1], False))
     after = _admin_script(settings.after)
     if after is not None and after.strip():
         out.append(_Source("after", after, True))
-    return out
+    return out, address
 
 
 async def deliver_local(ctx: Any, msg: Incoming) -> Outcome:
@@ -365,11 +381,11 @@ async def deliver_local(ctx: Any, msg: Incoming) -> Outcome:
     plain: list[DeliveryTarget] = []
     decided: list[tuple[LocalRecipient, Decision | Exception, str]] = []
     for rcpt in {r.account_id: r for r in msg.recipients}.values():
-        sources = await _sources(ctx, settings, rcpt.account_id)
+        sources, address = await _sources(ctx, settings, rcpt.account_id)
         if not sources:
             plain.append(DeliveryTarget(rcpt.account_id, rcpt.mailbox))
             continue
-        decided.append((rcpt, *await _decide(ctx, settings, msg, rcpt, sources)))
+        decided.append((rcpt, *await _decide(ctx, settings, msg, rcpt, sources, address)))
     return await _carry_out(ctx, settings, msg, plain, decided)
 
 
@@ -413,9 +429,9 @@ def smtp_text(reason: str) -> str:
 
 
 async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalRecipient,
-                  sources: list[_Source]) -> tuple[Decision | Exception, str]:
+                  sources: list[_Source], address: str = "") -> tuple[Decision | Exception, str]:
     """Compile (cached) and run the scripts; the error instead of a decision when that failed,
-    with the label of the script at fault."""
+    with the label of the script at fault. ``address``: the account's, when already known."""
     label = sources[0].label
     try:
         limits = limits_of(settings)
@@ -430,7 +446,7 @@ async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalR
             scripts.append((src, script))
             names |= used
         label = "+".join(s.label for s in sources)
-        address = await _address(ctx, rcpt)
+        address = address or await _address(ctx, rcpt)
         # Only these tests ask the host about mailboxes; otherwise the list is read only
         # when a fileinto needs it (_plan_or_keep).
         mailboxes = await ctx.store.list_mailboxes(rcpt.account_id) if names & MAILBOX_TESTS else None
@@ -447,8 +463,8 @@ async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalR
         if inline_ok([script for _, script in scripts], msg.raw):
             short = limits.max_cpu_seconds > INLINE_SECONDS
             try:
-                decision = run_sequence(scripts, msg.raw, envelope, host, replace(
-                    limits, max_cpu_seconds=INLINE_SECONDS) if short else limits, inline=True)
+                decision = run_sequence(scripts, msg.raw, envelope, host,
+                                        _inline_limits(limits) if short else limits, inline=True)
             except BudgetExceeded:
                 if not short:
                     raise
@@ -465,6 +481,19 @@ async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalR
         return decision, label
     except Exception as exc:  # noqa: BLE001 - SieveError, limits, a bug: logged by _plan_or_keep
         return exc, label
+
+
+_inline_memo: list[tuple[Limits, float, Limits]] = []
+
+
+def _inline_limits(limits: Limits) -> Limits:
+    """``limits`` with the inline time budget, made once per limits (``replace`` is slow)."""
+    memo = _inline_memo[0] if _inline_memo else None
+    if memo is not None and memo[0] is limits and memo[1] == INLINE_SECONDS:
+        return memo[2]
+    short = replace(limits, max_cpu_seconds=INLINE_SECONDS)
+    _inline_memo[:] = [(limits, INLINE_SECONDS, short)]
+    return short
 
 
 def inline_ok(scripts: Sequence[Any], raw: bytes) -> bool:
@@ -563,6 +592,8 @@ async def _plan(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Plan, d
                 refuse = f"more than {settings.max_redirects} redirects"
             elif a.address.lower() in {r.address.lower() for r in plan.redirects}:
                 continue  # RFC 5228 §4.2: one copy per address
+            elif not cap_for(ctx.state, settings.max_outgoing_per_hour).take(plan.rcpt.account_id, time.time()):
+                refuse = f"more than {settings.max_outgoing_per_hour} Sieve messages this hour"
             if refuse is not None:
                 logger.info("%s id=%s sieve account=%s redirect to <%s> not done (%s); implicit keep",
                             msg.session_id, msg.queue_id, plan.address, a.address, refuse)
@@ -720,9 +751,12 @@ async def _redirect(ctx: Any, msg: Incoming, plan: _Plan, r: Redirect) -> None:
                 plan.address, r.address, qid)
 
 
-async def _send(ctx: Any, to: str, raw: bytes) -> str:
+async def _send(ctx: Any, plan: _Plan, to: str, raw: bytes) -> str:
     from ..outbound.local import local_accounts, send_notice
 
+    limit = settings_for(ctx).max_outgoing_per_hour
+    if not cap_for(ctx.state, limit).take(plan.rcpt.account_id, time.time()):
+        return f"not sent (more than {limit} Sieve messages this hour)"
     if ctx.outbound is None and await local_accounts(ctx, to) is None:
         raise RuntimeError(f"no outbound queue to send to <{to}>")
     return await send_notice(ctx, ctx.outbound, to, raw, body_8bit=not raw.isascii())
@@ -741,6 +775,11 @@ async def _after_effects(ctx: Any, settings: SieveSettings, msg: Incoming, plan:
     if not vacations and not plan.notifies and plan.reject is None:
         return
     headers = _headers(plan.raw)
+    forged = likely_forged(headers, hostname, quarantined=plan.rcpt.mailbox != "INBOX")
+    if forged:  # RFC 5230 §4.6, RFC 3834 §2: no backscatter to a sender who is likely forged
+        logger.info("%s id=%s sieve account=%s vacation/notify/reject notice not sent (%s)",
+                    msg.session_id, msg.queue_id, plan.address, forged)
+        return
     for v in vacations:
         try:
             await _vacation(ctx, settings, msg, plan, v, headers, now)
@@ -816,8 +855,8 @@ async def _vacation(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Pla
                     msg.session_id, msg.queue_id, plan.address, v.sender, period)
         return
     raw = vacation_reply(v, headers=headers, recipient=plan.rcpt.address or plan.address,
-                         hostname=ctx.config.hostname, now=now)
-    how = await _send(ctx, v.sender, raw)
+                         hostname=ctx.config.hostname, now=now, own=(plan.address,))
+    how = await _send(ctx, plan, v.sender, raw)
     logger.info("%s id=%s sieve account=%s vacation reply to <%s> %s", msg.session_id, msg.queue_id,
                 plan.address, v.sender, how)
     if v.fcc:
@@ -837,9 +876,9 @@ async def _notify(ctx: Any, msg: Incoming, plan: _Plan, n: Notify, headers: Mess
                     plan.address, n.method[:100])
         return
     raw = notification(n, target, headers=headers, recipient=plan.address, hostname=ctx.config.hostname,
-                       now=now)
+                       now=now, own=(plan.rcpt.address,))
     for to in target.recipients:
-        how = await _send(ctx, to, raw)
+        how = await _send(ctx, plan, to, raw)
         logger.info("%s id=%s sieve account=%s notification to <%s> %s", msg.session_id, msg.queue_id,
                     plan.address, to, how)
     if n.fcc:
@@ -878,6 +917,6 @@ async def _reject_notice(ctx: Any, msg: Incoming, plan: _Plan, rej: Reject, head
     else:
         raw = rejection_mdn(rej.reason, headers=headers, original=_without_return_path(plan.raw),
                             recipient=recipient, sender=msg.sender, hostname=hostname, now=now)
-    how = await _send(ctx, msg.sender, raw)
+    how = await _send(ctx, plan, msg.sender, raw)
     logger.info("%s id=%s sieve account=%s rejection notice to <%s> %s", msg.session_id, msg.queue_id,
                 plan.address, msg.sender, how)

@@ -6,6 +6,7 @@ max_scripts = 20                 # scripts one account may store (ManageSieve QU
 max_script_size = "64k"          # octets per script (QUOTA/MAXSIZE)
 max_actions = 32                 # actions one run may produce
 max_redirects = 4                # redirect actions one run may produce (ManageSieve MAXREDIRECTS)
+max_outgoing_per_hour = 200      # redirects, vacation replies, notifications per account and hour (0: no cap)
 before = "sieve/before.sieve"    # optional admin script run before each user's script
 after = "sieve/after.sieve"      # optional admin script run after it (unless a stop ended the run)
 vacation_min_period = "1d"       # RFC 5230 §4.1: :days/:seconds are clamped into this range
@@ -34,6 +35,7 @@ class SieveSettings:
     max_script_size: int = 64 * 1024
     max_actions: int = Limits().max_actions
     max_redirects: int = Limits().max_redirects
+    max_outgoing_per_hour: int = 200  # postroom.sieve.outcap
     before: Path | None = None
     after: Path | None = None
     vacation_min_period: int = 86400
@@ -70,6 +72,7 @@ def read_settings(cfg: Config, problems: list[str]) -> SieveSettings:
         max_script_size=sec.convert("max_script_size", parse_size, d.max_script_size),
         max_actions=sec.get("max_actions", int, d.max_actions),
         max_redirects=sec.get("max_redirects", int, d.max_redirects),
+        max_outgoing_per_hour=sec.get("max_outgoing_per_hour", int, d.max_outgoing_per_hour),
         before=_path(cfg, sec, "before"),
         after=_path(cfg, sec, "after"),
         vacation_min_period=_period(sec, "vacation_min_period", d.vacation_min_period),
@@ -81,6 +84,8 @@ def read_settings(cfg: Config, problems: list[str]) -> SieveSettings:
             sec.problem(name, "must be at least 1")
     if s.max_redirects < 0:
         sec.problem("max_redirects", "must be 0 (no redirects) or more")
+    if s.max_outgoing_per_hour < 0:
+        sec.problem("max_outgoing_per_hour", "must be 0 (no cap) or more")
     if s.vacation_min_period > s.vacation_max_period:
         sec.problem("vacation_min_period", "must not be more than vacation_max_period")
     elif not s.vacation_min_period <= s.vacation_default_period <= s.vacation_max_period:

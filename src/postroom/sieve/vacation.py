@@ -8,7 +8,9 @@ not answer it, and goes out with the null reverse-path.
 
 from __future__ import annotations
 
+import re
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -17,6 +19,7 @@ from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime, getaddresses
 from urllib.parse import parse_qsl, unquote
 
+from ..mailauth.results import authserv_id as _authserv_id
 from .api import Notify, Vacation
 
 SUBJECT_MAX = 200  # characters of the original subject quoted in "Auto: …" and "Rejected: …"
@@ -51,6 +54,46 @@ def _one_line(text: str, limit: int = SUBJECT_MAX) -> str:
     return " ".join(text.split())[:limit]
 
 
+def own_from(given: str | None, recipient: str, own: Collection[str] = ()) -> str:
+    """The From of a reply or notification: ``:from`` when it names one of the user's own
+    addresses (``recipient``, ``own``), else ``recipient``. RFC 5230 §4.4 / RFC 5435 §3.3:
+    a script must not make the server send mail in someone else's name (a bank's, a
+    colleague's) with our DKIM signature on it."""
+    if not given:
+        return recipient
+    text = _one_line(given, 998)
+    found = getaddresses([text])
+    mine = {a.lower() for a in (recipient, *own) if a}
+    if len(found) == 1 and found[0][1].lower() in mine:
+        return text
+    return recipient
+
+
+_RESULT = re.compile(r"(?<![\w.-])(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.IGNORECASE)
+
+
+def likely_forged(headers: Message, authserv_id: str, quarantined: bool = False) -> str:
+    """Why an automatic answer to this message would likely be backscatter (a reply to a
+    forged sender), or "" when answering is fine. RFC 5230 §4.6 / RFC 3834 §2: do not
+    answer likely spam. Read from our own Authentication-Results field (forged ones
+    claiming our authserv-id are removed at reception): DMARC fail, or SPF fail without a
+    DKIM or DMARC pass (a forwarded message fails SPF but keeps its signature)."""
+    if quarantined:
+        return "quarantined by mail authentication"
+    ours = authserv_id.lower().encode("utf-8", "replace")
+    for value in headers.get_all("Authentication-Results") or []:
+        text = str(value)
+        if _authserv_id(text.encode("utf-8", "replace")) != ours:
+            continue
+        results = {(m.group(1).lower(), m.group(2).lower()) for m in _RESULT.finditer(text)}
+        if ("dmarc", "fail") in results:
+            return "dmarc=fail"
+        if ("spf", "fail") in results and not {("dkim", "pass"), ("dmarc", "pass")} & results:
+            return "spf=fail"
+        return ""
+    return ""
+
+
 def _references(headers: Message) -> tuple[str, str]:
     """In-Reply-To and References for an answer (RFC 5230 §5.8, RFC 5322 §3.6.4)."""
     mid = _header(headers, "Message-ID")
@@ -59,17 +102,19 @@ def _references(headers: Message) -> tuple[str, str]:
     return mid, refs
 
 
-def vacation_reply(v: Vacation, *, headers: Message, recipient: str, hostname: str, now: datetime) -> bytes:
+def vacation_reply(v: Vacation, *, headers: Message, recipient: str, hostname: str, now: datetime,
+                   own: Collection[str] = ()) -> bytes:
     """The reply of RFC 5230 §5 to the message whose header fields are ``headers``.
 
-    From: ``:from`` or the address the mail reached (§5.2); To: the sender (§5.1);
+    From: ``:from`` if it is one of the user's addresses (:func:`own_from`), else the
+    address the mail reached (§5.2); To: the sender (§5.1);
     Subject: ``:subject`` or "Auto: " and the original subject (§5.6); In-Reply-To and
     References (§5.8); ``Auto-Submitted: auto-replied`` (§5.1, RFC 3834 §5).
     """
     subject = v.subject or f"Auto: {_one_line(_header(headers, 'Subject'))}"
     mid, refs = _references(headers)
     head = [
-        ("From", _one_line(v.from_, 998) if v.from_ else recipient),
+        ("From", own_from(v.from_, recipient, own)),
         ("To", v.sender),
         ("Subject", _one_line(subject, 998)),
         ("Date", format_datetime(now)),
@@ -122,7 +167,10 @@ def parse_mailto(uri: str) -> Mailto | None:
     path, _, query = rest.partition("?")
 
     def addrs(text: str) -> list[str]:
-        return [a for _, a in getaddresses([unquote(text)]) if "@" in a]
+        # Each address becomes an envelope recipient: no control characters (a NUL or a
+        # line break in RCPT TO would break or smuggle SMTP commands).
+        return [a for _, a in getaddresses([unquote(text)])
+                if "@" in a and not any(c < " " or c == "\x7f" for c in a)]
 
     to, cc, bcc = addrs(path), [], []
     subject = body = None
@@ -148,7 +196,7 @@ _PRIORITY = {"1": ("1 (Highest)", "high"), "2": ("3 (Normal)", "normal"), "3": (
 
 
 def notification(n: Notify, target: Mailto, *, headers: Message, recipient: str, hostname: str,
-                 now: datetime) -> bytes:
+                 now: datetime, own: Collection[str] = ()) -> bytes:
     """The notification message of RFC 5436 §2.7 about the message with ``headers``."""
     original_subject = _one_line(_header(headers, "Subject"))
     subject = target.subject or n.message or f"[Sieve] New mail: {original_subject}"
@@ -158,7 +206,7 @@ def notification(n: Notify, target: Mailto, *, headers: Message, recipient: str,
             f"From: {_header(headers, 'From')}\r\nSubject: {original_subject}\r\n")
     x_priority, importance = _PRIORITY.get(n.importance, _PRIORITY["2"])
     msg = EmailMessage()
-    msg["From"] = _one_line(n.from_, 998) if n.from_ else recipient
+    msg["From"] = own_from(n.from_, recipient, own)
     if target.to:
         msg["To"] = ", ".join(target.to)
     if target.cc:

@@ -340,8 +340,12 @@ class Store(Protocol):
         ...
 
     async def get_active_sieve_script(self, account_id: int) -> tuple[str, str] | None:
-        """(name, text) of the active script or None: one indexed lookup, asked by delivery
-        for every local recipient."""
+        """(name, text) of the active script or None: one indexed lookup."""
+        ...
+
+    async def get_sieve_delivery(self, account_id: int) -> SieveDelivery | None:
+        """What delivery asks for every local recipient, in one indexed lookup: the account's
+        address and its active script, if any. None when there is no such account."""
         ...
 
     # --- sieve tracking (RFC 5230 §4.2 vacation, RFC 7352 duplicate) --------------------
@@ -412,6 +416,14 @@ class SieveScriptInfo:
     name: str
     active: bool
     size: int  # octets of its UTF-8 text
+
+
+@dataclass(frozen=True, slots=True)
+class SieveDelivery:
+    """An account as local delivery needs it (``Store.get_sieve_delivery``)."""
+
+    address: str
+    script: tuple[str, str] | None  # (name, text) of the active script
 
 
 def sieve_script_name_problem(name: str) -> str | None:

@@ -79,3 +79,56 @@ def test_init_sighup_sigterm(tmp_path: Path) -> None:
         assert re.search(r"https\[\w+\] 127\.0\.0\.1 GET /mail/config-v1\.1\.xml 200 ", log), log
     finally:
         srv.stop()
+
+
+def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", path, headers={"Host": "localhost"})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def test_readyz_503_while_draining(tmp_path: Path) -> None:
+    """SIGTERM while a mail session is in the middle of a command: until it has finished, the HTTP
+    listener still answers, /readyz with 503 (a load balancer stops sending clients), /healthz with
+    200, each with ``Connection: close``; then the session ends and the process exits cleanly."""
+    srv = Serving(make_server_dir(tmp_path))
+    try:
+        ports = srv.wait_listening()
+        status, _, body = _get(ports["http"], "/readyz")
+        assert status == 200 and body.startswith(b"ready\n"), body
+        # A POP3 session half-way through a command line: not idle, so shutdown waits for it.
+        pop = socket.create_connection(("127.0.0.1", ports["pop3"]), timeout=10)
+        pop_file = pop.makefile("rb")
+        assert pop_file.readline().startswith(b"+OK")
+        pop.sendall(b"NOOP")
+        time.sleep(0.3)  # the server has read the partial line
+        srv.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "waiting up to" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.05)
+        assert srv.proc.poll() is None
+        status, headers, body = _get(ports["http"], "/readyz")
+        assert status == 503, body
+        assert body.startswith(b"not ready\n") and b"shutdown: stopping\n" in body, body
+        assert headers["connection"].lower() == "close"
+        status, headers, body = _get(ports["http"], "/healthz")
+        assert (status, body) == (200, b"ok\n") and headers["connection"].lower() == "close"
+        # Mail listeners no longer accept.
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", ports["pop3"]), timeout=2).close()
+        assert srv.proc.poll() is None  # still draining: the POP3 command has not ended
+        pop.sendall(b"\r\n")  # the command completes; the session says goodbye and closes
+        assert pop_file.readline()  # the NOOP's reply
+        assert b"shutting down" in pop_file.readline()
+        assert srv.proc.wait(timeout=20) == 0
+        with pytest.raises(OSError):  # and now the HTTP listener is closed too
+            socket.create_connection(("127.0.0.1", ports["http"]), timeout=2).close()
+        pop.close()
+        assert "Traceback" not in srv.log(), srv.log()
+    finally:
+        srv.stop()

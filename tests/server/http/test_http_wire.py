@@ -74,6 +74,16 @@ def test_one_log_line_per_request(srv: Harness, records: list[logging.LogRecord]
     assert lines[1].startswith("http[") and " GET /nothing\\x7f 404 " in lines[1]
 
 
+def test_log_fields_cannot_be_forged_with_spaces(srv: Harness, records: list[logging.LogRecord]) -> None:
+    """A decoded path or a Host with spaces must not add fields to the request's log line."""
+    srv.get("/x%20200%200%200.1ms%20host=forged.example", "real host=forged2")
+    wait_for(lambda: any(r.name == "postroom.http" for r in records))
+    [line] = [r.getMessage() for r in records if r.name == "postroom.http"]
+    assert " GET /x\\x20200\\x200\\x200.1ms\\x20host=forged.example 404 " in line, line
+    assert line.endswith("host=real\\x20host=forged2"), line
+    assert line.count(" host=") == 1
+
+
 def test_keepalive_and_pipelining(srv: Harness) -> None:
     s = srv.raw(tls=True)
     req = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -113,6 +113,7 @@ def test_postrooms_own_fetcher_reads_it_with_the_published_id(sts, tmp_path):
         resolver = Resolver(DnsSettings(("127.0.0.1", dns_srv.port), timeout=1.0, attempts=2))
         source = PolicySource(resolver, MtaStsSettings(ca_file=ca.ca_file), tmp_path / "cache",
                               https_port=h.ports["https"])
+        source.allow_private = True  # the test hook: this server is on loopback
         lookup = asyncio.run(source.lookup(DOMAIN))
     assert lookup.failure == ""
     assert lookup.cached is not None and lookup.cached.id == pid and lookup.cached.body == body

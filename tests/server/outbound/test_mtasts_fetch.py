@@ -7,12 +7,13 @@ type, redirects are not followed, the cache honours the record's id and max_age.
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 import pytest
 from dnsfixture import DnsFixture
 from mtasts_fixtures import PolicyServer, TestCA
 
-from postroom.outbound.mtasts import PolicySource
+from postroom.outbound.mtasts import PolicySource, is_public, post_report
 from postroom.outbound.stspolicy import MtaStsSettings, Policy, render_policy
 from postroom.resolver import DnsSettings, Resolver
 
@@ -23,19 +24,21 @@ ENFORCE = render_policy(Policy("enforce", 3600, ("mx.a.test",))).encode()
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("fetch")
     ca = TestCA(root / "pki")
-    names = [f"mta-sts.{d}.test" for d in ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")]
+    names = [f"mta-sts.{d}.test" for d in ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k")]
     with DnsFixture() as dns_srv, PolicyServer(ca.server_context("https", *names)) as web_srv:
         for n in names:
             dns_srv.a(n, "127.0.0.1")
         yield root, ca, dns_srv, web_srv
 
 
-def source(env, name: str, clock=None, ca=True) -> PolicySource:
+def source(env, name: str, clock=None, ca=True, allow_private=True) -> PolicySource:
     root, ca_obj, dns_srv, web_srv = env
     dns = Resolver(DnsSettings(("127.0.0.1", dns_srv.port), timeout=1.0, attempts=1))
     settings = MtaStsSettings(ca_file=ca_obj.ca_file if ca else None, fetch_timeout=5.0)
     kwargs = {"clock": clock} if clock else {}
-    return PolicySource(dns, settings, root / name, https_port=web_srv.port, **kwargs)
+    src = PolicySource(dns, settings, root / name, https_port=web_srv.port, **kwargs)
+    src.allow_private = allow_private  # the test hook: the policy server is on loopback
+    return src
 
 
 def publish(env, domain: str, pid: str, reply: tuple[int, str, bytes]) -> None:
@@ -125,3 +128,29 @@ def test_concurrent_lookups_fetch_once(env):
     results = asyncio.run(run())
     assert all(r.mode == "enforce" for r in results)
     assert fetches(env, "j.test") == 1
+
+
+def test_policy_host_on_a_private_address_is_not_contacted(env):
+    """Request forgery: the recipient domain's DNS must not steer our HTTPS fetch to loopback,
+    private or link-local addresses (here: the real policy server on 127.0.0.1)."""
+    publish(env, "k.test", "one", (200, "text/plain", ENFORCE))
+    before = fetches(env, "k.test")
+    lookup = asyncio.run(source(env, "private", allow_private=False).lookup("k.test"))
+    assert lookup.cached is None and lookup.failure == "sts-policy-fetch-error"
+    assert fetches(env, "k.test") == before  # no connection was made
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/r", "https://[::1]/r", "https://169.254.169.254/latest",
+                                 "https://10.0.0.1/r", "https://[::ffff:192.168.1.1]/r"])
+def test_report_post_to_a_private_address_literal_is_refused(env, url):
+    _, _, dns_srv, _ = env
+    dns = Resolver(DnsSettings(("127.0.0.1", dns_srv.port), timeout=1.0, attempts=1))
+    with pytest.raises(OSError, match="refused"):
+        asyncio.run(post_report(url, b"x", ssl.create_default_context(), dns, timeout=2.0))
+
+
+def test_is_public():
+    assert is_public("192.0.2.1") is False and is_public("8.8.8.8") and is_public("2001:4860::8888")
+    assert not any(is_public(a) for a in ("127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.0.1",
+                                           "169.254.169.254", "fe80::1", "fd00::1", "100.64.0.1", "0.0.0.0",
+                                           "::ffff:127.0.0.1", "224.0.0.1", "not-an-ip"))

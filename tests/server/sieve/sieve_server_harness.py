@@ -35,7 +35,7 @@ REMOTE = "remote.test"
 SINK_IP = "127.0.0.2"
 PASSWORD = "correct horse"
 USERS = ("joe", "ann", "bob", "carl", "dora", "eve", "fred", "gina", "hank", "ivy", "jack", "kim", "lou",
-         "max", "ned", "olga", "pia", "quin", "rex", "sam", "tom")
+         "max", "ned", "olga", "pia", "quin", "rex", "sam", "tom", "uma", "vic", "wes", "xena")
 
 
 class SieveServer:

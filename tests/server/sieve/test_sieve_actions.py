@@ -4,6 +4,7 @@ lands in which mailbox, what leaves for the SMTP sink standing for remote.test."
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import logging
@@ -30,6 +31,7 @@ from postroom.sieve.delivery import (
     carry_out,
 )
 from postroom.sieve.host import DeliveryHost, duplicate_key
+from postroom.sieve.settings import settings_for
 
 
 def message(subject: str, sender: str = f"someone@{REMOTE}", to: str = f"x@{DOMAIN}", extra: str = "") -> bytes:
@@ -200,6 +202,104 @@ def test_notify_mailto_sends_an_auto_notified_message(net):
     run(net, "lou", Decision(actions=[n2]), message("auto", extra="Auto-Submitted: auto-generated\r\n"))
     time.sleep(0.5)
     assert not sent_to(sink, f"pager@{REMOTE}", "Auto one")
+
+
+
+def test_vacation_and_notify_from_must_be_the_users_own_address(net):
+    """RFC 5230 §4.4: ``:from`` cannot make the server send (DKIM-signed) mail in someone
+    else's name; an address that is not the user's is replaced by the user's own, a
+    display name on the user's own address is kept, header injection is flattened."""
+    _, sink = net
+    for n, given, expected in [
+        (1, "Security Team <security@bank.test>", f"jack@{DOMAIN}"),
+        (2, f"ceo@{DOMAIN}", f"jack@{DOMAIN}"),
+        (3, f"jack@{DOMAIN}, victim@{REMOTE}", f"jack@{DOMAIN}"),
+        (4, f"Jack Away <JACK@{DOMAIN}>", f"Jack Away <JACK@{DOMAIN}>"),
+        (5, f"jack@{DOMAIN}\r\nBcc: victim@{REMOTE}", f"jack@{DOMAIN}"),
+    ]:
+        sender = f"spoof{n}@{REMOTE}"
+        v = Vacation(sender=sender, subject=f"Spoof {n}", reason="away", period_seconds=1,
+                     from_=given.replace("\\r\\n", "\r\n"))
+        run(net, "jack", Decision(actions=[v]), message(f"spoof{n}", sender=sender), sender=sender)
+        [reply] = wait_for(lambda s=sender, k=n: sent_to(sink, s, f"Spoof {k}"), what="vacation reply")
+        assert reply["From"] == expected and reply["Bcc"] is None
+    n = Notify(method=f"mailto:pager2@{REMOTE}?subject=Forged", from_=f"Boss <boss@{DOMAIN}>")
+    run(net, "lou", Decision(actions=[n]), message("forged"))
+    [m] = wait_for(lambda: sent_to(sink, f"pager2@{REMOTE}", "Forged"), what="notification")
+    assert m["From"] == f"lou@{DOMAIN}"
+
+
+
+@pytest.mark.parametrize("n,results,answered", [
+    (1, "spf=pass smtp.mailfrom=remote.test;\r\n dmarc=fail header.from=bank.test", False),
+    (2, "spf=fail smtp.mailfrom=remote.test", False),
+    (3, "spf=fail smtp.mailfrom=remote.test;\r\n dkim=pass header.d=remote.test", True),  # forwarded
+    (4, "spf=pass smtp.mailfrom=remote.test;\r\n dmarc=pass header.from=remote.test", True),
+])
+def test_no_vacation_or_notify_for_mail_that_failed_authentication(net, n, results, answered):
+    """RFC 5230 §4.6: no backscatter. Our own Authentication-Results field (authserv-id =
+    the hostname) saying DMARC fail, or SPF fail without a DKIM pass, means no reply."""
+    srv, sink = net
+    sender = f"forged{n}@{REMOTE}"
+    ar = f"Authentication-Results: mx.{DOMAIN};\r\n {results}\r\n"
+    raw = message(f"forged{n}", sender=sender).replace(b"From: ", ar.encode() + b"From: ", 1)
+    v = Vacation(sender=sender, subject=f"Away {n}", reason="away", period_seconds=1)
+    note = Notify(method=f"mailto:pager-f{n}@{REMOTE}?subject=Note%20{n}")
+    run(net, "uma", Decision(actions=[v, note]), raw, sender=sender)
+    if answered:
+        wait_for(lambda: sent_to(sink, sender, f"Away {n}"), what="vacation reply")
+        wait_for(lambda: sent_to(sink, f"pager-f{n}@{REMOTE}", f"Note {n}"), what="notification")
+    else:
+        time.sleep(0.5)
+        assert not sent_to(sink, sender, f"Away {n}") and not sent_to(sink, f"pager-f{n}@{REMOTE}", f"Note {n}")
+    assert any(b"Subject: forged%d" % n in m for m in srv.mailbox("uma"))  # delivered all the same
+
+
+def test_no_vacation_for_quarantined_mail_nor_for_a_foreign_authserv_id(net):
+    srv, sink = net
+    sender = f"junk@{REMOTE}"
+    v = Vacation(sender=sender, subject="Away junk", reason="away", period_seconds=1)
+    msg = Incoming(raw=message("junk", sender=sender), sender=sender, queue_id="T2", session_id="test",
+                   recipients=[LocalRecipient(srv.ids["vic"], "Junk", f"vic@{DOMAIN}")])
+    srv.call(carry_out(srv.ctx, msg, [(msg.recipients[0], Decision(actions=[v]))]))
+    # An Authentication-Results field of somebody else (not removed at reception) does not count.
+    other = f"other@{REMOTE}"
+    raw = message("foreign", sender=other).replace(
+        b"From: ", b"Authentication-Results: mx.elsewhere.test; dmarc=fail\r\nFrom: ", 1)
+    run(net, "vic", Decision(actions=[Vacation(sender=other, subject="Away foreign", reason="x",
+                                               period_seconds=1)]), raw, sender=other)
+    wait_for(lambda: sent_to(sink, other, "Away foreign"), what="vacation reply")
+    assert not sent_to(sink, sender, "Away junk")
+
+
+
+def test_hourly_cap_on_sieve_generated_mail_per_account(net, caplog):
+    """A script fed by a stream of incoming mail cannot make the server a spam cannon:
+    ``[sieve] max_outgoing_per_hour`` counts every notification recipient, vacation reply
+    and redirect of one account; past it, a redirect becomes a keep, the rest is not sent."""
+    srv, sink = net
+    saved = srv.ctx.state.get("sieve")
+    srv.ctx.state["sieve"] = dataclasses.replace(settings_for(srv.ctx), max_outgoing_per_hour=3)
+    try:
+        # One notification to three addresses: the whole allowance.
+        n = Notify(method=f"mailto:c1@{REMOTE},c2@{REMOTE}?cc=c3@{REMOTE}&bcc=c4@{REMOTE}&subject=Cannon")
+        with caplog.at_level(logging.INFO, logger="postroom.sieve"):
+            run(net, "wes", Decision(actions=[n]), message("cannon1"))
+            wait_for(lambda: len([m for m in sink.messages if b"Subject: Cannon" in m]) >= 1, what="notification")
+            run(net, "wes", Decision(actions=[Redirect(f"capfwd@{REMOTE}")], implicit_keep=False), message("capped"))
+        time.sleep(0.5)
+        rcpts = [line for line in sink.lines if line.startswith("RCPT TO:<c")]
+        assert len(rcpts) == 3 and not any("c4@" in line for line in rcpts)
+        assert not any(line.startswith(f"RCPT TO:<capfwd@{REMOTE}>") for line in sink.lines)
+        assert any(b"Subject: capped" in m for m in srv.mailbox("wes"))  # the refused redirect: kept
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert "not sent (more than 3 Sieve messages this hour)" in logged
+        assert "redirect to <capfwd@remote.test> not done (more than 3 Sieve messages this hour)" in logged
+        # Another account has its own allowance.
+        run(net, "xena", Decision(actions=[Redirect(f"capfwd2@{REMOTE}")], implicit_keep=False), message("other"))
+        wait_for(lambda: any(line.startswith(f"RCPT TO:<capfwd2@{REMOTE}>") for line in sink.lines), what="redirect")
+    finally:
+        srv.ctx.state["sieve"] = saved
 
 
 @pytest.mark.parametrize("extended", [False, True])

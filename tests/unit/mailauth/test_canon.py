@@ -16,6 +16,7 @@ _BODIES = st.lists(_PIECES, max_size=60).map(b"".join) | st.binary(max_size=200)
 def test_same_output_as_dkimpy(body: bytes) -> None:
     assert canon.compress_whitespace(body) == canon.original_compress_whitespace(body)
     assert canon.strip_trailing_whitespace(body) == canon.original_strip_trailing_whitespace(body)
+    assert canon.unfold_header_value(body) == canon.original_unfold_header_value(body)
 
 
 def test_installed_for_dkimpy() -> None:
@@ -47,3 +48,22 @@ def test_rfc822_parse_as_dkimpy(lines: list[bytes], ends: list[bytes], tail: byt
             return
         raise AssertionError("dkimpy raised, the fast parse did not")
     assert canon.rfc822_parse(message) == expected
+
+
+_FIELD_PIECES = st.sampled_from([b"b", b"=", b" ", b"\t", b"\r\n", b"\n", b"\r", b";", b"a", b"Z", b"+", b"/",
+                                 b"h", b"x", b"0", b"\r\n ", b"\x0b", b"\x0c", b"\xa0", b" b=", b"bh="])
+
+
+@settings(max_examples=1000)
+@given(st.lists(_FIELD_PIECES, max_size=40).map(b"".join) | st.binary(max_size=80))
+def test_strip_b_value_as_dkimpy(value: bytes) -> None:
+    import dkim
+
+    assert canon.strip_b_value(value) == dkim.RE_BTAG.sub(b"\\1", value)
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from([b"a", b":", b"\r\n", b"\n", b"\r", b" "]), max_size=30).map(b"".join))
+def test_header_end_as_split(message: bytes) -> None:
+    head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    assert message[:canon.header_end(message)] == head

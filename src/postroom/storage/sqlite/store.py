@@ -48,6 +48,7 @@ from ..api import (  # sieve scripts
     MetadataLimits,
     MetadataTooLarge,
     MetadataTooMany,
+    SieveDelivery,
     SieveScriptActive,
     SieveScriptExists,
     SieveScriptInfo,
@@ -249,13 +250,14 @@ class SqliteStore:
         return await self.engine.write(w)
 
     async def get_account(self, address: str) -> Account | None:
-        row = await self.engine.read(lambda c, a: c.execute(
+        # read_small: one probe of the unique index, asked for every RCPT (smtp/recipients.py)
+        row = await self.engine.read_small(lambda c, a: c.execute(
             "SELECT id, address, password_hash, apop_secret FROM accounts WHERE address = ?", (a,)).fetchone(),
             address.strip().lower())
         return Account(*row) if row else None
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
-        row = await self.engine.read(lambda c: c.execute(
+        row = await self.engine.read_small(lambda c: c.execute(
             "SELECT id, address, password_hash, apop_secret FROM accounts WHERE id = ?", (account_id,)).fetchone())
         return Account(*row) if row else None
 
@@ -330,7 +332,7 @@ class SqliteStore:
             "INSERT OR REPLACE INTO aliases VALUES (?, ?)", (source.strip().lower(), json.dumps(list(targets)))))
 
     async def get_alias(self, source: str) -> Alias | None:
-        row = await self.engine.read(lambda c, s: c.execute(
+        row = await self.engine.read_small(lambda c, s: c.execute(  # one probe, for every RCPT
             "SELECT source, targets FROM aliases WHERE source = ?", (s,)).fetchone(), source.strip().lower())
         return Alias(row[0], tuple(json.loads(row[1]))) if row else None
 
@@ -380,7 +382,7 @@ class SqliteStore:
         return _mailbox(row) if row else None
 
     async def get_mailbox(self, account_id: int, name: str) -> Mailbox | None:
-        return await self.engine.read(self._r_mailbox, account_id, _norm_mailbox(name))
+        return await self.engine.read_small(self._r_mailbox, account_id, _norm_mailbox(name))
 
     async def get_mailbox_by_id(self, mailbox_id: int) -> Mailbox | None:
         row = await self.engine.read(lambda c: c.execute(
@@ -1164,14 +1166,24 @@ class SqliteStore:
 
     async def get_active_sieve_script(self, account_id: int) -> tuple[str, str] | None:
         # No cache: the partial index makes this one probe, and any process may change it.
-        row = await self.engine.read(lambda c: c.execute(
+        row = await self.engine.read_small(lambda c: c.execute(
             "SELECT name, content FROM sieve_scripts WHERE account_id = ? AND active = 1",
             (account_id,)).fetchone())
         return (row[0], row[1]) if row else None
 
+    async def get_sieve_delivery(self, account_id: int) -> SieveDelivery | None:
+        # One statement on the loop (read_small): the account row and the partial index's probe.
+        row = await self.engine.read_small(lambda c: c.execute(
+            "SELECT a.address, s.name, s.content FROM accounts a "
+            "LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 WHERE a.id = ?",
+            (account_id,)).fetchone())
+        if row is None:
+            return None
+        return SieveDelivery(row[0], (row[1], row[2]) if row[1] is not None else None)
+
     # --- sieve tracking (RFC 5230 §4.2 vacation replies, RFC 7352 duplicate) -----------
     async def sieve_tracked(self, account_id: int, kind: str, key: str, now: float) -> float | None:
-        row = await self.engine.read(lambda c: c.execute(
+        row = await self.engine.read_small(lambda c: c.execute(
             "SELECT recorded FROM sieve_tracking WHERE account_id = ? AND kind = ? AND key = ? AND expires > ?",
             (account_id, kind, key, now)).fetchone())
         return float(row[0]) if row else None
