@@ -580,9 +580,9 @@ async def verify(resolver: Resolver, message: bytes, timeout: float, min_key_bit
         sigs = sigs[:max_signatures]
     raw = [v for _n, v in sigs]
     header_b = header_b_prefixes(_b_values(raw))
-    parsed = [_parse_tags(v) for v in raw]  # once per field, for the key names and the checks
-    names = {n for n in map(_key_name, parsed) if n is not None}
+    tags = [_parse_tags(v) for v in raw]  # once per field, for the key names and the checks
+    names = {n for n in map(_key_name, tags) if n is not None}
     keys = await _fetch_keys(resolver, names, timeout)
     if len(body) <= INLINE_BODY:  # less work than the hand-off to a thread would be
-        return _check_all(fields, body, sigs, header_b, keys, min_key_bits, parsed)
-    return await run_blocking(_check_all, fields, body, sigs, header_b, keys, min_key_bits, parsed)
+        return _check_all(fields, body, sigs, header_b, keys, min_key_bits, tags)
+    return await run_blocking(_check_all, fields, body, sigs, header_b, keys, min_key_bits, tags)
