@@ -149,8 +149,9 @@ CLIENTS = {
 }
 
 
-@pytest.mark.parametrize("client", sorted(CLIENTS))
-def test_sync_both_sides(srv, tmp_path, client):
+def start_sync(srv, tmp_path, client):
+    """A new account, an empty local Maildir, ``client``'s sync runner for them, and a check
+    that server and local copy both hold exactly a given spec (skips if ``client`` is absent)."""
     binary, make_runner = CLIENTS[client]
     if shutil.which(binary) is None:
         pytest.skip(f"{binary} not installed (scripts/install-test-deps.sh installs it)")
@@ -163,6 +164,13 @@ def test_sync_both_sides(srv, tmp_path, client):
         want = expected(spec)
         assert server_state(srv, acc) == want
         assert local_state(local) == want
+
+    return acc, local, sync, check
+
+
+@pytest.mark.parametrize("client", sorted(CLIENTS))
+def test_sync_both_sides(srv, tmp_path, client):
+    acc, local, sync, check = start_sync(srv, tmp_path, client)
 
     # Round 1: the initial pull.
     c = srv.imaplib(acc)

@@ -11,17 +11,9 @@ the next round must change nothing.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from imap_harness import msg
-from test_imap_sync_clients import (
-    CLIENTS,
-    expected,
-    find_local,
-    local_state,
-    server_state,
-)
+from test_imap_sync_clients import CLIENTS, find_local, start_sync
 
 pytestmark = pytest.mark.slow
 
@@ -36,18 +28,7 @@ def move_local(local, name: str, src: str, dst: str) -> None:
 
 @pytest.mark.parametrize("client", sorted(CLIENTS))
 def test_local_moves_reach_the_server(srv, tmp_path, client):
-    binary, make_runner = CLIENTS[client]
-    if shutil.which(binary) is None:
-        pytest.skip(f"{binary} not installed (scripts/install-test-deps.sh installs it)")
-    acc = srv.new_user()
-    local = tmp_path / "mail"
-    local.mkdir()
-    sync = make_runner(srv, acc, tmp_path, local)
-
-    def check(spec: dict[str, dict[str, set[str]]]) -> None:
-        want = expected(spec)
-        assert server_state(srv, acc) == want
-        assert local_state(local) == want
+    acc, local, sync, check = start_sync(srv, tmp_path, client)
 
     c = srv.imaplib(acc)
     assert c.create("Projects")[0] == "OK"
