@@ -84,3 +84,6 @@ class Script:
     required: frozenset[str]
     source_size: int
     extensions: frozenset[str]  # what the script was allowed to use (ihave answers from this)
+    #: The compiled form (``postroom.sieve.compiled``), made on the first run with the registry
+    #: it was made for; kept here so that caching the script caches it too.
+    program: Any = None

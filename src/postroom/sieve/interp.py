@@ -3,6 +3,9 @@
 Nothing here performs an action: :class:`Context` records them, applies RFC 5228 §2.10
 (implicit keep, cancellation, duplicate suppression §4.2/§2.10.3) and the conflict rules
 of reject (RFC 5429 §2.1) and vacation, and :func:`run` returns a :class:`Result`.
+:func:`run` runs the script's compiled form (``postroom.sieve.compiled``), which does what
+:meth:`Context.run_block` does without dispatching each node; ``run_block`` stays for the
+extensions that run a block of nodes themselves (foreverypart, include) and the test suite.
 
 Budget: every command and test costs a step (``Limits.max_steps``); a wall-clock
 watchdog (``Limits.max_cpu_seconds``, measured with ``time.monotonic``) stops a script
@@ -34,6 +37,7 @@ from .api import (
     Vacation,
 )
 from .ast import Arg, Node, NumberArg, Script, StringArg, StringListArg
+from .compiled import Program, compile_program
 from .match import compare, match_contains, match_is
 from .message import MessageView
 from .registry import REGISTRY, Comparator, Registry
@@ -80,6 +84,7 @@ class Context:
         self.match_vars: list[str] = []
         self.state: dict[str, Any] = {}
         self.steps = 0
+        self.max_steps = limits.max_steps
         self.deadline = time.monotonic() + limits.max_cpu_seconds
         self.expander: Expander | None = None
         #: imap4flags' internal variable (RFC 5232 §3): flags for keep/fileinto without :flags.
@@ -97,6 +102,13 @@ class Context:
             raise BudgetExceeded(f"step limit reached ({self.limits.max_steps})", node.line, node.column)
         if time.monotonic() > self.deadline:  # check_time, without a call per step
             self.check_time(node)
+
+    def over_budget(self, node: Node) -> None:
+        """The slow path of a compiled step (``postroom.sieve.compiled``), taken when the
+        step count or the clock may be past the budget: raises as :meth:`step` does."""
+        if self.steps > self.limits.max_steps:
+            raise BudgetExceeded(f"step limit reached ({self.limits.max_steps})", node.line, node.column)
+        self.check_time(node)
 
     def check_time(self, node: Node | None = None) -> None:
         if time.monotonic() > self.deadline:
@@ -289,7 +301,7 @@ def run(script: Script, raw: bytes, envelope: Envelope, host: Host, parsed: Any,
     for hook in _START_HOOKS:
         hook(ctx)
     try:
-        ctx.run_block(script.commands)
+        program_of(script, ctx.reg)(ctx)
     except Stop:
         ctx.result.stopped = True  # delivery skips the scripts after this one
     except SieveError:
@@ -303,6 +315,17 @@ def run(script: Script, raw: bytes, envelope: Envelope, host: Host, parsed: Any,
     if ctx.msg.changed:
         ctx.result.edited = ctx.msg.edited()
     return ctx.result
+
+
+def program_of(script: Script, reg: Registry = REGISTRY) -> Program:
+    """The script's compiled form for ``reg``, made once and kept on the script (a race
+    between threads makes it twice, and either is right)."""
+    made = script.program
+    if made is not None and made[0] is reg:
+        return made[1]  # type: ignore[no-any-return]
+    program = compile_program(script.commands, reg)
+    script.program = (reg, program)
+    return program
 
 
 #: Called with each new Context before the script runs (extensions set up their state).

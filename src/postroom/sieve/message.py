@@ -4,17 +4,21 @@
 The field list is mutable so that editheader (RFC 5293) can change what later tests see;
 :meth:`MessageView.edited` gives the message after those edits.
 
-Cost at delivery: the header block is split once (no MIME walk: the tree is parsed only
-when a body or mime test asks for :attr:`MessageView.parsed`); fields are indexed by
-lowercased name once, and each header's decoded values and parsed addresses are kept per
-name, so thirty rules testing ``from`` parse it once. Every cache is derived from
-:attr:`MessageView.fields` and dropped by :meth:`MessageView.touch`, which whoever
+Cost at delivery: the header block is indexed by lowercased name once, straight from the
+raw octets (no MIME walk: the tree is parsed only when a body or mime test asks for
+:attr:`MessageView.parsed`; no :class:`Field` records until editheader, mime or
+:meth:`MessageView.edited` asks for :attr:`MessageView.fields`); each header's decoded
+values and parsed addresses are kept per name, so thirty rules testing ``from`` parse it
+once, and :attr:`MessageView.memo` keeps what compiled tests derive from them. Every
+cache is derived from the fields and dropped by :meth:`MessageView.touch`, which whoever
 changes the fields (editheader) must call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 from postroom.mime.addresses import (
     MISSING_DOMAIN,
@@ -23,7 +27,7 @@ from postroom.mime.addresses import (
     parse_address_list,
 )
 from postroom.mime.decode import decode_header_value
-from postroom.mime.headers import header_end, split_header
+from postroom.mime.headers import FIELD_RE, header_end, split_header
 from postroom.mime.imapfmt import unfold_nolf
 from postroom.mime.model import ParsedMessage
 from postroom.mime.parse import parse
@@ -69,16 +73,46 @@ def parse_addresses(value: bytes) -> list[Addr]:
     return out
 
 
+def _index_block(raw: bytes, start: int) -> dict[str, list[bytes]]:
+    """Lowercased name → raw values of the header block at ``start``: exactly the fields
+    and values ``split_header`` finds (same pattern, same trimming), without building
+    its field records."""
+    fields_end, _ = header_end(raw, start, len(raw))
+    index: dict[str, list[bytes]] = {}
+    for name, colon, value, eol in FIELD_RE.findall(raw, start, fields_end):
+        if colon:
+            if eol and value[-1:] == b"\r":
+                value = value[:-1]
+            low = name.rstrip(b" \t").decode("utf-8", "replace").lower()
+            got = index.get(low)
+            if got is None:
+                index[low] = [value.lstrip(b" \t")]
+            else:
+                got.append(value.lstrip(b" \t"))
+    return index
+
+
+@lru_cache(maxsize=2048)
+def _addresses_of(value: bytes) -> tuple[Addr, ...]:
+    """:func:`parse_addresses` of a raw field value, kept: the same From, To and Cc values
+    come with message after message (a colleague, a list, the user's own address), and
+    parsing one costs more than the rest of an address test."""
+    return tuple(parse_addresses(value))
+
+
 class MessageView:
     def __init__(self, raw: bytes, parsed: ParsedMessage | None = None) -> None:
         self.raw = raw
         self._parsed = parsed
         self._fields: list[Field] | None = None
         self._decoded: dict[str, list[str]] = {}
-        #: Lowercased name → that name's fields, in order (built on first use).
-        self._index: dict[str, list[Field]] | None = None
+        #: Lowercased name → the raw values of that name's fields, in order (built on first use).
+        self._index: dict[str, list[bytes]] | None = None
         #: Lowercased name → the mailboxes of each of that name's fields (RFC 5228 §2.7.4).
         self._addresses: dict[str, list[list[Addr]]] = {}
+        #: What compiled tests derive from the fields (values in comparator form, address
+        #: parts), keyed by what they were made from; dropped with the other caches.
+        self.memo: dict[tuple[Any, ...], Any] = {}
         self.changed = False
 
     def touch(self) -> None:
@@ -88,6 +122,7 @@ class MessageView:
         self._decoded.clear()
         self._index = None
         self._addresses.clear()
+        self.memo.clear()
         self.changed = True
 
     @property
@@ -108,20 +143,33 @@ class MessageView:
                             for f in found]
         return self._fields
 
-    def _by_name(self) -> dict[str, list[Field]]:
+    def _by_name(self) -> dict[str, list[bytes]]:
         index = self._index
         if index is None:
-            index = {}
-            for f in self.fields:
-                index.setdefault(f.name.lower(), []).append(f)
+            if self._fields is None:
+                # Nobody needs Field objects yet (only editheader, mime and edited() do):
+                # index the raw values straight from the block, half the work.
+                start = self._parsed.root.header_start if self._parsed is not None else 0
+                index = _index_block(self.raw, start)
+            else:
+                index = {}
+                for f in self._fields:
+                    index.setdefault(f.name.lower(), []).append(f.value)
             self._index = index
         return index
 
-    def _values_of(self, low: str) -> list[str]:
+    def index(self) -> dict[str, list[bytes]]:
+        """Lowercased name → the raw values of that name's fields, in order; callers must
+        not change it."""
+        return self._index if self._index is not None else self._by_name()
+
+    def values_of(self, low: str) -> list[str]:
+        """:meth:`values` for a lowercased name, without the copy: callers must not change
+        the list."""
         got = self._decoded.get(low)
         if got is None:
             fields = (self._index if self._index is not None else self._by_name()).get(low, ())
-            got = self._decoded[low] = [decode_header_value(f.value).strip(" \t") for f in fields]
+            got = self._decoded[low] = [decode_header_value(v).strip(" \t") for v in fields]
         return got
 
     @property
@@ -130,12 +178,12 @@ class MessageView:
         return len(self.raw)
 
     def raw_values(self, name: str) -> list[bytes]:
-        return [f.value for f in self._by_name().get(name.lower(), ())]
+        return list(self._by_name().get(name.lower(), ()))
 
     def values(self, name: str) -> list[str]:
         """Decoded values (RFC 2047 words decoded, unfolded, outer whitespace removed),
         each field decoded once per message."""
-        return list(self._values_of(name.lower()))
+        return list(self.values_of(name.lower()))
 
     def addresses(self, name: str) -> list[list[Addr]]:
         """The mailboxes of each field named ``name``, one list per field in field order
@@ -144,7 +192,7 @@ class MessageView:
         low = name.lower()
         got = self._addresses.get(low)
         if got is None:
-            got = self._addresses[low] = [parse_addresses(v) for v in self.raw_values(low)]
+            got = self._addresses[low] = [list(_addresses_of(v)) for v in self._by_name().get(low, ())]
         return got
 
     def unfolded(self, name: str) -> list[str]:
