@@ -59,13 +59,28 @@ def rfc822_parse(message: bytes) -> tuple[list[list[bytes]], bytes]:
     only the header block is handed to dkimpy. Same result, byte for byte (checked
     against dkimpy on random input); same exceptions.
     """
-    m = _BLANK_LINE.search(message)
-    if m is None or message.startswith((b"\n", b"\r\n")):  # no body, or no header block
+    blank = blank_line(message)
+    if blank is None or message.startswith((b"\n", b"\r\n")):  # no body, or no header block
         return _dkim_rfc822_parse(message)  # type: ignore[no-any-return]
-    rest = message[m.end():]
+    rest = message[blank[1]:]
     if rest.count(b"\n") != rest.count(b"\r\n"):  # a bare LF: dkimpy turns it into CRLF
         return _dkim_rfc822_parse(message)  # type: ignore[no-any-return]
-    return _header_fields(message[:m.start()]), rest
+    return _header_fields(message[:blank[0]]), rest
+
+
+def blank_line(message: bytes) -> tuple[int, int] | None:
+    """Start and end of the first ``\\r?\\n\\r?\\n`` in ``message`` (``_BLANK_LINE.search``),
+    or None: two ``find`` calls instead of the regex stepping through every octet of the
+    header block (a fifth of the cost of the DKIM parse of a 10 KB message)."""
+    lf = message.find(b"\n\n")
+    crlf = message.find(b"\n\r\n")
+    if crlf >= 0 and (lf < 0 or crlf < lf):  # the first LF that a line break follows
+        i, end = crlf, crlf + 3
+    elif lf >= 0:
+        i, end = lf, lf + 2
+    else:
+        return None
+    return (i - 1 if i > 0 and message[i - 1] == 0x0D else i), end
 
 
 _EOL = re.compile(rb"\r?\n")
@@ -77,7 +92,8 @@ def _header_fields(block: bytes) -> list[list[bytes]]:
     line), with its patterns compiled once rather than looked up in ``re``'s cache per
     line: the same fields, the same exceptions."""
     headers: list[list[bytes]] = []
-    for line in _EOL.split(block):
+    # _EOL.split(block), in two passes of C: a CR stays where it is not before an LF.
+    for line in block.replace(b"\r\n", b"\n").split(b"\n"):
         if not line:  # (only at the very start, which rfc822_parse leaves to dkimpy)
             break
         if line[0] in (0x09, 0x20):

@@ -116,9 +116,13 @@ def aligned(identifier: str, from_domain: str, mode: str) -> bool:
 
 # -- From ----------------------------------------------------------------------------
 
-def _header_fields(message: bytes) -> list[tuple[bytes, bytes]]:
-    """``(name, unfolded value)`` of each field in the header block (RFC 5322 §2.2)."""
-    fields: list[tuple[bytes, bytes]] = []
+def _from_values(message: bytes) -> tuple[bytes, ...]:
+    """The unfolded value of each From field of the header block (RFC 5322 §2.2, §2.2.3):
+    the fields named ``from`` (any case, blanks before the colon allowed) and the
+    continuation lines that follow each. Other fields are only skipped, never unfolded
+    or copied: the folded DKIM-Signature fields above them cost the most to copy."""
+    values: list[bytes] = []
+    taking = False  # the last field seen is a From field: its continuation lines join it
     # Only the lines before the first empty one are looked at: split those, not the body.
     end = message.find(b"\n\r\n")
     lf = message.find(b"\n\n", 0, end if end >= 0 else len(message))
@@ -129,18 +133,20 @@ def _header_fields(message: bytes) -> list[tuple[bytes, bytes]]:
         if not line:
             break  # the empty line that ends the header block (§2.1)
         if line[:1] in (b" ", b"\t"):
-            if fields:
-                fields[-1] = (fields[-1][0], fields[-1][1] + line)  # §2.2.3 unfolding
+            if taking:
+                values[-1] += line
             continue
         name, colon, value = line.partition(b":")
-        fields.append((name.rstrip(b" \t").lower(), value) if colon else (b"", b""))
-    return fields
+        taking = bool(colon) and name.rstrip(b" \t").lower() == b"from"
+        if taking:
+            values.append(value)
+    return tuple(values)
 
 
 def _from_field(message: bytes) -> tuple[list[str], bool] | None:
     """The distinct usable From domains and whether every mailbox had one; ``None``
     without a From field."""
-    values = tuple(v for n, v in _header_fields(message) if n == b"from")
+    values = _from_values(message)
     if not values:
         return None
     domains, clean = _from_domains(values)

@@ -67,3 +67,17 @@ def test_strip_b_value_as_dkimpy(value: bytes) -> None:
 def test_header_end_as_split(message: bytes) -> None:
     head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     assert message[:canon.header_end(message)] == head
+
+
+@settings(max_examples=1000)
+@given(st.lists(st.sampled_from([b"a", b":", b"\r\n", b"\n", b"\r", b" ", b"\n\r"]), max_size=30).map(b"".join))
+def test_blank_line_as_the_regex(message: bytes) -> None:
+    m = canon._BLANK_LINE.search(message)
+    assert canon.blank_line(message) == (None if m is None else (m.start(), m.end()))
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from([b"From: a", b"x", b" y", b"\r\n", b"\n", b"\r", b"\r\r\n"]), max_size=20)
+       .map(b"".join))
+def test_header_lines_split_as_the_regex(block: bytes) -> None:
+    assert block.replace(b"\r\n", b"\n").split(b"\n") == canon._EOL.split(block)
