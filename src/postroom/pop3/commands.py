@@ -74,7 +74,7 @@ async def dispatch(s: Session, line: bytes) -> Response:
     if spec.rest_arg:
         if not cmd.rest.strip():
             return bad_command(s, f"{cmd.verb} needs an argument")
-    elif not spec.long_args and any(len(a) > MAX_ARG_LENGTH for a in cmd.args):
+    elif not spec.long_args and max(map(len, cmd.args), default=0) > MAX_ARG_LENGTH:
         return bad_command(s, "Argument too long")  # RFC 2449 §4
     # The guard is inline rather than a wrapping coroutine: one coroutine less per command.
     try:

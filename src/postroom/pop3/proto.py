@@ -54,27 +54,32 @@ class Reply:
     """One status line, optionally followed by a multi-line body.
 
     ``body`` is sent as is: already byte-stuffed and ending with the terminating
-    ``.CRLF`` (RFC 1939 §3), as :func:`listing` and ``wire.dotstuff.stuff`` make it.
+    ``.CRLF`` (RFC 1939 §3), as :func:`listing` and ``wire.dotstuff.stuff`` make it;
+    or the same in pieces (``wire.dotstuff.stuffed``), which go out with the status
+    line in one vectored write without being joined.
     """
 
     ok: bool
     text: str = ""
     code: Code | None = None
-    body: bytes | None = None
+    body: bytes | tuple[bytes, ...] | None = None
     action: Action = Action.NONE
 
     def status_line(self) -> bytes:
-        parts = [b"+OK" if self.ok else b"-ERR"]
+        line = "+OK" if self.ok else "-ERR"
         if self.code is not None:
-            parts.append(b"[" + self.code.value.encode() + b"]")
+            line += f" [{self.code.value}]"
         if self.text:
-            parts.append(self.text.encode("utf-8"))
-        return b" ".join(parts) + b"\r\n"
+            line += " " + self.text
+        return (line + "\r\n").encode("utf-8")
 
     def chunks(self) -> list[bytes]:
-        if self.body is None:
+        body = self.body
+        if body is None:
             return [self.status_line()]
-        return [self.status_line(), self.body]
+        if isinstance(body, tuple):
+            return [self.status_line(), *body]
+        return [self.status_line(), body]
 
     def encode(self) -> bytes:
         return b"".join(self.chunks())
@@ -97,7 +102,7 @@ class Challenge:
 Response = Reply | Challenge
 
 
-def ok(text: str = "", body: bytes | None = None, action: Action = Action.NONE) -> Reply:
+def ok(text: str = "", body: bytes | tuple[bytes, ...] | None = None, action: Action = Action.NONE) -> Reply:
     return Reply(True, text, None, body, action)
 
 

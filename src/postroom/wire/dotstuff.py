@@ -13,7 +13,8 @@ after the terminator (a pipelined next command).
 
 :func:`normalize_newlines` turns remaining bare CR / bare LF into CRLF so the
 stored message always has CRLF line ends; :func:`stuff` is the inverse of
-un-stuffing, for senders (outbound SMTP, POP3 RETR).
+un-stuffing, for senders (outbound SMTP, POP3 RETR), and :func:`stuffed` the same
+in pieces for a vectored write.
 """
 
 from __future__ import annotations
@@ -99,11 +100,28 @@ def normalize_newlines(data: bytes) -> bytes:
     return _BARE.sub(b"\r\n", data)
 
 
+# A line that starts with a dot. sre's scan for this literal prefix takes about half the
+# time of bytes.find / bytes.replace, whose search (CPython's default_find) slows down on
+# text where CR, LF and "." are as frequent as they are in mail.
+_LINE_DOT = re.compile(rb"\n\.")
+
+
 def stuff(data: bytes) -> bytes:
     """Dot-stuff a CRLF message and append the terminator (RFC 5321 §4.5.2)."""
     if data.startswith(b"."):
         data = b"." + data
-    data = data.replace(b"\r\n.", b"\r\n..")
+    if _LINE_DOT.search(data) is not None:
+        data = data.replace(b"\r\n.", b"\r\n..")
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"
+
+
+def stuffed(data: bytes) -> tuple[bytes, ...]:
+    """``stuff(data)`` as pieces to send with one writev: most messages have no line that
+    starts with a dot, and then the stored bytes go out as they are, not copied twice."""
+    if not data.startswith(b".") and _LINE_DOT.search(data) is None:
+        if data.endswith(b"\r\n"):
+            return (data, b".\r\n")
+        return (data, b"\r\n.\r\n") if data else (b".\r\n",)
+    return (stuff(data),)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from postroom.pop3.proto import (
     Action, Challenge, Code, CommandError, Reply, err, listing, ok, parse_command,
     parse_msg_number, parse_non_negative, top_of,
 )
+from postroom.wire.dotstuff import DataReader, stuff, stuffed
 
 
 @pytest.mark.parametrize("line, verb, args, rest", [
@@ -68,6 +71,32 @@ def test_reply_encoding() -> None:
     assert ok("x", listing([])).encode() == b"+OK x\r\n.\r\n"
     assert Challenge("").encode() == b"+ \r\n"
     assert Reply(True, action=Action.CLOSE).action is Action.CLOSE
+
+
+@pytest.mark.parametrize("raw", [
+    b"", b"a", b".", b"\r\n", b"a\r\n", b".a\r\n", b"a\r\n.b\r\n", b"a\r\n.\r\n", b"a\r\n..\r\n",
+    b"no end", b"a\r\nno end", b"a\n.bare LF dot\r\n", b"a\r\n.", b"x" * 5000 + b"\r\n.y\r\n",
+    b"Subject: s\r\n\r\n" + b"line.\r\n" * 1000,
+])
+def test_stuffed_pieces_are_stuff(raw: bytes) -> None:
+    # RETR and TOP send the pieces with one writev; they must be exactly stuff()'s bytes.
+    parts = stuffed(raw)
+    assert b"".join(parts) == stuff(raw)
+    assert ok("n octets", parts).encode() == b"+OK n octets\r\n" + stuff(raw)
+    if not raw.startswith(b".") and b"\n." not in raw and raw:
+        assert parts[0] is raw  # sent as stored: no copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b".", b"\n", b"\r", b"a", b"..", b"\r\n.\r\n"]), max_size=30))
+def test_stuffed_round_trip(pieces: list[bytes]) -> None:
+    # What RETR sends is read back by an un-stuffing reader as the message (CRLF-terminated).
+    raw = b"".join(pieces)
+    wire = b"".join(stuffed(raw))
+    assert wire == stuff(raw)
+    reader = DataReader(max_size=1 << 20)
+    assert reader.feed(wire) and reader.leftover == b""
+    assert reader.body == (raw if not raw or raw.endswith(b"\r\n") else raw + b"\r\n")
 
 
 def test_settings_problems() -> None:
