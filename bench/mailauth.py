@@ -22,12 +22,14 @@ cost. Each MX column also prints how many queries reached the fixture.
     python bench/mailauth.py                    # 5000 messages at 20 clients
     python bench/mailauth.py --quick            # a smoke run (CI)
     python bench/mailauth.py --only postfix+checks --only checks-on
+    python bench/mailauth.py --cpu 2000         # server CPU a message, checks on / off, 3 rounds
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import resource
 import shutil
 import sys
@@ -200,12 +202,52 @@ def measure(srv: CheckedPostroom | peer.PeerPostfix, dns_srv: DnsFixture, plan: 
     return ok
 
 
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of ``pid`` and its descendants, from /proc."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14 and 15)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # gone meanwhile
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_message(srv: CheckedPostroom, n: int, rounds: int) -> list[float]:
+    """Milliseconds of server CPU (every ``postroom serve`` process) a message, over ``n``
+    messages from 20 smtp-source clients, ``rounds`` times: what a shared machine's
+    throughput figures cannot show (docs/mailauth.md "CPU per message")."""
+    out = []
+    srv.setup()
+    srv.start()
+    try:
+        srv.run(2, 50)  # warm: caches filled, workers forked and busy once
+        assert srv.proc is not None
+        for _ in range(rounds):
+            before = _tree_cpu(srv.proc.pid)
+            srv.run(20, n)
+            out.append((_tree_cpu(srv.proc.pid) - before) / n * 1e3)
+    finally:
+        srv.stop()
+    if srv.delivered() != 50 + n * rounds:
+        raise RuntimeError(f"{srv.name}: {srv.delivered()} of {50 + n * rounds} delivered")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run (CI)")
     ap.add_argument("--messages", type=int, help="messages at 20 clients (default 5000)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-postfix", action="store_true", help="skip both Postfix columns")
+    ap.add_argument("--cpu", type=int, metavar="N",
+                    help="only Postroom's server CPU a message (checks on and off, alternated), "
+                         "over N messages a round")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of --cpu (default 3)")
     ap.add_argument("--only", action="append", choices=COLUMNS, metavar="NAME",
                     help=f"run only this MX column (repeatable): {', '.join(COLUMNS)}")
     args = ap.parse_args(argv)
@@ -240,6 +282,15 @@ def main(argv: list[str] | None = None) -> int:
 
             eml = base / "signed.eml"
             eml.write_bytes(signed.replace(b"\r\n", b"\n"))  # smtp-source adds CRLF to each line
+            if args.cpu:
+                print(f"\nServer CPU a message (ms), {args.workers} workers, 20 clients, {args.cpu} messages a round:")
+                for r in range(args.rounds):
+                    for checks in (True, False):
+                        srv = CheckedPostroom(base / f"cpu{r}", args.workers, dns_srv.address, checks, eml)
+                        (base / f"cpu{r}").mkdir(exist_ok=True)
+                        ms = cpu_per_message(srv, args.cpu, 1)
+                        print(f"   {srv.name:10s} round {r + 1}: {ms[0]:.3f} ms", flush=True)
+                return 0
             resolv = None
             if ns_why is None:  # Postfix and its milters get a resolv.conf naming the fixture
                 resolv = base / "resolv.conf"
@@ -291,7 +342,7 @@ def _first_message(srv: CheckedPostroom) -> bytes:
 
     async def read() -> bytes:
         cfg = load(srv.dir / "postroom.toml")
-        store = open_store(cfg.backend, cfg.data_dir)
+        store = open_store(cfg)
         await store.open()
         try:
             acct = await store.get_account(smtp_bench.RCPT)

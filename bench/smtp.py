@@ -179,7 +179,7 @@ class Postroom:
 
         async def count() -> int:
             cfg = load(self.dir / "postroom.toml")
-            store = open_store(cfg.backend, cfg.data_dir)
+            store = open_store(cfg)
             await store.open()
             try:
                 acct = await store.get_account(RCPT)

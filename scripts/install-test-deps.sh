@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian programs the test suite and benches use as real clients and peers
-# (swaks, fetchmail, Postfix, Dovecot, isync, offlineimap, OpenDKIM, OpenDMARC, policyd-spf). Idempotent;
+# (swaks, fetchmail, Postfix, Dovecot, isync, offlineimap, OpenDKIM, OpenDMARC, policyd-spf, PostgreSQL). Idempotent;
 # skips apt when all are present.
 set -euo pipefail
 need=()
@@ -26,6 +26,9 @@ command -v opendmarc >/dev/null && command -v policyd-spf >/dev/null ||
 command -v sieve-connect >/dev/null || need+=(sieve-connect)
 # sieve-test (Pigeonhole): the Sieve differential test (tests/sieve/test_sieve_differential.py).
 command -v sieve-test >/dev/null || need+=(dovecot-sieve)
+# PostgreSQL server binaries (initdb, pg_ctl, postgres under /usr/lib/postgresql/*/bin): the
+# PostgreSQL store's tests start their own throwaway cluster (tests/pgcluster.py); psql comes along.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && command -v psql >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2
@@ -37,5 +40,24 @@ echo "postfix postfix/mailname string localhost.localdomain" | debconf-set-selec
 echo "opendmarc opendmarc/dbconfig-install boolean false" | debconf-set-selections
 # The packages' own daemons must not start: tests run their own instances.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+if [[ " ${need[*]} " == *" postgresql "* ]]; then
+  # Debian's postgresql-NN postinst creates a system cluster "main" (and would start it on
+  # port 5432). The tests never use it, so it is not created at all: postgresql-common reads
+  # create_main_cluster from this drop-in (createcluster.conf includes createcluster.d/).
+  # The policy-rc.d above already keeps any cluster from being started during the install.
+  mkdir -p /etc/postgresql-common/createcluster.d
+  printf '%s\n' "# scripts/install-test-deps.sh: tests run their own throwaway clusters" \
+    "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/postroom-tests.conf
+  pg_before=" $(pg_lsclusters -h 2>/dev/null | awk '{printf "%s/%s ", $1, $2}' || true)"
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+if [[ " ${need[*]} " == *" postgresql "* ]]; then
+  # Belt and braces: a cluster this install made anyway (an older postgresql-common that
+  # ignores the drop-in) is stopped and set to manual start, never left running or enabled.
+  pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+    case "$pg_before" in *" $ver/$name "*) continue ;; esac
+    pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
+    echo manual > "/etc/postgresql/$ver/$name/start.conf"
+  done
+fi

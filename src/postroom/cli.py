@@ -36,7 +36,7 @@ def _store_cmd(fn: Callable[..., Awaitable[int | None]]) -> Callable[[Config, ar
         from .storage import open_store
 
         async def main() -> int:
-            store = open_store(cfg.backend, cfg.data_dir)
+            store = open_store(cfg)
             await store.open()
             try:
                 for d in cfg.domains:
@@ -249,8 +249,32 @@ def _report_damaged(damaged: list[str], what: str) -> int:
 @_store_cmd
 async def cmd_purge(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     removed, freed = await store.purge()
-    print(f"removed {removed} segment file(s), freed {freed} bytes")
+    # SQLite removes segment files; PostgreSQL deletes unreferenced message bodies.
+    what = "unused message bodies" if cfg.backend == "postgresql" else "segment file(s)"
+    print(f"removed {removed} {what}, freed {freed} bytes")
     return 0
+
+
+def cmd_migrate(cfg: Config, args: argparse.Namespace) -> int:
+    """Bring the store's schema up to date (as every start does) and print the versions."""
+    from .storage import migrate
+
+    for component, version in asyncio.run(migrate(cfg)):
+        print(f"{component}: schema version {version}")
+    return 0
+
+
+def cmd_migrate_store(cfg: Config, args: argparse.Namespace) -> int:
+    """Copy this (SQLite) installation into an empty PostgreSQL database and verify it."""
+    from .config import PgSettings, parse_pg_url
+    from .migrate_store import migrate_store
+
+    why = parse_pg_url(args.to)
+    if why is not None:
+        raise UsageError(f"--to {args.to}: {why}")
+    pg = PgSettings(url=args.to, password_file=Path(args.password_file).resolve() if args.password_file else None,
+                    password_env=args.password_env)
+    return asyncio.run(migrate_store(cfg, pg, force=args.force, progress=not args.no_progress))
 
 
 # -- init / check / serve ---------------------------------------------------------
@@ -371,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(run=cmd_backup)
     sub.add_parser("verify", help="read back every stored message; list those that cannot be (exit 1)"
                    ).set_defaults(run=cmd_verify)
+
+    sub.add_parser("migrate", help="run the store's schema migrations now (every start does) and print "
+                                   "the schema versions").set_defaults(run=cmd_migrate)
+
+    ms = sub.add_parser("migrate-store", help="copy this installation's store and queue into an empty "
+                                              "PostgreSQL database, then verify the copy (server stopped)")
+    ms.add_argument("--to", required=True, metavar="URL", help="postgresql://USER@HOST:PORT/DBNAME")
+    g = ms.add_mutually_exclusive_group()
+    g.add_argument("--password-file", metavar="FILE", help="file holding the database password")
+    g.add_argument("--password-env", metavar="NAME", help="environment variable holding the password")
+    ms.add_argument("--force", action="store_true",
+                    help="accept a database that has the Postroom schema but no data")
+    ms.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ms.set_defaults(run=cmd_migrate_store)
 
     sm = sub.add_parser("sendmail", help="submit a message from stdin (sendmail-compatible)", add_help=False)
     sm.add_argument("rest", nargs=argparse.REMAINDER)

@@ -9,11 +9,13 @@ reader by that protocol's own settings module; :func:`load` only keeps them raw.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -205,6 +207,54 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class PgSettings:
+    """Where the PostgreSQL store lives (``[storage] backend = "postgresql"``).
+
+    The password is never part of the TOML: it is read from a file or an environment
+    variable at connect time (so a rotated password needs no config reload), and when
+    neither is set asyncpg falls back to PGPASSWORD and ~/.pgpass by itself.
+    """
+
+    url: str  # postgresql://USER@HOST:PORT/DBNAME; a password in it is refused
+    password_file: Path | None = None
+    password_env: str | None = None  # name of an environment variable holding the password
+    pool_size: int = 10
+
+    def password(self) -> str | None:
+        """The password to connect with: the file first, then the environment variable.
+
+        Raises :class:`ConfigError` when the file cannot be read: only at connect time,
+        because the secret may be mounted after ``postroom check`` ran.
+        """
+        if self.password_file is not None:
+            try:
+                text = self.password_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                raise ConfigError([f"storage.password_file: cannot read {self.password_file}: {why}"]) from None
+            return text.strip("\r\n")
+        if self.password_env is not None:
+            return os.environ.get(self.password_env)
+        return None
+
+
+def parse_pg_url(url: str) -> str | None:
+    """The problem with a ``postgresql://`` URL for the store, or None when it is usable."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a URL: {exc}"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "must start with postgresql://"
+    if parts.password is not None:
+        return "must not contain a password (use password_file or password_env)"
+    if not parts.hostname and "host=" not in parts.query:
+        return "names no host"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     hostname: str
@@ -219,6 +269,7 @@ class Config:
     log_level: str
     # Raw tables of protocol-owned sections; each protocol's settings module reads its own.
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pg: PgSettings | None = None  # set when [storage] backend = "postgresql"
 
     def section(self, name: str, problems: list[str]) -> Section:
         return Section(self.sections.get(name, {}), name, problems)
@@ -268,7 +319,8 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
 
     st = top.sub("storage")
     data_dir = rel(st.get("path", str, "data"))
-    backend = st.choice("backend", ("sqlite",), "sqlite")
+    backend = st.choice("backend", ("sqlite", "postgresql"), "sqlite")
+    pg = _pg_settings(st, rel) if backend == "postgresql" else None
     st.finish()
 
     tl = top.sub("tls")
@@ -340,7 +392,31 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
     return Config(
         path=path.resolve(), hostname=hostname, domains=domains, data_dir=data_dir, backend=backend,
         tls_cert=cert, tls_key=key, listeners=tuple(listeners), limits=limits, workers=workers,
-        log_level=log_level, sections=sections,
+        log_level=log_level, sections=sections, pg=pg,
+    )
+
+
+def _pg_settings(st: Section, rel: Callable[[str], Path]) -> PgSettings | None:
+    """The ``[storage]`` keys of the PostgreSQL backend; problems are recorded on ``st``."""
+    url = st.get("url", str, "")
+    if not url:
+        st.problem("url", 'missing (backend = "postgresql" needs url = "postgresql://USER@HOST:PORT/DBNAME")')
+    elif (why := parse_pg_url(url)) is not None:
+        st.problem("url", why)
+    password_file = st.get("password_file", str, "")
+    password_env = st.get("password_env", str, "")
+    if password_file and password_env:
+        st.problem("password_env", "give password_file or password_env, not both")
+    pool_size = st.get("pool_size", int, 10)
+    if pool_size < 2:
+        # A pool of one would serialise every session behind one delivery, and a POP3
+        # session holding its maildrop lock would stall the whole node.
+        st.problem("pool_size", "must be at least 2")
+    return PgSettings(
+        url=url,
+        password_file=rel(password_file) if password_file else None,
+        password_env=password_env or None,
+        pool_size=max(pool_size, 2),
     )
 
 

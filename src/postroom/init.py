@@ -75,7 +75,7 @@ def init(directory: Path, domain: str, offset: int = 0, hostname: str | None = N
         write_self_signed(cfg.tls_cert, cfg.tls_key, hostname)
 
     async def make_store() -> None:
-        store = open_store(cfg.backend, cfg.data_dir)
+        store = open_store(cfg)
         await store.open()
         try:
             await store.add_domain(domain)

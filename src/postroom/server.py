@@ -31,6 +31,7 @@ from typing import AsyncIterator
 from . import log as _log
 from . import metrics, protocols
 from .auth import Authenticator
+from .auth.authenticator import failure_log_for
 from .config import Config, Listener, load
 from .context import ServerContext
 from .net.connection import Connection
@@ -83,18 +84,25 @@ class Server:
     async def start(self, reuse_port: bool = False) -> None:
         cfg = self.cfg
         metrics.enable()  # before anything counts (a supervisor enabled multiprocess mode already)
-        store = open_store(cfg.backend, cfg.data_dir)
+        store = open_store(cfg)
         await store.open()
         for d in cfg.domains:
             if not await store.has_domain(d):
                 await store.add_domain(d)
         tls = server_context(cfg.tls_cert, cfg.tls_key)
-        auth = Authenticator(store, cfg.limits.auth_failures_per_ip)
+        # Failed-login counters: shared by every node when the store is PostgreSQL.
+        auth = Authenticator(store, cfg.limits.auth_failures_per_ip, failures=failure_log_for(cfg))
+        try:
+            await auth.open()
+        except BaseException:
+            await store.close()
+            raise
         self.ctx = ctx = ServerContext(cfg, store, tls, auth)
         problems: list[str] = []
         for check in protocols.settings_parsers():
             check(cfg, problems)
         if problems:
+            await auth.close()
             await store.close()
             from .errors import ConfigError
 
@@ -218,6 +226,7 @@ class Server:
                     await stop(self.ctx)
                 except Exception:
                     self.log.exception("stopping services of %s", getattr(mod, "__name__", mod))
+        await self.ctx.auth.close()
         await self.ctx.store.close()
         self.ctx = None
 
@@ -239,6 +248,7 @@ class Server:
         if [(lst.name, lst.host, lst.port, lst.tls) for lst in cfg.listeners] != \
                 [(lst.name, lst.host, lst.port, lst.tls) for lst in self.cfg.listeners]:
             self.log.warning("reload: listener changes take effect only after a restart")
+        raise_open_files(cfg.limits.connections, self.log)  # a reload may raise [limits] connections
         self.cfg = cfg
         self.ctx.config = cfg
         self.ctx.state.clear()
@@ -309,11 +319,48 @@ def _run_worker(path: str, cfg: Config, reuse_port: bool, supervisor: int | None
     return asyncio.run(_serve_forever(path, cfg, reuse_port, supervisor))
 
 
+# Descriptors a worker uses besides its client connections: listeners, the store's files and
+# connections, outbound SMTP, DNS, the event loop's own, logs.
+SPARE_FILES = 256
+
+
+def raise_open_files(connections: int, log: logging.Logger) -> int:
+    """Raise RLIMIT_NOFILE (per process, inherited by workers) to hold ``connections`` client
+    sockets plus :data:`SPARE_FILES`, as far as the hard limit allows; warn when it cannot.
+    Returns the connections the soft limit now has room for.
+
+    Distributions start services with a soft limit of 1,024 (systemd's default, kept for
+    select(2) users): ten thousand idle IMAP clients need ten times that. Only the soft limit
+    is raised; the hard one is the administrator's (``LimitNOFILE=`` in the unit file)."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to raise
+        return connections
+    wanted = connections + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            except (ValueError, OSError) as exc:
+                log.warning("could not raise the open-files limit to %d: %s", target, exc)
+    room = connections if soft == resource.RLIM_INFINITY else max(0, soft - SPARE_FILES)
+    if room < connections:
+        log.warning("open-files limit %d (hard limit %s) holds about %d connections per worker, "
+                    "fewer than [limits] connections = %d: raise the hard limit (LimitNOFILE=, "
+                    "ulimit -Hn)", soft, "unlimited" if hard == resource.RLIM_INFINITY else hard,
+                    room, connections)
+    return room
+
+
 def serve(path: str) -> int:
     """``postroom serve``: run until SIGTERM; supervise workers when there are several."""
     cfg = load(path)
     _log.setup(cfg.log_level)
     log = _log.get("server")
+    raise_open_files(cfg.limits.connections, log)
     if cfg.workers == 1:
         return _run_worker(path, cfg, reuse_port=False)
     if not hasattr(socket, "SO_REUSEPORT"):

@@ -36,7 +36,7 @@ def active(cfgp: Path, address: str) -> tuple[str, str] | None:
     cfg = load(cfgp)
 
     async def go() -> tuple[str, str] | None:
-        store = open_store(cfg.backend, cfg.data_dir)
+        store = open_store(cfg)
         await store.open()
         try:
             acct = await store.get_account(address)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from postroom.storage.models import DeliveryTarget
 from postroom.storage.sqlite.store import SqliteStore
@@ -20,7 +21,13 @@ def body(tag: str, n: int) -> bytes:
 
 
 async def main(data: str, tag: str, concurrency: int) -> None:
-    store = SqliteStore(data)
+    # ``data``: the SQLite store's directory, or the URL of a PostgreSQL store's database.
+    store: Any = SqliteStore(data)
+    if data.startswith("postgresql://"):
+        from postroom.config import PgSettings
+        from postroom.storage.postgresql.store import PostgresStore
+
+        store = PostgresStore(PgSettings(url=data))
     await store.open()
     acct = await store.get_account("u@example.test")
     assert acct is not None

@@ -7,6 +7,7 @@ import asyncio
 import sqlite3
 
 import pytest
+from rawsql import rawsql
 
 from postroom.errors import AccountNotFound, MailboxNotFound
 from postroom.storage.api import (
@@ -111,7 +112,7 @@ def test_delete_and_rename_mailbox_and_delete_account(store_factory):
             await s.delete_account("u@example.test")
             b = await _account(s)  # the same address again is a new account with nothing
             assert await s.get_metadata(b.id, None, ["/shared"], None) == []
-            (left,) = await s.engine.read(lambda c: c.execute("SELECT count(*) FROM metadata").fetchone())
+            [(left,)] = await rawsql(s, "SELECT count(*) FROM metadata")
             assert left == 0
     asyncio.run(t())
 
@@ -137,6 +138,7 @@ def test_entry_names(name, ok):
     assert (metadata_name_problem(name) is None) is ok
 
 
+@pytest.mark.sqlite_only  # SQLite's own schema migration
 def test_migration_adds_metadata_to_an_existing_store(store_factory, tmp_path):
     # A store as the release before it left it: every earlier migration, an account with a mailbox.
     data = tmp_path / "data"

@@ -44,6 +44,7 @@ def test_quota_limits_and_usage(store_factory):
     asyncio.run(t())
 
 
+@pytest.mark.sqlite_only  # SQLite's own schema migration
 def test_migration_adds_quota_to_an_existing_store(store_factory, tmp_path):
     # A store as the previous release left it: schema version 1, an account with mail.
     data = tmp_path / "data"

@@ -7,6 +7,9 @@ import asyncio
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
+import pytest
+from rawsql import rawsql
+
 from postroom.storage.models import DeliveryTarget, NewMessage
 from postroom.storage.sqlite.schema import MIGRATIONS, _statements
 
@@ -39,10 +42,7 @@ def test_every_way_in_sets_savedate(store_factory):
 
             # Pretend INBOX's messages were saved long ago: COPY and MOVE give the new
             # copies a save date of now and keep the internal date (RFC 8514 §3).
-            conn = sqlite3.connect(s.dir / "store.db")
-            conn.execute("UPDATE messages SET savedate = 1000 WHERE mailbox_id = ?", (inbox.id,))
-            conn.commit()
-            conn.close()
+            await rawsql(s, "UPDATE messages SET savedate = 1000 WHERE mailbox_id = ?", inbox.id)
             before = {m.uid: m for m in await s.list_messages(inbox.id)}
             assert before[2].savedate == datetime.fromtimestamp(1000, timezone.utc)
             res = await s.copy_messages(inbox.id, [2], drafts.id)
@@ -56,6 +56,7 @@ def test_every_way_in_sets_savedate(store_factory):
     asyncio.run(t())
 
 
+@pytest.mark.sqlite_only  # SQLite's own schema migration
 def test_migration_3_on_a_version_2_store_with_mail(store_factory, tmp_path):
     # A store as the previous release left it: schema version 2, an account with mail.
     data = tmp_path / "data"

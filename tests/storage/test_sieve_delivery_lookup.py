@@ -52,6 +52,7 @@ def test_get_sieve_delivery_sees_what_another_process_committed(store_factory):
     asyncio.run(t())
 
 
+@pytest.mark.sqlite_only  # the SQLite engine's read_small
 def test_read_small_runs_on_the_loop_thread_and_elsewhere_on_a_reader(store_factory):
     async def t():
         async with store_factory() as s:
@@ -70,6 +71,7 @@ def test_read_small_runs_on_the_loop_thread_and_elsewhere_on_a_reader(store_fact
     asyncio.run(t())
 
 
+@pytest.mark.sqlite_only  # the SQLite engine's read_small
 def test_read_small_goes_to_a_reader_when_sqlite_would_wait(store_factory):
     """SQLITE_BUSY on the loop (its connection has no busy timeout: the rare moment a WAL
     reader would wait, e.g. while another connection recovers the WAL index) is no error:
@@ -99,6 +101,7 @@ def test_read_small_goes_to_a_reader_when_sqlite_would_wait(store_factory):
     asyncio.run(t())
 
 
+@pytest.mark.sqlite_only  # the SQLite engine's read_small
 def test_read_small_leaves_no_snapshot_open(store_factory, tmp_path):
     """Autocommit on the loop's connection: once a lookup has returned, its snapshot is gone,
     so it never keeps the writer's checkpoints from emptying the WAL (an open one would)."""

@@ -81,8 +81,10 @@ def test_quota_is_checked_in_the_transaction(store_factory):
                                              for i in range(8)), return_exceptions=True)
             assert sum(r is None for r in results) == 3
             assert all(isinstance(r, SieveScriptQuota) for r in results if r is not None)
-            assert len(await s.list_sieve_scripts(a.id)) == 3
-            await s.put_sieve_script(a.id, "s0", "discard;\r\n", max_scripts=3)  # replacing is not a new one
+            kept = await s.list_sieve_scripts(a.id)
+            assert len(kept) == 3
+            # Replacing is not a new one. (Which three won is up to the backend's scheduling.)
+            await s.put_sieve_script(a.id, kept[0].name, "discard;\r\n", max_scripts=3)
     asyncio.run(t())
 
 
@@ -97,6 +99,7 @@ def test_scripts_survive_reopen(store_factory):
     asyncio.run(t())
 
 
+@pytest.mark.sqlite_only  # SQLite's query plan
 def test_active_lookup_uses_the_index(store_factory):
     async def t():
         async with store_factory() as s:

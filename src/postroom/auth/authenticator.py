@@ -6,23 +6,28 @@ failure costs the client a delay that doubles with its recent failures (1 s, 2 s
 attempt from that IP is refused without checking the password, so a guesser gets
 a few tries a minute at most. Hash checks run in a thread: argon2id is meant to
 cost CPU time and must not stall the event loop.
+
+The counters live in a :class:`~postroom.auth.throttle.FailureLog`: this process's
+memory with the embedded store, PostgreSQL when several nodes share one database
+(:func:`failure_log_for` picks), so that guesses spread over the nodes meet one limit.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import metrics
 from ..storage.api import Store
 from ..storage.models import Account
 from .passwords import hash_password, needs_rehash, verify_password
+from .throttle import WINDOW, FailureLog, LocalFailures  # noqa: F401 - WINDOW: its old home
 
-WINDOW = 300.0  # seconds a failure is remembered
+if TYPE_CHECKING:
+    from ..config import Config
+
 MAX_DELAY = 15.0
-
 
 @dataclass(slots=True)
 class AuthResult:
@@ -30,32 +35,45 @@ class AuthResult:
     throttled: bool = False  # refused without a check because of too many failures
 
 
+def failure_log_for(cfg: Config) -> FailureLog:
+    """Shared counters when the store is PostgreSQL (several nodes), else this process's."""
+    if cfg.backend == "postgresql" and cfg.pg is not None:
+        from .pgthrottle import SharedFailures
+
+        return SharedFailures(cfg.pg)
+    return LocalFailures()
+
+
 class Authenticator:
-    def __init__(self, store: Store, max_failures_per_ip: int = 10, base_delay: float = 1.0) -> None:
+    def __init__(self, store: Store, max_failures_per_ip: int = 10, base_delay: float = 1.0,
+                 failures: FailureLog | None = None) -> None:
         self.store = store
         self.max_failures = max_failures_per_ip
         self.base_delay = base_delay
-        self._fail_ip: dict[str, deque[float]] = defaultdict(deque)
-        self._fail_user: dict[str, deque[float]] = defaultdict(deque)
+        self.failures: FailureLog = failures if failures is not None else LocalFailures()
 
-    def _recent(self, table: dict[str, deque[float]], key: str) -> int:
-        q = table.get(key)
-        if not q:
-            return 0
-        cutoff = time.monotonic() - WINDOW
-        while q and q[0] < cutoff:
-            q.popleft()
-        if not q:
-            table.pop(key, None)
-        return len(q)
+    async def open(self) -> None:
+        """Connect the failure counters (the shared ones need a database)."""
+        await self.failures.open()
+
+    async def close(self) -> None:
+        await self.failures.close()
 
     def is_throttled(self, remote_ip: str) -> bool:
-        return self._recent(self._fail_ip, remote_ip) >= self.max_failures
+        """This process's view, without waiting: what a caller that cannot await uses."""
+        return self.failures.local_ip_count(remote_ip) >= self.max_failures
+
+    async def throttled(self, remote_ip: str) -> bool:
+        """True when the IP is past its failures, counted on every node."""
+        return (await self.failures.counts(remote_ip, None)).ip >= self.max_failures
 
     async def authenticate(self, username: str, password: str, remote_ip: str) -> AuthResult:
         """Return the account on success. On failure, sleep the penalty before returning."""
         username = username.strip().lower()
-        if self.is_throttled(remote_ip):
+        # One question for both counters: the IP's decides the refusal, the name's
+        # whether a success has failures to forget.
+        counts = await self.failures.counts(remote_ip, username)
+        if counts.ip >= self.max_failures:
             metrics.LOGINS.labels("throttled").inc()
             await asyncio.sleep(self.base_delay)
             return AuthResult(None, throttled=True)
@@ -66,7 +84,8 @@ class Authenticator:
             if needs_rehash(account.password_hash):
                 await self.store.set_password_hash(account.address, await asyncio.to_thread(
                     hash_password, password))
-            self._fail_user.pop(username, None)
+            if counts.user:
+                await self.failures.forget_user(username)
             metrics.LOGINS.labels("ok").inc()
             return AuthResult(account)
         await self.record_failure(username, remote_ip)
@@ -77,10 +96,8 @@ class Authenticator:
         reveal a password) and sleep its penalty, exactly as a wrong password would."""
         username = username.strip().lower()
         metrics.LOGINS.labels("failed").inc()
-        now = time.monotonic()
-        self._fail_ip[remote_ip].append(now)
-        self._fail_user[username].append(now)
-        n = max(self._recent(self._fail_ip, remote_ip), self._recent(self._fail_user, username))
+        counts = await self.failures.add(remote_ip, username)
+        n = max(counts.ip, counts.user)
         await asyncio.sleep(min(MAX_DELAY, self.base_delay * 2 ** max(0, n - 1)))
 
 

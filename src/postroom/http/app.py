@@ -261,7 +261,8 @@ async def _readiness(ctx: ServerContext) -> dict[str, str]:
     checks["listeners"] = "ok" if servers and all(s.is_serving() for s in servers) else "not listening"
     try:
         await ctx.store.has_domain("readyz.invalid")  # the database answers
-        await asyncio.to_thread(_probe_write, str(ctx.config.data_dir))
+        if ctx.config.backend == "sqlite":  # PostgreSQL: the query above went to the server; no local file
+            await asyncio.to_thread(_probe_write, str(ctx.config.data_dir))
         free = await ctx.store.free_space()
         checks["store"] = "ok" if has_room(free, ctx.config.limits.message_size) else "disk full"
     except Exception as exc:

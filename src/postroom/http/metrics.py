@@ -125,7 +125,8 @@ def _allowed(peer: str | None, allow: tuple[Network, ...]) -> bool:
 
 
 def queue_families(stats: QueueStats | None, now: float) -> list[Metric]:
-    """The outbound queue gauges from :meth:`SqliteQueue.stats` (None: no queue here)."""
+    """The outbound queue gauges from the queue's ``stats()`` (None: no queue here). On
+    PostgreSQL that is the whole cluster's queue, the same on every node."""
     if stats is None:
         return []
     oldest = stats.oldest

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-from ..errors import MailboxExists, MailboxNotFound, MessageDamaged, StorageFull, StoreError
+from ..errors import MailboxExists, MailboxNotFound, MessageDamaged, StorageFull, StoreError, StoreUnavailable
 from ..net.connection import ConnectionClosed, IdleTimeout
 from .commands import TABLE
 from .errors import Bad, Bye, ImapError, ParseError
@@ -31,6 +31,12 @@ def _state_error(s: Session) -> Bad:
     if s.state is State.SELECTED or s.state is State.AUTHENTICATED:
         return Bad("Command not valid in this state" if s.selected else "No mailbox selected")
     return Bad("Command not valid in this state")
+
+
+def store_unavailable() -> Reply:
+    """The database went away (a PostgreSQL restart or failover): a temporary failure that
+    the client retries (RFC 5530 §3 UNAVAILABLE), not a server bug."""
+    return Reply("Mail store temporarily unavailable, try again later", b"NO", b"UNAVAILABLE")
 
 
 def _store_error(exc: StoreError) -> Reply:
@@ -81,6 +87,9 @@ async def run(s: Session, raw: bytes, write: Write) -> After:
         raise
     except StoreError as exc:
         reply = _store_error(exc)
+    except StoreUnavailable as exc:
+        log.warning("imap %s: %s: %s", s.peer_ip, verb, exc)
+        reply = store_unavailable()
     except Exception:
         log.exception("imap %s: %s failed", s.peer_ip, verb)
         reply = Reply("Internal error", b"NO", b"SERVERBUG")  # never the exception text

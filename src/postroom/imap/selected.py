@@ -13,12 +13,90 @@ message, so SELECT of 100,000 messages costs one UID list.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from bisect import bisect_left
 from typing import Any, Sequence
 
 from ..storage.models import Mailbox, MessageInfo
 from .parser.seqset import compress
 from .responses import flag_list_cached, untagged
+
+# Reads of a mailbox's changes in flight, by (store, mailbox, MODSEQ, watch generation): a
+# delivery to a user with a hundred idling sessions wakes them all at once, and they all ask
+# for the changes since the same MODSEQ. One query answers them; a session woken later (a
+# newer generation) makes its own, so a read never misses a change it was woken for.
+_inflight: dict[tuple[int, int, int, int], asyncio.Future[Any]] = {}
+
+
+async def _changes_since(store: Any, mailbox_id: int, since: int) -> Any:
+    hub = getattr(store, "hub", None)
+    generation = getattr(hub, "generation", None)
+    if generation is None:
+        return await store.changes_since(mailbox_id, since)
+    key = (id(store), mailbox_id, since, generation)
+    shared = _inflight.get(key)
+    if shared is not None:
+        try:
+            return await asyncio.shield(shared)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not shared.cancelled() or task is None or task.cancelling():
+                raise
+        # The session that made the read went away in the middle of it: read for ourselves.
+        return await store.changes_since(mailbox_id, since)
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    _inflight[key] = fut
+    try:
+        ch = await store.changes_since(mailbox_id, since)
+    except BaseException as exc:
+        if isinstance(exc, asyncio.CancelledError):
+            fut.cancel()
+        else:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+        raise
+    finally:
+        del _inflight[key]
+    fut.set_result(ch)
+    return ch
+
+
+# \Recent (RFC 3501 §2.3.2) goes to the first session to learn of a message, through a write
+# (``Store.claim_recent``). When one delivery wakes a hundred sessions of this process, one claims
+# and the rest would each write only to learn they lost: a claim known to have gone past ``upto``
+# (made by a session of this process, or in flight) settles it without a write. Per store, and
+# per mailbox incarnation (UIDVALIDITY), so a recreated mailbox starts afresh.
+_claims: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], tuple[int, asyncio.Future[None] | None]]] = \
+    weakref.WeakKeyDictionary()
+
+
+async def _claim_recent(store: Any, mailbox: Mailbox, upto: int) -> int:
+    """``store.claim_recent``, or ``upto + 1`` (nothing for us) when another session of this
+    process has claimed, or is claiming, past ``upto``."""
+    try:
+        claims = _claims.setdefault(store, {})
+    except TypeError:  # a store that cannot be weakly referenced: always ask it
+        return int(await store.claim_recent(mailbox.id))
+    key = (mailbox.id, mailbox.uidvalidity)
+    past, pending = claims.get(key, (0, None))
+    while past >= upto:
+        if pending is None:
+            return upto + 1
+        await asyncio.shield(pending)  # the winner's claim first: if it failed, we claim
+        past, pending = claims.get(key, (0, None))
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    claims[key] = (upto, fut)
+    try:
+        return int(await store.claim_recent(mailbox.id))
+    except BaseException:
+        if claims.get(key, (0, None))[1] is fut:
+            claims[key] = (past, None)  # not claimed after all
+        raise
+    finally:
+        fut.set_result(None)
+        if claims.get(key, (0, None))[1] is fut:
+            claims[key] = (upto, None)
 
 
 class SelectedMailbox:
@@ -139,7 +217,7 @@ class SelectedMailbox:
         """Untagged updates for what others changed since we last looked; ``flags=False``
         leaves out flag changes (RFC 5465 NOTIFY without FlagChange)."""
         since = self.modseq
-        ch = await store.changes_since(self.mailbox.id, since)
+        ch = await _changes_since(store, self.mailbox.id, since)
         self.modseq = ch.mailbox.highestmodseq
         self.mailbox = ch.mailbox
         out: list[bytes] = []
@@ -157,7 +235,7 @@ class SelectedMailbox:
         if new:
             if claim_recent and not self.readonly and not self.rev2:  # rev2 leaves \Recent to rev1 sessions
                 # New arrivals are \Recent for the first session to learn of them.
-                first = max(await store.claim_recent(self.mailbox.id), new[0].uid)
+                first = max(await _claim_recent(store, self.mailbox, new[-1].uid), new[0].uid)
                 if first <= new[-1].uid:
                     self.recent.append((first, new[-1].uid + 1))
             self._own_uids().extend(m.uid for m in new)

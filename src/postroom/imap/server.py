@@ -13,6 +13,7 @@ from .. import log
 from ..budget import budget_for, read_counted
 from ..config import Config, Listener
 from ..context import ServerContext
+from ..errors import StoreUnavailable
 from ..net.connection import (CompressionError, Connection, ConnectionClosed, IdleTimeout, LineTooLong,
                               within)
 from . import dispatch
@@ -148,7 +149,10 @@ async def _serve(s: Session, conn: Connection, io: _ConnIO, settings: ImapSettin
                 before = 0  # literal bytes of this command already read (MULTIAPPEND)
                 while isinstance(ev, NeedLiteral):
                     if ev.sync:
-                        refusal = await _no_room_for(s, framer, ev.size, before)
+                        try:
+                            refusal = await _no_room_for(s, framer, ev.size, before)
+                        except StoreUnavailable:
+                            refusal = dispatch.store_unavailable().tagged(framer.tag())
                         if refusal is not None:
                             framer.reset()
                             ev = refusal

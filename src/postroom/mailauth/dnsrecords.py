@@ -92,7 +92,7 @@ def served_domains(cfg: Config) -> set[str]:
     from ..storage import open_store
 
     async def read() -> list[str]:
-        store = open_store(cfg.backend, cfg.data_dir)
+        store = open_store(cfg)
         await store.open()
         try:
             return list(await store.list_domains())

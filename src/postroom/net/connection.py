@@ -12,8 +12,9 @@ apply to the inflated stream, unchanged for the protocol.
 from __future__ import annotations
 
 import asyncio
-import ssl
+import collections
 import socket
+import ssl
 import time
 from typing import Any
 
@@ -43,6 +44,39 @@ class LineTooLong(Exception):
 
 
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _libc_setsockopt() -> Any:
+    """libc's setsockopt(2), to set TCP_QUICKACK on a file descriptor directly; None where
+    it cannot be had (then the transport's socket object is used).
+
+    uvloop's ``get_extra_info("socket")`` gives a stand-in whose every ``setsockopt`` builds
+    a ``socket.socket`` around the descriptor (itself three system calls) and detaches it:
+    four system calls and two objects for each reply batch, where one call does. Owning no
+    descriptor, this cannot close one by mistake as a second ``socket.socket`` would."""
+    if _QUICKACK is None:
+        return None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).setsockopt
+        fn.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
+        fn.restype = ctypes.c_int
+        one = ctypes.c_int(1)
+        size = ctypes.sizeof(one)
+        ref = ctypes.addressof(one)
+        level = int(socket.IPPROTO_TCP)
+
+        def quickack(fd: int) -> None:
+            fn(fd, level, _QUICKACK, ref, size)  # -1 (a socket gone under us) needs nothing done
+
+        quickack.keep = one  # type: ignore[attr-defined]  # the int the address points at
+        return quickack
+    except (ImportError, OSError, AttributeError):
+        return None
+
+
+_quickack_fd = _libc_setsockopt()
 
 
 class IdleTimeout(Exception):
@@ -88,6 +122,19 @@ class Connection:
         # on every get_extra_info("socket"), a cost on each reply batch). The same file
         # descriptor stays under TLS, so STARTTLS does not change it.
         self._sock: Any = writer.get_extra_info("socket") if _QUICKACK is not None else None
+        self._fd = -1
+        if self._sock is not None and _quickack_fd is not None:
+            try:
+                self._fd = int(self._sock.fileno())
+            except (OSError, ValueError, TypeError):
+                self._fd = -1
+        # asyncio's stream protocol keeps a deque for drain() waiters: about 600 bytes each,
+        # as much as the rest of an idle session's Python objects together would like to be.
+        # A list does what it is used for (append, remove, iterate) in a few dozen bytes.
+        proto: Any = getattr(writer, "_protocol", None)
+        waiters = getattr(proto, "_drain_waiters", None)
+        if type(waiters) is collections.deque and not waiters:
+            proto._drain_waiters = []
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Task[Any] | None = None
         self._deadline = 0.0
@@ -239,6 +286,13 @@ class Connection:
         the next reply; a client with Nagle on then holds back the last piece of its data
         until that ACK comes, up to 40 ms later. Worth asking before a big upload.
         """
+        fd = self._fd
+        if fd >= 0:
+            # Only while the transport holds the descriptor: once it closes, the number may
+            # already belong to another connection.
+            if not self.writer.transport.is_closing():
+                _quickack_fd(fd)
+            return
         sock = self._sock
         if sock is not None:
             try:
@@ -299,6 +353,12 @@ class Connection:
         return ConnectionClosed()
 
     async def drain(self, timeout: float | None = 60.0) -> None:
+        transport = self.writer.transport
+        if not transport.get_write_buffer_size() and not transport.is_closing():
+            # All of it is with the kernel already (uvloop and asyncio send at once what the
+            # socket takes): StreamWriter.drain would return at once, and a timeout around it
+            # (a timer handle, a context manager) costs more than the write did.
+            return
         try:
             async with asyncio.timeout(timeout):
                 await self.writer.drain()

@@ -1,7 +1,8 @@
 """``postroom queue …``: list (like mailq), show, flush, retry, hold, release, delete.
 
 Works on the queue database directly, so it needs no running server; a running
-server's runner sees flush/retry/release within ``[outbound] poll_interval``.
+server's runner sees flush/retry/release within ``[outbound] poll_interval`` (with
+PostgreSQL at once: they NOTIFY every node's runner).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from ..config import Config
 from ..errors import NotFound
-from .queue import QueuedMessage, SqliteQueue
-from .service import queue_dir
+from .backends import open_queue
+from .queue import QueuedMessage
+from .settings import parse
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +61,7 @@ def _format(m: QueuedMessage, now: float, detail: bool = False) -> list[str]:
 
 
 async def _main(cfg: Config, args: argparse.Namespace) -> int:
-    q = await SqliteQueue(queue_dir(cfg)).open()
+    q = await open_queue(cfg, parse(cfg, []))
     now = time.time()
     try:
         cmd = args.queue_cmd

@@ -1,9 +1,12 @@
 """The queue runner: picks due recipients, delivers them, records outcomes, sends DSNs.
 
-One :class:`Runner` per server (the worker holding the scheduler lock). A *job* is one
-message's due recipients for one destination domain (or all of them through a smart
-host). Jobs run under a global semaphore and one per domain; connections are pooled
-per (address, port) so consecutive messages to one host share a session.
+One :class:`Runner` per server with the SQLite queue (the worker holding the scheduler
+lock), one per worker of every node with the PostgreSQL queue, where ``due`` claims for
+``queue.lease`` seconds: the runner renews the claims of attempts that run long and
+gives them back when a job fails or the runner stops. A *job* is one message's due
+recipients for one destination domain (or all of them through a smart host). Jobs run
+under a global semaphore and one per domain; connections are pooled per (address,
+port) so consecutive messages to one host share a session.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Callable, Sequence
 
 from .. import metrics
 from ..config import Config
+from ..errors import StoreUnavailable
 from ..resolver import shared as shared_resolver
 from .api import Recipient
 from .client import Auth, SmtpClient, SmtpError
@@ -137,6 +141,9 @@ class Runner:
         self.sem = asyncio.Semaphore(settings.concurrency)
         self.domain_sems: dict[str, asyncio.Semaphore] = {}
         self.inflight: set[int] = set()  # recipient ids being delivered
+        # Leased queues: recipient id -> when its claim was taken or last renewed (monotonic).
+        self.claimed: dict[int, float] = {}
+        self.unavailable = False  # the queue database is down: said once, not every poll
         self.tasks: set[asyncio.Task[None]] = set()
         self.wakeup = asyncio.Event()
         # RFC 1123 §5.3.1.1: keep a list of hosts we cannot reach, so that a queue of
@@ -166,22 +173,54 @@ class Runner:
 
     # -- scheduling --------------------------------------------------------------
     async def run(self) -> None:
+        keeper = asyncio.get_running_loop().create_task(self._keep_leases()) if self.queue.lease > 0 else None
+        try:
+            while True:
+                self.wakeup.clear()
+                try:
+                    await self.schedule_once()
+                    if self.unavailable:
+                        log.info("outbound queue: the queue database is back")
+                        self.unavailable = False
+                    if self.reports is not None:
+                        self.reports.maybe_start()  # RFC 8460: yesterday's TLS reports, once
+                except StoreUnavailable as exc:
+                    # A restart or failover of PostgreSQL: one line, then quiet retries every poll.
+                    if not self.unavailable:
+                        log.warning("outbound queue: %s; retrying every %gs", exc, self.s.poll_interval)
+                        self.unavailable = True
+                except Exception:
+                    log.exception("queue scan failed")
+                self.pool.reap()
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation
+                # that arrives as the wake-up completes, and this loop would then never end.
+                try:
+                    async with asyncio.timeout(self.s.poll_interval):
+                        await self.wakeup.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+
+    async def _keep_leases(self) -> None:
+        """Renew the claims of attempts running longer than half the lease, so no other
+        node takes their recipients while they are still being delivered."""
+        lease = self.queue.lease
         while True:
-            self.wakeup.clear()
+            await asyncio.sleep(lease / 4)
+            now = time.monotonic()
+            ids = [i for i, t in self.claimed.items() if now - t >= lease / 2]
+            if not ids:
+                continue
             try:
-                await self.schedule_once()
-                if self.reports is not None:
-                    self.reports.maybe_start()  # RFC 8460: yesterday's TLS reports, once
-            except Exception:
-                log.exception("queue scan failed")
-            self.pool.reap()
-            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation
-            # that arrives as the wake-up completes, and this loop would then never end.
-            try:
-                async with asyncio.timeout(self.s.poll_interval):
-                    await self.wakeup.wait()
-            except TimeoutError:
-                pass
+                await self.queue.renew(ids, self.clock())
+            except Exception as exc:  # the database is down: the next round tries again
+                log.warning("outbound queue: renewing %d claim(s) failed: %s", len(ids), exc)
+                continue
+            for i in ids:
+                if i in self.claimed:
+                    self.claimed[i] = now
 
     async def schedule_once(self) -> int:
         """Start jobs for every due recipient not already in flight; returns jobs started."""
@@ -197,8 +236,11 @@ class Runner:
                     continue
                 key = "" if self.s.relay_host else r.domain
                 groups.setdefault(key, []).append(r)
+            claimed = time.monotonic()
             for domain, rcpts in groups.items():
                 self.inflight.update(r.id for r in rcpts)
+                if self.queue.lease > 0:
+                    self.claimed.update((r.id, claimed) for r in rcpts)
                 task = asyncio.get_running_loop().create_task(self._job(msg, domain, rcpts))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
@@ -212,7 +254,7 @@ class Runner:
 
     async def close(self) -> None:
         for t in list(self.tasks):
-            t.cancel()
+            t.cancel()  # each job gives its claims back (leased queues) as it ends
         if self.tasks:
             await asyncio.wait(set(self.tasks), timeout=5)
         await self.pool.close()
@@ -222,18 +264,34 @@ class Runner:
             self.tlsrpt.flush()
 
     async def _job(self, msg: QueuedMessage, domain: str, rcpts: list[QueuedRecipient]) -> None:
+        recorded = False
         try:
             sem = self.domain_sems.setdefault(domain, asyncio.Semaphore(self.s.per_domain_concurrency))
             async with self.sem, sem:
                 results = await self.attempt(msg, domain, rcpts)
                 await self.conclude(msg, results)
+                recorded = True
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("%s: delivery job failed", msg.id)
         finally:
-            self.inflight.difference_update(r.id for r in rcpts)
+            ids = [r.id for r in rcpts]
+            self.inflight.difference_update(ids)
+            for i in ids:
+                self.claimed.pop(i, None)
+            if not recorded and self.queue.lease > 0:
+                await self._release(msg.id, ids)
             self.wake()
+
+    async def _release(self, qid: str, ids: list[int]) -> None:
+        """Hand unfinished claims back at once (a failed job, shutdown) rather than make
+        the other nodes wait for the lease to run out; if that fails, the lease does it."""
+        try:
+            async with asyncio.timeout(5):
+                await self.queue.release(ids)
+        except Exception as exc:
+            log.warning("%s: could not release claim(s) (they expire with the lease): %s", qid, exc)
 
     # -- one attempt -------------------------------------------------------------
     async def _hosts(self, domain: str) -> tuple[list[Host], int]:
@@ -504,7 +562,22 @@ class Runner:
         # Notices go out before the outcome is committed: a crash in between repeats
         # the attempt (and maybe the notice) rather than losing a bounce.
         delay_notified = await self._notices(msg, results, now)
-        await self.queue.record(outcomes, now, delay_notified=delay_notified, finish=msg.id)
+        await self._record(msg.id, outcomes, now, delay_notified)
+
+    async def _record(self, qid: str, outcomes: list[Outcome], now: float, delay_notified: list[int]) -> None:
+        """Record, riding out a short database outage (a restart, a failover): mail already
+        handed over is not sent again if the outcome gets in within about half a minute."""
+        delay = 0.5
+        while True:
+            try:
+                await self.queue.record(outcomes, now, delay_notified=delay_notified, finish=qid)
+                return
+            except StoreUnavailable as exc:
+                if delay > 16:
+                    raise
+                log.warning("%s: recording the outcome failed (%s); trying again in %gs", qid, exc, delay)
+                await asyncio.sleep(delay)
+                delay *= 2
 
     async def _notices(self, msg: QueuedMessage, results: list[Result], now: float) -> list[int]:
         """Send the DSNs this attempt calls for; return the recipients given a delay notice."""

@@ -3,7 +3,8 @@
 :class:`QueueBackend` is the small interface the scheduler, the CLI and SMTP's
 hand-off use; :class:`SqliteQueue` implements it with its own SQLite database
 (WAL, ``synchronous=FULL``) next to one file per message, separate from the
-mailbox store. A PostgreSQL backend would implement the same Protocol.
+mailbox store. :class:`~postroom.outbound.pgqueue.PgQueue` implements the same
+Protocol in PostgreSQL, shared by every node.
 
 Durability (the 250 after DATA depends on it): the message file is written,
 fsynced, renamed into place and its directory fsynced *before* the rows are
@@ -97,17 +98,45 @@ class QueueStats:
 
 
 class QueueBackend(Protocol):
+    """What the runner, the CLI, ETRN and SMTP's hand-off need of a queue.
+
+    :class:`SqliteQueue` (one machine: a single runner chosen by the scheduler lock) and
+    :class:`~postroom.outbound.pgqueue.PgQueue` (PostgreSQL: every node runs a runner,
+    claims are leases) implement it.
+    """
+
+    # Seconds a claim by :meth:`due` lasts unless renewed; 0: no leases (one runner only).
+    lease: float
+
+    async def open(self) -> QueueBackend:
+        """Make it usable (create or migrate its tables); returns itself."""
+        ...
     async def enqueue(self, envelope: Envelope, raw: bytes) -> str: ...
-    async def read_body(self, msg_id: str) -> bytes: ...
+    async def read_body(self, msg_id: str) -> bytes:
+        """The message; FileNotFoundError when it is no longer queued (or its file was lost)."""
+        ...
     async def get(self, msg_id: str) -> QueuedMessage | None: ...
     async def messages(self) -> list[QueuedMessage]:
         """Every queued message, oldest first."""
         ...
     async def due(self, now: float, limit: int, exclude: Sequence[int] = ()) -> list[QueuedMessage]:
         """Unheld messages with at least one active recipient whose next attempt is due;
-        only the due recipients are included."""
+        only the due recipients are included. With leases, the recipients returned are
+        claimed for ``lease`` seconds: no other runner gets them until then. ``exclude``
+        must name every recipient this runner has in flight."""
+        ...
+    async def renew(self, rcpt_ids: Sequence[int], now: float) -> None:
+        """Extend this runner's claims on ``rcpt_ids`` (an attempt running long)."""
+        ...
+    async def release(self, rcpt_ids: Sequence[int]) -> None:
+        """Give up claims without recording an outcome (a failed job, shutdown)."""
+        ...
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when another process adds or reschedules mail, until cancelled;
+        returns at once where there is no such signal (the runner then only polls)."""
         ...
     async def next_due(self) -> float | None: ...
+    async def stats(self) -> QueueStats: ...
     async def record(self, outcomes: Sequence[Outcome], now: float, delay_notified: Sequence[int] = (),
                      finish: str | None = None) -> bool:
         """Store an attempt's outcomes (and which recipients got a delay notice) in one
@@ -163,6 +192,21 @@ def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
 
+def envelope_meta(env: Envelope) -> str:
+    """The envelope's fields besides sender and recipients, as stored (JSON)."""
+    return json.dumps({"ret": env.ret, "envid": env.envid, "smtputf8": env.smtputf8, "body_8bit": env.body_8bit,
+                       "received_from": env.received_from, "extra": env.extra})
+
+
+def envelope_from(sender: str, meta_json: str, rcpts: Sequence[QueuedRecipient]) -> Envelope:
+    """The :class:`Envelope` of a stored message (``envelope_meta`` reversed), for ``rcpts``."""
+    meta = json.loads(meta_json)
+    return Envelope(sender=sender, recipients=tuple(Recipient(r.address, r.notify, r.orcpt) for r in rcpts),
+                    ret=meta.get("ret"), envid=meta.get("envid"), smtputf8=bool(meta.get("smtputf8")),
+                    body_8bit=bool(meta.get("body_8bit")), received_from=meta.get("received_from", ""),
+                    extra=meta.get("extra") or {})
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -173,6 +217,8 @@ def _fsync_dir(path: Path) -> None:
 
 class SqliteQueue:
     """One per process; every SQL call runs on one private thread (no shared connection)."""
+
+    lease = 0.0  # no claims: one runner per machine (the scheduler lock in service.py)
 
     def __init__(self, root: Path, clock: Callable[[], float] = time.time) -> None:
         self.root = Path(root)
@@ -323,10 +369,8 @@ class SqliteQueue:
 
     @staticmethod
     def _insert(db: sqlite3.Connection, msg_id: str, env: Envelope, size: int, now: float) -> None:
-        meta = {"ret": env.ret, "envid": env.envid, "smtputf8": env.smtputf8, "body_8bit": env.body_8bit,
-                "received_from": env.received_from, "extra": env.extra}
         db.execute("INSERT INTO messages(id, sender, envelope, size, created) VALUES (?,?,?,?,?)",
-                   (msg_id, env.sender, json.dumps(meta), size, now))
+                   (msg_id, env.sender, envelope_meta(env), size, now))
         db.executemany(
             "INSERT INTO recipients(msg_id, address, domain, notify, orcpt, state, next_attempt)"
             " VALUES (?,?,?,?,?,?,?)",
@@ -347,13 +391,8 @@ class SqliteQueue:
                 delay_notified=bool(r[12])))
         out = []
         for m in mrows:
-            meta = json.loads(m[2])
             rcpts = tuple(by_msg.get(m[0], ()))
-            env = Envelope(sender=m[1], recipients=tuple(Recipient(r.address, r.notify, r.orcpt) for r in rcpts),
-                           ret=meta.get("ret"), envid=meta.get("envid"), smtputf8=bool(meta.get("smtputf8")),
-                           body_8bit=bool(meta.get("body_8bit")), received_from=meta.get("received_from", ""),
-                           extra=meta.get("extra") or {})
-            out.append(QueuedMessage(m[0], env, m[3], m[4], bool(m[5]), rcpts))
+            out.append(QueuedMessage(m[0], envelope_from(m[1], m[2], rcpts), m[3], m[4], bool(m[5]), rcpts))
         return out
 
     _RCOLS = ("id, msg_id, address, domain, notify, orcpt, state, attempts, next_attempt, last_error,"
@@ -400,6 +439,15 @@ class SqliteQueue:
         marks = ",".join("?" * len(ids))
         return self._select(f"WHERE id IN ({marks})", ids,
                             "AND state IN ('pending','deferred') AND next_attempt <= ?", (now,))
+
+    async def renew(self, rcpt_ids: Sequence[int], now: float) -> None:
+        """Nothing to renew: only the runner holding the scheduler lock delivers."""
+
+    async def release(self, rcpt_ids: Sequence[int]) -> None:
+        """Nothing to release (no claims)."""
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """No cross-process signal: other workers' enqueues are seen by the poll."""
 
     async def next_due(self) -> float | None:
         return await self._run(self._next_due)

@@ -1,9 +1,12 @@
-"""Runtime hooks: start the queue (every worker) and the runner (one worker only).
+"""Runtime hooks: start the queue (every worker) and the runner.
 
-Every worker process can enqueue (SMTP's hand-off needs it); only the worker that
-holds ``data_dir/queue/scheduler.lock`` (``fcntl.flock``) runs deliveries. The
-others keep trying the lock, so if that worker dies another takes over. Enqueues
-from other processes are seen by the runner's poll (``[outbound] poll_interval``).
+Every worker process can enqueue (SMTP's hand-off needs it). With the SQLite queue
+only the worker that holds ``data_dir/queue/scheduler.lock`` (``fcntl.flock``) runs
+deliveries; the others keep trying the lock, so if that worker dies another takes
+over, and enqueues from other processes are seen by the runner's poll
+(``[outbound] poll_interval``). With the PostgreSQL queue every worker of every node
+runs a runner: claims with leases keep them apart (pgqueue.py), and NOTIFY wakes
+them when mail arrives anywhere.
 """
 
 from __future__ import annotations
@@ -13,21 +16,18 @@ import fcntl
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from ..config import Config
 from .api import Envelope
+from .backends import make_queue, queue_dir
 from .delivery import Runner
-from .queue import SqliteQueue
+from .queue import QueueBackend, SqliteQueue
 from .settings import OutboundSettings, parse
 
 log = logging.getLogger("postroom.outbound")
 LOCK_RETRY = 5.0
-
-
-def queue_dir(cfg: Config) -> Path:
-    return Path(cfg.data_dir) / "queue"
+__all__ = ["OutboundService", "check_settings", "etrn", "queue_dir", "start_services", "stop_services"]
 
 
 def check_settings(cfg: Config, problems: list[str]) -> None:
@@ -37,7 +37,7 @@ def check_settings(cfg: Config, problems: list[str]) -> None:
 class OutboundService:
     """What ``ctx.outbound`` is: the :class:`~postroom.outbound.api.OutboundQueue` plus ETRN."""
 
-    def __init__(self, ctx: Any, settings: OutboundSettings, queue: SqliteQueue,
+    def __init__(self, ctx: Any, settings: OutboundSettings, queue: QueueBackend,
                  clock: Callable[[], float] = time.time) -> None:
         self.ctx = ctx
         self.settings = settings
@@ -46,6 +46,7 @@ class OutboundService:
         self.runner: Runner | None = None
         self._lock_fd: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     async def enqueue(self, envelope: Envelope, raw: bytes) -> str:
         qid = await self.queue.enqueue(envelope, raw)
@@ -68,8 +69,8 @@ class OutboundService:
         return n > 0
 
     # -- scheduler lock ----------------------------------------------------------
-    def _try_lock(self) -> bool:
-        path = self.queue.root / "scheduler.lock"
+    def _try_lock(self, queue: SqliteQueue) -> bool:
+        path = queue.root / "scheduler.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -86,20 +87,26 @@ class OutboundService:
         self._task = asyncio.get_running_loop().create_task(self._scheduler())
 
     async def _scheduler(self) -> None:
-        while not self._try_lock():
-            await asyncio.sleep(LOCK_RETRY)
-        log.info("outbound queue runner started (%s)", f"pid={os.getpid()}")
-        await self.queue.sweep_orphans()
-        self.runner = Runner(self.ctx, self.queue, self.settings, clock=self.clock, notice_queue=self)
-        await self.runner.run()
+        if isinstance(self.queue, SqliteQueue):
+            while not self._try_lock(self.queue):
+                await asyncio.sleep(LOCK_RETRY)
+            log.info("outbound queue runner started (%s)", f"pid={os.getpid()}")
+            await self.queue.sweep_orphans()
+        else:  # shared queue: every worker delivers, claims keep them apart
+            log.info("outbound queue runner started (%s, shared queue, lease %gs)", f"pid={os.getpid()}",
+                     self.queue.lease)
+        self.runner = runner = Runner(self.ctx, self.queue, self.settings, clock=self.clock, notice_queue=self)
+        self._listener = asyncio.get_running_loop().create_task(self.queue.listen(runner.wake))
+        await runner.run()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._listener, self._task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         if self.runner is not None:
             await self.runner.close()
             self.runner = None
@@ -114,7 +121,7 @@ async def start_services(ctx: Any) -> None:
     settings = parse(ctx.config, problems)
     for p in problems:
         log.error("config: %s", p)
-    service = OutboundService(ctx, settings, SqliteQueue(queue_dir(ctx.config)))
+    service = OutboundService(ctx, settings, make_queue(ctx.config, settings))
     await service.start()
     ctx.outbound = service
     ctx.state["outbound"] = service

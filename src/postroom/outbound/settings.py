@@ -40,6 +40,9 @@ class OutboundSettings:
     messages_per_connection: int = 100
     mta_sts: MtaStsSettings = MtaStsSettings()  # the [mta_sts] section (docs/mta-sts.md)
     dane: bool = False  # RFC 7672 for direct delivery; needs a validating [dns] resolver (docs/outbound.md)
+    # PostgreSQL queue: how long a node's claim on a recipient lasts (renewed while the attempt
+    # runs); a killed node's mail waits this long before another node takes it over.
+    lease: float = 300.0
 
 
 def parse(cfg: Config, problems: list[str]) -> OutboundSettings:
@@ -121,6 +124,7 @@ def parse(cfg: Config, problems: list[str]) -> OutboundSettings:
         messages_per_connection=positive("messages_per_connection", d.messages_per_connection),
         mta_sts=parse_mta_sts(cfg, problems),
         dane=sec.get("dane", bool, d.dane),
+        lease=duration("lease", d.lease, 2.0),
     )
     if s.source_address:
         try:

@@ -16,7 +16,7 @@ from ..auth import login
 from ..errors import MaildropLocked, MessageDamaged
 from ..storage.models import Account, FlagOp, MessageInfo
 from ..wire import sasl
-from ..wire.dotstuff import stuff
+from ..wire.dotstuff import stuffed
 from .maildrop import Maildrop, NoSuchMessage
 from .reader import MessageReader
 from .proto import (
@@ -100,7 +100,7 @@ async def apop(s: Session, cmd: Command) -> Response:
     (the concern of RFC 1939 §13 about PASS and APOP for one user).
     """
     name, digest = cmd.args
-    if s.ctx.auth.is_throttled(s.peer_ip):
+    if await s.ctx.auth.throttled(s.peer_ip):  # counted on every node
         return _fail(s, throttled=True)
     account = await s.ctx.store.get_account(name.strip().lower())
     if account is None or not account.apop_secret:
@@ -250,7 +250,7 @@ async def retr(s: Session, cmd: Command) -> Response:
         return raw
     md.retrieved.add(number)
     # The count is the stored size, which is exactly what follows before stuffing.
-    return ok(f"{len(raw)} octets", stuff(raw))
+    return ok(f"{len(raw)} octets", stuffed(raw))
 
 
 async def top(s: Session, cmd: Command) -> Response:
@@ -263,7 +263,7 @@ async def top(s: Session, cmd: Command) -> Response:
     raw = await _read(s, found[1])
     if isinstance(raw, Reply):
         return raw
-    return ok("Top of message follows", stuff(top_of(raw, lines)))
+    return ok("Top of message follows", stuffed(top_of(raw, lines)))
 
 
 _UNAVAILABLE = err("Message is no longer available", Code.SYS_TEMP)

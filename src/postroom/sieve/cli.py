@@ -222,7 +222,7 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
 async def _with_store(cfg: Config, settings: SieveSettings, args: argparse.Namespace) -> int:
     from ..storage import open_store
 
-    store = open_store(cfg.backend, cfg.data_dir)
+    store = open_store(cfg)
     await store.open()
     try:
         return await _COMMANDS[args.sieve_cmd](store, settings, args)

@@ -53,6 +53,7 @@ from .api import (
 )
 from .host import DeliveryHost, NeedsWorker, duplicate_key, environment_items
 from .interp import BudgetExceeded
+from .outcap import WINDOW as OUTCAP_WINDOW
 from .outcap import cap_for
 from .settings import SieveSettings, settings_for
 from .vacation import (
@@ -592,7 +593,7 @@ async def _plan(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Plan, d
                 refuse = f"more than {settings.max_redirects} redirects"
             elif a.address.lower() in {r.address.lower() for r in plan.redirects}:
                 continue  # RFC 5228 §4.2: one copy per address
-            elif not cap_for(ctx.state, settings.max_outgoing_per_hour).take(plan.rcpt.account_id, time.time()):
+            elif not await _take_outgoing(ctx, settings.max_outgoing_per_hour, plan.rcpt.account_id):
                 refuse = f"more than {settings.max_outgoing_per_hour} Sieve messages this hour"
             if refuse is not None:
                 logger.info("%s id=%s sieve account=%s redirect to <%s> not done (%s); implicit keep",
@@ -751,11 +752,23 @@ async def _redirect(ctx: Any, msg: Incoming, plan: _Plan, r: Redirect) -> None:
                 plan.address, r.address, qid)
 
 
+async def _take_outgoing(ctx: Any, limit: int, account_id: int) -> bool:
+    """Count one message made on the account's behalf against its hourly cap. Nodes sharing
+    a PostgreSQL database share the count (with the login throttle's counters, so that N
+    nodes do not allow N times the cap); one node, or a database briefly away, counts in
+    this process (outcap.HourlyCap)."""
+    if limit > 0:
+        shared = await ctx.auth.failures.take_event(f"sieve-out:{account_id}", limit, OUTCAP_WINDOW)
+        if shared is not None:
+            return bool(shared)
+    return cap_for(ctx.state, limit).take(account_id, time.time())
+
+
 async def _send(ctx: Any, plan: _Plan, to: str, raw: bytes) -> str:
     from ..outbound.local import local_accounts, send_notice
 
     limit = settings_for(ctx).max_outgoing_per_hour
-    if not cap_for(ctx.state, limit).take(plan.rcpt.account_id, time.time()):
+    if not await _take_outgoing(ctx, limit, plan.rcpt.account_id):
         return f"not sent (more than {limit} Sieve messages this hour)"
     if ctx.outbound is None and await local_accounts(ctx, to) is None:
         raise RuntimeError(f"no outbound queue to send to <{to}>")
@@ -767,13 +780,15 @@ async def _after_effects(ctx: Any, settings: SieveSettings, msg: Incoming, plan:
     never affects the delivered message."""
     if not plan.vacations and not plan.notifies and plan.reject is None:
         return
-    now = datetime.now().astimezone()
     hostname = ctx.config.hostname
     # Most vacation actions meet a sender already answered within the period: a read says
-    # so without the write of the atomic claim (and before the header fields are parsed).
-    vacations = [v for v in plan.vacations if not await _answered(ctx, settings, msg, plan, v, now)]
+    # so without the write of the atomic claim (and before the header fields are parsed,
+    # or the local time zone looked up for the dates of what would be sent).
+    t = time.time()
+    vacations = [v for v in plan.vacations if not await _answered(ctx, settings, msg, plan, v, t)]
     if not vacations and not plan.notifies and plan.reject is None:
         return
+    now = datetime.fromtimestamp(t).astimezone()
     headers = _headers(plan.raw)
     forged = likely_forged(headers, hostname, quarantined=plan.rcpt.mailbox != "INBOX")
     if forged:  # RFC 5230 §4.6, RFC 3834 §2: no backscatter to a sender who is likely forged
@@ -801,7 +816,7 @@ async def _after_effects(ctx: Any, settings: SieveSettings, msg: Incoming, plan:
 
 
 async def _answered(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Plan, v: Vacation,
-                   now: datetime) -> bool:
+                   t: float) -> bool:
     """True when the store already shows a reply to this sender and handle within the
     period: the same condition as ``_vacation``'s claim (an unexpired entry recorded after
     ``now - period``), read without writing. False also when the read fails: the claim decides."""
@@ -809,7 +824,6 @@ async def _answered(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Pla
         return False
     period = clamp_period(settings, v.period_seconds)
     key = f"{v.sender.lower()}\x00{vacation_handle(v)}"
-    t = now.timestamp()
     try:
         when = await ctx.store.sieve_tracked(plan.rcpt.account_id, "vacation", key, t)
     except Exception:  # the claim in _vacation is the authority

@@ -13,7 +13,7 @@ from typing import Iterable
 
 from .. import log, metrics
 from ..context import ServerContext
-from ..errors import is_storage_full
+from ..errors import StoreUnavailable, is_storage_full
 from ..outbound.api import Envelope, Recipient
 from ..outbound.dsn import RecipientReport, build_dsn, wants_notice
 from ..outbound.local import send_notice
@@ -111,6 +111,11 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
                          queue_id, sender, rcpt_log, exc.__cause__ or exc)
             metrics.message(source, "deferred", "disk-full")
             return replies.NO_ROOM
+        if isinstance(exc, StoreUnavailable):  # one line: an outage would log a traceback per message
+            logger.warning("%s id=%s from=<%s> to=%s result=deferred (store unavailable: %s)",
+                           peer.session_id, queue_id, sender, rcpt_log, exc)
+            metrics.message(source, "deferred", "unavailable")
+            return replies.STORE_UNAVAILABLE
         logger.exception("%s id=%s from=<%s> to=%s result=failed", peer.session_id, queue_id,
                          sender, rcpt_log)
         metrics.message(source, "deferred", "error")
@@ -125,9 +130,10 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         result += f" quarantined={auth.quarantined}"
     if filtered:
         result += f" {filtered}"
-    logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s%s result=%s",
-                peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
-                f" outbound={outbound_id}" if outbound_id else "", f" {auth.summary}" if auth else "", result)
+    if logger.isEnabledFor(logging.INFO):  # the checks' summary is built only for a line that is written
+        logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s%s result=%s",
+                    peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
+                    f" outbound={outbound_id}" if outbound_id else "", f" {auth.summary}" if auth else "", result)
     metrics.message(source, "accepted")
     metrics.LOCAL_DELIVERIES.inc(len(local_ids))
     return r(250, "2.0.0", f"Ok: queued as {queue_id}")

@@ -23,16 +23,21 @@ States (RFC 5321 §4.1.4, §3.3):
 from __future__ import annotations
 
 import enum
+import functools
+import logging
 import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Protocol
 
+from ..errors import StoreUnavailable
 from ..wire import sasl, xtext
 from ..wire.dotstuff import normalize_newlines
 from . import policy, replies
 from .address import AddressError, Path, parse_params, parse_path
 from .replies import Reply, r
 from .transaction import Peer, Rcpt, Resolved, Transaction
+
+_log = logging.getLogger("postroom.smtp")
 
 
 def _ascii_digits(s: str) -> bool:
@@ -136,6 +141,20 @@ _WEB_VERBS = {"GET", "POST", "HEAD", "PUT", "CONNECT", "OPTIONS"}
 _DOMAIN = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*")
 _SEND_HELO = r(503, "5.5.1", "Send HELO/EHLO first")
 _NO_RCPTS = r(554, "5.5.1", "No valid recipients")  # RFC 5321 §3.3
+# The replies of every transaction, made (and encoded, Reply.encode) once per process.
+_SENDER_OK = r(250, "2.1.0", "Sender OK")
+_RECIPIENT_OK = r(250, "2.1.5", "Recipient OK")
+_GO_AHEAD = r(354, None, "End data with <CR><LF>.<CR><LF>")
+
+
+@functools.lru_cache(maxsize=16)
+def _greeting(hostname: str, banner: str) -> Reply:
+    return r(220, None, f"{hostname} {banner}")  # no enhanced code (RFC 2034 §3)
+
+
+@functools.lru_cache(maxsize=16)
+def _closing(hostname: str) -> Reply:
+    return r(221, "2.0.0", f"{hostname} closing connection", close=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +185,7 @@ class Session:
 
     # -- entry points ----------------------------------------------------------------
     def greeting(self) -> Reply:
-        return r(220, None, f"{self.opts.hostname} {self.opts.banner}")
+        return _greeting(self.opts.hostname, self.opts.banner)
 
     async def command(self, line: bytes) -> Reply | None:
         """One command line, with its line end."""
@@ -185,7 +204,11 @@ class Session:
             if verb == "BDAT":  # the chunk follows the command whatever we answer
                 return self._start_discard(arg, bad)
             return self._done(bad)
-        reply = await cmd.handler(self, arg.strip(" "))
+        try:
+            reply = await cmd.handler(self, arg.strip(" "))
+        except StoreUnavailable as exc:  # a lookup hit a database that is restarting: retry later
+            _log.warning("%s: %s unavailable store (%s): answered 451", self.session_id, verb, exc)
+            return self._done(replies.STORE_UNAVAILABLE)
         return self._done(reply) if reply is not None else None
 
     def line_too_long(self) -> Reply:
@@ -261,7 +284,7 @@ class Session:
                 return r(553, "5.7.1", "Sender address not owned by the authenticated user")
         self.txn = txn
         self.state = State.MAIL
-        return r(250, "2.1.0", "Sender OK")
+        return _SENDER_OK
 
     def _envelope_arg(self, arg: str, syntax: str, problem: str, **kw: bool
                       ) -> tuple[Path, dict[str, str | None]] | Reply:
@@ -365,7 +388,7 @@ class Session:
             resolved = Resolved(remote=(path.address,))
         txn.rcpts.append(Rcpt(path, resolved, notify, orcpt))
         self.state = State.RCPT
-        return r(250, "2.1.5", "Recipient OK")
+        return _RECIPIENT_OK
 
     # -- DATA (RFC 5321 §4.1.1.4) ---------------------------------------------------------
     async def _data(self, arg: str) -> Reply:
@@ -374,7 +397,7 @@ class Session:
         if self.state is not State.RCPT:
             return _NO_RCPTS
         self.expect = Expect.DATA
-        return r(354, None, "End data with <CR><LF>.<CR><LF>")
+        return _GO_AHEAD
 
     async def data_end(self, body: bytes, too_big: bool, no_room: bool = False) -> Reply:
         """The DATA block has been read (un-stuffed); deliver it or refuse it. ``no_room``:
@@ -480,7 +503,7 @@ class Session:
         if arg:
             return replies.BAD_ARGS
         self.expect = Expect.CLOSE
-        return r(221, "2.0.0", f"{self.opts.hostname} closing connection", close=True)
+        return _closing(self.opts.hostname)
 
     async def _help(self, arg: str) -> Reply:
         return r(214, "2.0.0", "Commands: " + " ".join(sorted(COMMANDS)),

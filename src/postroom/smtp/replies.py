@@ -9,7 +9,7 @@ line (RFC 2034 §4). The greeting and EHLO/HELO replies carry no enhanced code
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,9 @@ class Reply:
     status: str | None
     lines: tuple[str, ...]
     close: bool = False  # the server closes the connection after sending it
+    # The wire form, made on the first encode(): the fixed replies that every message gets
+    # (250 Sender OK, 354, ...) are module constants, encoded once per process.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def make(cls, code: int, status: str | None, *lines: str, close: bool = False) -> "Reply":
@@ -32,13 +35,17 @@ class Reply:
         return self.code >= 500
 
     def encode(self) -> bytes:
-        out = []
-        last = len(self.lines) - 1
-        prefix = f"{self.status} " if self.status else ""
-        for i, text in enumerate(self.lines):
-            sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{prefix}{text}".rstrip(" ") + "\r\n")
-        return "".join(out).encode("utf-8")
+        wire = self._wire
+        if wire is None:
+            out = []
+            last = len(self.lines) - 1
+            prefix = f"{self.status} " if self.status else ""
+            for i, text in enumerate(self.lines):
+                sep = " " if i == last else "-"
+                out.append(f"{self.code}{sep}{prefix}{text}".rstrip(" ") + "\r\n")
+            wire = "".join(out).encode("utf-8")
+            object.__setattr__(self, "_wire", wire)  # frozen: set once, always the same value
+        return wire
 
     def __str__(self) -> str:
         return self.encode().decode("utf-8", "replace").rstrip()
@@ -69,6 +76,8 @@ TOO_BIG = r(552, "5.3.4", "Message size exceeds fixed maximum message size")
 MAILBOX_FULL = r(552, "5.2.2", "Mailbox full")
 NO_ROOM = r(452, "4.3.1", "Insufficient system storage, try again later")  # Postfix's words
 LOCAL_ERROR = r(451, "4.3.0", "Local error in processing, try again later")
+# The store (a PostgreSQL server restarting, a failover) cannot be reached for a moment.
+STORE_UNAVAILABLE = r(451, "4.3.0", "Mail store temporarily unavailable, try again later")
 TOO_MANY_ERRORS = r(421, "4.7.0", "Too many errors, closing connection", close=True)
 TIMEOUT = r(421, "4.4.2", "Idle timeout, closing connection", close=True)
 SHUTDOWN = r(421, "4.3.2", "Service shutting down, closing connection", close=True)

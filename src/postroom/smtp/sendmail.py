@@ -156,7 +156,7 @@ def run(cfg: Config, argv: list[str], stdin: BinaryIO | None = None, stderr: Tex
 
 
 async def _submit(cfg: Config, sender: str, rcpts: list[str], body: bytes, err: TextIO) -> int:
-    store = open_store(cfg.backend, cfg.data_dir)
+    store = open_store(cfg)
     await store.open()
     queue: _LazyQueue | None = None
     try:
@@ -209,8 +209,7 @@ class _LazyQueue:
             await self.queue.close()
 
 
-async def _open_queue(cfg: Config):  # type: ignore[no-untyped-def]
-    from ..outbound.queue import SqliteQueue
-    from ..outbound.service import queue_dir
+async def _open_queue(cfg: Config) -> Any:
+    from ..outbound.backends import open_queue  # SQLite here, or PostgreSQL shared by the nodes
 
-    return await SqliteQueue(queue_dir(cfg)).open()
+    return await open_queue(cfg)

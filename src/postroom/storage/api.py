@@ -214,7 +214,9 @@ class Store(Protocol):
 
         Served from an in-process cache shared by all sessions and brought up to date at
         each call with one query: O(changes since the cached index), whichever process
-        made them. Raises MailboxNotFound.
+        made them. On PostgreSQL, another node's change is in the first call made after its
+        notification arrived (milliseconds after its commit; docs/storage.md, PostgreSQL backend),
+        this process's own at once. Raises MailboxNotFound.
         """
         ...
 

@@ -32,22 +32,38 @@ AccountMarks = Callable[[list[int]], Awaitable[dict[int, tuple[int, tuple[int, .
 
 
 class Watch:
+    """One session's subscription. Small on purpose: an IMAP server keeps one per idle client,
+    and ten thousand of them must cost little (docs/imap.md, "10,000 idle clients"). A flag,
+    and a future only while someone awaits :meth:`wait` (an ``asyncio.Event`` would bring a
+    deque of about 600 bytes per watch); or a plain callback (``on_change``) for a waiter that
+    needs no task of its own (IDLE)."""
+
+    __slots__ = ("_set", "_waiter", "account_id", "closed", "hub", "mailbox_id", "on_change")
+
     def __init__(self, hub: WatchHub, mailbox_id: int, account_id: int | None = None) -> None:
         self.hub = hub
         self.mailbox_id = mailbox_id  # 0 for an account watch
         self.account_id = account_id  # set for an account watch
-        self._event = asyncio.Event()
         self.closed = False
+        # Called (synchronously, from whatever commits or polls) after each change is flagged.
+        self.on_change: Callable[[], None] | None = None
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
 
     def notify(self) -> None:
-        self._event.set()
+        self._set = True
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+        if self.on_change is not None:
+            self.on_change()
 
     def pending(self) -> bool:
         """Like ``wait(0)`` without an await: True (and reset) if a change was signalled."""
         if self.closed:
             raise RuntimeError("watch closed")
-        if self._event.is_set():
-            self._event.clear()
+        if self._set:
+            self._set = False
             return True
         return False
 
@@ -56,12 +72,26 @@ class Watch:
             return True
         if timeout is not None and timeout <= 0:
             return False  # no timer, no trip through the event loop
-        try:
-            async with asyncio.timeout(timeout):
-                await self._event.wait()
-        except TimeoutError:
-            return False
-        self._event.clear()
+        while True:
+            w = self._waiter
+            if w is None or w.done():  # several waiters share one future
+                w = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                async with asyncio.timeout(timeout):
+                    await w
+                break
+            except TimeoutError:
+                return False
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or task.cancelling():
+                    raise
+                # Not us: another waiter of this watch was cancelled, and the shared future
+                # with it. Wait on a new one.
+            finally:
+                if self._waiter is w and w.done():
+                    self._waiter = None
+        self._set = False
         return True
 
     def close(self) -> None:
@@ -85,6 +115,11 @@ class WatchHub:
         self._account_known: dict[int, int] = {}  # account id → fingerprint last seen
         self._account_of: dict[int, int] = {}  # mailbox id → account id, for watched accounts
         self._poller: asyncio.Task[None] | None = None
+        # Raised before the watchers of any mailbox are woken: a read of a mailbox's changes
+        # made at one generation has seen every change woken about up to it, so watchers woken
+        # at that generation can share the read (imap/selected.py: one query for the hundred
+        # sessions idling on a mailbox that got new mail).
+        self.generation = 0
 
     def watch(self, mailbox_id: int) -> Watch:
         w = Watch(self, mailbox_id)
@@ -122,6 +157,7 @@ class WatchHub:
     def changed(self, mailbox_ids: Iterable[int]) -> None:
         """Called after this process committed changes to these mailboxes."""
         accounts = set()
+        self.generation += 1
         for mid in mailbox_ids:
             for w in self._watches.get(mid, ()):
                 w.notify()

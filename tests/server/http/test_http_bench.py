@@ -10,6 +10,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.sqlite_only("the bench runs in a subprocess, on SQLite (bench/scaleout.py measures PostgreSQL)")
 def test_bench_quick():
     res = subprocess.run([sys.executable, str(ROOT / "bench" / "http_endpoints.py"), "--quick"], capture_output=True,
                          text=True, timeout=600)

@@ -34,6 +34,7 @@ def autoconfig(port: int, cert: Path) -> list[tuple[str, int, str]]:
             for el in root.iter() if el.tag in ("incomingServer", "outgoingServer")]
 
 
+@pytest.mark.sqlite_only("postroom serve runs in a subprocess, on SQLite")
 def test_init_sighup_sigterm(tmp_path: Path) -> None:
     cfgp = make_server_dir(tmp_path)
     text = cfgp.read_text()
@@ -91,6 +92,7 @@ def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
         c.close()
 
 
+@pytest.mark.sqlite_only("postroom serve runs in a subprocess, on SQLite")
 def test_readyz_503_while_draining(tmp_path: Path) -> None:
     """SIGTERM while a mail session is in the middle of a command: until it has finished, the HTTP
     listener still answers, /readyz with 503 (a load balancer stops sending clients), /healthz with

@@ -48,6 +48,7 @@ def test_readyz(srv: Harness) -> None:
     assert body == b"ready\nlisteners: ok\nshutdown: ok\nstore: ok\n"
 
 
+@pytest.mark.sqlite_only("fakes a failing write probe in the data directory, which only the SQLite store has")
 def test_readyz_store_not_writable(srv: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     from postroom.http import app
 

@@ -33,8 +33,9 @@ from postroom.http.metrics import MAX_AGE
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
 USER, PASSWORD = "m@example.test", "metrics test password"
-pytestmark = pytest.mark.skipif(not {"smtp", "imap", "pop3", "http"} <= protocols.available(),
-                                reason="needs the SMTP, IMAP, POP3 and HTTP listeners")
+pytestmark = [pytest.mark.sqlite_only("a postroom serve subprocess (on SQLite) serves the user added in-process"),
+              pytest.mark.skipif(not {"smtp", "imap", "pop3", "http"} <= protocols.available(),
+                                 reason="needs the SMTP, IMAP, POP3 and HTTP listeners")]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

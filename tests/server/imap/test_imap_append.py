@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from imap_harness import PASSWORD, msg
 
 
@@ -57,6 +58,7 @@ def test_append_raw_literals(srv):
     ic.logout()
 
 
+@pytest.mark.sqlite_only("injects a failing write into the SQLite store's segment files")
 def test_append_when_the_disk_is_full_says_overquota_and_keeps_nothing(srv, monkeypatch):
     """NO [OVERQUOTA] as Dovecot answers when its disk is full; the next APPEND works."""
     from diskfault import fail_next_segment_write
@@ -74,6 +76,7 @@ def test_append_when_the_disk_is_full_says_overquota_and_keeps_nothing(srv, monk
     c.logout()
 
 
+@pytest.mark.sqlite_only("fakes the free space of the SQLite store's disk")
 def test_append_is_refused_before_its_literal_when_the_disk_is_nearly_full(srv, monkeypatch):
     """As SMTP's MAIL: less than 1.5 times the message free on the store's disk gets
     NO [OVERQUOTA] instead of "+", so the client does not upload a message that cannot be kept."""

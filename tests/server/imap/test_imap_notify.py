@@ -426,6 +426,17 @@ def test_overflow_on_new_mail_and_unread_output(srv, monkeypatch):
 _OVERFLOW_LINE = b"* OK [NOTIFICATIONOVERFLOW] Too many notifications, NOTIFY is off\r\n"
 
 
+def _same_store(srv) -> str:
+    """Python source opening the server's store (either backend) in another process, which
+    does not inherit the tests' POSTROOM_TEST_STORE switch: the [storage] table is spelt out.
+    The script imports Path, from_dict and open_store."""
+    cfg = srv.server.cfg
+    storage = {"path": str(cfg.data_dir)}
+    if cfg.pg is not None:
+        storage |= {"backend": "postgresql", "url": cfg.pg.url}
+    return f"open_store(from_dict({{'storage': {storage!r}}}, Path({str(cfg.path)!r})))"
+
+
 def test_change_from_another_process(srv):
     """Another process (another worker, the CLI) writes: the account watch's poll sees it."""
     acc = srv.new_user()
@@ -434,10 +445,12 @@ def test_change_from_another_process(srv):
     ok(a, b"n NOTIFY SET (personal (MessageNew MessageExpunge MailboxName))")
     script = textwrap.dedent(f"""
         import asyncio
+        from pathlib import Path
+        from postroom.config import from_dict
+        from postroom.storage import open_store
         from postroom.storage.models import DeliveryTarget
-        from postroom.storage.sqlite.store import SqliteStore
         async def main():
-            async with SqliteStore({str(srv.store.dir)!r}) as st:
+            async with {_same_store(srv)} as st:
                 await st.deliver(b"Subject: elsewhere\\r\\n\\r\\nhi\\r\\n", [DeliveryTarget({acc.id}, "Other")])
                 await st.create_mailbox({acc.id}, "FromAfar")
         asyncio.run(main())
@@ -535,6 +548,7 @@ def test_same_exchange_as_dovecot(srv):
     assert ours["list"] == [b"* LIST (\\HasNoChildren) / Brand\r\n"]
 
 
+@pytest.mark.sqlite_only("tests SqliteStore itself: two instances on one directory")
 def test_account_watch_of_the_store(tmp_path):
     """``Store.watch_account``: woken by this process's commits at once, and by another
     connection's (another process's) within the poll, for every kind of change NOTIFY

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from imap_harness import RawClient
-from test_imap_notify import events, login, ok, quiet
+from test_imap_notify import _same_store, events, login, ok, quiet
 
 from postroom.storage.sqlite import store as sqlite_store
 
@@ -140,9 +141,11 @@ def test_change_from_another_process(srv):
     ok(a, b"n NOTIFY SET " + BOTH)
     script = textwrap.dedent(f"""
         import asyncio
-        from postroom.storage.sqlite.store import SqliteStore
+        from pathlib import Path
+        from postroom.config import from_dict
+        from postroom.storage import open_store
         async def main():
-            async with SqliteStore({str(srv.store.dir)!r}) as st:
+            async with {_same_store(srv)} as st:
                 inbox = await st.get_mailbox({acc.id}, "INBOX")
                 await st.set_metadata({acc.id}, inbox.id, {{"/private/afar": b"1"}})
                 await st.set_metadata({acc.id}, None, {{"/shared/afar": b"1"}})
@@ -155,6 +158,7 @@ def test_change_from_another_process(srv):
     a.close()
 
 
+@pytest.mark.sqlite_only("shrinks the SQLite store's metadata log")
 def test_overflow_when_the_log_no_longer_reaches_back(srv, monkeypatch):
     """More writes since the last look than the store keeps: §5.8, NOTIFY is off."""
     _, a, b = two(srv)
@@ -182,6 +186,7 @@ def test_syntax_and_badevent(srv):
     a.close()
 
 
+@pytest.mark.sqlite_only("tests SqliteStore itself: two instances on one directory")
 def test_store_change_numbers_and_account_watch(tmp_path):
     """``Store.set_metadata`` numbers the writes that change something; ``metadata_changes``
     lists them (not a deleted mailbox's); the account watch wakes on them from this process

@@ -92,6 +92,7 @@ def test_search_saved_keys(raw):
         assert len(r) == 1 and r[0].startswith(b"b BAD"), (bad, r)
 
 
+@pytest.mark.sqlite_only("edits store.db to fake a message stored before the migration")
 def test_fetch_savedate_is_nil_when_unknown(srv, raw):
     # A message stored before migration 3 has no save date: FETCH gives NIL (RFC 8514 §4.2),
     # the SAVED* keys use its internal date instead.
@@ -120,6 +121,7 @@ def test_fetch_savedate_is_nil_when_unknown(srv, raw):
         c.close()
 
 
+@pytest.mark.sqlite_only("edits store.db to back-date save dates")
 def test_copy_and_move_give_a_new_savedate(srv):
     a = srv.new_user()
     srv.call(srv.store.append(a.id, "INBOX", msg("one"), frozenset(), OLD))

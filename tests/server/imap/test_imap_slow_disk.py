@@ -11,7 +11,10 @@ import smtplib
 import threading
 import time
 
+import pytest
 from imap_harness import msg
+
+pytestmark = pytest.mark.sqlite_only("slows the SQLite store's segment fsyncs")
 
 SLOW = 3.0  # seconds each segment fsync takes
 PROMPT = 1.0  # what "at once" allows, generous for a loaded test machine

@@ -21,6 +21,8 @@ from dnsfixture import DnsFixture
 from postroom.mailauth import keys as dkim_keys
 from test_outbound_two_hosts import A_IP, B_IP, PY, Host, submit, wait_for
 
+pytestmark = pytest.mark.sqlite_only("only postroom serve subprocesses: on SQLite, as in the first pass")
+
 STRANGER_IP = "127.0.0.9"
 
 

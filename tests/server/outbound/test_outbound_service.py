@@ -1,5 +1,6 @@
 """Runtime hooks: start/stop, the scheduler lock shared by workers, ETRN, and the CLI."""
 
+import pytest
 import asyncio
 import subprocess
 import sys
@@ -20,6 +21,7 @@ def ctx_for(tmp_path, outbound):
     return FakeCtx(cfg, FakeStore({"a@here.test": 1}))
 
 
+@pytest.mark.sqlite_only("one runner per data directory (the flock on data/); on PostgreSQL every node runs one")
 def test_one_scheduler_many_enqueuers_and_etrn(tmp_path):
     port = free_port()
     with DnsFixture() as dns_srv, ScriptedSmtp("127.0.0.2", port) as mx:

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 
 
+@pytest.mark.sqlite_only("the bench runs in a subprocess, on SQLite (bench/scaleout.py measures PostgreSQL)")
 @pytest.mark.slow
 def test_bench_quick() -> None:
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "pop3.py"), "--quick"],

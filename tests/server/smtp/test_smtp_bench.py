@@ -10,6 +10,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "smtp.py"
 
 
+@pytest.mark.sqlite_only("the bench runs in a subprocess, on SQLite (bench/scaleout.py measures PostgreSQL)")
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("smtp-source") is None, reason="smtp-source (postfix) not installed")
 def test_bench_quick():

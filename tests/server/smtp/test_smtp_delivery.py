@@ -199,6 +199,7 @@ def test_submission_adds_missing_date_and_message_id(smtp_server):
     assert b"Message-ID" not in smtp_server.inbox("dora")[-1]
 
 
+@pytest.mark.sqlite_only("injects a failing write into the SQLite store's segment files")
 def test_disk_full_defers_with_452_and_the_retry_is_delivered_whole(smtp_server, monkeypatch):
     """A full disk during delivery: 452 4.3.1 (the sender keeps the message and retries,
     as with Postfix), nothing half-stored; once there is room the retry is stored whole."""
@@ -215,6 +216,7 @@ def test_disk_full_defers_with_452_and_the_retry_is_delivered_whole(smtp_server,
     assert len(after) == before + 1 and after[-1].endswith(MSG)
 
 
+@pytest.mark.sqlite_only("fakes the free space of the SQLite store's disk")
 def test_mail_is_refused_with_452_when_the_disk_is_nearly_full(smtp_server, monkeypatch):
     """As Postfix: the store's disk must have 1.5 times the largest accepted message free
     (or 1.5 times a larger declared SIZE), else MAIL gets 452 4.3.1 before any data is sent."""

@@ -4,6 +4,7 @@ import io
 import subprocess
 import sys
 
+import pytest
 from conftest import DOMAIN
 
 from postroom.smtp import sendmail
@@ -49,6 +50,7 @@ def test_errors(smtp_server):
     assert run(smtp_server, ["bad@@x"], b"x\n")[0] == sendmail.EX_DATAERR
 
 
+@pytest.mark.sqlite_only("the sendmail subprocess stores on SQLite")
 def test_cli_subprocess(smtp_server):
     before = len(smtp_server.inbox("dora"))
     p = subprocess.run([sys.executable, "-m", "postroom.cli", "-c", str(smtp_server.cfg.path), "sendmail",
@@ -58,6 +60,7 @@ def test_cli_subprocess(smtp_server):
     assert len(smtp_server.inbox("dora")) == before + 1
 
 
+@pytest.mark.sqlite_only("the sendmail subprocess stores on SQLite")
 def test_cli_options_before_recipients(smtp_server):
     """Cron and scripts put sendmail's options first (regression: argparse rejected them)."""
     before = len(smtp_server.inbox("dora"))

@@ -14,8 +14,8 @@ from postroom.imap.parser.seqset import STAR, SequenceSet
 from postroom.imap.selected import SelectedMailbox
 from postroom.mime import header_section, parse, section
 from postroom.mime.headers import split_header
+from postroom.storage.index import MessageIndex, RowCache
 from postroom.storage.models import Mailbox
-from postroom.storage.sqlite.index import MessageIndex, RowCache
 
 FLAGS = ["\\Seen", "\\Flagged", "\\Deleted", "\\Recent", "work"]
 DAY = 86400

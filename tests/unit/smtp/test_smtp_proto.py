@@ -261,3 +261,26 @@ def test_etrn():
     codes, _ = run(session(trusted=True), "ETRN busy.example", "EHLO c.example", "MAIL FROM:<a@b.example>",
                    "ETRN busy.example")
     assert codes == [503, 250, 250, 503]  # after EHLO and outside a transaction only
+
+
+def test_an_unavailable_store_at_rcpt_is_a_temporary_error_and_the_session_goes_on():
+    """A database restarting under RCPT (scale-out on PostgreSQL): 451, not a 421 that drops the
+    session with a traceback logged; the next RCPT, once the store is back, is accepted."""
+    from postroom.errors import StoreUnavailable
+
+    s = session()
+    real = s.backend.resolve
+    calls = []
+
+    async def flaky(path):
+        calls.append(path)
+        if len(calls) == 1:
+            raise StoreUnavailable("connection lost")
+        return await real(path)
+
+    s.backend.resolve = flaky
+    got, replies = run(s, "EHLO c.example", "MAIL FROM:<x@else.example>", "RCPT TO:<joe@example.org>",
+                       "RCPT TO:<joe@example.org>")
+    assert got == [250, 250, 451, 250]
+    assert replies[2].status == "4.3.0"
+    assert s.errors == 0

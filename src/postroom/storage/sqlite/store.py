@@ -18,7 +18,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import sqlite3
 import time
@@ -27,8 +26,6 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Sequence
-
-import orjson
 
 from ...errors import (
     AccountExists,
@@ -56,6 +53,13 @@ from ..api import (  # sieve scripts
     SieveScriptQuota,
     sieve_script_name_problem,
 )
+from ..common import BARE_LF
+from ..common import dump_structure as _dump_structure
+from ..common import flags_str as _flags_str
+from ..common import idate as _idate
+from ..common import load_structure as _load_structure
+from ..common import norm_mailbox as _norm_mailbox
+from ..index import ROW_COLS, MessageIndex, RowCache
 from ..models import (
     DEFAULT_MAILBOXES,
     HIERARCHY_SEPARATOR,
@@ -76,7 +80,6 @@ from ..models import (
 from ..watch import Watch, WatchHub
 from .backup import BackupResult, backup
 from .engine import Engine, WriteRequest
-from .index import ROW_COLS, MessageIndex, RowCache
 from .schema import migrate
 from .segments import SEALED_AFTER, SegmentReader
 
@@ -111,26 +114,7 @@ LARGE_MESSAGE = 1024 * 1024
 _log = logging.getLogger("postroom.store")
 _STRUCTURE_CACHE = 10000  # parsed MIME structures kept in memory (LRU by blob)
 _INDEXED_MAILBOXES = 256  # message indexes kept in memory (LRU by mailbox)
-_BARE_LF = re.compile(rb"(?<!\r)\n")  # parse such messages off the event loop
-
-
-def _dump_structure(d: dict[str, Any]) -> str:
-    """JSON text of a parsed structure; orjson is several times faster on the delivery path.
-
-    Header text with 8-bit garbage carries lone surrogates (see postroom.mime.model),
-    which orjson refuses: those few go through the json module, which escapes them.
-    """
-    try:
-        return orjson.dumps(d).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(d, separators=(",", ":"))
-
-
-def _load_structure(text: str | bytes) -> Any:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # escaped lone surrogates
-        return json.loads(text)
+_BARE_LF = BARE_LF  # parse such messages off the event loop
 
 
 def _damaged(msg: MessageInfo, seg: str, off: str | int, exc: OSError) -> MessageDamaged:
@@ -139,35 +123,12 @@ def _damaged(msg: MessageInfo, seg: str, off: str | int, exc: OSError) -> Messag
                           f"(segment {seg}, offset {off}): {reason}")
 
 
-def _norm_mailbox(name: str) -> str:
-    # RFC 3501 §5.1: INBOX is case-insensitive; everything else is case-sensitive.
-    if name.upper() == "INBOX":
-        return "INBOX"
-    if name[:6].upper() == "INBOX" + HIERARCHY_SEPARATOR:
-        return "INBOX" + name[5:]
-    return name
-
-
-def _flags_str(flags: frozenset[str] | set[str]) -> str:
-    return " ".join(sorted(flags))
-
-
 def _mailbox(row: tuple[Any, ...]) -> Mailbox:
     return Mailbox(*row)
 
 
 FREE_SPACE_TTL = 1.0  # seconds a free_space() answer is reused
 QUOTA_TTL = 10.0  # seconds an account seen without quota limits is taken to have none
-
-
-def _idate(internaldate: datetime | None) -> tuple[int, int]:
-    """INTERNALDATE as (UTC seconds, zone offset in minutes); None: now, in the server's zone
-    (cheaper than datetime on the delivery path)."""
-    if internaldate is None:
-        now = time.time()
-        return int(now), time.localtime(now).tm_gmtoff // 60
-    offset = internaldate.utcoffset()
-    return int(internaldate.timestamp()), int(offset.total_seconds() // 60) if offset is not None else 0
 
 
 class SqliteStore:

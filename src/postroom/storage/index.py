@@ -17,12 +17,14 @@ collected once per index and flag.
 from __future__ import annotations
 
 from bisect import bisect_left
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
-from ..models import Mailbox, MailboxStatus, MessageInfo
+from .models import Mailbox, MailboxStatus, MessageInfo
 
-# The columns of a row, after the UID key: see ROW_COLS.
+# The columns of a row, after the UID key, as the SQLite store reads them; the PostgreSQL store
+# reads the same layout (postgresql/messages.py ROW_COLS: its blob reference is "pg, 0, size").
 ROW_COLS = "uid, modseq, flags, internaldate, tzoffset, size, blob_id, segment, offset, length, savedate"
 _FLAGS, _SIZE = 2, 5
 
@@ -33,9 +35,13 @@ class RowCache:
     """Interning of decoded flags strings and time zones: a mailbox of 100,000 messages
     shares a handful of flag sets and one zone."""
 
-    def __init__(self) -> None:
+    def __init__(self, segment: str | None = None) -> None:
         self.flags: dict[str, frozenset[str]] = {"": frozenset()}
         self.zones: dict[int, timezone] = {}
+        # Replaces the rows' segment in ``MessageInfo.blob`` (the PostgreSQL store: a token of
+        # the store instance, so that blob references of two databases opened in one process,
+        # whose ids overlap, never look alike to process-wide caches keyed by them).
+        self.segment = segment
 
     def flagset(self, s: str) -> frozenset[str]:
         f = self.flags.get(s)
@@ -60,8 +66,8 @@ class RowCache:
         uid, modseq, flags, idate, tzoff, size, blob_id, seg, off, length, saved = row
         return MessageInfo(mailbox_id, uid, modseq, self.flagset(flags),
                            datetime.fromtimestamp(idate, self.zone(tzoff)), size,
-                           f"{blob_id}:{seg}:{off}:{length}",
-                           None if saved is None else datetime.fromtimestamp(saved, timezone.utc))
+                           f"{blob_id}:{seg if self.segment is None else self.segment}:{off}:{length}",
+                           None if saved is None else datetime.fromtimestamp(saved, UTC))
 
 
 class MessageIndex:
@@ -70,7 +76,7 @@ class MessageIndex:
     Implements :class:`postroom.storage.api.MessageIndex`.
     """
 
-    __slots__ = ("mailbox", "recent_uid", "uids", "_rows", "_decode", "_infos", "_flagged", "_status", "_uid_set")
+    __slots__ = ("_decode", "_flagged", "_infos", "_rows", "_status", "_uid_set", "mailbox", "recent_uid", "uids")
 
     def __init__(self, mailbox: Mailbox, recent_uid: int, rows: dict[int, Row], uids: list[int],
                  decode: RowCache) -> None:
@@ -86,11 +92,11 @@ class MessageIndex:
         self._uid_set: frozenset[int] | None = None
 
     @classmethod
-    def build(cls, mailbox: Mailbox, recent_uid: int, rows: Iterable[Row], decode: RowCache) -> "MessageIndex":
+    def build(cls, mailbox: Mailbox, recent_uid: int, rows: Iterable[Row], decode: RowCache) -> MessageIndex:
         by_uid = {r[0]: r for r in rows}
         return cls(mailbox, recent_uid, by_uid, sorted(by_uid), decode)
 
-    def updated(self, mailbox: Mailbox, recent_uid: int, changed: list[Row], expunged: list[int]) -> "MessageIndex":
+    def updated(self, mailbox: Mailbox, recent_uid: int, changed: list[Row], expunged: list[int]) -> MessageIndex:
         """A new index: this one plus the rows changed and minus the UIDs expunged since."""
         if not changed and not expunged:
             if mailbox == self.mailbox and recent_uid == self.recent_uid:
