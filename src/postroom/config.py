@@ -204,6 +204,8 @@ class Limits:
     login_timeout: float = 180.0
     line_length: int = 8192
     auth_failures_per_ip: int = 10  # failures per minute before delays grow
+    # How long a verified password is remembered (auth/verified.py); 0 checks every login.
+    auth_cache: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +342,7 @@ def from_dict(data: dict[str, Any], path: Path) -> Config:
         login_timeout=lim.convert("login_timeout", parse_duration, dl.login_timeout),
         line_length=lim.get("line_length", int, dl.line_length),
         auth_failures_per_ip=lim.get("auth_failures_per_ip", int, dl.auth_failures_per_ip),
+        auth_cache=lim.convert("auth_cache", parse_duration, dl.auth_cache),
     )
     for name in ("connections", "connections_per_ip", "line_length"):
         if getattr(limits, name) < 1:

@@ -91,7 +91,8 @@ class Server:
                 await store.add_domain(d)
         tls = server_context(cfg.tls_cert, cfg.tls_key)
         # Failed-login counters: shared by every node when the store is PostgreSQL.
-        auth = Authenticator(store, cfg.limits.auth_failures_per_ip, failures=failure_log_for(cfg))
+        auth = Authenticator(store, cfg.limits.auth_failures_per_ip, failures=failure_log_for(cfg),
+                             cache_ttl=cfg.limits.auth_cache)
         try:
             await auth.open()
         except BaseException:
@@ -251,6 +252,7 @@ class Server:
         raise_open_files(cfg.limits.connections, self.log)  # a reload may raise [limits] connections
         self.cfg = cfg
         self.ctx.config = cfg
+        self.ctx.auth.verified.ttl = cfg.limits.auth_cache
         self.ctx.state.clear()
         self.ctx.state["runtime"] = self
         self.log.info("configuration reloaded from %s", path)

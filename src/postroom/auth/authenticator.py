@@ -23,6 +23,7 @@ from ..storage.api import Store
 from ..storage.models import Account
 from .passwords import hash_password, needs_rehash, verify_password
 from .throttle import WINDOW, FailureLog, LocalFailures  # noqa: F401 - WINDOW: its old home
+from .verified import VerifiedLogins
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -46,11 +47,14 @@ def failure_log_for(cfg: Config) -> FailureLog:
 
 class Authenticator:
     def __init__(self, store: Store, max_failures_per_ip: int = 10, base_delay: float = 1.0,
-                 failures: FailureLog | None = None) -> None:
+                 failures: FailureLog | None = None, cache_ttl: float = 0.0) -> None:
         self.store = store
         self.max_failures = max_failures_per_ip
         self.base_delay = base_delay
         self.failures: FailureLog = failures if failures is not None else LocalFailures()
+        # Verified credentials ([limits] auth_cache): a reconnect storm costs one hash check
+        # per account, not per connection (auth/verified.py).
+        self.verified = VerifiedLogins(cache_ttl)
 
     async def open(self) -> None:
         """Connect the failure counters (the shared ones need a database)."""
@@ -78,8 +82,12 @@ class Authenticator:
             await asyncio.sleep(self.base_delay)
             return AuthResult(None, throttled=True)
         account = await self.store.get_account(username) if username else None
-        stored = account.password_hash if account else _dummy_hash()
-        ok = await asyncio.to_thread(verify_password, stored, password)
+        if account is not None:
+            stored = account.password_hash
+            ok = await self.verified.verify(username, stored, password,
+                                            lambda: asyncio.to_thread(verify_password, stored, password))
+        else:
+            ok = await asyncio.to_thread(verify_password, _dummy_hash(), password)
         if ok and account is not None:
             if needs_rehash(account.password_hash):
                 await self.store.set_password_hash(account.address, await asyncio.to_thread(
