@@ -23,6 +23,7 @@ cost. Each MX column also prints how many queries reached the fixture.
     python bench/mailauth.py --quick            # a smoke run (CI)
     python bench/mailauth.py --only postfix+checks --only checks-on
     python bench/mailauth.py --cpu 2000         # server CPU a message, checks on / off, 3 rounds
+    PYTHONPATH=/tmp/before/src python bench/mailauth.py --cpu 2000   # the same, another copy of src
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT / "tests"), str(ROOT / "src")]
+# This tree's src last: a PYTHONPATH naming another copy of the code (an A/B run, see
+# docs/mailauth.md "Cost") then holds for parts 1 and 2 too, as it does for the servers.
+sys.path[:0] = [str(HERE), str(ROOT / "tests")]
+sys.path.append(str(ROOT / "src"))
 
 import mailauth_peer as peer  # noqa: E402  (Postfix plain and with OpenDKIM, OpenDMARC, policyd-spf)
 import smtp as smtp_bench  # noqa: E402  (bench/smtp.py: the Postroom and Postfix runners)

@@ -261,7 +261,14 @@ def sign(message: bytes, keys: Sequence[DkimKey], headers: Sequence[str] = DEFAU
 # -- verifying ----------------------------------------------------------------------------
 
 def _text(value: bytes | None) -> str:
+    if value and len(value) <= 255:  # the usual: a key a hostile field makes is bounded
+        return _short_text(value)
     return clean(value.decode("utf-8", "replace"), 255) if value else ""
+
+
+@lru_cache(maxsize=4096)  # pure: a sender's d=, s= and a= are the same on each message
+def _short_text(value: bytes) -> str:
+    return clean(value.decode("utf-8", "replace"), 255)
 
 
 def _b_values(raw: list[bytes]) -> list[bytes]:
@@ -388,21 +395,33 @@ def _body_hash(body: bytes, tags: dict[bytes, bytes], canon: CanonicalizationPol
     return got
 
 
-def _hash_headers(h: Any, canon: CanonicalizationPolicy, headers: list[tuple[bytes, bytes]], names: list[bytes],
-                  include: list[bytes], field: tuple[bytes, bytes]) -> None:
-    """``dkim.hash_headers``, byte for byte, with the fields' lower-case names computed once
-    per message (``names``) rather than once per signature and listed name.
+def _hash_headers(h: Any, canon: CanonicalizationPolicy, fields: list[Any], names: list[bytes],
+                  done: dict[int, Any], include: list[bytes], field: tuple[bytes, bytes]) -> None:
+    """``dkim.hash_headers(h, canon, canon.canonicalize_headers(fields), include, field, ...)``,
+    byte for byte (tests/unit/mailauth/test_dkim_hash.py), with less work:
 
-    RFC 6376 §5.4.2: each name in ``h=`` takes the last instance not yet taken, from the
-    bottom up; a name with none left adds nothing."""
-    selected: list[tuple[bytes, bytes]] = []
+    * the fields' lower-case names (``names``) computed once per message rather than once
+      per signature and listed name;
+    * only the fields that ``h=`` selects canonicalized, each once per message and
+      canonicalization (``done``, by index): the other DKIM-Signature fields, Received
+      and the like, most of a header block and all of its folded lines, never are.
+
+    Selecting by the raw names is selecting by the canonical ones: both canonicalizations
+    keep a name as it is but for case (relaxed also strips trailing blanks, and a name
+    from :func:`canon.rfc822_parse` has none). RFC 6376 §5.4.2: each name in ``h=``
+    takes the last instance not yet taken, from the bottom up; a name with none left
+    adds nothing."""
+    selected: list[Any] = []
     last: dict[bytes, int] = {}
     for name in include:
-        i = last.get(name, len(headers))
+        i = last.get(name, len(fields))
         while i > 0:
             i -= 1
             if names[i] == name:
-                selected.append(headers[i])
+                got = done.get(i)
+                if got is None:
+                    got = done[i] = canon.canonicalize_headers([fields[i]])[0]
+                selected.append(got)
                 break
         last[name] = i
     sig = canon.canonicalize_headers([(field[0], strip_b_value(field[1]))])
@@ -410,6 +429,16 @@ def _hash_headers(h: Any, canon: CanonicalizationPolicy, headers: list[tuple[byt
         h.update(x)
         h.update(b":")
         h.update(y)
+
+
+@lru_cache(maxsize=64)
+def _policy(c: bytes) -> CanonicalizationPolicy | None:
+    """dkimpy's policy for a ``c=`` value, ``None`` when unknown: made once per value (a
+    policy holds nothing but the two algorithms, and nothing changes it)."""
+    try:
+        return CanonicalizationPolicy.from_c_value(c)
+    except dkim.InvalidCanonicalizationPolicyError:
+        return None
 
 
 def _verify_signature(fields: list[Any], body: bytes, field: tuple[bytes, bytes], tags: dict[bytes, bytes],
@@ -422,22 +451,23 @@ def _verify_signature(fields: list[Any], body: bytes, field: tuple[bytes, bytes]
     operation is OpenSSL's (cryptography), not dkimpy's pure-Python RSA, which costs ten
     times more.
     """
-    try:
-        canon = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
-    except dkim.InvalidCanonicalizationPolicyError:
-        raise _Outcome("permerror", "unknown canonicalization") from None
+    canon = _policy(tags.get(b"c", b"simple/simple"))
+    if canon is None:
+        raise _Outcome("permerror", "unknown canonicalization")
     if _body_hash(body, tags, canon, memo) != base64.b64decode(tags[b"bh"].translate(None, _WS)):
         raise _Outcome("fail", "body hash did not verify")
     include = [x.lower() for x in _H_SEP.split(tags[b"h"])]
     if b"from" in include:  # as dkimpy: a second From added in transit breaks the signature
         include.append(b"from")
     h = hashlib.sha256()
+    names = memo.get((b"names", None))
+    if names is None:  # as the body: once a message for all the signatures
+        names = memo[(b"names", None)] = [f[0].lower() for f in fields]
     hkey = (b"headers:" + canon.header_algorithm.name, None)
-    got = memo.get(hkey)
-    if got is None:  # as the body: once per canonicalization for all the signatures
-        headers = canon.canonicalize_headers(fields)
-        got = memo[hkey] = (headers, [n.lower() for n, _v in headers])
-    _hash_headers(h, canon, got[0], got[1], include, field)
+    done = memo.get(hkey)
+    if done is None:  # the fields canonicalized so far, by index: once per canonicalization
+        done = memo[hkey] = {}
+    _hash_headers(h, canon, fields, names, done, include, field)
     signature = base64.b64decode(tags[b"b"].translate(None, _WS))
     try:
         if isinstance(pub, rsa.RSAPublicKey):  # RFC 8017 RSASSA-PKCS1-v1_5 over SHA-256

@@ -91,6 +91,7 @@ async def check(resolver: Resolver, settings: MailauthSettings, authserv_id: str
     """Every check of one message received from ``ip``; never raises for bad input."""
     from .arc import has_chain
     from .results import authentication_results, strip_forged
+    from .spf import kept
 
     start = time.monotonic()
     message, removed = strip_forged(message, authserv_id)
@@ -100,6 +101,12 @@ async def check(resolver: Resolver, settings: MailauthSettings, authserv_id: str
             _dkim(resolver, message, settings),
             _arc(resolver, message, settings.timeout),
         )
+    elif (both := kept(resolver, ip, mail_from, helo)) is not None:
+        # A sender seen before: both SPF results kept (as long as their DNS answers), so no
+        # task for SPF; DKIM runs in this task.
+        arc = ArcResult("none")
+        spf, helo_result = both
+        dkim = await _dkim(resolver, message, settings)
     else:  # most mail: no ARC chain to look at; DKIM runs in this task, SPF beside it
         arc = ArcResult("none")
         spf_task = asyncio.ensure_future(_spf(resolver, ip, helo, mail_from, settings.timeout))

@@ -28,6 +28,7 @@ included. Lines end at LF (a CR before it belongs to the line ending), as in
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .model import ArcResult, Checks, DkimResult, DmarcResult, SpfResult
 
@@ -52,6 +53,7 @@ def _printable(text: str) -> str:
     return " ".join(out.split())
 
 
+@lru_cache(maxsize=4096)  # pure: the same reasons, domains and selectors on every message of a sender
 def comment(text: str) -> str:
     """``(text)`` as an RFC 5322 §3.2.2 comment, or ``""`` for no text."""
     text = _printable(text)[:COMMENT_MAX].rstrip()
@@ -60,6 +62,7 @@ def comment(text: str) -> str:
     return "(" + re.sub(r"([()\\])", r"\\\1", text) + ")"
 
 
+@lru_cache(maxsize=4096)
 def value(text: str) -> str:
     """A property value (RFC 8601 §2.2 ``pvalue``): as it is when a token or an address,
     a quoted-string otherwise."""
@@ -81,6 +84,24 @@ def _resinfo(method: str, result: str, note: str, props: list[tuple[str, str]]) 
         parts.append(c)
     parts += [f"{name}={value(v)}" for name, v in props if v]
     return parts
+
+
+# The SPF, DMARC and ARC lines of a sender seen before are the same result objects (or
+# equal ones) on each of its messages: each is folded once (a DKIM line carries header.b,
+# which differs per message, and is not kept).
+@lru_cache(maxsize=1024)
+def _folded_spf(r: SpfResult) -> str:
+    return _fold(_spf(r))
+
+
+@lru_cache(maxsize=1024)
+def _folded_dmarc(r: DmarcResult) -> str:
+    return _fold(_dmarc(r))
+
+
+@lru_cache(maxsize=256)
+def _folded_arc(r: ArcResult) -> str:
+    return _fold(_arc(r))
 
 
 def _spf(r: SpfResult) -> list[str]:
@@ -123,20 +144,19 @@ def _fold(parts: list[str], width: int = 78) -> str:
 
 def authentication_results(authserv_id: str, checks: Checks) -> bytes:
     """Our Authentication-Results field, folded and CRLF-terminated (RFC 8601 §2.2)."""
-    resinfos: list[list[str]] = []
+    resinfos: list[str] = []
     spf = checks.spf or checks.helo
     if spf is not None:
-        resinfos.append(_spf(spf))
-    resinfos += [_dkim(d) for d in checks.dkim]
+        resinfos.append(_folded_spf(spf))
+    resinfos += [_fold(_dkim(d)) for d in checks.dkim]
     if checks.dmarc is not None:
-        resinfos.append(_dmarc(checks.dmarc))
+        resinfos.append(_folded_dmarc(checks.dmarc))
     if checks.arc is not None:
-        resinfos.append(_arc(checks.arc))
+        resinfos.append(_folded_arc(checks.arc))
     head = f"{FIELD}: {value(authserv_id)};"
     if not resinfos:
         return (head + " none\r\n").encode("ascii")
-    body = ";\r\n".join(_fold(parts) for parts in resinfos)
-    return (head + "\r\n" + body + "\r\n").encode("ascii")
+    return (head + "\r\n" + ";\r\n".join(resinfos) + "\r\n").encode("ascii")
 
 
 # -- removing forged fields ----------------------------------------------------------

@@ -44,6 +44,7 @@ import logging
 import re
 import threading
 import time
+from functools import lru_cache
 from typing import Any
 
 import dns.exception
@@ -110,6 +111,7 @@ pyspf.DNSLookup = _lookup  # once, for the process: pyspf never uses the system 
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
+@lru_cache(maxsize=4096)  # a pure function of the text: the same HELO and sender domains come again
 def _domain(text: str) -> str | None:
     """``text`` as a lower-case A-label domain name, or ``None`` when it is not one.
 
@@ -132,6 +134,17 @@ def _domain(text: str) -> str | None:
     if len(text) > 253 or not all(_LABEL.fullmatch(label) for label in text.split(".")):
         return None
     return text
+
+
+@lru_cache(maxsize=4096)
+def _client(ip: str) -> str | None:
+    """The client address in its normal text form (an IPv6 zone id is no part of it), or
+    ``None`` when ``ip`` is not an IP address. Cached: ``ipaddress`` costs more than the
+    rest of a check answered from :func:`kept`."""
+    try:
+        return str(ipaddress.ip_address(ip.split("%", 1)[0]))
+    except ValueError:
+        return None
 
 
 def _split(mail_from: str) -> tuple[str, str]:
@@ -261,9 +274,8 @@ async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str,
     local, domain_text = _split(mail_from)
     domain = _domain(domain_text) if mail_from else helo_domain
     scope = "mailfrom" if mail_from else "helo"
-    try:
-        client = str(ipaddress.ip_address(ip.split("%", 1)[0]))  # an IPv6 zone id is no part of it
-    except ValueError:  # the caller's bug, not the sender's: say so rather than raise
+    client = _client(ip)
+    if client is None:  # the caller's bug, not the sender's: say so rather than raise
         shown = domain or clean(domain_text if mail_from else helo, 253)
         return SpfResult("permerror", shown, scope, clean(f"client address {ip!r} is not an IP address")), None
 
@@ -280,12 +292,37 @@ async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str,
         return result, result
     if helo_domain is None:
         return await _check(resolver, client, local, domain, helo, "mailfrom", timeout), None
-    if "." in domain and "." in helo_domain:  # both kept from an earlier message: no tasks
-        mailfrom_hit = _cached(resolver, (client, local, domain, helo, "mailfrom"))
-        helo_hit = _cached(resolver, (client, "postmaster", helo_domain, helo, "helo"))
-        if mailfrom_hit is not None and helo_hit is not None:
-            return mailfrom_hit, helo_hit
+    both = _both_kept(resolver, client, local, domain, helo, helo_domain)
+    if both is not None:  # both kept from an earlier message: no tasks
+        return both
     mailfrom_check = _check(resolver, client, local, domain, helo, "mailfrom", timeout)
     mailfrom_result, helo_result = await asyncio.gather(
         mailfrom_check, _check(resolver, client, "postmaster", helo_domain, helo, "helo", timeout))
     return mailfrom_result, helo_result
+
+
+def _both_kept(resolver: Resolver, client: str, local: str, domain: str, helo: str,
+               helo_domain: str) -> tuple[SpfResult, SpfResult] | None:
+    if "." not in domain or "." not in helo_domain:
+        return None
+    mailfrom_hit = _cached(resolver, (client, local, domain, helo, "mailfrom"))
+    if mailfrom_hit is None:
+        return None
+    helo_hit = _cached(resolver, (client, "postmaster", helo_domain, helo, "helo"))
+    return None if helo_hit is None else (mailfrom_hit, helo_hit)
+
+
+def kept(resolver: Resolver, ip: str, mail_from: str, helo: str) -> tuple[SpfResult, SpfResult] | None:
+    """What :func:`check_spf` would return, when both its results (MAIL FROM and HELO) are
+    kept from an earlier message and so need no lookup and no task: the common case of a
+    sender that sends a lot. ``None`` otherwise (then call :func:`check_spf`)."""
+    if not mail_from:
+        return None  # the HELO check is the MAIL FROM one: check_spf asks it once
+    client = _client(ip)
+    helo = helo.strip()
+    helo_domain = _domain(helo)
+    local, domain_text = _split(mail_from)
+    domain = _domain(domain_text)
+    if client is None or domain is None or helo_domain is None:
+        return None
+    return _both_kept(resolver, client, local, domain, helo, helo_domain)

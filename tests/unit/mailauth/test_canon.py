@@ -11,7 +11,7 @@ _PIECES = st.sampled_from([b" ", b"  ", b"\t", b" \t ", b"\r\n", b"\r", b"\n", b
 _BODIES = st.lists(_PIECES, max_size=60).map(b"".join) | st.binary(max_size=200)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(_BODIES)
 def test_same_output_as_dkimpy(body: bytes) -> None:
     assert canon.compress_whitespace(body) == canon.original_compress_whitespace(body)
@@ -33,7 +33,7 @@ _LINES = st.lists(st.sampled_from([b"From: a@b.test", b"Subject: x", b" folded",
 _ENDS = st.lists(st.sampled_from([b"\r\n", b"\n"]), min_size=12, max_size=12)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(_LINES, _ENDS, st.binary(max_size=40))
 def test_rfc822_parse_as_dkimpy(lines: list[bytes], ends: list[bytes], tail: bytes) -> None:
     import dkim
@@ -54,7 +54,7 @@ _FIELD_PIECES = st.sampled_from([b"b", b"=", b" ", b"\t", b"\r\n", b"\n", b"\r",
                                  b"h", b"x", b"0", b"\r\n ", b"\x0b", b"\x0c", b"\xa0", b" b=", b"bh="])
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(_FIELD_PIECES, max_size=40).map(b"".join) | st.binary(max_size=80))
 def test_strip_b_value_as_dkimpy(value: bytes) -> None:
     import dkim
@@ -62,21 +62,21 @@ def test_strip_b_value_as_dkimpy(value: bytes) -> None:
     assert canon.strip_b_value(value) == dkim.RE_BTAG.sub(b"\\1", value)
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from([b"a", b":", b"\r\n", b"\n", b"\r", b" "]), max_size=30).map(b"".join))
 def test_header_end_as_split(message: bytes) -> None:
     head = message.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     assert message[:canon.header_end(message)] == head
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(st.sampled_from([b"a", b":", b"\r\n", b"\n", b"\r", b" ", b"\n\r"]), max_size=30).map(b"".join))
 def test_blank_line_as_the_regex(message: bytes) -> None:
     m = canon._BLANK_LINE.search(message)
     assert canon.blank_line(message) == (None if m is None else (m.start(), m.end()))
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.lists(st.sampled_from([b"From: a", b"x", b" y", b"\r\n", b"\n", b"\r", b"\r\r\n"]), max_size=20)
        .map(b"".join))
 def test_header_lines_split_as_the_regex(block: bytes) -> None:

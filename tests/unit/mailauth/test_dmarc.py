@@ -354,7 +354,7 @@ def test_from_domains(message: bytes, domains: list[str] | None) -> None:
 
 
 @given(st.binary(max_size=400))
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 def test_from_domains_never_raises(data: bytes) -> None:
     got = from_domains(b"From: " + data + b"\r\n\r\nbody")
     assert got is None or all(isinstance(d, str) and d == d.lower() for d in got)
@@ -369,7 +369,7 @@ _RECORD_TEXT = st.one_of(
 
 
 @given(_RECORD_TEXT)
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 def test_parse_record_never_raises(text: str) -> None:
     rec = parse_record(text)
     if rec is not None:

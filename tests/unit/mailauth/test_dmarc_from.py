@@ -32,7 +32,7 @@ _PIECES = st.sampled_from([b"From: a@b.example", b"FROM :x@y", b"from\t: <c@d>",
                            b" folded", b"\tmore", b"DKIM-Signature: v=1;", b"\r\n", b"\n", b"\r", b":", b""])
 
 
-@settings(max_examples=1000)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(_PIECES, max_size=25).map(b"".join))
 def test_from_values_as_every_field(message: bytes) -> None:
     expected = tuple(v for n, v in _every_field(message) if n == b"from")

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/dnsfixture
 
 from dnsfixture import DnsFixture  # noqa: E402
 from postroom.mailauth.model import SPF_RESULTS, SpfResult  # noqa: E402
-from postroom.mailauth.spf import REASON_MAX, check_spf  # noqa: E402
+from postroom.mailauth.spf import REASON_MAX, check_spf, kept  # noqa: E402
 from postroom.resolver import DnsSettings, Resolver  # noqa: E402
 
 IP = "192.0.2.7"
@@ -436,3 +436,23 @@ def test_results_are_kept_as_long_as_their_answers() -> None:
             await asyncio.sleep(1.1)
             return (await check_spf(resolver, IP, "a@cached.test", HELO, 1.0))[0].result
         assert asyncio.run(again()) == "fail"
+
+
+def test_kept_answers_as_check_spf_without_a_lookup() -> None:
+    """``kept`` (inbound.check's way to skip the SPF task) gives what check_spf gives once
+    both results are kept, and ``None`` whenever check_spf would have to do more."""
+    with DnsFixture(ttl=300) as dns:
+        dns.txt("kept.test", f"v=spf1 ip4:{IP} -all")
+        dns.txt(HELO, "v=spf1 -all")
+        resolver = Resolver(DnsSettings(nameserver=(dns.host, dns.port), timeout=1.0, attempts=1))
+        assert kept(resolver, IP, "a@kept.test", HELO) is None  # nothing kept yet
+        first = asyncio.run(check_spf(resolver, IP, "a@kept.test", HELO, 1.0))
+        asked = len(dns.queries)
+        assert kept(resolver, IP, "a@kept.test", f"  {HELO} ") == first  # HELO stripped, as check_spf
+        assert (first[0].result, first[1] and first[1].result) == ("pass", "fail")
+        assert len(dns.queries) == asked
+        assert kept(resolver, "192.0.2.8", "a@kept.test", HELO) is None  # another client
+        assert kept(resolver, IP, "b@kept.test", HELO) is None  # another local part (macros may use it)
+        assert kept(resolver, IP, "", HELO) is None  # null sender: check_spf asks the HELO check once
+        assert kept(resolver, IP, "a@kept.test", "[192.0.2.7]") is None  # no HELO domain
+        assert kept(resolver, "not an ip", "a@kept.test", HELO) is None
