@@ -19,6 +19,7 @@ script costs less than 20 % of delivery throughput.
     python bench/sieve.py --quick         # smoke run (tests/bench/test_sieve_bench.py)
     python bench/sieve.py --workers 1     # Postroom with one worker process (default 2)
     python bench/sieve.py --in-process    # CPU per delivery of the Sieve stage, in one process
+    python bench/sieve.py --only rules    # one kind of server run: its CPU per delivery (A/B of two trees)
 
 ``--in-process`` measures what the throughput runs cannot on a shared machine: the CPU
 time (all threads of this process, ``time.process_time``) of ``deliver_local`` over the
@@ -408,12 +409,15 @@ def main() -> int:
     ap.add_argument("--in-process", action="store_true",
                     help="CPU per delivery of deliver_local (no script, 30 rules) and of evaluate, in this process")
     ap.add_argument("--only", choices=("none", "rules", "evaluate"),
-                    help="with --in-process: only this part (for instruction counts under callgrind)")
+                    help="only this part: with --in-process, for instruction counts under callgrind; "
+                         "without, one kind of server run (its CPU per delivery, no ratio)")
     args = ap.parse_args()
     if args.quick:
         args.messages, args.clients, args.rounds = 300, 4, 1
     if args.in_process:
         return in_process(args)
+    if args.only == "evaluate":
+        ap.error("--only evaluate needs --in-process")
     base = Path(tempfile.mkdtemp(prefix="postroom-bench-sieve-"))
     best: dict[str, float] = {"no script": 0.0, "30 rules": 0.0}
     cpu: dict[str, list[float]] = {"no script": [], "30 rules": []}
@@ -422,11 +426,15 @@ def main() -> int:
               f"{args.workers} worker(s), best of {args.rounds} round(s)")
         for r in range(args.rounds):
             for key, label, script in (("no script", f"none-{r}", None), ("30 rules", f"script-{r}", SCRIPT)):
+                if args.only is not None and args.only != ("none" if script is None else "rules"):
+                    continue
                 rate, ms = run_once(base, label, script, args.messages, args.clients, args.size, args.workers)
                 best[key] = max(best[key], rate)
                 cpu[key].append(ms)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+    if args.only is not None:
+        return 0
     ratio = best["30 rules"] / best["no script"]
     cost = 1 - ratio
     print(f"no script: {best['no script']:.1f} deliveries/s")

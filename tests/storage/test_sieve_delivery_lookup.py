@@ -26,7 +26,7 @@ def test_get_sieve_delivery_gives_the_address_and_the_active_script(store_factor
             await s.set_active_sieve_script(a.id, "main")
             assert await s.get_sieve_delivery(a.id) == SieveDelivery("u@example.test", ("main", KEEP))
             assert await s.get_sieve_delivery(b.id) == SieveDelivery("v@example.test", None)  # per account
-            # A replaced text is seen at once (no cache), and so is another script made active.
+            # A replaced text is seen at once, and so is another script made active.
             await s.put_sieve_script(a.id, "main", "discard;\r\n")
             assert (await s.get_sieve_delivery(a.id)).script == ("main", "discard;\r\n")
             await s.put_sieve_script(a.id, "away", KEEP, activate=True)
@@ -49,6 +49,33 @@ def test_get_sieve_delivery_sees_what_another_process_committed(store_factory):
             assert (await s2.get_sieve_delivery(a.id)).script is None
             await s1.put_sieve_script(a.id, "main", KEEP, activate=True)
             assert (await s2.get_sieve_delivery(a.id)).script == ("main", KEEP)
+            # s2 keeps the script it read; every kind of change made by s1 is seen at once.
+            await s1.put_sieve_script(a.id, "main", "discard;\r\n")
+            assert (await s2.get_sieve_delivery(a.id)).script == ("main", "discard;\r\n")
+            await s1.rename_sieve_script(a.id, "main", "renamed")
+            assert (await s2.get_sieve_delivery(a.id)).script == ("renamed", "discard;\r\n")
+            await s1.put_sieve_script(a.id, "other", KEEP)
+            await s1.set_active_sieve_script(a.id, "other")
+            assert (await s2.get_sieve_delivery(a.id)).script == ("other", KEEP)
+            await s1.delete_sieve_script(a.id, "renamed")
+            await s1.set_active_sieve_script(a.id, None)
+            assert (await s2.get_sieve_delivery(a.id)).script is None
+    asyncio.run(t())
+
+
+def test_get_sieve_delivery_after_an_account_is_deleted_and_its_id_given_again(store_factory):
+    """The script kept for an account id must not outlive the account: SQLite may give the
+    id of a deleted (last) account to the next one."""
+    async def t():
+        async with store_factory() as s1, store_factory() as s2:
+            await s1.add_domain("example.test")
+            a = await s1.create_account("u@example.test", "{PLAIN}pw")
+            await s1.put_sieve_script(a.id, "main", KEEP, activate=True)
+            assert (await s2.get_sieve_delivery(a.id)).script == ("main", KEEP)
+            await s1.delete_account("u@example.test")
+            b = await s1.create_account("w@example.test", "{PLAIN}pw")
+            got = await s2.get_sieve_delivery(b.id)
+            assert got is not None and got.address == "w@example.test" and got.script is None
     asyncio.run(t())
 
 

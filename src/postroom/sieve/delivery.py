@@ -526,9 +526,16 @@ async def _plan_or_keep(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: 
             # The list _decide fetched for the run, if it did: fileinto :create adds to the names
             # as it goes. Only fileinto needs it.
             mailboxes = d.mailboxes
+            names = None
             if mailboxes is None:
-                mailboxes = await _targets(ctx, rcpt.account_id, [a for a in d.actions if isinstance(a, FileInto)])
-            await _plan(ctx, settings, msg, plan, d, mailboxes)
+                files = [a for a in d.actions if isinstance(a, FileInto)]
+                # The SQLite store keeps each account's mailbox names (no read per delivery).
+                kept_names = getattr(ctx.store, "mailbox_names", None)
+                if files and kept_names is not None and not any(a.special_use for a in files):
+                    names, mailboxes = set(await kept_names(rcpt.account_id)), []
+                else:
+                    mailboxes = await _targets(ctx, rcpt.account_id, files)
+            await _plan(ctx, settings, msg, plan, d, mailboxes, names)
             return plan
         except Exception as e:  # noqa: BLE001 - a bug or a store refusal: logged below, message kept
             exc = e
@@ -560,8 +567,9 @@ async def _targets(ctx: Any, account_id: int, files: list[FileInto]) -> list[Mai
 
 
 async def _plan(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Plan, d: Decision,
-                mailboxes: list[Mailbox]) -> None:
-    """Turn the decision into copies and messages to send, resolving mailboxes."""
+                mailboxes: list[Mailbox], names: set[str] | None = None) -> None:
+    """Turn the decision into copies and messages to send, resolving mailboxes (by the
+    account's mailbox ``names`` when given, else by ``mailboxes``)."""
     if d.edited is not None:
         plan.raw = d.edited
     plan.marks = d.duplicate_marks
@@ -573,7 +581,8 @@ async def _plan(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Plan, d
         redirected_by = {str(v).strip().strip("<>").lower() for v in headers.get_all(REDIRECTED_BY, [])}
         hops = sum(1 for name, _ in headers.items() if name.lower() == "received")
     default = plan.rcpt.mailbox
-    names = {m.name for m in mailboxes}
+    if names is None:
+        names = {m.name for m in mailboxes}
     keep_after = d.implicit_keep
     for a in d.actions:
         if isinstance(a, Keep):

@@ -18,5 +18,8 @@ def test_bench_quick():
     for op in ("SELECT", "FETCH", "SEARCH", "STORE"):
         assert op in res.stdout
     assert "SELECT of 2000 messages" in res.stdout
+    assert "first SELECT after a fresh start" in res.stdout  # issue #22: printed on its own
+    if "dovecot skipped" not in res.stdout:
+        assert "target: FETCH with 2 clients at least 1.5x Dovecot" in res.stdout
     assert "RESYNC of 300 messages" in res.stdout
     assert "QRESYNC SELECT" in res.stdout and "UID FETCH 1:*" in res.stdout

@@ -12,6 +12,7 @@ readable message is sent, then the command ends ``NO [CORRUPTION]`` (RFC 5530).
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Sequence
@@ -86,6 +87,34 @@ class _HeaderCache:
 HEADER_CACHE = _HeaderCache()
 
 
+class _Responses:
+    """Whole FETCH responses (what follows ``* n FETCH ``) of recent FETCHes, shared by the
+    process's sessions, for attribute lists of UID, FLAGS, RFC822.SIZE and top-level header
+    sections only (BODY.PEEK[HEADER.FIELDS (…)], the usual client sync).
+
+    Keyed by the plan, the stored bytes (which fix the header data and the size), the UID,
+    the flags and \\Recent: everything the response is made of, so an entry is never stale. A
+    client that fetches the same headers again (every resync, every device) then costs one
+    lookup per message instead of a header-cache lookup and formatting. Bounded in bytes;
+    emptied at once when full (cheap, and a hit rate that low means little to lose).
+    """
+
+    def __init__(self, limit: int = 8 * 1024 * 1024) -> None:
+        self.limit = limit
+        self.size = 0
+        self.data: dict[tuple[int, str, int, frozenset[str], bool], bytes] = {}
+
+    def put(self, key: tuple[int, str, int, frozenset[str], bool], response: bytes) -> None:
+        self.size += len(response) + len(key[1]) + 120
+        if self.size > self.limit:
+            self.data.clear()
+            self.size = len(response) + len(key[1]) + 120
+        self.data[key] = response
+
+
+RESPONSES = _Responses()
+
+
 def _is_top_header(sec: BodySection) -> bool:
     return not sec.part and sec.text in _TOP_HEADER
 
@@ -137,9 +166,9 @@ class _Plan:
     """What a FETCH attribute list needs, worked out once per distinct list."""
 
     __slots__ = ("items", "sections", "specs", "need_raw", "need_structure", "sets_seen", "want_flags",
-                 "want_modseq", "want_uid", "headers_only", "one_header")
+                 "want_modseq", "want_uid", "headers_only", "one_header", "serial", "reusable")
 
-    def __init__(self, atts: tuple[Any, ...]) -> None:
+    def __init__(self, atts: tuple[Any, ...], serial: int = 0) -> None:
         # Per attribute: (kind, attribute, section spec, response name + SP).
         self.items: list[tuple[int, Any, bytes, bytes]] = []
         for att in atts:
@@ -165,9 +194,14 @@ class _Plan:
         self.want_uid = "UID" in atts
         self.headers_only = all(_is_top_header(x) for x in self.sections)
         self.one_header = self.headers_only and len(self.sections) == 1 and self.sections[0].partial is None
+        # Responses made only of UID, FLAGS, RFC822.SIZE and top-level header sections, none
+        # setting \Seen, are kept in RESPONSES under this plan's serial.
+        self.serial = serial
+        self.reusable = not self.sets_seen and all(kind != _OTHER for kind, _, _, _ in self.items)
 
 
 _PLANS: dict[tuple[Any, ...], _Plan] = {}
+_serials = itertools.count(1)
 
 
 def _plan_for(atts: list) -> _Plan:
@@ -176,7 +210,7 @@ def _plan_for(atts: list) -> _Plan:
     if plan is None:
         if len(_PLANS) >= 256:
             _PLANS.clear()
-        plan = _PLANS[key] = _Plan(key)
+        plan = _PLANS[key] = _Plan(key, next(_serials))
     return plan
 
 
@@ -188,6 +222,8 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
     cache_get = HEADER_CACHE.get
     flags_wire = box.flags_wire
     batch = s.settings.batch
+    reusable, serial = p.reusable, p.serial
+    response_get = RESPONSES.data.get
     missing = False
     damaged: set[int] = set()  # UIDs whose bytes could not be read back
     unknown_cte = False
@@ -197,6 +233,22 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         infos = (await store.message_index(box.id)).messages(chunk)
         if len(infos) != len(chunk):
             missing = True
+        box_uids = box.uids
+        nuids = len(box_uids)
+        has_recent = bool(box.recent)
+        keys = None
+        if reusable:
+            keys = [(serial, m.blob, m.uid, m.flags, has_recent and box.is_recent(m.uid)) for m in infos]
+            got = [response_get(k) for k in keys]
+            if None not in got:  # every response made before: no bytes to read, nothing to format
+                out: list[bytes] = []
+                for m, response in zip(infos, got):
+                    uid = m.uid
+                    seq = bisect_left(box_uids, uid)  # box.seq_of, inlined
+                    if seq < nuids and box_uids[seq] == uid:
+                        out.append(b"* %d FETCH %s" % (seq + 1, response))
+                yield b"".join(out)
+                continue
         seen_changed: set[int] = set()
         if sets_seen:
             unseen = [m.uid for m in infos if "\\Seen" not in m.flags]
@@ -212,10 +264,9 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         pre: list[bytes | None] | None = [None] * len(infos) if p.one_header else None
         raws = await _read(s, infos, p, hits, pre, damaged) if need_raw else [b""] * len(infos)
         parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
-        out: list[bytes] = []
-        box_uids = box.uids
+        out = []
+        box_uids = box.uids  # again: the view may have changed during the reads
         nuids = len(box_uids)
-        has_recent = bool(box.recent)
         for j, (m, raw, parsed) in enumerate(zip(infos, raws, parsed_all)):
             uid = m.uid
             seq = bisect_left(box_uids, uid)  # box.seq_of, inlined
@@ -265,6 +316,11 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
                     items.append(b"MODSEQ (%d)" % m.modseq)
                 if (box.qresync or box.rev2) and not p.want_uid:  # RFC 9051 §7.5.2 too
                     items.append(b"UID %d" % m.uid)
+            if keys is not None:
+                response = b"(%s)\r\n" % b" ".join(items)
+                RESPONSES.put(keys[j], response)
+                out.append(b"* %d FETCH %s" % (seq, response))
+                continue
             out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items)))
         yield b"".join(out)
     if damaged:

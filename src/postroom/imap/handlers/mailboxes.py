@@ -37,9 +37,10 @@ async def open_mailbox(s: Session, name: str, readonly: bool) -> Reply:
     s.selected = None  # §6.3.1: a failed SELECT leaves no mailbox selected
     s.state = State.AUTHENTICATED
     store = s.store
-    # One cached index (shared by the process's sessions, brought up to date and found
-    # by name in one query) gives the UIDs and the counts.
-    idx = await store.mailbox_index(s.account_id, name)
+    # The cached index (shared by the process's sessions, brought up to date and found by
+    # name in one query) gives the UIDs and the counts; before it is built, two aggregate
+    # queries do (Store.select_view), and it is built in the background.
+    idx = await store.select_view(s.account_id, name)
     if idx is None:
         raise nonexistent()
     st = idx.status()

@@ -4,7 +4,7 @@ EXPUNGE, STORE, COPY, MOVE (RFC 6851) and UID EXPUNGE (RFC 4315)."""
 from __future__ import annotations
 
 from ...errors import MailboxNotFound
-from ...storage.models import SYSTEM_FLAGS, FlagOp
+from ...storage.models import SYSTEM_FLAGS, FlagOp, MessageInfo
 from ..errors import No, trycreate
 from ..parser.args import CopyArgs, StoreArgs
 from ..parser.seqset import SequenceSet, compress
@@ -89,6 +89,22 @@ def _keywords_update(box: SelectedMailbox, flags: frozenset[str]) -> list[bytes]
     return [untagged(b"FLAGS " + flag_list(SYSTEM_FLAGS + tuple(sorted(box.keywords))))]
 
 
+def _note_store(box: SelectedMailbox, updated: tuple[MessageInfo, ...]) -> None:
+    """Record this session's own flag changes, so that the next poll does not echo them.
+
+    When they took the MODSEQ right after the last one this view has seen, nothing else can
+    have happened in between (MODSEQs are whole numbers, strictly increasing per mailbox), so
+    the view is current up to it: the poll after the command then finds nothing to read
+    (``Store.changes_since`` answers from the mailbox row alone). Not with live search
+    contexts, which must re-check the changed messages (RFC 5267 §4.3.3).
+    """
+    box.note_own(updated)
+    if updated and box.contexts is None:
+        top = updated[0].modseq
+        if top == box.modseq + 1 and all(m.modseq == top for m in updated):
+            box.modseq = top
+
+
 async def store(s: Session, a: StoreArgs, by_uid: bool = False, unchangedsince: int | None = None) -> Reply:
     box = sel(s)
     _writable(box)
@@ -99,7 +115,7 @@ async def store(s: Session, a: StoreArgs, by_uid: bool = False, unchangedsince: 
         if f.startswith("\\") and f not in SYSTEM_FLAGS:
             raise No("Unknown system flag", b"CANNOT")
     res = await s.store.store_flags(box.id, uids, a.op, a.flags, unchangedsince)
-    box.note_own(res.updated)
+    _note_store(box, res.updated)
     out = _keywords_update(box, a.flags) if a.op is not FlagOp.REMOVE else []
     # RFC 7162 §3.1.3: messages changed since UNCHANGEDSINCE are left alone and named in
     # [MODIFIED] (UIDs for UID STORE); 0 fails for every message.

@@ -98,7 +98,7 @@ class SegmentWriter:
                 size += len(datas[j])
                 j += 1
             try:
-                self._writev(datas[i:j])
+                self._writev(datas[i:j], size - self.size)
             except BaseException:
                 self._abandon()
                 raise
@@ -107,15 +107,21 @@ class SegmentWriter:
             i = j
         return out
 
-    def _writev(self, datas: list[bytes]) -> None:
+    def _writev(self, datas: list[bytes], total: int) -> None:
+        n = os.writev(self.fd, datas)
+        if n == total:  # the usual case: all of it in one call, nothing more to look at
+            return
+        # A short write (a signal, a disk filling up): go on from where it stopped.
         views = [memoryview(d) for d in datas if d]
-        while views:
-            n = os.writev(self.fd, views)
+        while True:
             while views and n >= len(views[0]):  # drop what was written whole
                 n -= len(views[0])
                 views.pop(0)
-            if views and n:
+            if not views:
+                return
+            if n:
                 views[0] = views[0][n:]
+            n = os.writev(self.fd, views)
 
     def sync(self) -> None:
         if self.dirty and self.fd >= 0:

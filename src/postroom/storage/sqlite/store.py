@@ -59,7 +59,7 @@ from ..common import flags_str as _flags_str
 from ..common import idate as _idate
 from ..common import load_structure as _load_structure
 from ..common import norm_mailbox as _norm_mailbox
-from ..index import ROW_COLS, MessageIndex, RowCache
+from ..index import ROW_COLS, MailboxView, MessageIndex, RowCache
 from ..models import (
     DEFAULT_MAILBOXES,
     HIERARCHY_SEPARATOR,
@@ -79,6 +79,7 @@ from ..models import (
 )
 from ..watch import Watch, WatchHub
 from .backup import BackupResult, backup
+from .changes import MAILBOXES, MAX_AGE, SIEVE, Changes
 from .engine import Engine, WriteRequest
 from .schema import migrate
 from .segments import SEALED_AFTER, SegmentReader
@@ -117,6 +118,32 @@ _INDEXED_MAILBOXES = 256  # message indexes kept in memory (LRU by mailbox)
 _BARE_LF = BARE_LF  # parse such messages off the event loop
 
 
+# What local delivery asks per message, kept in memory under a change number (changes.py):
+_KEPT_ACCOUNTS = 4096  # accounts (their address and active script, their mailbox names)
+_KEPT_TRACKED = 16384  # vacation replies already sent (sender and handle)
+_KEPT_IDS = 16384  # mailbox ids by name, for the writer's bulk delivery
+
+
+_zone: list[tuple[int, int]] = [(-1, 0)]  # (a second, the local zone's offset in minutes then)
+
+
+def _now_idate() -> tuple[int, int]:
+    """``idate(None)`` for a delivery: the zone's offset looked up once a second, not per
+    message (``time.localtime`` was 2-3 % of the delivery path's CPU)."""
+    now = int(time.time())
+    last = _zone[0]
+    if last[0] != now:
+        last = _zone[0] = (now, time.localtime(now).tm_gmtoff // 60)
+    return last
+
+
+def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    if len(cache) > limit:
+        cache.popitem(last=False)
+
+
 def _damaged(msg: MessageInfo, seg: str, off: str | int, exc: OSError) -> MessageDamaged:
     reason = exc.strerror or str(exc)
     return MessageDamaged(f"uid {msg.uid} of mailbox {msg.mailbox_id} cannot be read "
@@ -139,6 +166,9 @@ class SqliteStore:
         self._rows = RowCache()
         # Per-mailbox message indexes shared by all sessions of this process (see index.py).
         self._indexes: OrderedDict[int, MessageIndex] = OrderedDict()
+        # Indexes being built in the background after a SELECT answered from a MailboxView.
+        self._building: dict[int, asyncio.Task[None]] = {}
+        self._views: dict[int, MailboxView] = {}  # the last MailboxView of each, while building
         self._structures: OrderedDict[int, Any] = OrderedDict()
         self._poll_conn: sqlite3.Connection | None = None
         self._touched: set[int] = set()  # mailboxes changed by the batch being committed
@@ -149,19 +179,36 @@ class SqliteStore:
         self._free: int | None = None
         self._free_at = 0.0
         self._unlimited: dict[int, float] = {}  # account id → when it was seen with no quota
+        # Answers local delivery asks for every message, kept under the change number (and
+        # the monotonic time) they were read at; see changes.py. Oldest entries go first.
+        self._changes: Changes | None = None
+        self._changed: set[int] = set()  # kinds changed by the batch being committed
+        self._kept_delivery: OrderedDict[int, tuple[int, float, SieveDelivery]] = OrderedDict()
+        self._kept_names: OrderedDict[int, tuple[int, float, frozenset[str]]] = OrderedDict()
+        self._kept_tracked: OrderedDict[tuple[int, str], tuple[int, float, float, float]] = OrderedDict()
+        # (account id, mailbox name) → (change number, time, mailbox id): the writer thread's.
+        self._kept_ids: OrderedDict[tuple[int, str], tuple[int, float, int]] = OrderedDict()
 
     # -- lifecycle -----------------------------------------------------------------
     async def open(self) -> None:
         for sub in ("", "segments", "locks"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._changes = Changes(self.dir / "store.changes")
         await self.engine.start(migrate)
 
     async def close(self) -> None:
         await self.hub.close()
+        for task in list(self._building.values()):
+            task.cancel()
+        if self._building:
+            await asyncio.wait(list(self._building.values()))
         await self.engine.stop()
         self.segments.close()
         if self._poll_conn is not None:
             self._poll_conn.close()
+        if self._changes is not None:
+            self._changes.close()
+            self._changes = None
 
     async def __aenter__(self) -> "SqliteStore":
         await self.open()
@@ -235,6 +282,8 @@ class SqliteStore:
             for (mid,) in c.execute("SELECT id FROM mailboxes WHERE account_id = ?", (row[0],)).fetchall():
                 self._w_drop_mailbox_messages(c, mid)
             c.execute("DELETE FROM accounts WHERE id = ?", (row[0],))
+            # Its scripts and mailboxes went with it, and SQLite may give its id out again.
+            self._changed.update((SIEVE, MAILBOXES))
         await self.engine.write(w, address.strip().lower())
 
     async def set_password_hash(self, address: str, password_hash: str) -> None:
@@ -457,6 +506,25 @@ class SqliteStore:
                 raise AccountNotFound(str(t.account_id))
         return mb.id
 
+    def _w_kept_mailbox(self, c: sqlite3.Connection, t: DeliveryTarget, fallback_inbox: bool, change: int,
+                        used: dict[int, tuple[int, str]]) -> int:
+        """``_w_target_mailbox`` with the ids of mailboxes found kept (writer thread only):
+        a delivery into an existing mailbox then needs no lookup. An id taken from what was
+        kept goes into ``used``: the batch's UPDATE checks that it is still that account's
+        mailbox of that name (not deleted, renamed, or its id given to another mailbox), and
+        when it is not, ``_w_store_bulk`` drops every kept id and the requests run again."""
+        key = (t.account_id, _norm_mailbox(t.mailbox))
+        now = time.monotonic()
+        kept = self._kept_ids.get(key)
+        if kept is not None and kept[0] == change and now - kept[1] < MAX_AGE:
+            used[kept[2]] = key
+            return kept[2]
+        mb = self._r_mailbox(c, key[0], key[1])
+        if mb is None:  # missing: INBOX instead (or the error), and nothing kept
+            return self._w_target_mailbox(c, t, fallback_inbox)
+        _keep(self._kept_ids, key, (change, now, mb.id), _KEPT_IDS)
+        return mb.id
+
     async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
                       internaldate: datetime | None = None, *, crlf: bool = False) -> list[Delivered]:
         return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True, crlf=crlf)
@@ -504,7 +572,7 @@ class SqliteStore:
             # sizes, sections and POP3 octet counts all agree with the bytes served.
             raw = _BARE_LF.sub(b"\r\n", raw)
         structure = await self._structure_json(raw)
-        idate, tzoff = _idate(internaldate)
+        idate, tzoff = _idate(internaldate) if internaldate is not None else _now_idate()
         return await self.engine.write(self._w_store, targets, structure, idate, tzoff, fallback_inbox,
                                        blobs=(raw,), bulk=self._w_store_bulk)
 
@@ -533,6 +601,10 @@ class SqliteStore:
         resolved: dict[tuple[int, str, bool], int] = {}
         placed: list[list[int]] = []
         wanted: dict[int, int] = {}
+        # Mailbox ids by name are kept across batches under the mailbox change number
+        # (changes.py), unless this batch itself changed mailboxes before (not yet bumped).
+        change = self._changes.read(MAILBOXES) if self._changes is not None and not self._touched_accounts else None
+        kept: dict[int, tuple[int, str]] = {}  # mailbox ids taken from what was kept → (account, name)
         for req in reqs:
             targets, fallback_inbox = req.args[0], req.args[4]
             ids = []
@@ -540,17 +612,27 @@ class SqliteStore:
                 key = (t.account_id, t.mailbox, fallback_inbox)
                 mb_id = resolved.get(key)
                 if mb_id is None:
-                    mb_id = resolved[key] = self._w_target_mailbox(c, t, fallback_inbox)
+                    mb_id = resolved[key] = self._w_target_mailbox(c, t, fallback_inbox) if change is None \
+                        else self._w_kept_mailbox(c, t, fallback_inbox, change, kept)
                 ids.append(mb_id)
                 wanted[mb_id] = wanted.get(mb_id, 0) + 1
             placed.append(ids)
         # mailbox id -> [next uid, uidvalidity, next modseq]
         counters: dict[int, list[int]] = {}
         for mb_id, k in wanted.items():
-            uid, uv, modseq = c.execute(
-                "UPDATE mailboxes SET uidnext = uidnext + ?1, highestmodseq = highestmodseq + ?1 WHERE id = ?2 "
-                "RETURNING uidnext - ?1, uidvalidity, highestmodseq - ?1 + 1", (k, mb_id)).fetchone()
-            counters[mb_id] = [uid, uv, modseq]
+            if mb_id in kept:  # still that account's mailbox of that name?
+                row = c.execute(
+                    "UPDATE mailboxes SET uidnext = uidnext + ?1, highestmodseq = highestmodseq + ?1 "
+                    "WHERE id = ?2 AND account_id = ?3 AND name = ?4 "
+                    "RETURNING uidnext - ?1, uidvalidity, highestmodseq - ?1 + 1", (k, mb_id, *kept[mb_id])).fetchone()
+            else:
+                row = c.execute(
+                    "UPDATE mailboxes SET uidnext = uidnext + ?1, highestmodseq = highestmodseq + ?1 WHERE id = ?2 "
+                    "RETURNING uidnext - ?1, uidvalidity, highestmodseq - ?1 + 1", (k, mb_id)).fetchone()
+            if row is None:  # deleted or renamed since its id was kept: each request again, looked up anew
+                self._kept_ids.clear()
+                raise MailboxNotFound(str(mb_id))
+            counters[mb_id] = list(row)
         self._touched.update(counters)
         blob_id = c.execute("SELECT coalesce(max(id), 0) FROM blobs").fetchone()[0]
         saved = int(time.time())
@@ -802,6 +884,71 @@ class SqliteStore:
     async def mailbox_index(self, account_id: int, name: str) -> MessageIndex | None:
         return await self._index(None, account_id, _norm_mailbox(name))
 
+    async def select_view(self, account_id: int, name: str) -> MessageIndex | MailboxView | None:
+        row = await self.engine.read_small(self._r_mailbox_row, None, account_id, _norm_mailbox(name))
+        if row is None:
+            return None
+        mailbox_id = row[0]
+        cached = self._indexes.get(mailbox_id)
+        if mailbox_id not in self._building and cached is not None and cached.mailbox.uidvalidity == row[3]:
+            return await self._index(mailbox_id, None, "")  # in memory: brought up to date, O(changes)
+        last = self._views.get(mailbox_id)
+        if last is not None and last.mailbox.uidvalidity == row[3] and last.mailbox.highestmodseq == row[5]:
+            # Another SELECT while the index is being built, nothing changed (a \Recent claim
+            # changes no MODSEQ): the same UIDs and counts, with the mailbox row as it is now.
+            return last.with_row(_mailbox(row[:-1]), row[-1])
+        view: MailboxView | None = await self.engine.read(self._r_view, mailbox_id)
+        if view is None:
+            return None
+        self._views[mailbox_id] = view
+        if mailbox_id not in self._building:
+            # Built for the commands that follow; this SELECT's answer is written before the
+            # task runs (it starts at the event loop's next turn).
+            self._building[mailbox_id] = asyncio.get_running_loop().create_task(self._build(mailbox_id))
+        return view
+
+    def _r_view(self, c: sqlite3.Connection, mailbox_id: int) -> MailboxView | None:
+        """The mailbox row, its UIDs and counts in one snapshot, without reading its messages'
+        rows: an aggregate over the mailbox's part of the primary key, and the UIDs only when
+        they have gaps (see MailboxView). \\Seen is found with instr(): no keyword holds a
+        backslash (RFC 3501 §9 ``atom``), so the substring names that flag and nothing else."""
+        row = c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE id = ?", (mailbox_id,)).fetchone()
+        if row is None:
+            return None  # deleted since the lookup
+        n, lo, hi, size, unseen, first_unseen = c.execute(
+            "SELECT count(*), min(uid), max(uid), total(size), total(instr(flags, '\\Seen') = 0), "
+            "min(CASE WHEN instr(flags, '\\Seen') = 0 THEN uid END) FROM messages WHERE mailbox_id = ?",
+            (mailbox_id,)).fetchone()
+        uids: Sequence[int]
+        if not n:
+            uids = []
+        elif hi - lo + 1 == n:
+            uids = range(lo, hi + 1)
+        else:
+            uids = [u for (u,) in c.execute("SELECT uid FROM messages WHERE mailbox_id = ? ORDER BY uid",
+                                            (mailbox_id,))]
+        return MailboxView(_mailbox(row[:-1]), row[-1], uids, int(size), int(unseen), first_unseen)
+
+    async def _build(self, mailbox_id: int) -> None:
+        """The background build started by ``select_view``."""
+        try:
+            await self._refresh(mailbox_id, None, "")
+        except Exception as exc:  # deleted meanwhile, or the store closing: the next command builds it
+            _log.debug("index of mailbox %d not built: %s", mailbox_id, exc)
+        finally:
+            self._building.pop(mailbox_id, None)
+            self._views.pop(mailbox_id, None)
+
+    @staticmethod
+    def _r_mailbox_row(c: sqlite3.Connection, mailbox_id: int | None, account_id: int | None,
+                       name: str) -> tuple[Any, ...] | None:
+        """The mailbox row and its recent_uid: one lookup by key (``Engine.read_small``)."""
+        if mailbox_id is not None:
+            return c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE id = ?",  # type: ignore[no-any-return]
+                             (mailbox_id,)).fetchone()
+        return c.execute(f"SELECT {_MAILBOX_COLS}, recent_uid FROM mailboxes WHERE account_id = ? AND name = ?",  # type: ignore[no-any-return]
+                         (account_id, name)).fetchone()
+
     def _r_index(self, c: sqlite3.Connection, mailbox_id: int | None, account_id: int | None,
                  name: str) -> MessageIndex | None:
         if mailbox_id is not None:
@@ -837,9 +984,28 @@ class SqliteStore:
 
     async def _index(self, mailbox_id: int | None, account_id: int | None, name: str) -> MessageIndex | None:
         """The index of a mailbox given by id (MailboxNotFound if gone) or by name (None if
-        there is none), brought up to date with one hop to a reader thread."""
+        there is none), brought up to date; after a background build started by
+        ``select_view`` when there is one (one build, not one per command waiting for it)."""
+        building = self._building.get(mailbox_id) if mailbox_id is not None else None
+        if building is not None:
+            await asyncio.wait([building])  # its failure is not ours: the refresh below decides
+        return await self._refresh(mailbox_id, account_id, name)
+
+    async def _refresh(self, mailbox_id: int | None, account_id: int | None, name: str) -> MessageIndex | None:
+        """``_index`` itself. When the mailbox row says nothing changed since the cached index
+        (the usual case: FETCH and STORE ask once per command), the check runs on the event
+        loop (``Engine.read_small``, one lookup by key): a hop to a reader thread costs several
+        times that in CPU. Otherwise one hop reads the changes (or every row)."""
         try:
-            idx: MessageIndex | None = await self.engine.read(self._r_index, mailbox_id, account_id, name)
+            row = await self.engine.read_small(self._r_mailbox_row, mailbox_id, account_id, name)
+            cached = self._indexes.get(row[0]) if row is not None else None
+            if cached is not None and cached.mailbox.uidvalidity == row[3] and \
+                    cached.mailbox.highestmodseq == row[5]:
+                idx: MessageIndex | None = cached.updated(_mailbox(row[:-1]), row[-1], [], [])
+            elif row is None and mailbox_id is None:
+                return None
+            else:
+                idx = await self.engine.read(self._r_index, mailbox_id, account_id, name)
         except MailboxNotFound:
             if mailbox_id is not None:
                 self._indexes.pop(mailbox_id, None)
@@ -868,6 +1034,11 @@ class SqliteStore:
 
     # -- changes -------------------------------------------------------------------
     async def changes_since(self, mailbox_id: int, modseq: int) -> MailboxChanges:
+        # Nothing changed (a session polling after its own STORE, or woken for another mailbox
+        # change already seen): the mailbox row says so, read on the event loop (read_small).
+        row = await self.engine.read_small(self._r_mailbox_row, mailbox_id, None, "")
+        if row is not None and row[5] == modseq:
+            return MailboxChanges(_mailbox(row[:-1]), (), (), 0)  # no expunge after modseq: complete
         make = self._rows.message
 
         def r(c: sqlite3.Connection) -> MailboxChanges:
@@ -905,6 +1076,14 @@ class SqliteStore:
         # the watchers of the mailboxes whose MODSEQ moved are woken on the event loop.
         touched, self._touched = self._touched, set()
         accounts, self._touched_accounts = self._touched_accounts, set()
+        if accounts:  # a mailbox list changed (or subscriptions, metadata: a harmless extra bump)
+            self._changed.add(MAILBOXES)
+        if self._changed:
+            # After the COMMIT, before the writers hear of it (changes.py). Bumped even when
+            # the batch failed: a needless bump costs one read per account, a missed one more.
+            kinds, self._changed = self._changed, set()
+            if self._changes is not None:
+                self._changes.bump(*sorted(kinds))
         if not touched and not accounts:
             return None
 
@@ -1084,6 +1263,7 @@ class SqliteStore:
                           (account_id, name, content, time.time()))
             if activate:
                 self._w_activate_sieve(c, account_id, name)
+            self._changed.add(SIEVE)
         await self.engine.write(w)
 
     async def delete_sieve_script(self, account_id: int, name: str) -> None:
@@ -1095,6 +1275,7 @@ class SqliteStore:
             if row[0]:
                 raise SieveScriptActive(name)  # RFC 5804 §2.10
             c.execute("DELETE FROM sieve_scripts WHERE account_id = ? AND name = ?", (account_id, name))
+            self._changed.add(SIEVE)
         await self.engine.write(w)
 
     async def rename_sieve_script(self, account_id: int, old: str, new: str) -> None:
@@ -1111,16 +1292,17 @@ class SqliteStore:
                 raise SieveScriptExists(new)  # RFC 5804 §2.11.1
             c.execute("UPDATE sieve_scripts SET name = ?, updated = ? WHERE account_id = ? AND name = ?",
                       (new, time.time(), account_id, old))
+            self._changed.add(SIEVE)
         await self.engine.write(w)
 
-    @staticmethod
-    def _w_activate_sieve(c: sqlite3.Connection, account_id: int, name: str | None) -> None:
+    def _w_activate_sieve(self, c: sqlite3.Connection, account_id: int, name: str | None) -> None:
         # Clear first: the partial unique index allows one active row per account at any moment.
         c.execute("UPDATE sieve_scripts SET active = 0 WHERE account_id = ? AND active = 1", (account_id,))
         if name is not None and c.execute(
                 "UPDATE sieve_scripts SET active = 1 WHERE account_id = ? AND name = ?",
                 (account_id, name)).rowcount == 0:
             raise SieveScriptNotFound(name)
+        self._changed.add(SIEVE)
 
     async def set_active_sieve_script(self, account_id: int, name: str | None) -> None:
         await self.engine.write(self._w_activate_sieve, account_id, name)
@@ -1133,21 +1315,63 @@ class SqliteStore:
         return (row[0], row[1]) if row else None
 
     async def get_sieve_delivery(self, account_id: int) -> SieveDelivery | None:
-        # One statement on the loop (read_small): the account row and the partial index's probe.
+        # Asked for every local delivery, and it almost never changes: kept per account under
+        # the Sieve change number (changes.py), so a delivery reads nothing from SQLite while
+        # no script of any account changed. Otherwise one statement on the loop (read_small):
+        # the account row and the partial index's probe.
+        change = self._changes.read(SIEVE) if self._changes is not None else None
+        now = time.monotonic()
+        kept = self._kept_delivery.get(account_id)
+        if kept is not None and kept[0] == change and now - kept[1] < MAX_AGE:
+            return kept[2]
         row = await self.engine.read_small(lambda c: c.execute(
             "SELECT a.address, s.name, s.content FROM accounts a "
             "LEFT JOIN sieve_scripts s ON s.account_id = a.id AND s.active = 1 WHERE a.id = ?",
             (account_id,)).fetchone())
         if row is None:
+            self._kept_delivery.pop(account_id, None)
             return None
-        return SieveDelivery(row[0], (row[1], row[2]) if row[1] is not None else None)
+        out = SieveDelivery(row[0], (row[1], row[2]) if row[1] is not None else None)
+        if change is not None:
+            _keep(self._kept_delivery, account_id, (change, now, out), _KEPT_ACCOUNTS)
+        return out
+
+    async def mailbox_names(self, account_id: int) -> frozenset[str]:
+        """The names of the account's mailboxes (what ``fileinto`` needs to know), kept under
+        the mailbox change number (changes.py): a delivery filing into an existing mailbox
+        reads nothing from SQLite while no account's mailboxes were created, deleted or renamed."""
+        change = self._changes.read(MAILBOXES) if self._changes is not None else None
+        now = time.monotonic()
+        kept = self._kept_names.get(account_id)
+        if kept is not None and kept[0] == change and now - kept[1] < MAX_AGE:
+            return kept[2]
+        names = frozenset(await self.engine.read(lambda c: [r[0] for r in c.execute(
+            "SELECT name FROM mailboxes WHERE account_id = ?", (account_id,))]))
+        if change is not None:
+            _keep(self._kept_names, account_id, (change, now, names), _KEPT_ACCOUNTS)
+        return names
 
     # --- sieve tracking (RFC 5230 §4.2 vacation replies, RFC 7352 duplicate) -----------
     async def sieve_tracked(self, account_id: int, kind: str, key: str, now: float) -> float | None:
+        # A vacation entry, once there, stays until it expires (a later claim only records a
+        # later time, which the caller's claim then finds) unless the account is deleted: so
+        # the entries found are kept until then, under the Sieve change number (changes.py).
+        # Not "duplicate" entries: tracking one again may shorten its expiry.
+        vacation = kind == "vacation"
+        change = self._changes.read(SIEVE) if vacation and self._changes is not None else None
+        at = time.monotonic()
+        if change is not None:
+            kept = self._kept_tracked.get((account_id, key))
+            if kept is not None and kept[0] == change and at - kept[1] < MAX_AGE and kept[3] > now:
+                return kept[2]
         row = await self.engine.read_small(lambda c: c.execute(
-            "SELECT recorded FROM sieve_tracking WHERE account_id = ? AND kind = ? AND key = ? AND expires > ?",
-            (account_id, kind, key, now)).fetchone())
-        return float(row[0]) if row else None
+            "SELECT recorded, expires FROM sieve_tracking WHERE account_id = ? AND kind = ? AND key = ? "
+            "AND expires > ?", (account_id, kind, key, now)).fetchone())
+        if row is None:
+            return None
+        if change is not None:
+            _keep(self._kept_tracked, (account_id, key), (change, at, float(row[0]), float(row[1])), _KEPT_TRACKED)
+        return float(row[0])
 
     async def sieve_track(self, account_id: int, kind: str, key: str, now: float, expires: float,
                           unless_since: float | None = None) -> bool:
