@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian programs the test suite and benches use as real clients and peers
-# (swaks, fetchmail, Postfix, Dovecot, isync, offlineimap, OpenDKIM, OpenDMARC, policyd-spf, PostgreSQL). Idempotent;
-# skips apt when all are present.
+# (swaks, fetchmail, Postfix, Dovecot, isync, offlineimap, OpenDKIM, OpenDMARC, policyd-spf, PostgreSQL,
+# the newsreaders, INN). Idempotent; skips apt when all are present.
 set -euo pipefail
 need=()
 command -v swaks >/dev/null || need+=(swaks)
@@ -26,6 +26,15 @@ command -v opendmarc >/dev/null && command -v policyd-spf >/dev/null ||
 command -v sieve-connect >/dev/null || need+=(sieve-connect)
 # sieve-test (Pigeonhole): the Sieve differential test (tests/sieve/test_sieve_differential.py).
 command -v sieve-test >/dev/null || need+=(dovecot-sieve)
+# Real newsreaders against the NNTP server (tests/server/nntp/test_nntp_newsreaders.py): suck
+# reads a group into a batch and rpost (in the suck package) posts; tin is driven under tmux.
+command -v suck >/dev/null && command -v rpost >/dev/null || need+=(suck)
+command -v tin >/dev/null || need+=(tin)
+command -v slrn >/dev/null || need+=(slrn)
+command -v tmux >/dev/null || need+=(tmux)
+# INN 2: the Usenet peer of the NNTP peering tests (tests/innpeer.py runs its own innd under a
+# temporary directory; the system's INN is never started). Installed last, see below.
+[ -x /usr/lib/news/bin/innd ] || need+=(inn2)
 # PostgreSQL server binaries (initdb, pg_ctl, postgres under /usr/lib/postgresql/*/bin): the
 # PostgreSQL store's tests start their own throwaway cluster (tests/pgcluster.py); psql comes along.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && command -v psql >/dev/null || need+=(postgresql)
@@ -51,7 +60,22 @@ if [[ " ${need[*]} " == *" postgresql "* ]]; then
   pg_before=" $(pg_lsclusters -h 2>/dev/null | awk '{printf "%s/%s ", $1, $2}' || true)"
 fi
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+main=()
+for p in "${need[@]}"; do [ "$p" = inn2 ] || main+=("$p"); done
+[ ${#main[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${main[@]}" >/dev/null
+if [[ " ${need[*]} " == *" inn2 "* ]]; then
+  # inn2's postinst asks innconfval for its paths, which fails ("hostname does not resolve or
+  # domain not set in inn.conf") where the hostname has no domain (containers, CI). apt unpacks
+  # the package anyway; inn.conf then gets a domain: line and the configuration is finished.
+  apt-get install -y -qq --no-install-recommends inn2 >/dev/null 2>&1 || true
+  [ -f /etc/news/inn.conf ] || { echo "install-test-deps: inn2 did not unpack" >&2; exit 1; }
+  if ! grep -Eq '^domain:[[:space:]]*[^[:space:]]' /etc/news/inn.conf; then
+    sed -i -E 's/^#?[[:space:]]*domain:.*/domain: localdomain/' /etc/news/inn.conf
+    grep -q '^domain:' /etc/news/inn.conf || echo 'domain: localdomain' >> /etc/news/inn.conf
+  fi
+  dpkg --configure -a
+  [ -x /usr/lib/news/bin/innd ]
+fi
 if [[ " ${need[*]} " == *" postgresql "* ]]; then
   # Belt and braces: a cluster this install made anyway (an older postgresql-common that
   # ignores the drop-in) is stopped and set to manual start, never left running or enabled.

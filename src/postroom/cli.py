@@ -91,8 +91,11 @@ async def _new_hash(args: argparse.Namespace) -> str:
 @_store_cmd
 async def cmd_user(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
+        from .news.account import is_reserved
+
         for acct in await store.list_accounts():
-            print(acct.address)
+            if not is_reserved(acct.address):  # the newsgroups' internal account
+                print(acct.address)
         return 0
     address = _check_address(args.address)
     if args.action == "add":
@@ -196,6 +199,45 @@ async def cmd_alias(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+# -- group (NNTP newsgroups, postroom.news) ----------------------------------------
+@_store_cmd
+async def cmd_group(store: Any, cfg: Config, args: argparse.Namespace) -> int:
+    from .news.records import group_name_problem
+    from .news.service import News, NewsSettings
+
+    if args.action != "list" and group_name_problem(args.name):
+        raise UsageError(group_name_problem(args.name) or "")
+    if getattr(args, "retention", None) is not None and args.retention < 1:
+        raise UsageError("--retention takes a number of days (1 or more)")
+    lst = getattr(args, "list", None)
+    if lst:
+        lst = _check_address(lst)
+    news = await News.for_store(store, NewsSettings(cfg.hostname))
+    try:
+        if args.action == "list":
+            for g in await news.list_groups():
+                extra = f" retention={g.retention}d" if g.retention else ""
+                extra += f" list={g.list_address}" if g.list_address else ""
+                print(f"{g.name} {g.posting} read={g.read} post={g.post}{extra}"
+                      f"{' ' + g.description if g.description else ''}")
+        elif args.action == "add":
+            await news.add_group(args.name, posting=args.posting or "y", description=args.description or "",
+                                 read=args.read or "accounts", post=args.post or "accounts",
+                                 retention=args.retention, list_address=lst)
+            print(f"added group {args.name}")
+        elif args.action == "set":
+            await news.set_group(args.name, posting=args.posting, description=args.description, read=args.read,
+                                 post=args.post, retention=args.retention, clear_retention=args.no_retention,
+                                 list_address=lst, clear_list=args.no_list)
+            print(f"changed group {args.name}")
+        else:
+            await news.delete_group(args.name)
+            print(f"deleted group {args.name} and its articles")
+    finally:
+        await news.close()
+    return 0
+
+
 @_store_cmd
 async def cmd_import(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     from .importexport import import_mail
@@ -234,7 +276,8 @@ async def cmd_verify(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     from .verify import verify_store
 
     report = await verify_store(store)
-    print(f"verified {report.messages} messages of {report.accounts} accounts: "
+    groups = f" ({report.articles} in newsgroups)" if report.articles else ""
+    print(f"verified {report.messages} messages{groups} of {report.accounts} accounts: "
           f"{len(report.damaged) or 'none'} damaged")
     return _report_damaged(report.damaged, "damaged")
 
@@ -375,6 +418,25 @@ def build_parser() -> argparse.ArgumentParser:
     for parser in al.choices.values():
         parser.set_defaults(run=cmd_alias)
 
+    gr = sub.add_parser("group", help="NNTP newsgroups").add_subparsers(dest="action", required=True,
+                                                                       parser_class=_Parser)
+    for action in ("add", "set"):
+        ga = gr.add_parser(action)
+        ga.add_argument("name")
+        ga.add_argument("--posting", choices=("y", "n", "m"), help="y: allowed, n: not, m: moderated")
+        ga.add_argument("--description")
+        ga.add_argument("--read", help="anyone | accounts (default) | a comma list of addresses")
+        ga.add_argument("--post", help="anyone | accounts (default) | a comma list of addresses")
+        ga.add_argument("--retention", metavar="DAYS", type=int, help="days an article is kept")
+        ga.add_argument("--list", metavar="ADDRESS", help="the mailing list bound to the group")
+        if action == "set":
+            ga.add_argument("--no-retention", action="store_true", help="keep articles for ever")
+            ga.add_argument("--no-list", action="store_true", help="unbind the mailing list")
+    gr.add_parser("del").add_argument("name")
+    gr.add_parser("list")
+    for parser in gr.choices.values():
+        parser.set_defaults(run=cmd_group)
+
     i = sub.add_parser("import", help="import an mbox file or a Maildir into an account")
     i.add_argument("format", choices=("mbox", "maildir"))
     i.add_argument("address")
@@ -444,6 +506,8 @@ _WORDS = {
     "MailboxNotFound": "no such mailbox",
     "MailboxExists": "mailbox already exists",
     "MaildropLocked": "mailbox is locked by another session",
+    "GroupNotFound": "no such newsgroup",
+    "GroupExists": "newsgroup already exists",
 }
 
 

@@ -34,6 +34,7 @@ STANDARD_LISTENERS: dict[str, tuple[str, int, str]] = {
     "pop3s": ("pop3", 995, "implicit"),
     "managesieve": ("managesieve", 4190, "starttls"),
     "nntp": ("nntp", 119, "starttls"),
+    "nntps": ("nntp", 563, "implicit"),
     "http": ("http", 80, "none"),
     "https": ("http", 443, "implicit"),
 }

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import MailboxExists, MessageDamaged, UsageError
+from .news.account import is_reserved
 from .storage.models import HIERARCHY_SEPARATOR, MessageInfo
 
 BATCH = 64  # appends in flight at once: they share group commits
@@ -107,7 +108,17 @@ def _natural(name: str) -> list[Any]:
     return [int(t) if t.isascii() and t.isdigit() else t for t in re.split(r"([0-9]+)", name)]
 
 
+def _not_reserved(address: str) -> None:
+    """The newsgroups' internal account is no user's: mail imported into a group would be
+    an article without a history row or overview, and its export is no user's mail (the
+    articles move with the store: backup, migrate-store)."""
+    if is_reserved(address):
+        raise UsageError(f"{address} is the newsgroups' internal account, not a user: its articles move "
+                         f"with the store (postroom backup, migrate-store), not by import/export")
+
+
 async def import_mail(store: Any, address: str, fmt: str, path: Path, mailbox_name: str | None) -> int:
+    _not_reserved(address)
     account = await store.get_account(address)
     if account is None:
         raise UsageError(f"no such account: {address}")
@@ -212,6 +223,7 @@ async def export_mail(store: Any, address: str, fmt: str, out: Path, damaged: li
     A message whose bytes cannot be read back (MessageDamaged) stops the export, unless
     ``damaged`` is given: then it is skipped and described there, and the rest goes out.
     """
+    _not_reserved(address)
     account = await store.get_account(address)
     if account is None:
         raise UsageError(f"no such account: {address}")

@@ -5,8 +5,10 @@ mailbox and Sieve script ids (so RFC 8474 MAILBOXIDs stay), every mailbox's
 UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ, every message's UID, MODSEQ, flags, dates and
 bytes, the expunge log (QRESYNC clients get VANISHED, not a full resync), metadata and
 its change log, Sieve scripts with the active one and the vacation/duplicate tracking,
-aliases, and the outbound queue with each recipient's state. Message bytes are stored
-once per content in PostgreSQL: a blob keeps its SQLite id (the message's EMAILID)
+aliases, the outbound queue with each recipient's state, and the news state (the
+newsgroups are mailboxes of a reserved account, so their articles keep their numbers as
+UIDs; the news tables' rows are copied column by column, see :func:`copy_news`). Message
+bytes are stored once per content in PostgreSQL: a blob keeps its SQLite id (the message's EMAILID)
 unless the same bytes were stored twice, in which case the lowest id names both.
 
 The copy reads the SQLite tables and segment files directly and writes the PostgreSQL
@@ -36,12 +38,16 @@ import asyncpg
 
 from .config import Config, PgSettings
 from .errors import PostroomError
+from .news.account import NEWS_DOMAIN
+from .news.state import PG_MIGRATIONS as NEWS_PG_MIGRATIONS
+from .news.state import SQLITE_MIGRATIONS as NEWS_SQLITE_MIGRATIONS
 from .storage.postgresql import schema
 from .storage.postgresql.blobs import chunks
 from .storage.postgresql.connect import connect
 from .storage.postgresql.migrations import COMPONENT as STORE_COMPONENT
 from .storage.postgresql.migrations import MIGRATIONS as STORE_MIGRATIONS
 from .storage.postgresql.scripts import tracking_key
+from .storage.sqlite.schema import _statements
 from .storage.sqlite.schema import migrate as migrate_sqlite
 from .storage.sqlite.segments import SegmentReader
 
@@ -182,6 +188,7 @@ def locked_source(data_dir: Path) -> Iterator[Source]:
                 migrate_sqlite(conn)  # a store left by an older release is brought up to date first
             except RuntimeError as exc:  # a store newer than this Postroom
                 raise MigrationRefused(str(exc)) from None
+            migrate_sqlite_news(conn)
             # One read snapshot for the whole copy (nobody writes, but be exact anyway).
             conn.execute("BEGIN")
             qdb = data_dir / "queue" / "queue.db"
@@ -202,6 +209,37 @@ def locked_source(data_dir: Path) -> Iterator[Source]:
             os.close(fd)  # releases the flock
 
 
+def migrate_sqlite_news(conn: sqlite3.Connection) -> None:
+    """The news tables of ``store.db`` brought up to date, when the store has them.
+
+    What :class:`postroom.news.state.SqliteNewsState` does when it opens, done here on the
+    copy's own connection: the copy holds the store's writer lock, which the news state
+    would wait for. Up to date, the SQLite rows carry every column the PostgreSQL tables
+    (created at the latest version) have. A store that never had a group has no news
+    tables and gets none.
+    """
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'news_schema'").fetchone() is None:
+        return
+    row = conn.execute("SELECT version FROM news_schema").fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(NEWS_SQLITE_MIGRATIONS):
+        raise MigrationRefused(f"the store's news tables are at version {version}, newer than this Postroom "
+                               f"({len(NEWS_SQLITE_MIGRATIONS)}): upgrade Postroom first")
+    if version == len(NEWS_SQLITE_MIGRATIONS):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for script in NEWS_SQLITE_MIGRATIONS[version:]:
+            for stmt in _statements(script):
+                conn.execute(stmt)
+        conn.execute("DELETE FROM news_schema")
+        conn.execute("INSERT INTO news_schema VALUES (?)", (len(NEWS_SQLITE_MIGRATIONS),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 # -- the target ------------------------------------------------------------------------
 async def prepare_target(pg: PgSettings, *, force: bool) -> asyncpg.Connection:
     """Connect, refuse a database that has data (or, without ``force``, a Postroom schema
@@ -218,7 +256,8 @@ async def prepare_target(pg: PgSettings, *, force: bool) -> asyncpg.Connection:
                 f"migrate-store copies into a new, empty database — if it holds no data (only what "
                 f"'postroom migrate' or a node's start created), run again with --force")
         await apply_schemas(conn)
-        busy = [t for t in DATA_TABLES if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {t})")]
+        tables = (*DATA_TABLES, *await pg_news_tables(conn))
+        busy = [t for t in tables if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {t})")]
         if busy:
             raise MigrationRefused(f"the target database already holds data (in {', '.join(busy)}); "
                                    f"migrate-store only copies into an empty database")
@@ -229,13 +268,14 @@ async def prepare_target(pg: PgSettings, *, force: bool) -> asyncpg.Connection:
 
 
 async def apply_schemas(conn: asyncpg.Connection) -> None:
-    """The store's, the shared state's and the outbound queue's tables, at their latest."""
+    """The store's, the shared state's, the outbound queue's and the news tables, at their latest."""
     from .auth.pgthrottle import migrate as migrate_state
     from .outbound.pgqueue import MIGRATIONS as QUEUE_MIGRATIONS
 
     await schema.apply(conn, STORE_COMPONENT, STORE_MIGRATIONS)
     await migrate_state(conn)
     await schema.apply(conn, "queue", QUEUE_MIGRATIONS)
+    await schema.apply(conn, "news", NEWS_PG_MIGRATIONS)
 
 
 # -- the copy ---------------------------------------------------------------------------
@@ -254,9 +294,9 @@ async def copy_store(src: sqlite3.Connection, dst: asyncpg.Connection, data_dir:
                      progress: Callable[[int], None] = lambda n: None) -> CopyResult:
     """Copy every table (inside the caller's transaction); ``progress`` gets message bytes."""
     result = CopyResult()
-    await dst.executemany("INSERT INTO domains (name) VALUES ($1) ON CONFLICT DO NOTHING",
-                          src.execute("SELECT name FROM domains").fetchall())
-    result.rows["domains"] = src.execute("SELECT count(*) FROM domains").fetchone()[0]
+    domains = served_domains(src)
+    await dst.executemany("INSERT INTO domains (name) VALUES ($1) ON CONFLICT DO NOTHING", [(d,) for d in domains])
+    result.rows["domains"] = len(domains)
     await dst.executemany("INSERT INTO meta (key, value) VALUES ($1, $2) "
                           "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                           src.execute("SELECT key, value FROM meta").fetchall())
@@ -265,11 +305,19 @@ async def copy_store(src: sqlite3.Connection, dst: asyncpg.Connection, data_dir:
     await _copy_messages(src, dst, data_dir, result, progress)
     for t in TABLES[4:]:
         result.rows[t.name] = await _copy_table(src, dst, t)
+    result.rows.update(await copy_news(src, dst))
     for table in SEQUENCES:
         high = src.execute(f"SELECT max(id) FROM {table}").fetchone()[0]
         if high:
             await dst.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), $1)", int(high))
     return result
+
+
+def served_domains(src: sqlite3.Connection) -> list[str]:
+    """The domain rows to carry over. The news layer's reserved domain never has one (it is
+    added and removed around the creation of its account, news/account.py); a row left by
+    a crash in between would make SMTP take mail for it, so it does not travel."""
+    return [r[0] for r in src.execute("SELECT name FROM domains ORDER BY name") if r[0] != NEWS_DOMAIN]
 
 
 async def _copy_table(src: sqlite3.Connection, dst: asyncpg.Connection, t: Table) -> int:
@@ -344,6 +392,95 @@ async def _copy_messages(src: sqlite3.Connection, dst: asyncpg.Connection, data_
     await dst.execute("UPDATE blobs SET refcount = c.n FROM "
                       "(SELECT blob_id, count(*) AS n FROM messages GROUP BY blob_id) c WHERE blobs.id = c.blob_id")
     result.rows["blobs"] = result.blobs
+
+
+# -- the news state ---------------------------------------------------------------------
+# The newsgroups are mailboxes of the reserved account news@news.invalid and their articles
+# are messages: they travel with the store's tables above, with their UIDs (the article
+# numbers), UIDVALIDITY and UIDNEXT, and the account and mailbox ids (so news_groups'
+# mailbox ids stay right without being mapped). The news layer's own tables
+# (news/state.py: news_groups, news_history, news_feed and whatever later versions add)
+# are copied here by column name: each column both sides have, so a column added by a
+# later migration comes along without this list knowing it.
+@dataclass(frozen=True, slots=True)
+class NewsTable:
+    name: str
+    columns: tuple[str, ...]  # the columns both sides have, in SQLite's order
+    types: tuple[str, ...]  # their PostgreSQL types (format_type)
+    missing: tuple[str, ...]  # SQLite columns PostgreSQL lacks (their values cannot travel)
+
+
+def sqlite_news_tables(src: sqlite3.Connection) -> list[str]:
+    """The news layer's tables in store.db (none if it never had a group), not its version table."""
+    return [r[0] for r in src.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'news\\_%' ESCAPE '\\' "
+        "AND name != 'news_schema' ORDER BY name")]
+
+
+async def pg_news_tables(dst: asyncpg.Connection) -> list[str]:
+    return [r[0] for r in await dst.fetch(
+        "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname LIKE 'news\\_%' "
+        "AND c.relnamespace = current_schema()::regnamespace AND c.relname != 'news_schema' ORDER BY 1")]
+
+
+async def _pg_columns(dst: asyncpg.Connection, table: str) -> dict[str, str]:
+    rows = await dst.fetch("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                           "WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped", table)
+    return {r[0]: r[1] for r in rows}
+
+
+async def news_tables(src: sqlite3.Connection, dst: asyncpg.Connection) -> list[NewsTable]:
+    """Each SQLite news table with the columns it shares with its PostgreSQL table (a
+    table PostgreSQL lacks has no shared columns and all of them missing)."""
+    out = []
+    for name in sqlite_news_tables(src):
+        theirs = await _pg_columns(dst, name)
+        mine = [r[1] for r in src.execute(f"PRAGMA table_info({name})")]
+        shared = tuple(c for c in mine if c in theirs)
+        out.append(NewsTable(name, shared, tuple(theirs[c] for c in shared),
+                             tuple(c for c in mine if c not in theirs)))
+    return out
+
+
+def _pg_value(value: Any, pg_type: str) -> Any:
+    """A SQLite value as COPY wants it for ``pg_type`` (SQLite's affinity gives an int for
+    a whole REAL, 0/1 for a boolean, text or bytes either way)."""
+    if value is None:
+        return None
+    if pg_type in ("double precision", "real"):
+        return float(value)
+    if pg_type in ("bigint", "integer", "smallint"):
+        return int(value)
+    if pg_type == "boolean":
+        return bool(value)
+    if pg_type == "bytea":
+        return value.encode() if isinstance(value, str) else bytes(value)
+    if isinstance(value, (bytes, memoryview)):
+        return bytes(value).decode("utf-8", "surrogateescape")
+    return value
+
+
+def news_rows(src: sqlite3.Connection, t: NewsTable) -> Iterator[list[tuple[Any, ...]]]:
+    """The table's rows (its shared columns), converted for PostgreSQL, in batches."""
+    cur = src.execute(f"SELECT {', '.join(t.columns)} FROM {t.name}")
+    while batch := cur.fetchmany(BATCH_ROWS):
+        yield [tuple(_pg_value(v, ty) for v, ty in zip(r, t.types)) for r in batch]
+
+
+async def copy_news(src: sqlite3.Connection, dst: asyncpg.Connection) -> dict[str, int]:
+    """Copy the news tables' rows (after the mailboxes: news_groups names them). A table
+    or column PostgreSQL lacks is refused rather than left behind."""
+    counts: dict[str, int] = {}
+    for t in await news_tables(src, dst):
+        if t.missing:
+            raise MigrationRefused(f"the store's news table {t.name} has column(s) {', '.join(t.missing)} that "
+                                   f"the PostgreSQL schema of this Postroom lacks: nothing was copied")
+        n = 0
+        for batch in news_rows(src, t):
+            await dst.copy_records_to_table(t.name, records=batch, columns=list(t.columns))
+            n += len(batch)
+        counts[t.name] = n
+    return counts
 
 
 async def copy_queue(src: sqlite3.Connection | None, queue_root: Path, dst: asyncpg.Connection,

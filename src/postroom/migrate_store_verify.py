@@ -4,8 +4,11 @@ Read back from PostgreSQL, independently of what the copy believes it wrote: eve
 table's rows (as the copy converts them), each mailbox's UIDVALIDITY, UIDNEXT and
 HIGHESTMODSEQ with its full UID list (UID, MODSEQ, flags, dates, size), the bytes of
 every stored blob hashed again from its chunks, every message's bytes by sha256, and
-the outbound queue with each body's hash. Any difference is a problem; the command
-exits 1 if there is one.
+the outbound queue with each body's hash, and the news state: the news tables' rows
+(their shared columns, converted as the copy converts them), each group's mailbox (the
+same account and name on both sides: its articles are compared above as the messages
+of that mailbox) and no domain row for the news layer's reserved domain. Any difference
+is a problem; the command exits 1 if there is one.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ from .migrate_store import (
     QUEUE_RECIPIENT_COLUMNS,
     TABLES,
     CopyResult,
+    news_rows,
+    news_tables,
+    served_domains,
     table_rows,
 )
+from .news.account import NEWS_DOMAIN
 
 MAX_LISTED = 20  # problems listed per kind; the rest are counted
 
@@ -77,31 +84,38 @@ async def verify(src: sqlite3.Connection, dst: asyncpg.Connection, copied: CopyR
     await _tables(src, dst, v)
     await _blobs(dst, copied, v)
     await _mailboxes(src, dst, copied, v)
+    await _news(src, dst, v)
     await _queue(queue_root, dst, v)
     return v
 
 
 async def _tables(src: sqlite3.Connection, dst: asyncpg.Connection, v: Verification) -> None:
-    domains = {r[0] for r in src.execute("SELECT name FROM domains")}
+    domains = set(served_domains(src))
     there = {r[0] for r in await dst.fetch("SELECT name FROM domains")}
     v.counts.append(("domains", len(domains), len(domains & there)))
     for d in sorted(domains - there):
         v.problem("domains", f"{d} missing")
+    if NEWS_DOMAIN in there:  # SMTP would take mail for the newsgroups' reserved account
+        v.problem("domains", f"{NEWS_DOMAIN} (the news layer's reserved domain) must have no row")
     for t in TABLES:
         a = sorted((r for batch in table_rows(src, t) for r in batch), key=_key)
         b = sorted((tuple(r) for r in await dst.fetch(f"SELECT {', '.join(t.columns)} FROM {t.name}")), key=_key)
-        v.counts.append((t.name, len(a), len(b)))
-        if a != b:
-            missing = {_key(r) for r in a} - {_key(r) for r in b}
-            extra = {_key(r) for r in b} - {_key(r) for r in a}
-            for r in sorted(missing):
-                v.problem(t.name, f"not in PostgreSQL: {r[:200]}")
-            for r in sorted(extra):
-                v.problem(t.name, f"only in PostgreSQL: {r[:200]}")
-            if not missing and not extra:
-                v.problem(t.name, "rows differ in number")
+        _compare_rows(v, t.name, a, b)
     n = src.execute("SELECT count(*) FROM messages").fetchone()[0]
     v.counts.append(("messages", n, int(await dst.fetchval("SELECT count(*) FROM messages"))))
+
+
+def _compare_rows(v: Verification, table: str, a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> None:
+    """Count both sides (sorted by :func:`_key`) and list the rows only one has."""
+    v.counts.append((table, len(a), len(b)))
+    if a != b:
+        mine, theirs = {_key(r) for r in a}, {_key(r) for r in b}
+        for r in sorted(mine - theirs):
+            v.problem(table, f"not in PostgreSQL: {r[:200]}")
+        for r in sorted(theirs - mine):
+            v.problem(table, f"only in PostgreSQL: {r[:200]}")
+        if mine == theirs:
+            v.problem(table, "rows differ in number")
 
 
 async def _blobs(dst: asyncpg.Connection, copied: CopyResult, v: Verification) -> None:
@@ -161,6 +175,26 @@ async def _mailboxes(src: sqlite3.Connection, dst: asyncpg.Connection, copied: C
                 v.problem("messages", f"mailbox {box[0]} UID {x[0]}: {x[:-1]} became {y[:-1]}")
             elif x[-1] != y[-1]:
                 v.problem("messages", f"mailbox {box[0]} UID {x[0]}: the bytes differ (sha256)")
+
+
+async def _news(src: sqlite3.Connection, dst: asyncpg.Connection, v: Verification) -> None:
+    """The news tables row for row, and each group's mailbox by owner and name."""
+    for t in await news_tables(src, dst):
+        if t.missing:
+            v.problem(t.name, f"column(s) {', '.join(t.missing)} have no PostgreSQL counterpart")
+            continue
+        a = sorted((r for batch in news_rows(src, t) for r in batch), key=_key)
+        b = sorted((tuple(r) for r in await dst.fetch(f"SELECT {', '.join(t.columns)} FROM {t.name}")), key=_key)
+        _compare_rows(v, t.name, a, b)
+        if t.name == "news_groups" and "mailbox_id" in t.columns:
+            sql = ("SELECT g.name, a.address, m.name FROM news_groups g LEFT JOIN mailboxes m ON m.id = g.mailbox_id "
+                   "LEFT JOIN accounts a ON a.id = m.account_id")
+            here = {r[0]: tuple(r[1:]) for r in src.execute(sql)}
+            there = {r[0]: tuple(r[1:]) for r in await dst.fetch(sql)}
+            for group, box in sorted(here.items()):
+                if there.get(group) != box:
+                    v.problem("news_groups", f"group {group}: its mailbox is {box} in SQLite, "
+                                             f"{there.get(group)} in PostgreSQL")
 
 
 async def _queue(queue_root: Path, dst: asyncpg.Connection, v: Verification) -> None:

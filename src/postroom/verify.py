@@ -8,6 +8,10 @@ command finds all of them at once, with the account, mailbox and UID, so that th
 can restore the files from a backup or let the user delete those messages (deleting
 needs only the index). Only the store's public interface is used, so it checks any
 backend.
+
+The newsgroups' articles are messages too (mailboxes of the news layer's reserved
+account, news/account.py): they are read back like the rest, counted apart from the
+accounts' mail, and a damaged one is named by its group and article number.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from typing import Any
 
 from .errors import MessageDamaged
 from .importexport import progress_bar
+from .news.account import is_reserved
+
+GROUP_PREFIX = "news/"  # a group's mailbox in the reserved account (news/service.py)
 
 
 @dataclass
 class Report:
-    messages: int = 0
-    accounts: int = 0
+    messages: int = 0  # the accounts' mail and the articles
+    accounts: int = 0  # not counting the news layer's reserved account
+    articles: int = 0  # messages in newsgroups (one per group an article is in)
     damaged: list[str] = field(default_factory=list)  # "address mailbox uid N: reason"
 
 
@@ -38,10 +46,15 @@ async def verify_store(store: Any) -> Report:
     bar = progress_bar(total, "verify")
     try:
         for acct in accounts:
-            report.accounts += 1
+            news = is_reserved(acct.address)
+            report.accounts += not news
             for mb in boxes[acct.id]:
+                in_group = news and mb.name.startswith(GROUP_PREFIX)  # not its (unused) INBOX
+                where = (f"newsgroup {mb.name.removeprefix(GROUP_PREFIX)} article" if in_group
+                         else f"{acct.address} {mb.name} uid")
                 for msg in await store.list_messages(mb.id):
                     report.messages += 1
+                    report.articles += in_group
                     if bar is not None:
                         bar.update(1)
                     try:
@@ -50,10 +63,10 @@ async def verify_store(store: Any) -> Report:
                     except FileNotFoundError:
                         continue  # expunged and purged while we looked
                     except MessageDamaged as exc:
-                        report.damaged.append(f"{acct.address} {mb.name} uid {msg.uid}: {exc}")
+                        report.damaged.append(f"{where} {msg.uid}: {exc}")
                         continue
                     if len(raw) != msg.size:
-                        report.damaged.append(f"{acct.address} {mb.name} uid {msg.uid}: {len(raw)} bytes "
+                        report.damaged.append(f"{where} {msg.uid}: {len(raw)} bytes "
                                               f"stored, the index says {msg.size}")
     finally:
         if bar is not None:

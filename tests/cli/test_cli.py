@@ -43,7 +43,7 @@ def test_init_layout_and_ports(srv: Path) -> None:
     assert cfg.tls_cert.is_file() and (cfg.tls_key.stat().st_mode & 0o777) == 0o600
     ports = {lst.name: lst.port for lst in cfg.listeners}
     standard = {"smtp": 25, "submission": 587, "submissions": 465, "imap": 143, "imaps": 993, "pop3": 110,
-                "pop3s": 995, "managesieve": 4190, "nntp": 119, "http": 80, "https": 443}
+                "pop3s": 995, "managesieve": 4190, "nntp": 119, "nntps": 563, "http": 80, "https": 443}
     for name, port in ports.items():
         assert port == standard[name] + 31000
     assert all(lst.host == "127.0.0.1" for lst in cfg.listeners)

@@ -125,3 +125,39 @@ def _mbox(tmp_path: Path) -> Path:
         box.add(body(n).replace(b"\r\n", b"\n"))
     box.close()
     return path
+
+
+def test_verify_names_a_damaged_article_by_group_and_number(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Newsgroup articles are checked like mail; the reserved account is not counted as a user."""
+    import asyncio
+
+    from postroom.news.service import News, NewsSettings
+    from postroom.storage.sqlite.store import SqliteStore
+
+    cfgp = make_server_dir(tmp_path / "s")
+    assert main(["-c", str(cfgp), "group", "add", "local.test"]) == 0
+    data_dir = load(cfgp).data_dir
+
+    async def post() -> None:
+        async with SqliteStore(data_dir) as store:
+            news = await News.for_store(store, NewsSettings("news.example.test"))
+            try:
+                for n in (1, 2):
+                    raw = (b"From: a@example.test\r\nNewsgroups: local.test\r\nSubject: a%d\r\n"
+                           b"Message-ID: <a%d@example.test>\r\n\r\n" % (n, n)) + body(n)
+                    assert (await news.post(raw, user="a@example.test")).locations == [("local.test", n)]
+            finally:
+                await news.close()
+
+    asyncio.run(post())
+    capsys.readouterr()
+    assert main(["-c", str(cfgp), "verify"]) == 0
+    assert capsys.readouterr().out == "verified 2 messages (2 in newsgroups) of 0 accounts: none damaged\n"
+    [seg] = (data_dir / "segments").glob("*.seg")
+    seg.write_bytes(seg.read_bytes()[:-1000])
+    assert main(["-c", str(cfgp), "verify"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "verified 2 messages (2 in newsgroups) of 0 accounts: 1 damaged\n"
+    [line] = err.splitlines()
+    assert line.startswith("postroom: damaged: newsgroup local.test article 2: ") and "shorter" in line, line

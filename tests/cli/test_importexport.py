@@ -119,3 +119,20 @@ def test_maildir_file_names_with_non_ascii_digits_import(cfg: Path, tmp_path: Pa
     p = subprocess.run([sys.executable, "-m", "postroom.cli", "-c", str(cfg), "import", "maildir",
                         "a@example.test", str(md), "--mailbox", "Digits"], capture_output=True, text=True)
     assert p.returncode == 0 and "imported 3 messages" in p.stdout + p.stderr, p.stderr
+
+
+def test_the_newsgroups_account_is_no_user_to_import_or_export(cfg: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Groups are mailboxes of a reserved account: it is not exported or imported into as a user."""
+    from postroom.news.account import NEWS_ACCOUNT
+
+    assert pr(cfg, "group", "add", "local.test") == 0  # creates the reserved account
+    make_mbox(tmp_path / "in.mbox")
+    capsys.readouterr()
+    assert pr(cfg, "export", NEWS_ACCOUNT, str(tmp_path / "out"), "--format", "mbox") == 2
+    assert pr(cfg, "import", "mbox", NEWS_ACCOUNT, str(tmp_path / "in.mbox")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("the newsgroups' internal account, not a user" in e for e in err), err
+    assert not (tmp_path / "out").exists()
+    assert pr(cfg, "user", "list") == 0
+    assert NEWS_ACCOUNT not in capsys.readouterr().out

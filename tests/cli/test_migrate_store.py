@@ -328,3 +328,195 @@ def test_damaged_store_copies_nothing(installation: Path, pg_cluster: Any, pg_da
     db = pg_database.rsplit("/", 1)[1]
     assert pg_cluster.psql("SELECT count(*) FROM messages", db) == "0"
     assert pg_cluster.psql("SELECT count(*) FROM accounts", db) == "0"
+
+
+# -- the news state: groups are mailboxes of a reserved account, plus the news tables ---------------
+
+NEWS_HOST = "news.example.test"
+
+
+def _article(groups: str, mid: str, subject: str, refs: str = "") -> bytes:
+    return (f"From: Ann <ann@example.test>\r\nNewsgroups: {groups}\r\nSubject: {subject}\r\n"
+            f"Message-ID: {mid}\r\n{refs}\r\nline one\r\n..dot-stuffed? no: stored as is\r\n").encode()
+
+
+async def _populate_news(data_dir: Path) -> dict[str, Any]:
+    """Groups with crossposted articles, a cancelled one, refused IDs and feed rows."""
+    from postroom.news.account import NEWS_DOMAIN
+    from postroom.news.service import News, NewsSettings
+
+    async with SqliteStore(data_dir) as s:
+        news = await News.for_store(s, NewsSettings(NEWS_HOST, admins=(ALICE,)))
+        try:
+            await news.add_group("local.talk", description="Talk", read="anyone", post="anyone")
+            await news.add_group("local.misc", posting="m", retention=30, list_address="misc@example.test")
+            await news.add_group("comp.lang.x", read=ALICE, post=ALICE)
+            posted = {}
+            for i in range(12):
+                groups = ("local.talk", "local.talk,local.misc", "local.talk,comp.lang.x,local.misc")[i % 3]
+                approved = "Approved: alice@example.test\r\n" if "local.misc" in groups else ""
+                refs = f"References: <n{i - 1}@example.test>\r\n" if i else ""
+                p = await news.post(_article(groups, f"<n{i}@example.test>", f"news {i}", refs + approved),
+                                    user=ALICE)
+                posted[p.message_id] = p.locations
+            await news.cancel("<n5@example.test>", by=ALICE)  # a crosspost; history keeps the ID
+            await news.cancel("<later@example.test>", by=ALICE)  # not here yet: remembered as refused
+            await news.state.execute([
+                ("INSERT INTO feed(peer, message_id, next_try, attempts) VALUES (?, ?, ?, ?)",
+                 (peer, mid, 1_700_000_000.0 + n, n))
+                for n, (peer, mid) in enumerate([("peer.example", "<n1@example.test>"),
+                                                  ("peer.example", "<n2@example.test>"),
+                                                  ("other.example", "<n2@example.test>")])])
+        finally:
+            await news.close()
+        # What a crash between adding the reserved domain and removing it would leave behind.
+        await s.add_domain(NEWS_DOMAIN)
+    return posted
+
+
+async def _news_view(store: Any) -> dict[str, Any]:
+    """What readers and peers see of the news state, through the News API."""
+    from postroom.news.service import News, NewsSettings
+
+    news = await News.for_store(store, NewsSettings(NEWS_HOST, admins=(ALICE,)))
+    try:
+        out: dict[str, Any] = {"infos": await news.list_groups()}
+        for info in out["infos"]:
+            g = await news.group(info.name, user=ALICE)
+            assert g is not None
+            numbers = await news.numbers(info.name, 1, 1000)
+            out[info.name] = {
+                "status": (g.count, g.low, g.high, g.posting, g.description, g.created),
+                "numbers": numbers,
+                "over": await news.overview(info.name, 1, 1000),
+                "hdr": await news.header(info.name, "references", 1, 1000),
+                "articles": [await news.article(info.name, n) for n in numbers],
+            }
+        out["history"] = sorted(await news.state.query(
+            "SELECT message_id, state, locations, poster, arrived, expires FROM history"))
+        out["feed"] = sorted(await news.state.query("SELECT peer, message_id, next_try, attempts FROM feed"))
+    finally:
+        await news.close()
+    return out
+
+
+def test_news_groups_history_and_feed_move(installation: Path, pg_database: str) -> None:
+    from postroom.news.account import NEWS_ACCOUNT, NEWS_DOMAIN
+    from postroom.news.service import News, NewsSettings
+
+    data_dir = load(installation).data_dir
+    posted = asyncio.run(_populate_news(data_dir))
+    p = _migrate(installation, pg_database, "--no-progress")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "verification: no differences" in p.stdout
+    for table, n in (("news_groups", 3), ("news_history", 13), ("news_overview", 21), ("news_feed", 3)):
+        assert re.search(rf"^{table}\s+{n}\s+{n}\s+ok$", p.stdout, re.MULTILINE), (table, p.stdout)
+
+    async def compare() -> None:
+        async with SqliteStore(data_dir) as old:
+            before = await _news_view(old)
+            old_boxes = {m.name: (m.id, m.uidvalidity, m.uidnext)
+                         for m in await old.list_mailboxes((await old.get_account(NEWS_ACCOUNT)).id)}
+        new = PostgresStore(PgSettings(url=pg_database), data_dir)
+        await new.open()
+        try:
+            after = await _news_view(new)
+            # The reserved account stays invisible: no domain row, its locked hash.
+            assert NEWS_DOMAIN not in await new.list_domains()
+            assert not await new.has_domain(NEWS_DOMAIN)
+            acct = await new.get_account(NEWS_ACCOUNT)
+            assert acct is not None and acct.password_hash == "!"
+            assert {m.name: (m.id, m.uidvalidity, m.uidnext)
+                    for m in await new.list_mailboxes(acct.id)} == old_boxes
+            assert after == before
+            # Same numbers (= UIDs), same overview with Xref, the history remembers every ID.
+            talk = after["local.talk"]
+            assert talk["numbers"] == [n for n in range(1, 13) if n != 6]  # <n5> was cancelled
+            assert talk["status"][:3] == (11, 1, 12)
+            assert after["comp.lang.x"]["numbers"] == [1, 3, 4]  # <n2>, <n8>, <n11>; <n5> was 2
+            over = {o.message_id: o for o in after["local.misc"]["over"]}
+            assert over["<n2@example.test>"].xref == f"{NEWS_HOST} local.talk:3 comp.lang.x:1 local.misc:2"
+            assert over["<n2@example.test>"].references == "<n1@example.test>"
+            assert over["<n2@example.test>"].subject == "news 2"
+            news = await News.for_store(new, NewsSettings(NEWS_HOST, admins=(ALICE,)))
+            try:
+                for mid in [*posted, "<later@example.test>"]:
+                    assert await news.seen(mid), mid
+                art = await news.article_by_id("<n11@example.test>", user=ALICE)
+                assert art is not None and art.raw.endswith(b"stored as is\r\n")
+                # Posting goes on after the last number each group gave.
+                nxt = await news.post(_article("local.talk,comp.lang.x", "<after@example.test>", "after"),
+                                      user=ALICE)
+                assert nxt.locations == [("local.talk", 13), ("comp.lang.x", 5)]
+                assert not await news.seen("<never@example.test>")
+            finally:
+                await news.close()
+        finally:
+            await new.close()
+
+    asyncio.run(compare())
+    # The installation switched to PostgreSQL: the admin's listings leave the reserved account out.
+    section = p.stdout.split("Now change [storage]")[1].split("\n\n")[1]
+    text = re.sub(r"\[storage\]\n(?:[^\[\n][^\n]*\n|\n)*?(?=\[)", section + "\n\n", installation.read_text(), count=1)
+    installation.write_text(text)
+    for what, shown in (("user", {ALICE, BOB}), ("domain", {"example.test"})):
+        listed = subprocess.run([*PY, "-c", str(installation), what, "list"], capture_output=True, text=True,
+                                timeout=60, check=True).stdout.split()
+        assert set(listed) == shown, (what, listed)
+    groups = subprocess.run([*PY, "-c", str(installation), "group", "list"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    assert all(g in groups for g in ("local.talk", "local.misc", "comp.lang.x")), groups
+
+
+def test_verification_finds_lost_news_rows(installation: Path, pg_database: str,
+                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy that dropped the history's rows exits 1 and names them."""
+    from postroom import migrate_store as migrate
+
+    asyncio.run(_populate_news(load(installation).data_dir))
+    real = migrate.copy_news
+
+    async def losing_history(src: sqlite3.Connection, dst: Any) -> dict[str, int]:
+        counts = await real(src, dst)
+        await dst.execute("DELETE FROM news_history")
+        return counts
+
+    monkeypatch.setattr(migrate, "copy_news", losing_history)
+    assert main(["-c", str(installation), "migrate-store", "--to", pg_database, "--no-progress"]) == 1
+    cap = capsys.readouterr()
+    assert re.search(r"^news_history\s+13\s+0\s+DIFFERENT$", cap.out, re.MULTILINE), cap.out
+    assert "news_history: not in PostgreSQL: ('<n0@example.test>', 'ok'" in cap.out
+    assert "the copy differs" in cap.err and 'backend = "postgresql"' not in cap.out
+
+
+def test_older_news_tables_are_brought_up_to_date_first(tmp_path: Path) -> None:
+    """A store whose news tables an older release made gets this release's before the copy
+    (on the copy's connection: it holds the writer lock), so every column can travel."""
+    from postroom.migrate_store import MigrationRefused, migrate_sqlite_news
+    from postroom.news.state import SQLITE_MIGRATIONS
+    from postroom.storage.sqlite.schema import _statements
+
+    def schema(conn: sqlite3.Connection) -> list[Any]:
+        return conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name LIKE 'news%' ORDER BY name").fetchall()
+
+    fresh = sqlite3.connect(tmp_path / "fresh.db", isolation_level=None)
+    fresh.execute("CREATE TABLE news_schema(version INTEGER NOT NULL)")
+    fresh.execute("INSERT INTO news_schema VALUES (0)")
+    migrate_sqlite_news(fresh)
+    assert fresh.execute("SELECT version FROM news_schema").fetchall() == [(len(SQLITE_MIGRATIONS),)]
+    old = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    old.execute("CREATE TABLE news_schema(version INTEGER NOT NULL)")
+    old.execute("INSERT INTO news_schema VALUES (1)")
+    for stmt in _statements(SQLITE_MIGRATIONS[0]):
+        old.execute(stmt)
+    old.execute("INSERT INTO news_history(message_id, state, arrived) VALUES ('<a@b>', 'ok', 1.0)")
+    migrate_sqlite_news(old)
+    assert schema(old) == schema(fresh)
+    assert old.execute("SELECT message_id FROM news_history").fetchall() == [("<a@b>",)]
+    migrate_sqlite_news(old)  # up to date: nothing to do
+    none = sqlite3.connect(tmp_path / "none.db", isolation_level=None)
+    migrate_sqlite_news(none)  # never had a group: no news tables made
+    assert schema(none) == []
+    old.execute("UPDATE news_schema SET version = version + 1")
+    with pytest.raises(MigrationRefused, match="newer than this Postroom"):
+        migrate_sqlite_news(old)

@@ -298,8 +298,10 @@ def test_postroom_migrate_prints_versions_and_refuses_a_newer_schema(
     pg_cfg = _config(tmp_path, f'backend = "postgresql"\nurl = "{pg_database}"')
     assert main(["-c", str(pg_cfg), "migrate"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    # Every component on the database (the outbound queue and shared state migrate too).
-    assert "store: schema version 1" in lines and all(line.endswith(": schema version 1") for line in lines)
+    # Every component on the database (the outbound queue, shared state and news migrate too).
+    versions = dict(line.split(": schema version ") for line in lines)
+    assert set(versions) == {"store", "queue", "state", "news"} and versions["store"] == "1"
+    assert all(v.isdigit() and int(v) >= 1 for v in versions.values())
 
     async def too_new() -> None:
         conn = await connect(PgSettings(url=pg_database))

@@ -14,6 +14,7 @@ from typing import Iterable
 from .. import log, metrics
 from ..context import ServerContext
 from ..errors import StoreUnavailable, is_storage_full
+from ..news import lists
 from ..outbound.api import Envelope, Recipient
 from ..outbound.dsn import RecipientReport, build_dsn, wants_notice
 from ..outbound.local import send_notice
@@ -77,6 +78,13 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     outbound_id = None
     filtered = ""
     try:
+        # Mail to a list bound to a newsgroup becomes an article too (news/lists.py): first, so
+        # a news store failure (451, the client retries) leaves no member a copy yet.
+        gated = await lists.gate_mail(ctx, [rc.path.address for rc in txn.rcpts if auth is None or
+                                            auth.mailbox_for(rc.path.domain) == "INBOX"],
+                                      body, sender=sender, queue_id=queue_id)
+        if gated:
+            filtered = f"groups={','.join(gated)}"
         if local_ids:
             raw = message.return_path(sender) + trace + body
             # The DATA reader (and sendmail) normalised the body's line ends; the
@@ -96,7 +104,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
                             queue_id, sender, rcpt_log, len(body))
                 metrics.message(source, "rejected", "sieve")
                 return r(550, "5.7.1", sieved.refusal)
-            filtered = sieved.summary
+            filtered = " ".join(x for x in (filtered, sieved.summary) if x)
         if remote:
             assert ctx.outbound is not None
             # Our users' mail is DKIM-signed; mail we only pass on is ARC-sealed (mailauth.signing).

@@ -51,7 +51,8 @@ async def migrate(cfg: Config) -> list[tuple[str, int]]:
 # The other components on PostgreSQL: (module, its migrations' name, component). Each also
 # migrates itself when a node starts; ``postroom migrate`` runs them all at once.
 _PG_COMPONENTS = (("postroom.outbound.pgqueue", "MIGRATIONS", "queue"),
-                  ("postroom.auth.pgthrottle", "MIGRATIONS", "state"))
+                  ("postroom.auth.pgthrottle", "MIGRATIONS", "state"),
+                  ("postroom.news.state", "PG_MIGRATIONS", "news"))
 
 
 async def _migrate_pg_components(cfg: Config) -> None:

@@ -1,0 +1,285 @@
+"""Reading: group listings and counts, overview (from the ``overview`` table, written when
+each article was accepted), headers and articles by number or Message-ID, NEWNEWS, and the
+checks a reader's greeting needs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+
+from ..storage.models import MessageInfo
+from .article import (
+    OVERVIEW_HEADERS,
+    header_fields,
+    overview_fields,
+    unfold,
+    valid_message_id,
+    with_xref,
+)
+from .base import NewsBase, _locations
+from .records import Article, GroupInfo, GroupStatus, Overview, permits
+from .state import Stmt
+from .wildmat import compile_wildmat
+
+_OV_COLS = "number, subject, from_, date, message_id, refs, bytes, lines, xref"
+_OV_INSERT = ("INSERT INTO overview(mailbox_id, number, subject, from_, date, message_id, refs, bytes, lines, "
+              "xref) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING")
+_MID_RE = re.compile(rb"^message-id:[ \t]*(<[^\r\n>]*>)[ \t]*\r\n(?![ \t])", re.IGNORECASE | re.MULTILINE)
+_NG_RE = re.compile(rb"^newsgroups:[ \t]*([^\r\n]*)\r\n(?![ \t])", re.IGNORECASE | re.MULTILINE)
+
+
+class NewsReading(NewsBase):
+    """What readers ask (docs/nntp.md, "Groups and articles in the store")."""
+
+    async def _status(self, info: GroupInfo) -> GroupStatus:
+        idx = await self.store.message_index(info.mailbox_id)
+        uids = idx.uids
+        uidnext = idx.mailbox.uidnext
+        if uids:
+            # RFC 3977 §6.1.1.2: high is at least every article's number and never goes down.
+            low, high, count = uids[0], max(uids[-1], uidnext - 1), len(uids)
+        else:
+            # Empty: high one less than low (RFC 3977 §6.1.1.2), neither below 0.
+            high = max(uidnext - 2, 0)
+            low, count = high + 1, 0
+        return GroupStatus(info.name, count, low, high, info.posting, info.description, info.created)
+
+    async def groups(self, wildmat: str | None = None, *, user: str | None = None) -> list[GroupStatus]:
+        """The groups ``user`` may read (None: anonymous) matching ``wildmat``, sorted.
+        WildmatError for a malformed pattern."""
+        match = compile_wildmat(wildmat) if wildmat else None
+        out = []
+        for info in (await self._all_groups()).values():
+            if (match is None or match(info.name)) and self._readable(info, user):
+                out.append(await self._status(info))
+        return out
+
+    async def group(self, name: str, *, user: str | None = None) -> GroupStatus | None:
+        info = (await self._all_groups()).get(name)
+        if info is None or not self._readable(info, user):
+            return None
+        return await self._status(info)
+
+    async def groups_for_list(self, address: str) -> list[str]:
+        """Names of the groups bound to the mailing list ``address`` (lists-as-groups)."""
+        a = address.strip().lower()
+        return [i.name for i in (await self._all_groups()).values() if (i.list_address or "").lower() == a]
+
+    async def group_info(self, name: str) -> GroupInfo | None:
+        """The group's settings (permissions, bound list) from the short-lived cache."""
+        return (await self._all_groups()).get(name)
+
+    async def new_groups(self, since: float, *, user: str | None = None) -> list[GroupStatus]:
+        return [s for s in await self.groups(user=user) if s.created >= since]
+
+    async def numbers(self, group: str, lo: int, hi: int) -> list[int]:
+        """The numbers of the articles of ``group`` in [lo, hi], ascending."""
+        idx = await self._index(group)
+        if idx is None:
+            return []
+        uids = idx.uids
+        return list(uids[bisect.bisect_left(uids, lo):bisect.bisect_right(uids, hi)])
+
+    async def _fields(self, msgs: Sequence[MessageInfo]) -> list[tuple[str, str, str, str, str, int] | None]:
+        """:func:`overview_fields` of each message, from its bytes (one ``read_messages``, one
+        thread hop): for the articles whose overview row is not stored yet (_backfill)."""
+        raws = await self.store.read_messages(msgs)
+        return [overview_fields(raw) if raw is not None else None for raw in raws]
+
+    async def _overview_of(self, info: GroupInfo, msgs: Sequence[MessageInfo]) -> list[Overview]:
+        """The overview of ``msgs`` (ascending, of ``info``'s mailbox) from the overview table:
+        one range read (the rows were written when each article was accepted). An article
+        without its row (stored before the table existed, or by a post that a crash left to
+        :meth:`repair`) is computed from its bytes and its row written then (_backfill)."""
+        if not msgs:
+            return []
+        rows = await self.state.query(
+            f"SELECT {_OV_COLS} FROM overview WHERE mailbox_id = ? AND number >= ? AND number <= ?",
+            info.mailbox_id, msgs[0].uid, msgs[-1].uid)
+        host = self.settings.path_host + " "
+        have = {r[0]: r for r in rows}
+        missing = [m for m in msgs if m.uid not in have]
+        made = await self._backfill(info, missing) if missing else {}
+        out = []
+        for m in msgs:
+            r = have.get(m.uid)
+            if r is not None:
+                out.append(Overview(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), host + r[8]))
+            elif m.uid in made:
+                out.append(made[m.uid])
+        return out
+
+    async def _backfill(self, info: GroupInfo, msgs: Sequence[MessageInfo]) -> dict[int, Overview]:
+        """Overview of articles that have no stored row yet, from their bytes; the row is
+        written when the article's history is settled (``ok``: its Xref is final)."""
+        out: dict[int, Overview] = {}
+        for i in range(0, len(msgs), 1000):
+            chunk = msgs[i:i + 1000]
+            fields = await self._fields(chunk)
+            locs = await self._history_locations([f[3] for f in fields if f is not None], settled=True)
+            stmts: list[Stmt] = []
+            for m, f in zip(chunk, fields):
+                if f is None:
+                    continue
+                subject, from_, date, mid, refs, lines = f
+                xref = locs.get(mid) or f"{info.name}:{m.uid}"
+                out[m.uid] = Overview(m.uid, subject, from_, date, mid, refs, m.size, lines,
+                                      f"{self.settings.path_host} {xref}")
+                if locs.get(mid):
+                    stmts.append((_OV_INSERT, (info.mailbox_id, m.uid, subject, from_, date, mid, refs,
+                                               m.size, lines, xref)))
+            if stmts:
+                await self.state.execute(stmts)
+        return out
+
+    async def overview(self, group: str, lo: int, hi: int) -> list[Overview]:
+        """OVER data of the articles of ``group`` in [lo, hi] (RFC 3977 §8.3)."""
+        info = (await self._all_groups()).get(group)
+        if info is None:
+            return []
+        return await self._overview_of(info, await self._msgs(group, lo, hi))
+
+    async def header(self, group: str, field: str, lo: int, hi: int) -> list[tuple[int, str]]:
+        """HDR (RFC 3977 §8.5): ``field`` of each article in [lo, hi] (unfolded; "" when
+        absent), or the metadata ``:bytes`` / ``:lines``."""
+        name = field.lower()
+        msgs = await self._msgs(group, lo, hi)
+        if not msgs:
+            return []
+        if name == ":bytes":
+            return [(m.uid, str(m.size)) for m in msgs]
+        if name in OVERVIEW_HEADERS or name in (":lines", "xref"):
+            return [(o.number, _ov_field(o, name)) for o in await self.overview(group, lo, hi)]
+        raws = await self.store.read_messages(msgs)
+        out = []
+        for m, raw in zip(msgs, raws):
+            if raw is None:
+                continue
+            value = ""
+            for n, v in header_fields(raw)[0]:
+                if n == name:
+                    value = unfold(v)
+                    break
+            out.append((m.uid, value))
+        return out
+
+    async def header_by_id(self, message_id: str, field: str, *, user: str | None = None) -> str | None:
+        """``field`` (or ``:bytes``/``:lines``) of the article with this Message-ID, from a group
+        ``user`` may read; "" when the article lacks the field, None when there is no such article."""
+        art = await self.article_by_id(message_id, user=user)
+        if art is None:
+            return None
+        name = field.lower()
+        if name == ":bytes":
+            return str(len(art.raw))
+        fields, body = header_fields(art.raw)
+        if name == ":lines":
+            return str(art.raw.count(b"\n", body))
+        for n, v in fields:
+            if n == name:
+                return unfold(v)
+        return ""
+
+    async def article(self, group: str, number: int) -> Article | None:
+        """Article ``number`` of ``group`` with its Xref, or None.
+
+        One read of the bytes; the Message-ID and Newsgroups are found with two regular
+        expression searches over the header (no field-by-field parse) and Xref goes in
+        before the empty line that ends it. An article whose Newsgroups is this group alone
+        is stored only here: its Xref is ``group:number`` without the history lookup (a
+        query and a thread hop, bench/nntp.py); a crosspost looks its numbers up."""
+        idx = await self._index(group)
+        if idx is None:
+            return None
+        msg = idx.get(number)
+        if msg is None:
+            return None
+        raw = (await self.store.read_messages([msg]))[0]
+        if raw is None:
+            return None
+        end = raw.find(b"\r\n\r\n")
+        head = raw[:end + 2] if end >= 0 else b""
+        m_mid = _MID_RE.search(head)
+        m_ng = _NG_RE.search(head)
+        if m_mid is not None and m_ng is not None:
+            mid = m_mid.group(1).decode("ascii", "replace")
+            newsgroups = m_ng.group(1).decode("utf-8", "replace").replace(" ", "").replace("\t", "")
+            body = end + 4
+        else:  # folded, bare LF or missing: the full header parse
+            mid = newsgroups = ""
+            fields, body = header_fields(raw)
+            for n, v in fields:
+                if n == "message-id" and not mid:
+                    mid = unfold(v)
+                elif n == "newsgroups" and not newsgroups:
+                    newsgroups = unfold(v).replace(" ", "")
+        found = await self._locate(mid) if mid and newsgroups != group else None
+        locs = found[1] if found and found[1] else [(group, number)]
+        return Article(number, mid, with_xref(raw, self.settings.path_host, locs, body))
+
+    async def article_by_id(self, message_id: str, *, user: str | None = None,
+                            check_read: bool = True) -> Article | None:
+        """The article with this Message-ID from the first of its groups ``user`` may read."""
+        if not valid_message_id(message_id):
+            return None
+        found = await self._locate(message_id)
+        if found is None:
+            return None
+        groups = await self._all_groups()
+        for g, n in found[1]:
+            info = groups.get(g)
+            if info is None or (check_read and not self._readable(info, user)):
+                continue
+            art = await self.article(g, n)
+            if art is not None:
+                return Article(0, art.message_id, art.raw)
+        return None
+
+    async def raw_by_id(self, message_id: str) -> bytes | None:
+        """The stored bytes of the article (no permission check, no Xref): for the feed."""
+        found = await self._locate(message_id) if valid_message_id(message_id) else None
+        if found is None:
+            return None
+        groups = await self._all_groups()
+        for g, n in found[1]:
+            info = groups.get(g)
+            idx = await self._index(g) if info is not None else None
+            msg = idx.get(n) if idx is not None else None
+            if msg is not None:
+                raw = (await self.store.read_messages([msg]))[0]
+                if raw is not None:
+                    return bytes(raw)
+        return None
+
+    async def new_news(self, wildmat: str, since: float, *, user: str | None = None) -> list[str]:
+        """Message-IDs of the articles that arrived at or after ``since`` in groups matching
+        ``wildmat`` that ``user`` may read (RFC 3977 §7.4). WildmatError."""
+        match = compile_wildmat(wildmat)
+        groups = await self._all_groups()
+        rows = await self.state.query(
+            "SELECT message_id, locations FROM history WHERE arrived >= ? AND state = 'ok' ORDER BY arrived", since)
+        out = []
+        for mid, locs in rows:
+            for g, _n in _locations(locs):
+                info = groups.get(g)
+                if info is not None and match(g) and self._readable(info, user):
+                    out.append(mid)
+                    break
+        return out
+
+    async def seen(self, message_id: str) -> bool:
+        """Whether the Message-ID is in history (stored, in flight, expired, cancelled or
+        refused): IHAVE 435 / CHECK 438."""
+        rows = await self.state.query("SELECT 1 FROM history WHERE message_id = ?", message_id)
+        return bool(rows)
+
+    async def can_post(self, *, user: str | None) -> bool:
+        """Whether ``user`` may post to at least one group (greeting 200 vs 201, POST 440)."""
+        return any(i.posting != "n" and permits(i.post, user) for i in (await self._all_groups()).values())
+
+
+def _ov_field(o: Overview, name: str) -> str:
+    return {"subject": o.subject, "from": o.from_, "date": o.date, "message-id": o.message_id,
+            "references": o.references, ":lines": str(o.lines), "xref": o.xref}[name]
