@@ -35,6 +35,10 @@ command -v tmux >/dev/null || need+=(tmux)
 # INN 2: the Usenet peer of the NNTP peering tests (tests/innpeer.py runs its own innd under a
 # temporary directory; the system's INN is never started). Installed last, see below.
 [ -x /usr/lib/news/bin/innd ] || need+=(inn2)
+# MIT Kerberos: the KDC and kadmin.local/kinit for the throwaway realm of tests/kdc.py
+# (tests/server/kerberos), and libkrb5-dev, which `pip install gssapi` builds against.
+command -v krb5kdc >/dev/null && command -v kadmin.local >/dev/null && command -v kinit >/dev/null &&
+  [ -e /usr/include/gssapi/gssapi.h ] || need+=(krb5-kdc krb5-admin-server krb5-user libkrb5-dev)
 # PostgreSQL server binaries (initdb, pg_ctl, postgres under /usr/lib/postgresql/*/bin): the
 # PostgreSQL store's tests start their own throwaway cluster (tests/pgcluster.py); psql comes along.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && command -v psql >/dev/null || need+=(postgresql)

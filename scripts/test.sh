@@ -31,6 +31,8 @@ pg_groups=(
   "tests/server/mailauth"
   "tests/server/outbound"
   "tests/server/http tests/server/imap tests/server/managesieve tests/server/pop3 tests/server/sieve"
+  "tests/news tests/server/nntp"
+  "tests/server/kerberos"
 )
 for group in "${pg_groups[@]}"; do
   echo "== PostgreSQL store: $group"

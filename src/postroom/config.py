@@ -279,7 +279,7 @@ class Config:
 
 
 PROTOCOL_SECTIONS = ("smtp", "submission", "pop3", "imap", "outbound", "managesieve", "nntp", "http",
-                     "sieve", "dns", "mailauth", "mta_sts")
+                     "sieve", "dns", "mailauth", "mta_sts", "kerberos")
 
 
 def load(path: str | Path) -> Config:

@@ -32,7 +32,7 @@ PROTOCOL_MODULES: dict[str, str] = {
 
 # Modules with background services or config sections that are not listeners.
 SERVICE_MODULES: tuple[str, ...] = ("postroom.outbound.service", "postroom.resolver", "postroom.mailauth.settings",
-                                     "postroom.sieve.settings")
+                                     "postroom.sieve.settings", "postroom.auth.kerberos")
 
 
 def _import(name: str) -> ModuleType | None:

@@ -62,7 +62,7 @@ Step = Continue | Accepted | Refused
 _LOGGED_NAME = 100
 
 
-async def sasl_step(s: Client, mechanism: sasl.Plain | sasl.Login, data: bytes | None,
+async def sasl_step(s: Client, mechanism: sasl.Mechanism, data: bytes | None,
                     log: logging.Logger) -> Step:
     """Feed the mechanism one decoded response (None: no initial response) and, when it
     has the credentials, check them."""
@@ -73,6 +73,10 @@ async def sasl_step(s: Client, mechanism: sasl.Plain | sasl.Login, data: bytes |
         # A malformed exchange: nothing to count against a name (the reason is for the log).
         log.info("%s auth failed (%s: %s)", s.tag, mechanism.name, result.reason)
         return Refused()
+    if isinstance(result, sasl.Identified):  # GSSAPI: the ticket proved who it is
+        from . import kerberos
+
+        return await kerberos.finish(s, result, log)
     if result.authzid and result.authzid.lower() != result.username.lower():
         # Logging in as someone else (proxy authorization, RFC 4616 §2) is not offered;
         # a client asking for it costs a failure like a wrong password.

@@ -9,7 +9,7 @@ store refusals become their RFC 5804 §1.3 response codes here.
 from __future__ import annotations
 
 from .. import log
-from ..auth import login
+from ..auth import kerberos, login
 from ..sieve.api import SieveError
 from ..sieve.settings import compile_with, supported_extensions
 from ..storage.api import (
@@ -53,7 +53,8 @@ _WEAK_MECHANISMS = frozenset({"ANONYMOUS", "CRAM-MD5", "DIGEST-MD5"})
 def capability_lines(s: Session) -> bytes:
     caps: list[tuple[str, str | None]] = [("IMPLEMENTATION", IMPLEMENTATION)]
     # RFC 5804 §1.7: before TLS, hide the mechanisms that may not be used in plaintext.
-    caps.append(("SASL", " ".join(sasl.MECHANISMS) if s.state is State.NONAUTH and s.plaintext_allowed else ""))
+    mechanisms = [*sasl.MECHANISMS, *kerberos.mechanisms(s.ctx, "managesieve")]
+    caps.append(("SASL", " ".join(mechanisms) if s.state is State.NONAUTH and s.plaintext_allowed else ""))
     extensions = supported_extensions()
     caps.append(("SIEVE", " ".join(extensions)))
     if s.tls_available and not s.tls_active and s.state is State.NONAUTH:
@@ -105,7 +106,7 @@ async def unauthenticate(s: Session, a: Args) -> Response:
 # -- authentication (RFC 5804 §2.1) ------------------------------------------------
 async def authenticate(s: Session, a: Args) -> Response:
     name = text_arg(a.args[0], "mechanism").upper()
-    mechanism = sasl.mechanism(name)
+    mechanism: sasl.Mechanism | None = sasl.mechanism(name) or kerberos.mechanism(s.ctx, "managesieve", name)
     if mechanism is None:
         if name in _WEAK_MECHANISMS:
             return no("Mechanism too weak for this server", Code.AUTH_TOO_WEAK)
@@ -118,7 +119,7 @@ async def authenticate(s: Session, a: Args) -> Response:
         raw = a.args[1]
         if isinstance(raw, int):
             raw = str(raw).encode()  # digits only: valid base64 all the same
-        initial = sasl.decode_b64(raw) if raw else b""
+        initial = sasl.decode_b64(raw, getattr(mechanism, "max_response", sasl.MAX_RESPONSE)) if raw else b""
         if initial is None:
             return no("Invalid base64 data")
     return await _sasl_step(s, mechanism, initial)
@@ -134,13 +135,13 @@ async def sasl_continue(s: Session, raw: bytes) -> Response:
         return no(str(exc))
     if value == b"*":
         return no("Authentication cancelled")  # RFC 5804 §2.1
-    data = sasl.decode_b64(value) if value else b""
+    data = sasl.decode_b64(value, getattr(mechanism, "max_response", sasl.MAX_RESPONSE)) if value else b""
     if data is None:
         return no("Invalid base64 data")
     return await _sasl_step(s, mechanism, data)
 
 
-async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes | None) -> Response:
+async def _sasl_step(s: Session, mechanism: sasl.Mechanism, data: bytes | None) -> Response:
     step = await login.sasl_step(s, mechanism, data, _auth_log)
     if isinstance(step, login.Continue):
         s.sasl = mechanism

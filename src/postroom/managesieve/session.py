@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..sieve.settings import SieveSettings
-from ..wire.sasl import Login, Plain
+from ..wire.sasl import Mechanism
 from .proto import State
 from .settings import ManageSieveSettings
 
@@ -31,7 +31,7 @@ class Session:
     tls_available: bool = False
     state: State = State.NONAUTH
     account: Account | None = None
-    sasl: Plain | Login | None = None  # an AUTHENTICATE exchange waiting for the client's next string
+    sasl: Mechanism | None = None  # an AUTHENTICATE exchange waiting for the client's next string
     bad_commands: int = 0
     auth_failures: int = 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from .. import log
-from ..auth import login
+from ..auth import kerberos, login
 from ..news.article import header_fields, unfold
 from ..news.records import Article, GroupStatus, Overview, PostRefused
 from ..news.wildmat import WildmatError, compile_wildmat
@@ -70,7 +70,7 @@ def capability_lines(s: Session, may_post: bool) -> list[str]:
             caps.append("STARTTLS")  # RFC 4642 §2.1: not after TLS or authentication
         if s.plaintext_allowed:
             caps.append("AUTHINFO USER SASL")  # RFC 4643 §2.1
-            caps.append("SASL " + " ".join(sasl.MECHANISMS))
+            caps.append("SASL " + " ".join([*sasl.MECHANISMS, *kerberos.mechanisms(s.ctx, "nntp")]))
         else:
             # RFC 4643 §2.1: AUTHINFO without arguments: possible, but not on this connection yet.
             caps.append("AUTHINFO")
@@ -169,14 +169,14 @@ async def authinfo(s: Session, cmd: Command) -> Response:
 async def _sasl_start(s: Session, args: tuple[str, ...]) -> Response:
     if not args or len(args) > 2:
         return reply(501, "Syntax: AUTHINFO SASL mechanism [initial-response]")
-    mechanism = sasl.mechanism(args[0])
+    mechanism: sasl.Mechanism | None = sasl.mechanism(args[0]) or kerberos.mechanism(s.ctx, "nntp", args[0])
     if mechanism is None:
         return reply(503, "Mechanism not recognized")  # RFC 4643 §2.4.2
     if not s.plaintext_allowed:
         return _TLS_REQUIRED  # PLAIN and LOGIN send the password as it is
     initial: bytes | None = None
     if len(args) == 2:
-        initial = sasl.decode_b64(args[1])  # "=" is an empty initial response
+        initial = sasl.decode_b64(args[1], getattr(mechanism, "max_response", sasl.MAX_RESPONSE))  # "=" is an empty initial response
         if initial is None:
             return reply(504, "Base64 encoding error")
     return await _sasl_step(s, mechanism, initial)
@@ -188,13 +188,13 @@ async def sasl_continue(s: Session, line: bytes) -> Response:
     assert mechanism is not None
     if sasl.is_cancel(line):
         return reply(481, "Authentication cancelled")
-    data = sasl.decode_b64(line)
+    data = sasl.decode_b64(line, getattr(mechanism, "max_response", sasl.MAX_RESPONSE))
     if data is None:
         return reply(504, "Base64 encoding error")
     return await _sasl_step(s, mechanism, data)
 
 
-async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes | None) -> Response:
+async def _sasl_step(s: Session, mechanism: sasl.Mechanism, data: bytes | None) -> Response:
     step = await login.sasl_step(s, mechanism, data, _log)
     if isinstance(step, login.Continue):
         s.sasl = mechanism

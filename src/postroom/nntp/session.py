@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..wire.sasl import Login, Plain
+from ..wire.sasl import Mechanism
 from .proto import State
 from .settings import NntpSettings
 
@@ -32,7 +32,7 @@ class Session:
     state: State = State.UNAUTHENTICATED
     account: Account | None = None
     authinfo_user: str | None = None  # AUTHINFO USER given, waiting for AUTHINFO PASS
-    sasl: Plain | Login | None = None  # an AUTHINFO SASL exchange waiting for the client's next line
+    sasl: Mechanism | None = None  # an AUTHINFO SASL exchange waiting for the client's next line
     #: RFC 3977 §6.1.1: the currently selected group and the current article number in it.
     group: GroupStatus | None = None
     article: int | None = None

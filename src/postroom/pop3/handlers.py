@@ -12,7 +12,7 @@ import hmac
 from typing import Callable
 
 from .. import log
-from ..auth import login
+from ..auth import kerberos, login
 from ..errors import MaildropLocked, MessageDamaged
 from ..storage.models import Account, FlagOp, MessageInfo
 from ..wire import sasl
@@ -33,6 +33,12 @@ _AUTH_FAILED = "Authentication failed"
 
 
 # -- capabilities (RFC 2449 §5) ---------------------------------------------------
+def _mechanisms(s: Session) -> list[str]:
+    """PLAIN and LOGIN, and GSSAPI (RFC 4752) and GSS-SPNEGO when [kerberos] names a POP service. RPOP
+    (RFC 1081; dropped by RFC 1725) is never offered: it trusts the client's port and host."""
+    return [*sasl.MECHANISMS, *kerberos.mechanisms(s.ctx, "pop3")]
+
+
 def capabilities(s: Session) -> list[str]:
     caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING",
             # RFC 2449 §6.7: the server never deletes mail on its own.
@@ -41,7 +47,7 @@ def capabilities(s: Session) -> list[str]:
         if s.plaintext_allowed:
             # RFC 2595 §4: before TLS, hide what may not be used in plaintext.
             caps.append("USER")
-            caps.append("SASL " + " ".join(sasl.MECHANISMS))
+            caps.append("SASL " + " ".join(_mechanisms(s)))
         if s.tls_available and not s.tls_active:
             caps.append("STLS")
         caps.append("UTF8")  # RFC 6856 §2
@@ -118,10 +124,10 @@ async def auth(s: Session, cmd: Command) -> Response:
     """RFC 5034 §4: AUTH mechanism [initial-response]."""
     if not cmd.args:
         # RFC 1734 clients list mechanisms with a bare AUTH; harmless to answer.
-        return ok("Mechanisms follow", listing(list(sasl.MECHANISMS)))
+        return ok("Mechanisms follow", listing(_mechanisms(s)))
     if len(cmd.args) > 2:
         return err("Syntax: AUTH mechanism [initial-response]")
-    mechanism = sasl.mechanism(cmd.args[0])
+    mechanism: sasl.Mechanism | None = sasl.mechanism(cmd.args[0]) or kerberos.mechanism(s.ctx, "pop3", cmd.args[0])
     if mechanism is None:
         return err("Unsupported authentication mechanism")
     if not s.plaintext_allowed:
@@ -129,7 +135,7 @@ async def auth(s: Session, cmd: Command) -> Response:
     initial: bytes | None = None
     if len(cmd.args) == 2:
         # RFC 5034 §4: "=" is an empty initial response (decode_b64 knows).
-        initial = sasl.decode_b64(cmd.args[1])
+        initial = sasl.decode_b64(cmd.args[1], getattr(mechanism, "max_response", sasl.MAX_RESPONSE))
         if initial is None:
             return err("Invalid base64 data")
     return await _sasl_step(s, mechanism, initial)
@@ -141,13 +147,13 @@ async def sasl_continue(s: Session, line: bytes) -> Response:
     assert mechanism is not None
     if sasl.is_cancel(line):
         return err("Authentication cancelled")  # RFC 5034 §4
-    data = sasl.decode_b64(line)
+    data = sasl.decode_b64(line, getattr(mechanism, "max_response", sasl.MAX_RESPONSE))
     if data is None:
         return err("Invalid base64 data")
     return await _sasl_step(s, mechanism, data)
 
 
-async def _sasl_step(s: Session, mechanism: sasl.Plain | sasl.Login, data: bytes | None) -> Response:
+async def _sasl_step(s: Session, mechanism: sasl.Mechanism, data: bytes | None) -> Response:
     step = await login.sasl_step(s, mechanism, data, _auth_log)
     if isinstance(step, login.Continue):
         s.sasl = mechanism

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..wire.sasl import Login, Plain
+from ..wire.sasl import Mechanism
 from .maildrop import Maildrop
 from .reader import MessageReader
 from .proto import State
@@ -44,7 +44,7 @@ class Session:
     account: "Account | None" = None
     maildrop: Maildrop | None = None
     reader: MessageReader | None = None
-    sasl: Plain | Login | None = None  # an AUTH exchange waiting for the client's next line
+    sasl: Mechanism | None = None  # an AUTH exchange waiting for the client's next line
     utf8: bool = False  # RFC 6856 §2: UTF8 was issued
     bad_commands: int = 0
     auth_failures: int = 0

@@ -12,6 +12,8 @@ import time
 from typing import Iterable
 
 from .. import log, metrics
+from ..auth import kerberos
+from ..auth.login import Accepted
 from ..context import ServerContext
 from ..errors import StoreUnavailable, is_storage_full
 from ..news import lists
@@ -20,6 +22,7 @@ from ..outbound.dsn import RecipientReport, build_dsn, wants_notice
 from ..outbound.local import send_notice
 from ..sieve import delivery as sieve_delivery
 from ..storage.api import has_room
+from ..wire import sasl
 from . import mailauth, message, recipients, replies
 from .address import Path
 from .proto import AuthOutcome
@@ -209,6 +212,18 @@ class StoreBackend:
         result = "ok" if res.account else ("throttled" if res.throttled else "failed")
         logger.info("%s auth %s user=%r", self.tag, result, username[:100])
         return AuthOutcome(res.account.address if res.account else None, res.throttled)
+
+    def gssapi_mechanism(self, name: str) -> sasl.Mechanism | None:
+        return kerberos.mechanism(self.ctx, "smtp", name)
+
+    async def authenticate_principal(self, ident: sasl.Identified) -> AuthOutcome:
+        step = await kerberos.finish(self, ident, logger)
+        if isinstance(step, Accepted):
+            return AuthOutcome(step.account.address)
+        return AuthOutcome(None, step.throttled)
+
+    def gssapi_failed(self, mechanism: str, reason: str) -> None:
+        logger.info("%s auth failed (%s: %s)", self.tag, mechanism, reason)
 
     async def over_quota(self, account_ids: tuple[int, ...], size: int | None) -> bool:
         # Refused at RCPT only when every mailbox the address leads to is full.

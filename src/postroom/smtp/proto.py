@@ -89,6 +89,14 @@ class Backend(Protocol):
 
     async def authenticate(self, username: str, password: str) -> AuthOutcome: ...
 
+    # Only called for the mechanisms in Options.gssapi ([kerberos] names an smtp service).
+    def gssapi_mechanism(self, name: str) -> sasl.Mechanism | None: ...
+
+    async def authenticate_principal(self, ident: sasl.Identified) -> AuthOutcome: ...
+
+    def gssapi_failed(self, mechanism: str, reason: str) -> None:
+        """Log why a GSSAPI exchange failed (the client only sees 535)."""
+
     async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:
         """Deliver durably and return the final reply (250 with the queue id, or 4xx/5xx)."""
         ...
@@ -127,6 +135,7 @@ class Options:
     primary_domain: str  # for a bare RCPT TO:<postmaster>
     banner: str = "ESMTP Postroom"
     listener: str = ""  # the listener's name (mail authentication checks are per listener)
+    gssapi: tuple[str, ...] = ()  # GSSAPI (RFC 4752), GSS-SPNEGO: [kerberos] names an smtp service
 
 
 Handler = Callable[["Session", str], Awaitable[Reply | None]]
@@ -181,7 +190,7 @@ class Session:
         self.chunk_size = 0
         self._chunk_last = False
         self._chunk_discard: Reply | None = None  # reply for a BDAT whose chunk is read and dropped
-        self._sasl: sasl.Plain | sasl.Login | None = None
+        self._sasl: sasl.Mechanism | None = None
 
     # -- entry points ----------------------------------------------------------------
     def greeting(self) -> Reply:
@@ -247,7 +256,7 @@ class Session:
         if self.opts.starttls and not self.tls_active:
             ext.append("STARTTLS")
         if self._auth_offered():
-            ext.append("AUTH PLAIN LOGIN")
+            ext.append(" ".join(("AUTH PLAIN LOGIN", *self.opts.gssapi)))
         ext += ["DSN", "SMTPUTF8", "CHUNKING", "ETRN", "HELP"]
         return ext
 
@@ -599,12 +608,14 @@ class Session:
         parts = arg.split()
         if not 1 <= len(parts) <= 2:
             return replies.BAD_ARGS
-        mech = sasl.mechanism(parts[0])
+        mech: sasl.Mechanism | None = sasl.mechanism(parts[0])
+        if mech is None and parts[0].upper() in self.opts.gssapi:
+            mech = self.backend.gssapi_mechanism(parts[0])
         if mech is None:
             return r(504, "5.5.4", "Unrecognized authentication type")
         initial: bytes | None = None
         if len(parts) == 2:
-            initial = sasl.decode_b64(parts[1])
+            initial = sasl.decode_b64(parts[1], getattr(mech, "max_response", sasl.MAX_RESPONSE))
             if initial is None:
                 return r(501, "5.5.2", "Cannot decode response")
         self._sasl = mech
@@ -618,19 +629,31 @@ class Session:
         if sasl.is_cancel(line):
             self._sasl = None
             return self._done(r(501, "5.0.0", "Authentication cancelled"))  # RFC 4954 §4
-        data = sasl.decode_b64(line)
+        data = sasl.decode_b64(line, getattr(mech, "max_response", sasl.MAX_RESPONSE))
         if data is None:
             self._sasl = None
             return self._done(r(501, "5.5.2", "Cannot decode response"))
         return self._done(await self._sasl_result(mech.step(data)))
 
-    async def _sasl_result(self, result: sasl.Result) -> Reply:
+    async def _sasl_result(self, result: sasl.Challenge | sasl.Done | sasl.Failed | sasl.Identified) -> Reply:
         if isinstance(result, sasl.Challenge):
             self.expect = Expect.SASL
             return r(334, None, sasl.encode_b64(result.data))
-        self._sasl = None
+        mech, self._sasl = self._sasl, None
         if isinstance(result, sasl.Failed):
+            if mech is not None and mech.name in self.opts.gssapi:
+                # A bad, expired or replayed ticket is a credential failure, not bad syntax.
+                self.backend.gssapi_failed(mech.name, result.reason)
+                return r(535, "5.7.8", "Authentication credentials invalid")
             return r(501, "5.5.2", "Malformed authentication data")
+        if isinstance(result, sasl.Identified):
+            outcome = await self.backend.authenticate_principal(result)
+            if outcome.throttled:
+                return r(454, "4.7.0", "Too many failed authentications, try again later")
+            if outcome.login is None:
+                return r(535, "5.7.8", "Authentication credentials invalid")
+            self.login = outcome.login
+            return r(235, "2.7.0", "Authentication successful")
         if result.authzid and result.authzid.lower() != result.username.lower():
             return r(535, "5.7.8", "Authentication credentials invalid")
         outcome = await self.backend.authenticate(result.username, result.password)

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from .. import log, metrics
+from ..auth import kerberos
 from ..budget import budget_for, read_counted
 from ..config import Config, Listener
 from ..context import ServerContext
@@ -59,6 +60,7 @@ def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: 
         primary_domain=cfg.domains[0] if cfg.domains else cfg.hostname,
         banner=s.banner,
         listener=listener.name,
+        gssapi=tuple(kerberos.mechanisms(ctx, "smtp")),
     )
     session = Session(opts, StoreBackend(ctx, s, conn.peer_ip, tag), conn.peer_ip, sid)
     if conn.tls_active:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +53,32 @@ class Failed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Identified:
+    """A mechanism that proves the identity itself (GSSAPI, wire/gssapi.py) ends here: no
+    password to check; the caller maps ``principal`` to an account (auth/kerberos.py)."""
+
+    principal: str  # "user@REALM" as the Kerberos KDC named it
+    authzid: str  # "" when the client did not ask to act as someone else
+
+
 Result = Challenge | Done | Failed
+
+
+class Mechanism(Protocol):
+    """What the protocols step: PLAIN, LOGIN, and GSSAPI (wire/gssapi.py), which ends in
+    :class:`Identified` instead of :class:`Done`."""
+
+    name: str
+
+    def step(self, data: bytes | None) -> Challenge | Done | Failed | Identified: ...
 
 MAX_RESPONSE = 2048  # longer credentials are an attack, not a login
 
 
-def decode_b64(line: bytes | str) -> bytes | None:
-    """Strict base64 of one response line (trailing CRLF allowed); None if malformed.
+def decode_b64(line: bytes | str, limit: int = MAX_RESPONSE) -> bytes | None:
+    """Strict base64 of one response line (trailing CRLF allowed); None if malformed
+    or longer than ``limit`` decoded octets (a mechanism's ``max_response``).
 
     A single "=" is the empty initial response (RFC 4954 §4).
     """
@@ -67,7 +87,7 @@ def decode_b64(line: bytes | str) -> bytes | None:
     line = line.strip(b"\r\n").strip()
     if line == b"=":
         return b""
-    if len(line) > MAX_RESPONSE * 4 // 3 + 4:
+    if len(line) > limit * 4 // 3 + 4:
         return None
     try:
         return base64.b64decode(line, validate=True)

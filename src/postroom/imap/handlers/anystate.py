@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...auth import kerberos
 from ..responses import After, Reply, untagged
 from ..session import Session, State
 from . import append, compress, condstore, context, listext, quota, session_ext
@@ -29,6 +30,8 @@ def capabilities(s: Session) -> bytes:
             caps.append("STARTTLS")
         if s.login_allowed:
             caps += ["AUTH=PLAIN", "AUTH=LOGIN"]
+            # RFC 4752 GSSAPI and GSS-SPNEGO when [kerberos] names an imap service (auth/kerberos.py)
+            caps += [f"AUTH={m}" for m in kerberos.mechanisms(s.ctx, "imap")]
         else:
             caps.append("LOGINDISABLED")  # RFC 3501 §6.2.3
     return " ".join(caps).encode()

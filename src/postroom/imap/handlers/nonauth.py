@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ... import log
+from ...auth import kerberos
+from ...auth.login import Refused
 from ...storage.models import Account
 from ...wire import sasl
 from ..errors import Bad, No
@@ -58,12 +60,13 @@ async def login(s: Session, a: LoginArgs) -> Reply:
 async def authenticate(s: Session, a: AuthenticateArgs) -> Reply:
     """RFC 3501 §6.2.2 with RFC 4959 SASL-IR; challenges go out as ``+ base64``."""
     _require_privacy(s)
-    mech = sasl.mechanism(a.mechanism)
+    mech = sasl.mechanism(a.mechanism) or kerberos.mechanism(s.ctx, "imap", a.mechanism)
     if mech is None:
         raise No("Unsupported authentication mechanism")
+    limit = getattr(mech, "max_response", sasl.MAX_RESPONSE)
     data: bytes | None = None
     if a.initial is not None:
-        data = sasl.decode_b64(a.initial)
+        data = sasl.decode_b64(a.initial, limit)
         if data is None:
             raise Bad("Invalid base64 in initial response")
     result = mech.step(data)
@@ -72,12 +75,21 @@ async def authenticate(s: Session, a: AuthenticateArgs) -> Reply:
         line = await s.io.read_line(s.settings.preauth_timeout)
         if sasl.is_cancel(line):
             raise Bad("Authentication cancelled")
-        data = sasl.decode_b64(line)
+        data = sasl.decode_b64(line, limit)
         if data is None:
             raise Bad("Invalid base64 in response")
         result = mech.step(data)
     if isinstance(result, sasl.Failed):
+        _auth_log.info("%s auth failed (%s: %s)", s.tag, mech.name, result.reason)
         raise No("Authentication failed", b"AUTHENTICATIONFAILED")
+    if isinstance(result, sasl.Identified):
+        step = await kerberos.finish(s, result, _auth_log)
+        if isinstance(step, Refused):
+            if step.throttled:
+                raise No("Too many failed logins, try again later", b"UNAVAILABLE")
+            raise No("Authentication failed", b"AUTHENTICATIONFAILED")
+        _logged_in(s, step.account)
+        return Reply("Logged in", code=b"CAPABILITY " + capabilities(s))
     if result.authzid and result.authzid.lower() != result.username.lower():
         raise No("Acting as another user is not allowed", b"AUTHORIZATIONFAILED")
     return await _finish_login(s, result.username, result.password)
