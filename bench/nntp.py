@@ -17,8 +17,10 @@ Then, over real NNTP sockets, ``C`` reader processes at a time, each connected a
 * ``ARTICLE``: the clients share the group (client k takes every C-th article) and fetch each by
   number, one at a time, waiting for each (a reader, or suck); the rate is articles per second.
 
-Both servers run at the same time and the timed runs alternate between them, so a neighbour's load
-on a shared machine falls on both alike. Printed per operation and client count: the median rate of
+Neither reader pipelines: each sends one command and reads its whole answer before the next, the same
+client code against both servers, so neither gains from batching replies (Postroom writes the replies of
+pipelined commands together; nnrpd writes as it goes). Both servers run at the same time and the timed
+runs alternate between them, so a neighbour's load on a shared machine falls on both alike. Printed per operation and client count: the median rate of
 each server over ``--runs``, the median of the per-run ratios Postroom / INN (the issue's target is
 at least 1), and each server's CPU per item (user + system time of all its processes from /proc,
 children included: INN's nnrpd per connection), the steadier figure on a busy machine.

@@ -136,6 +136,7 @@ class Connection:
         if type(waiters) is collections.deque and not waiters:
             proto._drain_waiters = []
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Task[Any] | None = None
         self._deadline = 0.0
         self._timed_out = False
@@ -183,10 +184,14 @@ class Connection:
             # Data already waiting, or no limit: the read cannot outlast a timeout.
             chunk = await self._read_chunk()
         else:
-            loop = asyncio.get_running_loop()
+            # The loop is looked up once: on Python 3.11 get_running_loop() (and current_task()
+            # without a loop) makes a getpid() system call each time, twice per command here.
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             self._deadline = deadline
-            self._waiter = task = asyncio.current_task()
+            self._waiter = task = asyncio.current_task(loop)
             timer = self._timer
             if timer is None or timer.when() > deadline:
                 if timer is not None:
@@ -222,7 +227,7 @@ class Connection:
         task = self._waiter
         if task is None or task.done():
             return  # not waiting: the next wait arms the timer again
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._on_timer)
             return

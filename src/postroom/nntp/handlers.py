@@ -13,6 +13,8 @@ import time
 from .. import log
 from ..auth import kerberos, login
 from ..news.article import header_fields, unfold
+from ..news.reading import overview_field as _field
+from ..news.reading import overview_line
 from ..news.records import Article, GroupStatus, Overview, PostRefused
 from ..news.wildmat import WildmatError, compile_wildmat
 from ..wire import sasl
@@ -464,17 +466,6 @@ async def list_(s: Session, cmd: Command) -> Response:
 
 
 # -- OVER and HDR (RFC 3977 §8) -------------------------------------------------------------
-def _field(value: str) -> str:
-    """RFC 3977 §8.3.2: TAB, CR and LF in an overview or HDR field become spaces."""
-    return value.replace("\t", " ").replace("\r", " ").replace("\n", " ")
-
-
-def overview_line(o: Overview) -> str:
-    xref = f"Xref: {_field(o.xref)}" if o.xref else ""
-    return "\t".join((str(o.number), _field(o.subject), _field(o.from_), _field(o.date),
-                      _field(o.message_id), _field(o.references), str(o.bytes), str(o.lines), xref))
-
-
 def _range_of(s: Session, arg: str | None) -> tuple[int, int] | Reply:
     """The numbers OVER/HDR ask for: a range argument, or the current article."""
     if s.group is None:
@@ -520,12 +511,13 @@ async def over(s: Session, cmd: Command) -> Response:
     if isinstance(rng, Reply):
         return rng
     assert s.group is not None
-    rows = await s.news.overview(s.group.name, rng[0], rng[1]) if rng[0] <= rng[1] else []
-    if not rows:
+    # The lines come ready from the stored rows (News.overview_lines): no record per article.
+    block = await s.news.overview_lines(s.group.name, rng[0], rng[1]) if rng[0] <= rng[1] else b""
+    if not block:
         if arg is None:
             return reply(420, "Current article number is invalid")
         return reply(423, "No articles in that range")
-    return reply(code, "Overview information follows", listing([overview_line(o) for o in rows]))
+    return reply(code, "Overview information follows", (block, b".\r\n"))
 
 
 async def hdr(s: Session, cmd: Command) -> Response:

@@ -5,9 +5,9 @@ Reads one command line at a time (RFC 3977 §3.1: at most 512 octets), hands it 
 (POST, and IHAVE/TAKETHIS from :mod:`.peering`) the dot-terminated block is read here
 with ``wire.dotstuff.DataReader``, bounded by ``[nntp] max_article_size`` and the
 process's message memory budget: a larger article is read to its end and dropped, so
-the session stays in sync and nothing is stored half. Replies are flushed only when
-the client has nothing more pipelined (RFC 3977 §3.5), so a batch of commands goes
-out in few writes.
+the session stays in sync and nothing is stored half. Replies are gathered and written
+only when the client has nothing more pipelined (RFC 3977 §3.5), so a batch of commands
+gets its replies in one write.
 """
 
 from __future__ import annotations
@@ -111,34 +111,42 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
 async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> None:
     ctx = session.ctx
     settings = session.settings
-    limits = ctx.config.limits
+    stopping = ctx.stopping.is_set
+    # Before login the short [limits] idle timeout applies, as for POP3 and IMAP. There is no
+    # login deadline: anonymous readers of open groups never log in.
+    short_idle = min(settings.idle_timeout, ctx.config.limits.idle_timeout)
+    # The replies not written yet: those of pipelined commands go out together, in one write,
+    # once the client has nothing more buffered (RFC 3977 §3.5) or FLUSH_AT octets are queued.
+    out: list[bytes] = []
     pending = 0
+    dispatch = commands.dispatch
 
-    def timeout() -> float:
-        # Before login the short [limits] idle timeout applies, as for POP3 and IMAP. There
-        # is no login deadline: anonymous readers of open groups never log in.
-        if session.state is State.UNAUTHENTICATED:
-            return min(settings.idle_timeout, limits.idle_timeout)
-        return settings.idle_timeout
+    async def flush() -> None:
+        nonlocal pending
+        if out:
+            conn.writelines(out)
+            out.clear()
+            pending = 0
+        if conn.writer.transport.get_write_buffer_size():
+            await conn.drain()
 
     try:
         # RFC 3977 §5.1: 200 or 201 (posting allowed or not); 502 would be a refusal.
-        pending += conn.writelines((await greeting(session)).chunks())
+        out += (await greeting(session)).chunks()
         while True:
-            if ctx.stopping.is_set():
+            if stopping():
                 ev.result = "shutdown"
-                await conn.send(reply(400, "Server shutting down").encode())
+                out.append(reply(400, "Server shutting down").encode())
+                await flush()
                 return
             if pending >= FLUSH_AT or not conn.has_buffered_input():
-                if conn.writer.transport.get_write_buffer_size():
-                    await conn.drain()
-                pending = 0
+                await flush()
             # Up to the AUTHINFO SASL limit; dispatch holds other commands to 512 octets.
-            limit = MAX_SASL_LINE
             line = b""
             response: Response
             try:
-                line = await conn.readline(limit, timeout())
+                line = await conn.readline(MAX_SASL_LINE, settings.idle_timeout
+                                           if session.state is State.AUTHENTICATED else short_idle)
             except LineTooLong:
                 # RFC 3977 §3.1: an overlong line is an error; we answer 500 and carry on
                 # (the rest of the line was read and dropped, the session is in sync).
@@ -146,27 +154,30 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
                 response = commands.bad_command(session, 500, "Line too long")
             except IdleTimeout:
                 ev.result = "timeout"
-                await conn.send(reply(400, "Timeout, closing connection").encode())
+                out.append(reply(400, "Timeout, closing connection").encode())
+                await flush()
                 return
             else:
-                response = await commands.dispatch(session, line)
+                response = await dispatch(session, line)
             if isinstance(response, ReadArticle):
-                pending += conn.writelines(response.chunks())
-                await conn.drain()  # the client waits for 340/335 before it sends
-                pending = 0
+                out += response.chunks()
+                await flush()  # the client waits for 340/335 before it sends
                 answer = await _read_article(session, conn, response.then, response.busy)
             else:
                 answer = response
-            pending += conn.writelines(answer.chunks())
-            if answer.action is Action.START_TLS:
-                await conn.drain()
-                await conn.start_tls()
-                session.tls_started()
-                logger.info("%s starttls %s", ev.tag, conn.tls_description() or "")
-            elif answer.action is Action.CLOSE:
-                ev.result = "quit" if line[:4].upper() == b"QUIT" else "closed"
-                await conn.drain()
-                return
+            chunks = answer.chunks()
+            out += chunks
+            for c in chunks:
+                pending += len(c)
+            if answer.action is not Action.NONE:
+                await flush()
+                if answer.action is Action.START_TLS:
+                    await conn.start_tls()
+                    session.tls_started()
+                    logger.info("%s starttls %s", ev.tag, conn.tls_description() or "")
+                elif answer.action is Action.CLOSE:
+                    ev.result = "quit" if line[:4].upper() == b"QUIT" else "closed"
+                    return
     except (ConnectionClosed, IdleTimeout):
         pass
 
