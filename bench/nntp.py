@@ -52,8 +52,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(1, str(ROOT / "tests"))  # the INN fixture, shared with the peering tests
 
 from imap import _tree as process_tree
-from imap import cpu_seconds
-from pop3 import Case, Client
+from pop3 import Case, Client, run_procs
 from postroom_peer import BenchPostroom, write_config
 
 GROUP = "bench.nntp"
@@ -166,30 +165,8 @@ def run_clients(port: int, op: str, clients: int, chunk: int,
                 pids: Callable[[], list[int]] = list) -> tuple[int, float, float]:
     """(items, seconds, server CPU seconds) for ``clients`` readers doing ``op`` at once; each is
     connected and in the group before the clock and the CPU count of ``pids()`` start."""
-    ctx = mp.get_context("fork")
-    start = ctx.Event()
-    ready: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    procs = [ctx.Process(target=_client_proc, args=(port, op, k, clients, chunk, ready, start, out))
-             for k in range(clients)]
-    for p in procs:
-        p.start()
-    failed = [r for r in (ready.get(timeout=120) for _ in procs) if r is not None]
-    if failed:
-        start.set()
-        raise RuntimeError(f"reader could not enter the group: {failed[0]}")
-    c0 = cpu_seconds(pids())
-    t0 = time.perf_counter()
-    start.set()
-    results = [out.get(timeout=3600) for _ in procs]
-    elapsed = time.perf_counter() - t0
-    cpu = cpu_seconds(pids()) - c0
-    for p in procs:
-        p.join()
-    errors = [r for r in results if isinstance(r, Exception)]
-    if errors:
-        raise RuntimeError(f"reader failed: {errors[0]}")
-    return sum(results), elapsed, cpu
+    return run_procs(_client_proc, [(port, op, k, clients, chunk) for k in range(clients)], pids,
+                     "reader", 3600)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:

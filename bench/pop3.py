@@ -150,33 +150,43 @@ def _client_proc(port: int, user: str, passes: int, ready: mp.Queue,  # type: ig
         out.put(exc)
 
 
-def run_clients(port: int, users: list[str], passes: int = 1,
-                pids: Callable[[], list[int]] = list) -> tuple[int, float, float]:
-    """(messages, seconds, server CPU seconds) for one client per user, logged in before
-    the clock and the CPU count of the server processes ``pids()`` start."""
+def run_procs(target: Callable[..., None], arglists: list[tuple], pids: Callable[[], list[int]],
+              what: str, timeout: float) -> tuple[int, float, float]:
+    """(items, seconds, server CPU seconds) for one forked client per entry of ``arglists``:
+    ``target(*args, ready, start, out)`` says on ``ready`` that it is set up (None, or the
+    exception), waits for ``start`` and puts its count (or exception) on ``out``. The clock and
+    the CPU count of the server processes ``pids()`` start once every client is ready.
+    bench/nntp.py's readers run the same way."""
     ctx = mp.get_context("fork")
     start = ctx.Event()
     ready: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    procs = [ctx.Process(target=_client_proc, args=(port, u, passes, ready, start, out)) for u in users]
+    procs = [ctx.Process(target=target, args=(*args, ready, start, out)) for args in arglists]
     for p in procs:
         p.start()
     failed = [r for r in (ready.get(timeout=120) for _ in procs) if r is not None]
     if failed:
         start.set()
-        raise RuntimeError(f"login failed: {failed[0]}")
+        raise RuntimeError(f"{what} could not start: {failed[0]}")
     c0 = cpu_seconds(pids())
     t0 = time.perf_counter()
     start.set()
-    results = [out.get(timeout=600) for _ in procs]
+    results = [out.get(timeout=timeout) for _ in procs]
     elapsed = time.perf_counter() - t0
     cpu = cpu_seconds(pids()) - c0
     for p in procs:
         p.join()
     errors = [r for r in results if isinstance(r, Exception)]
     if errors:
-        raise RuntimeError(f"client failed: {errors[0]}")
+        raise RuntimeError(f"{what} failed: {errors[0]}")
     return sum(results), elapsed, cpu
+
+
+def run_clients(port: int, users: list[str], passes: int = 1,
+                pids: Callable[[], list[int]] = list) -> tuple[int, float, float]:
+    """(messages, seconds, server CPU seconds) for one client per user, logged in before
+    the clock and the CPU count of the server processes ``pids()`` start."""
+    return run_procs(_client_proc, [(port, u, passes) for u in users], pids, "client", 600)
 
 
 # -- Postroom -------------------------------------------------------------------------

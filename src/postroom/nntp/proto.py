@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..wire.dotstuff import reply_chunks
+
 if TYPE_CHECKING:
     from .session import Session
 
@@ -66,12 +68,7 @@ class Reply:
         return (f"{self.code} {text}\r\n" if text else f"{self.code}\r\n").encode("utf-8")
 
     def chunks(self) -> list[bytes]:
-        body = self.body
-        if body is None:
-            return [self.status_line()]
-        if isinstance(body, tuple):
-            return [self.status_line(), *body]
-        return [self.status_line(), body]
+        return reply_chunks(self.status_line(), self.body)
 
     def encode(self) -> bytes:
         return b"".join(self.chunks())

@@ -12,6 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..wire.dotstuff import reply_chunks
+
 # RFC 2449 §4: a command line is at most 255 octets including CRLF, and a client
 # MUST NOT send longer. We accept somewhat more (some clients send long user names
 # or AUTH initial responses, RFC 5034 §4) but stay bounded.
@@ -74,12 +76,7 @@ class Reply:
         return (line + "\r\n").encode("utf-8")
 
     def chunks(self) -> list[bytes]:
-        body = self.body
-        if body is None:
-            return [self.status_line()]
-        if isinstance(body, tuple):
-            return [self.status_line(), *body]
-        return [self.status_line(), body]
+        return reply_chunks(self.status_line(), self.body)
 
     def encode(self) -> bytes:
         return b"".join(self.chunks())

@@ -125,3 +125,13 @@ def stuffed(data: bytes) -> tuple[bytes, ...]:
             return (data, b".\r\n")
         return (data, b"\r\n.\r\n") if data else (b".\r\n",)
     return (stuff(data),)
+
+
+def reply_chunks(status: bytes, body: bytes | tuple[bytes, ...] | None) -> list[bytes]:
+    """A POP3 or NNTP reply as the pieces of one vectored write: the status line, then the
+    dot-stuffed multi-line body (one piece, or several handed out without a joined copy)."""
+    if body is None:
+        return [status]
+    if isinstance(body, tuple):
+        return [status, *body]
+    return [status, body]
