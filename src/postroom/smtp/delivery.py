@@ -12,6 +12,7 @@ import time
 from typing import Iterable
 
 from .. import log, metrics
+from ..abuse.guard import NO_GUARD, Content, Guard
 from ..auth import kerberos
 from ..auth.login import Accepted
 from ..context import ServerContext
@@ -28,13 +29,13 @@ from .address import Path
 from .proto import AuthOutcome
 from .replies import Reply, r
 from .settings import SmtpSettings
-from .transaction import Peer, Resolved, Transaction
+from .transaction import Peer, Rcpt, Resolved, Transaction
 
 logger = log.get("smtp")
 
 
 async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: Transaction,
-                  body: bytes, logger: logging.Logger = logger) -> Reply:
+                  body: bytes, logger: logging.Logger = logger, guard: Guard = NO_GUARD) -> Reply:
     queue_id = log.new_id()
     hostname = ctx.config.hostname
     source = "submission" if peer.submission else ("smtp" if peer.ip else "local")  # for metrics
@@ -51,10 +52,29 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
                         sender, rcpt_log, len(body), auth.summary, auth.reason)
             metrics.message(source, "rejected" if auth.refusal.code >= 500 else "deferred", "mailauth")
             return auth.refusal
+    content: Content | None = None
+    if guard:
+        # Scanners and milters (postroom.abuse) see the message as mail authentication left it.
+        content = Content(body)
+        refusal = await guard.data(peer, txn, content)
+        if refusal is not None:
+            logger.info("%s id=%s from=<%s> to=%s size=%d %s result=%s", peer.session_id, queue_id, sender,
+                        rcpt_log, len(body), " ".join(content.notes),
+                        "rejected" if refusal.code >= 500 else "deferred")
+            metrics.message(source, "rejected" if refusal.code >= 500 else "deferred", "content")
+            return refusal
+        if content.discard:
+            logger.info("%s id=%s from=<%s> to=%s size=%d %s result=discarded", peer.session_id, queue_id,
+                        sender, rcpt_log, len(body), " ".join(content.notes))
+            metrics.message(source, "accepted")
+            return r(250, "2.0.0", f"Ok: queued as {queue_id}")
+        body = content.final()
     local_ids: dict[int, str] = {}
     remote: dict[str, Recipient] = {}
     for rc in txn.rcpts:
         mailbox = auth.mailbox_for(rc.path.domain) if auth is not None else "INBOX"
+        if mailbox == "INBOX" and content is not None and content.mailbox:
+            mailbox = content.mailbox
         for aid in rc.resolved.local:
             if local_ids.get(aid, "INBOX") == "INBOX":  # quarantined for one address: quarantined
                 local_ids[aid] = mailbox
@@ -141,6 +161,8 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         result += f" quarantined={auth.quarantined}"
     if filtered:
         result += f" {filtered}"
+    if content is not None and content.notes:
+        result += " " + " ".join(content.notes)
     if logger.isEnabledFor(logging.INFO):  # the checks' summary is built only for a line that is written
         logger.info("%s id=%s from=<%s> to=%s size=%d local=%d remote=%d%s%s result=%s",
                     peer.session_id, queue_id, sender, rcpt_log, len(body), len(local_ids), len(remote),
@@ -187,11 +209,13 @@ async def _bounce_full(ctx: ServerContext, txn: Transaction, full: list[int], qu
 class StoreBackend:
     """The session's view of the server: store lookups, authentication, delivery."""
 
-    def __init__(self, ctx: ServerContext, settings: SmtpSettings, peer_ip: str, tag: str = "") -> None:
+    def __init__(self, ctx: ServerContext, settings: SmtpSettings, peer_ip: str, tag: str = "",
+                 guard: Guard = NO_GUARD) -> None:
         self.ctx = ctx
         self.settings = settings
         self.peer_ip = peer_ip
         self.tag = tag or peer_ip
+        self.guard = guard  # the connection's abuse defences (postroom.abuse.guard)
 
     async def is_local_domain(self, domain: str) -> bool:
         return await self.ctx.is_local_domain(domain)
@@ -211,6 +235,8 @@ class StoreBackend:
         # One line per attempt, with the name tried: what fail2ban-style tools look for.
         result = "ok" if res.account else ("throttled" if res.throttled else "failed")
         logger.info("%s auth %s user=%r", self.tag, result, username[:100])
+        if res.account is None:
+            self.guard.auth_failed(username)
         return AuthOutcome(res.account.address if res.account else None, res.throttled)
 
     def gssapi_mechanism(self, name: str) -> sasl.Mechanism | None:
@@ -236,7 +262,20 @@ class StoreBackend:
         return has_room(await self.ctx.store.free_space(), max(self.ctx.config.limits.message_size, size or 0))
 
     async def deliver(self, peer: Peer, txn: Transaction, body: bytes) -> Reply:
-        return await deliver(self.ctx, self.settings, peer, txn, body)
+        return await deliver(self.ctx, self.settings, peer, txn, body, guard=self.guard)
+
+    async def check_helo(self, peer: Peer) -> Reply | None:
+        return await self.guard.helo(peer) if self.guard else None
+
+    async def check_mail(self, peer: Peer, txn: Transaction) -> Reply | None:
+        return await self.guard.mail(peer, txn) if self.guard else None
+
+    async def check_rcpt(self, peer: Peer, txn: Transaction, rcpt: Rcpt) -> Reply | None:
+        return await self.guard.rcpt(peer, txn, rcpt) if self.guard else None
+
+    def replied(self, reply: Reply) -> None:
+        if self.guard:
+            self.guard.replied(reply)
 
     async def etrn(self, domain: str) -> bool | None:
         queue = self.ctx.outbound

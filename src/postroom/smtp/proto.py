@@ -111,6 +111,21 @@ class Backend(Protocol):
         when the client declared none) with room to spare; False answers MAIL with 452."""
         ...
 
+    async def check_helo(self, peer: Peer) -> Reply | None:
+        """Abuse defences (postroom.abuse.guard) on HELO/EHLO; a reply refuses it."""
+        ...
+
+    async def check_mail(self, peer: Peer, txn: Transaction) -> Reply | None:
+        """Abuse defences on MAIL, once the command itself is valid; a reply refuses it."""
+        ...
+
+    async def check_rcpt(self, peer: Peer, txn: Transaction, rcpt: Rcpt) -> Reply | None:
+        """Abuse defences on RCPT, once the recipient is known to be acceptable."""
+        ...
+
+    def replied(self, reply: Reply) -> None:
+        """Every reply the session sends (the defences count errors)."""
+
     async def etrn(self, domain: str) -> bool | None:
         """RFC 1985: start a queue run for ``domain`` (``@domain`` with subdomains).
         True: mail was waiting; False: none; None: no outbound queue here."""
@@ -229,6 +244,7 @@ class Session:
 
     def _done(self, reply: Reply) -> Reply:
         """Count errors (RFC 5321 §7.8 resistance to attacks): too many end the session."""
+        self.backend.replied(reply)
         if reply.code >= 500:
             self.errors += 1
             if self.errors >= self.opts.max_errors:
@@ -242,7 +258,11 @@ class Session:
     async def _helo(self, arg: str, esmtp: bool) -> Reply:
         if not arg or " " in arg or not arg.isprintable():
             return r(501, "5.5.4", f"Syntax: {'EHLO' if esmtp else 'HELO'} hostname")
-        self.helo = arg
+        previous, self.helo = self.helo, arg
+        refusal = await self.backend.check_helo(self._peer())
+        if refusal is not None:
+            self.helo = previous
+            return refusal
         self.esmtp = esmtp
         self.txn = None
         self.state = State.READY
@@ -291,6 +311,9 @@ class Session:
             owners = await self.backend.sender_owners(path.key) if path.domain else []
             if not policy.sender_allowed(path.key, self.login, owners):
                 return r(553, "5.7.1", "Sender address not owned by the authenticated user")
+        refusal = await self.backend.check_mail(self._peer(), txn)
+        if refusal is not None:
+            return refusal
         self.txn = txn
         self.state = State.MAIL
         return _SENDER_OK
@@ -395,7 +418,11 @@ class Session:
                 return replies.MAILBOX_FULL
         else:
             resolved = Resolved(remote=(path.address,))
-        txn.rcpts.append(Rcpt(path, resolved, notify, orcpt))
+        rcpt = Rcpt(path, resolved, notify, orcpt)
+        refusal = await self.backend.check_rcpt(self._peer(), txn, rcpt)
+        if refusal is not None:
+            return refusal
+        txn.rcpts.append(rcpt)
         self.state = State.RCPT
         return _RECIPIENT_OK
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 
 from .. import log, metrics
+from ..abuse.guard import ConnInfo, Guard
 from ..auth import kerberos
 from ..budget import budget_for, read_counted
 from ..config import Config, Listener
@@ -62,7 +63,9 @@ def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: 
         listener=listener.name,
         gssapi=tuple(kerberos.mechanisms(ctx, "smtp")),
     )
-    session = Session(opts, StoreBackend(ctx, s, conn.peer_ip, tag), conn.peer_ip, sid)
+    guard = Guard.for_connection(ctx, ConnInfo(conn.peer_ip, listener.name, listener.protocol, sid,
+                                               opts.trusted, tag or conn.peer_ip))
+    session = Session(opts, StoreBackend(ctx, s, conn.peer_ip, tag, guard), conn.peer_ip, sid)
     if conn.tls_active:
         session.tls_info = conn.tls_description()
     return session
@@ -96,7 +99,13 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
     logger.info("%s connect%s", tag, " tls" if conn.tls_active else "")
     pending: list[bytes] = []
     result = "quit"
+    guard = session.backend.guard  # type: ignore[attr-defined]
     try:
+        refusal = await guard.connect(conn) if guard else None
+        if refusal is not None:  # refused before the greeting (rate limit, DNSBL, early talker)
+            result = "refused"
+            await _last_words(conn, pending, refusal)
+            return
         await _serve(ctx, conn, session, pending, tag)
     except IdleTimeout:
         result = "timeout"
@@ -112,6 +121,8 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
         await _last_words(conn, pending, r(421, "4.3.0", f"{ctx.config.hostname} Local error, "
                                               "closing connection", close=True))
     finally:
+        if guard:
+            await guard.close()
         logger.info("%s disconnect %s in=%d out=%d errors=%d", tag, result, conn.bytes_in,
                     conn.bytes_out, session.errors)
 

@@ -49,6 +49,18 @@ class FakeBackend:
     async def over_quota(self, account_ids, size):
         return size == 998  # SIZE=998 stands for a message no recipient's quota can take
 
+    async def check_helo(self, peer):
+        return None
+
+    async def check_mail(self, peer, txn):
+        return None
+
+    async def check_rcpt(self, peer, txn, rcpt):
+        return None
+
+    def replied(self, reply):
+        pass
+
     async def etrn(self, domain):
         return {"busy.example": True, "@busy.example": True, "idle.example": False}.get(domain)
 
