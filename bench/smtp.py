@@ -15,6 +15,13 @@ to the others, and verifies that every message was delivered (exit 1 otherwise).
     python bench/smtp.py                # 20 clients × 5000 msgs, 1 client × 1000
     python bench/smtp.py --quick        # a smoke run (CI): a few hundred messages
     python bench/smtp.py --workers 2    # Postroom with 2 worker processes
+    python bench/smtp.py --scanners     # Postroom with clamd (and rspamd) on next to off
+
+``--scanners`` runs Postroom alone, once per scanner set: none, ClamAV (a clamd from
+tests/clamdpeer.py), rspamd (tests/rspamdpeer.py, when rspamd is installed) and both. It
+prints throughput for each, and where the time goes per message: CPU in Postroom's
+processes (its own overhead; the increase over "none" is what scanning costs us), CPU
+in the scanner, and the added latency a single client sees (mostly waiting on the scanner).
 
 Postfix needs root; its main.cf/master.cf are saved and restored. Without root or
 without postfix installed, the Postfix column is skipped.
@@ -33,6 +40,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -139,9 +147,10 @@ def count_files(d: Path) -> int:
 class Postroom:
     name = "postroom"
 
-    def __init__(self, base: Path, workers: int) -> None:
-        self.dir = base / "postroom"
+    def __init__(self, base: Path, workers: int, label: str = "postroom", extra_config: str = "") -> None:
+        self.dir = base / label
         self.workers = workers
+        self.extra_config = extra_config  # more TOML sections (--scanners: [clamav], [rspamd])
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -162,7 +171,7 @@ class Postroom:
         # The SMTP path alone: mail authentication's checks (SPF, DKIM, DMARC) are measured by
         # bench/mailauth.py, with their DNS from a fixture rather than whatever this machine has.
         cfg.write_text(head + f'[listeners.smtp]\naddress = "127.0.0.1:{self.port}"\ntls = "starttls"\n'
-                       '[mailauth]\ncheck_listeners = []\n')
+                       '[mailauth]\ncheck_listeners = []\n' + self.extra_config)
         self.cli("user", "add", RCPT, "--password", "bench-password")
 
     def start(self) -> None:
@@ -309,18 +318,125 @@ class Postfix:
         self.saved.clear()
 
 
+# -- --scanners: Postroom with content scanners on and off ---------------------------------
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and all its descendants (workers, scanners' children)."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo.extend(c for c, parent in parents.items() if parent == p)
+    return total
+
+
+def scanners_bench(args: argparse.Namespace, m20: int, m1: int) -> int:
+    """Throughput and per-message costs with scanners off, ClamAV, rspamd and both."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from clamdpeer import CLAMD, Clamd
+
+    base = Path(tempfile.mkdtemp(prefix="postroom-bench-scan-"))
+    scanners: dict[str, Any] = {}
+    try:
+        if CLAMD is None:
+            print("clamav: skipped (clamd is not installed: Debian package clamav-daemon)")
+        else:
+            scanners["clamav"] = Clamd(base / "clamd", stream_max="25M").start()
+        try:
+            from rspamdpeer import RspamdMissing, start_rspamd
+        except ImportError:
+            print("rspamd: skipped (tests/rspamdpeer.py is absent)")
+        else:
+            try:
+                scanners["rspamd"] = start_rspamd(base / "rspamd")
+            except RspamdMissing as exc:
+                print(f"rspamd: skipped ({exc})")
+        config = {"clamav": lambda s: f'[clamav]\nsocket = "{s.unix}"\n',
+                  "rspamd": lambda s: f'[rspamd]\nurl = "{s.url}"\n'}
+        runs: list[tuple[str, list[str]]] = [("none", [])]
+        runs += [(name, [name]) for name in scanners]
+        if len(scanners) > 1:
+            runs.append(("+".join(scanners), list(scanners)))
+        results: dict[str, dict[str, float]] = {}
+        ok = True
+        for label, used in runs:
+            extra = "".join(config[name](scanners[name]) for name in used)
+            srv = Postroom(base, args.workers, f"postroom-{label}", extra)
+            srv.setup()
+            srv.start()
+            assert srv.proc is not None
+            try:
+                srv.run(2, 10)  # warm-up
+                res: dict[str, float] = {}
+                cpu0 = tree_cpu(srv.proc.pid)
+                scan0 = {n: tree_cpu(scanners[n].proc.pid) for n in used}
+                t1 = srv.run(1, m1)
+                t20 = srv.run(20, m20)
+                sent = m1 + m20
+                res["rate1"], res["rate20"] = m1 / t1, m20 / t20
+                res["latency"] = t1 / m1 * 1000
+                res["ours"] = (tree_cpu(srv.proc.pid) - cpu0) / sent * 1000
+                for n in used:
+                    res[n] = (tree_cpu(scanners[n].proc.pid) - scan0[n]) / sent * 1000
+                results[label] = res
+            finally:
+                srv.stop()
+            got, want = srv.delivered(), 10 + m1 + m20
+            if got != want:
+                print(f"{label}: DELIVERY CHECK FAILED: {got} of {want} messages delivered")
+                ok = False
+            else:
+                print(f"{label}: all {want} messages delivered")
+            print(f"scanners {label:14s}: 1 client {res['rate1']:7.1f} msg/s, 20 clients {res['rate20']:7.1f} msg/s",
+                  flush=True)
+    finally:
+        for s in scanners.values():
+            s.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    off = results["none"]
+    print()
+    print(f"{'scanners':14s} {'1 client':>10s} {'20 clients':>11s} {'latency':>9s} {'postroom CPU':>13s} "
+          f"{'over none':>10s}   scanner CPU")
+    for label, res in results.items():
+        scan = ", ".join(f"{n} {res[n]:.2f} ms" for n in scanners if n in res) or "-"
+        print(f"{label:14s} {res['rate1']:7.1f}/s {res['rate20']:8.1f}/s {res['latency']:6.2f} ms "
+              f"{res['ours']:7.2f} ms/msg {res['ours'] - off['ours']:+7.2f} ms   {scan}")
+    print("(latency: one client, per message; CPU: per message, Postroom's processes vs the scanner's)")
+    for label, res in results.items():
+        if label != "none":
+            waiting = res["latency"] - off["latency"]
+            print(f"postroom overhead with {label}: {res['ours'] - off['ours']:.2f} ms CPU/msg in Postroom, "
+                  f"{waiting:.2f} ms/msg more latency (waiting on the scanner), "
+                  f"throughput {res['rate20'] / off['rate20']:.2f}x of none")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     ap.add_argument("--messages", type=int, help="messages per run with 20 clients (default 5000)")
     ap.add_argument("--workers", type=int, default=2, help="Postroom worker processes (default 2)")
     ap.add_argument("--only", action="append", choices=("postroom", "postfix", "aiosmtpd"))
+    ap.add_argument("--scanners", action="store_true", help="Postroom with clamd/rspamd on next to off")
     args = ap.parse_args(argv)
     if not shutil.which("smtp-source"):
         print("smtp-source (Debian package postfix) is needed: bash scripts/install-test-deps.sh")
         return 2
     m20 = args.messages or (300 if args.quick else 5000)
     m1 = max(20, m20 // 5)
+    if args.scanners:
+        return scanners_bench(args, m20, m1)
     plans = [(1, m1), (20, m20)]
     base = Path(tempfile.mkdtemp(prefix="postroom-bench-"))
     servers: list[Postroom | Postfix | Aiosmtpd] = [Postroom(base, args.workers)]

@@ -14,7 +14,8 @@ command -v mbsync >/dev/null || need+=(isync)
 # offlineimap is packaged as offlineimap3 on Debian 12 (tests/server/imap/test_imap_sync_clients.py).
 command -v offlineimap >/dev/null || need+=(offlineimap3)
 # OpenDKIM: DKIM interop both ways (tests/server/mailauth/test_opendkim_interop.py runs
-# `opendkim -t` in test mode; opendkim-tools has opendkim-testmsg and opendkim-genkey).
+# `opendkim -t` in test mode; opendkim-tools has opendkim-testmsg and opendkim-genkey), and
+# OpenDKIM in milter mode behind Postroom's milter client (tests/server/abuse/test_milter.py).
 command -v opendkim >/dev/null && command -v opendkim-testmsg >/dev/null || need+=(opendkim opendkim-tools)
 # Postfix doing the inbound checks the way admins assemble them (bench/mailauth.py's
 # "postfix+checks" column): OpenDMARC as a milter beside OpenDKIM, policyd-spf as a policy
@@ -42,6 +43,13 @@ command -v krb5kdc >/dev/null && command -v kadmin.local >/dev/null && command -
 # PostgreSQL server binaries (initdb, pg_ctl, postgres under /usr/lib/postgresql/*/bin): the
 # PostgreSQL store's tests start their own throwaway cluster (tests/pgcluster.py); psql comes along.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && command -v psql >/dev/null || need+=(postgresql)
+# rspamd: the spam scanner of the [rspamd] tests and junk training (tests/rspamdpeer.py runs its own
+# offline instance under a temporary directory; the package's service is kept from starting below).
+command -v rspamd >/dev/null || need+=(rspamd)
+# ClamAV's clamd: tests/clamdpeer.py runs its own on loopback with a one-signature (EICAR)
+# database made by the test (tests/server/abuse/test_clamav.py, bench/smtp.py --scanners);
+# no freshclam, no download. The package's own clamd and freshclam are not started (policy-rc.d).
+command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2
@@ -87,5 +95,16 @@ if [[ " ${need[*]} " == *" postgresql "* ]]; then
     case "$pg_before" in *" $ver/$name "*) continue ;; esac
     pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
     echo manual > "/etc/postgresql/$ver/$name/start.conf"
+  done
+fi
+if [[ " ${need[*]} " == *" rspamd "* ]]; then
+  # tests/rspamdpeer.py runs its own rspamd; Debian's service stays off, after a reboot too.
+  systemctl disable rspamd >/dev/null 2>&1 || update-rc.d rspamd disable >/dev/null 2>&1 || true
+fi
+if [[ " ${need[*]} " == *" clamav-daemon "* ]]; then
+  # tests/clamdpeer.py runs its own clamd; Debian's clamd and freshclam (which would download
+  # the signature databases) stay off, after a reboot too.
+  for s in clamav-daemon clamav-freshclam; do
+    systemctl disable "$s" >/dev/null 2>&1 || update-rc.d "$s" disable >/dev/null 2>&1 || true
   done
 fi

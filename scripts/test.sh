@@ -28,6 +28,7 @@ POSTROOM_TEST_STORE=sqlite .venv/bin/python -m pytest || status=$?
 # directories first on sys.path, so each runs in a process of its own.
 pg_groups=(
   "tests/server/smtp"
+  "tests/server/abuse"
   "tests/server/mailauth"
   "tests/server/outbound"
   "tests/server/http tests/server/imap tests/server/managesieve tests/server/pop3 tests/server/sieve"

@@ -480,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Command groups that live with their feature: each module has register(sub).
     for name in ("postroom.outbound.cli", "postroom.mailauth.cli", "postroom.mailauth.dnsrecords",
-                 "postroom.sieve.cli"):
+                 "postroom.sieve.cli", "postroom.abuse.ratelimit_cli"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -279,7 +279,8 @@ class Config:
 
 
 PROTOCOL_SECTIONS = ("smtp", "submission", "pop3", "imap", "outbound", "managesieve", "nntp", "http",
-                     "sieve", "dns", "mailauth", "mta_sts", "kerberos")
+                     "sieve", "dns", "mailauth", "mta_sts", "kerberos",
+                     "clamav", "attachments", "screen", "ratelimit", "rspamd")
 
 
 def load(path: str | Path) -> Config:

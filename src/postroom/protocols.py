@@ -32,7 +32,10 @@ PROTOCOL_MODULES: dict[str, str] = {
 
 # Modules with background services or config sections that are not listeners.
 SERVICE_MODULES: tuple[str, ...] = ("postroom.outbound.service", "postroom.resolver", "postroom.mailauth.settings",
-                                     "postroom.sieve.settings", "postroom.auth.kerberos")
+                                     "postroom.sieve.settings", "postroom.auth.kerberos",
+                                     "postroom.abuse.clamav", "postroom.abuse.attachments",
+                                     "postroom.abuse.screen_settings",
+                                     "postroom.abuse.limits", "postroom.abuse.rspamd")
 
 
 def _import(name: str) -> ModuleType | None:

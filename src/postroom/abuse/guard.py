@@ -13,8 +13,9 @@ installation without scanners pays one empty loop per stage.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .. import log
 
@@ -55,6 +56,7 @@ class Content:
     mailbox: str | None = None
     discard: bool = False  # accept (250) and deliver to nobody (a milter's DISCARD)
     notes: list[str] = field(default_factory=list)  # "name=result" for the delivery log line
+    queue_id: str = ""  # the delivery's id, for scanners' logs (rspamd's Queue-Id)
 
     def add_header(self, name: str, value: str) -> None:
         if any(c in name + value for c in "\r\n\0"):
@@ -105,7 +107,18 @@ Factory = Callable[["ServerContext", ConnInfo], "Check | None"]
 
 def _factories() -> list[Factory]:
     """The defences in the order they are asked (see the module doc)."""
-    return []
+    from . import attachments, clamav, rspamd, screen
+    from . import limits as ratelimit
+    from .milter import check as milter_check
+
+    return [
+        ratelimit.for_connection,
+        screen.for_connection,
+        attachments.for_connection,
+        clamav.for_connection,
+        rspamd.for_connection,
+        milter_check.for_connection,
+    ]
 
 
 class Guard:

@@ -55,7 +55,7 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
     content: Content | None = None
     if guard:
         # Scanners and milters (postroom.abuse) see the message as mail authentication left it.
-        content = Content(body)
+        content = Content(body, queue_id=queue_id)
         refusal = await guard.data(peer, txn, content)
         if refusal is not None:
             logger.info("%s id=%s from=<%s> to=%s size=%d %s result=%s", peer.session_id, queue_id, sender,

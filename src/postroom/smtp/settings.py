@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..abuse.milter.settings import MilterSpec, parse_milters
 from ..config import Config, parse_duration
 from .policy import Network, parse_networks
 
@@ -24,6 +25,7 @@ class SmtpSettings:
     min_data_rate: int = 500
     add_missing_headers: bool = True  # submission adds Date / Message-ID when missing
     banner: str = "ESMTP Postroom"
+    milters: tuple[MilterSpec, ...] = ()  # content filters over the milter protocol (docs/abuse.md)
 
 
 def parse(cfg: Config, problems: list[str]) -> SmtpSettings:
@@ -44,6 +46,7 @@ def parse(cfg: Config, problems: list[str]) -> SmtpSettings:
         min_data_rate=sec.get("min_data_rate", int, d.min_data_rate),
         add_missing_headers=sec.get("add_missing_headers", bool, d.add_missing_headers),
         banner=sec.get("banner", str, d.banner),
+        milters=parse_milters(sec, tuple(x.name for x in cfg.listeners if x.protocol in ("smtp", "submission"))),
     )
     if s.max_recipients < 1:
         sec.problem("max_recipients", "must be at least 1")

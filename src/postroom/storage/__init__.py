@@ -52,7 +52,9 @@ async def migrate(cfg: Config) -> list[tuple[str, int]]:
 # migrates itself when a node starts; ``postroom migrate`` runs them all at once.
 _PG_COMPONENTS = (("postroom.outbound.pgqueue", "MIGRATIONS", "queue"),
                   ("postroom.auth.pgthrottle", "MIGRATIONS", "state"),
-                  ("postroom.news.state", "PG_MIGRATIONS", "news"))
+                  ("postroom.news.state", "PG_MIGRATIONS", "news"),
+                  ("postroom.abuse.counters", "PG_MIGRATIONS", "ratelimit"),
+                  ("postroom.abuse.greylist", "PG_MIGRATIONS", "greylist"))
 
 
 async def _migrate_pg_components(cfg: Config) -> None:

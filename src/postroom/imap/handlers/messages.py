@@ -3,6 +3,7 @@ EXPUNGE, STORE, COPY, MOVE (RFC 6851) and UID EXPUNGE (RFC 4315)."""
 
 from __future__ import annotations
 
+from ...abuse import training
 from ...errors import MailboxNotFound
 from ...storage.models import SYSTEM_FLAGS, FlagOp, MessageInfo
 from ..errors import No, trycreate
@@ -187,10 +188,13 @@ async def _transfer(s: Session, a: CopyArgs, by_uid: bool, move: bool):  # type:
         await quota.check_room(s, sum(idx.size_of(u) or 0 for u in uids), len(uids))
     try:
         if move:
-            return await s.store.move_messages(box.id, uids, dst)
-        return await s.store.copy_messages(box.id, uids, dst)
+            res = await s.store.move_messages(box.id, uids, dst)
+        else:
+            res = await s.store.copy_messages(box.id, uids, dst)
     except MailboxNotFound:
         raise trycreate() from None
+    training.transferred(s.ctx, s.account, box.mailbox, dst, res)  # into/out of Junk: rspamd learns, later
+    return res
 
 
 async def copy(s: Session, a: CopyArgs, by_uid: bool = False) -> Reply:
