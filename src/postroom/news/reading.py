@@ -15,9 +15,9 @@ from .article import (
     overview_fields,
     unfold,
     valid_message_id,
-    with_xref,
+    xref_value,
 )
-from .base import NewsBase, _locations
+from .base import SERVED_MAX, NewsBase, _locations
 from .records import Article, GroupInfo, GroupStatus, Overview, permits
 from .state import Stmt
 from .wildmat import compile_wildmat
@@ -235,27 +235,52 @@ class NewsReading(NewsBase):
     async def article(self, group: str, number: int) -> Article | None:
         """Article ``number`` of ``group`` with its Xref, or None.
 
-        One read of the bytes; the Message-ID and Newsgroups are found with two searches of
-        the lower-cased header (no field-by-field parse) and Xref goes in
-        before the empty line that ends it. An article whose Newsgroups is this group alone
-        is stored only here: its Xref is ``group:number`` without the history lookup (a
-        query and a thread hop, bench/nntp.py); a crosspost looks its numbers up."""
-        idx = await self._index(group)
+        One read of the bytes from the store, every time. What the header says is worked out
+        at the first read and kept (``_served``, by group and number, checked against the
+        stored bytes' reference, which is never reused for other bytes): the Message-ID, where
+        Xref goes and the body starts, whether the article is in this group alone (then its
+        Xref is ``group:number``, no history query) and whether the header or body has a line
+        starting with "." (else they go out unstuffed, with no scan). The first read finds
+        the Message-ID and Newsgroups with two searches of the lower-cased header; a folded
+        or unusual header gets the full parse. A crosspost's Xref is looked up every time
+        (a cancel in another group changes it)."""
+        idx = self._index_kept(group)
         if idx is None:
-            return None
+            idx = await self._index(group)
+            if idx is None:
+                return None
         msg = idx.get(number)
         if msg is None:
             return None
-        raw = (await self.store.read_messages([msg]))[0]
-        if raw is None:
+        try:
+            raw = await self.store.read_message(msg)
+        except FileNotFoundError:  # expunged (and its bytes purged) since the index was taken
             return None
+        key = (group, number)
+        known = self._served.get(key)
+        if known is None or known[0] != msg.blob:
+            known = self._learn(group, number, msg.blob, raw)
+        _blob, mid, at, body, xref, head_dots, body_dots = known
+        if xref is None:  # a crosspost
+            found = await self._locate(mid)
+            locs = found[1] if found and found[1] else [(group, number)]
+            xref = b"Xref: " + xref_value(self.settings.path_host, locs).encode() + b"\r\n"
+        # body_at only where the header ends with its empty line, as HEAD and BODY expect.
+        return Article(number, mid, raw[:at] + xref + raw[at:], body + len(xref) if at == body - 2 else -1,
+                       head_dots, body_dots)
+
+    def _learn(self, group: str, number: int, blob: str, raw: bytes,
+               ) -> tuple[str, str, int, int, bytes | None, bool, bool]:
+        """The header facts :meth:`article` keeps (see there), from the stored bytes."""
         end = raw.find(b"\r\n\r\n")
-        head = raw[:end + 2] if end >= 0 else b""
-        lower = head.lower()
-        v_mid = _plain_field(head, lower, b"message-id:")
-        v_ng = _plain_field(head, lower, b"newsgroups:")
-        if (v_mid is not None and v_ng is not None and v_mid[:1] == b"<" and v_mid[-1:] == b">"
-                and v_mid.count(b">") == 1):
+        if end >= 0:
+            head = raw[:end + 2]
+            lower = head.lower()
+            v_mid = _plain_field(head, lower, b"message-id:")
+            v_ng = _plain_field(head, lower, b"newsgroups:")
+        else:
+            v_mid = v_ng = None
+        if v_mid is not None and v_ng is not None and v_mid[:1] == b"<" and v_mid.find(b">") == len(v_mid) - 1:
             mid = v_mid.decode("ascii", "replace")
             newsgroups = v_ng.decode("utf-8", "replace").replace(" ", "").replace("\t", "")
             body = end + 4
@@ -267,9 +292,20 @@ class NewsReading(NewsBase):
                     mid = unfold(v)
                 elif n == "newsgroups" and not newsgroups:
                     newsgroups = unfold(v).replace(" ", "")
-        found = await self._locate(mid) if mid and newsgroups != group else None
-        locs = found[1] if found and found[1] else [(group, number)]
-        return Article(number, mid, with_xref(raw, self.settings.path_host, locs, body))
+        # Xref goes before the empty line that ends the header (RFC 5536 §3.2.14).
+        at = body - 2 if body >= 2 and raw[body - 2:body] == b"\r\n" else body
+        xref = None
+        if not mid or newsgroups == group:  # this group alone: Xref is group:number
+            xref = b"Xref: " + xref_value(self.settings.path_host, [(group, number)]).encode() + b"\r\n"
+        # RFC 3977 §3.1.1: a line starting with "." is stuffed; where is the first one?
+        first = raw.find(b"\n.")
+        head_dots = raw.startswith(b".") or 0 <= first < at - 1
+        body_dots = first >= 0 and raw.find(b"\n.", max(at - 1, first)) >= 0
+        known = (blob, mid, at, body, xref, head_dots, body_dots)
+        if len(self._served) >= SERVED_MAX:
+            self._served.clear()
+        self._served[(group, number)] = known
+        return known
 
     async def article_by_id(self, message_id: str, *, user: str | None = None,
                             check_read: bool = True) -> Article | None:

@@ -118,6 +118,13 @@ class Article:
     number: int  # 0 when looked up by Message-ID outside a group
     message_id: str
     raw: bytes
+    #: Where the body starts in ``raw`` (after the empty line ending the header); -1 when
+    #: not known (then split_article finds it): spares HEAD and BODY a second search.
+    body_at: int = -1
+    #: Whether a line of the header (Xref included) or of the body starts with "." and needs
+    #: stuffing (RFC 3977 §3.1.1); True when not known (then the sender looks).
+    head_dots: bool = True
+    body_dots: bool = True
 
 
 @dataclass(frozen=True, slots=True)

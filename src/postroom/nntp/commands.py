@@ -142,10 +142,13 @@ async def dispatch(s: Session, line: bytes) -> Response:
     spec = COMMANDS.get(cmd.verb)
     if spec is None:
         return bad_command(s, 500, "Unknown command")  # RFC 3977 §3.2.1
-    if s.state not in spec.states:
+    # Most commands are valid in every state: an identity test spares hashing the enum (a
+    # Python-level __hash__ on 3.11) on every command.
+    if spec.states is not ANY and s.state not in spec.states:
         return reply(502, f"{cmd.verb} is not allowed now")
-    if not spec.takes(len(cmd.args)) or (not spec.any_args and not sasl_line and
-                                         max(map(len, cmd.args), default=0) > MAX_ARG_LENGTH):
+    # (No argument is longer than the line: most lines need no look at each argument.)
+    if not spec.takes(len(cmd.args)) or (not spec.any_args and not sasl_line and len(line) > MAX_ARG_LENGTH
+                                         and max(map(len, cmd.args), default=0) > MAX_ARG_LENGTH):
         return bad_command(s, 501, "Syntax error")  # RFC 3977 §3.2.1
     try:
         return await spec.handler(s, cmd)

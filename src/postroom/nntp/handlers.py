@@ -369,13 +369,25 @@ def _missing(arg: str | None) -> Reply:
 def _article_reply(code: int, number: int, art: Article) -> Reply:
     head = f"{number} {art.message_id}"
     if code == 220:
-        return reply(220, head, stuffed(art.raw))
+        return reply(220, head, _block(art.raw, art.head_dots or art.body_dots))
     if code == 223:
         return reply(223, head)
+    if art.body_at >= 2:  # the news layer said where the body starts
+        if code == 221:
+            return reply(221, head, _block(art.raw[:art.body_at - 2], art.head_dots))
+        return reply(222, head, _block(art.raw[art.body_at:], art.body_dots))
     header, body = split_article(art.raw)
     if code == 221:
         return reply(221, head, stuffed(header + b"\r\n"))
     return reply(222, head, stuffed(body))
+
+
+def _block(data: bytes, dots: bool) -> tuple[bytes, ...]:
+    """``data`` as a dot-terminated block (RFC 3977 §3.1.1); with ``dots`` False the caller
+    knows no line starts with "." and the scan for one is skipped."""
+    if dots or not data.endswith(b"\r\n"):
+        return stuffed(data)
+    return (data, b".\r\n")
 
 
 # -- POST (RFC 3977 §6.3.1) -------------------------------------------------------------

@@ -64,8 +64,12 @@ class Reply:
     action: Action = Action.NONE
 
     def status_line(self) -> bytes:
-        text = self.text.replace("\r", " ").replace("\n", " ")
-        return (f"{self.code} {text}\r\n" if text else f"{self.code}\r\n").encode("utf-8")
+        text = self.text
+        if not text:
+            return f"{self.code}\r\n".encode()
+        if "\r" in text or "\n" in text:  # never a line break inside the status line
+            text = text.replace("\r", " ").replace("\n", " ")
+        return f"{self.code} {text}\r\n".encode()
 
     def chunks(self) -> list[bytes]:
         return reply_chunks(self.status_line(), self.body)

@@ -140,7 +140,13 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
                 await flush()
                 return
             if pending >= FLUSH_AT or not conn.has_buffered_input():
-                await flush()
+                # flush() inline: no coroutine per command when the kernel takes it all.
+                if out:
+                    conn.writelines(out)
+                    out.clear()
+                    pending = 0
+                if conn.writer.transport.get_write_buffer_size():  # (STARTTLS replaces it)
+                    await conn.drain()
             # Up to the AUTHINFO SASL limit; dispatch holds other commands to 512 octets.
             line = b""
             response: Response
