@@ -50,6 +50,8 @@ command -v rspamd >/dev/null || need+=(rspamd)
 # database made by the test (tests/server/abuse/test_clamav.py, bench/smtp.py --scanners);
 # no freshclam, no download. The package's own clamd and freshclam are not started (policy-rc.d).
 command -v clamd >/dev/null || [ -x /usr/sbin/clamd ] || need+=(clamav-daemon)
+# Headless Chromium and its WebDriver: the web interface's browser tests (tests/browser.py, Selenium).
+command -v chromium >/dev/null && [ -x /usr/bin/chromedriver ] || need+=(chromium chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "install-test-deps: missing ${need[*]} and not root; tests needing them will be skipped" >&2

@@ -91,24 +91,32 @@ async def _new_hash(args: argparse.Namespace) -> str:
 @_store_cmd
 async def cmd_user(store: Any, cfg: Config, args: argparse.Namespace) -> int:
     if args.action == "list":
+        from .accounts.cli import flags_of
         from .news.account import is_reserved
 
         for acct in await store.list_accounts():
             if not is_reserved(acct.address):  # the newsgroups' internal account
-                print(acct.address)
+                print(f"{acct.address} {flags_of(acct)}".rstrip())
         return 0
     address = _check_address(args.address)
+    if args.action in ("set", "app-password"):
+        from .accounts import cli as accounts_cli
+
+        return await accounts_cli.run(store, address, args)
     if args.action == "add":
         domain = address.rpartition("@")[2]
         if not await store.has_domain(domain):
             raise UsageError(f"domain {domain} is not served here; add it first: postroom domain add {domain}")
         await store.create_account(address, await _new_hash(args))
-        print(f"added {address}")
+        if args.admin:
+            await store.set_account_attributes(address, admin=True)
+        print(f"added {address}{' (admin)' if args.admin else ''}")
     elif args.action == "del":
         await store.delete_account(address)
         print(f"deleted {address} and all its mail")
     elif args.action == "passwd":
         await store.set_password_hash(address, await _new_hash(args))
+        await store.set_account_attributes(address, bump_epoch=True)  # ends its web sessions
         print(f"password changed for {address}")
     elif args.action == "apop":
         await store.set_apop_secret(address, None if args.clear else _password(args))
@@ -384,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--password-stdin", action="store_true")
         g.add_argument("--password-hash", metavar="HASH",
                        help="import a hash from another server, e.g. {SHA512-CRYPT}$6$… (upgraded at first login)")
+    u.choices["add"].add_argument("--admin", action="store_true", help="may use the web administration")
     u.add_parser("list")
     u.add_parser("del").add_argument("address")
     a = u.add_parser("apop", help="set the secret APOP logins use (opt-in)")
@@ -399,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--none", action="store_true", help="remove both limits")
     for parser in u.choices.values():
         parser.set_defaults(run=cmd_user)
+    from .accounts.cli import add_parsers as add_account_parsers
+
+    add_account_parsers(u, cmd_user, _Parser)  # user set, user app-password
 
     d = sub.add_parser("domain", help="served domains").add_subparsers(dest="action", required=True,
                                                                        parser_class=_Parser)

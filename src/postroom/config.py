@@ -280,7 +280,7 @@ class Config:
 
 PROTOCOL_SECTIONS = ("smtp", "submission", "pop3", "imap", "outbound", "managesieve", "nntp", "http",
                      "sieve", "dns", "mailauth", "mta_sts", "kerberos",
-                     "clamav", "attachments", "screen", "ratelimit", "rspamd")
+                     "clamav", "attachments", "screen", "ratelimit", "rspamd", "web")
 
 
 def load(path: str | Path) -> Config:

@@ -79,6 +79,15 @@ def _script_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
     return (*r[:4], bool(r[4]), float(r[5]))  # active: 0/1 → boolean
 
 
+def _account_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    # created: REAL → float; admin, disabled: 0/1 → boolean
+    return (*r[:4], float(r[4]), *r[5:8], bool(r[8]), bool(r[9]), *r[10:])
+
+
+def _credential_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (*r[:4], bytes(r[4]), float(r[5]), None if r[6] is None else float(r[6]))
+
+
 def _metadata_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
     v = r[3]
     return (*r[:3], bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode())
@@ -103,7 +112,10 @@ _LIVE_MAILBOX = "mailbox_id IN (SELECT id FROM mailboxes)"
 # come from segment files and are deduplicated); ``meta`` and ``domains`` are merged.
 TABLES: tuple[Table, ...] = (
     Table("accounts", ("id", "address", "password_hash", "apop_secret", "created", "quota_storage",
-                       "quota_messages", "metadata_change"), convert=_float_at(4), order="id"),
+                       "quota_messages", "metadata_change", "admin", "disabled", "session_epoch", "totp_secret"),
+          convert=_account_row, order="id"),
+    Table("credentials", ("id", "account_id", "kind", "name", "digest", "created", "last_used"),
+          convert=_credential_row, order="id"),
     Table("aliases", ("source", "targets"), convert=_alias_row, order="source"),
     Table("mailboxes", ("id", "account_id", "name", "uidvalidity", "uidnext", "highestmodseq", "recent_uid",
                         "special_use"), order="id"),
@@ -119,10 +131,10 @@ TABLES: tuple[Table, ...] = (
 MESSAGE_COLUMNS = ("mailbox_id", "uid", "modseq", "flags", "internaldate", "tzoffset", "size", "blob_id",
                    "savedate")
 # Tables whose ids the copy keeps: their sequences must continue after the highest.
-SEQUENCES = ("accounts", "mailboxes", "sieve_scripts", "blobs")
+SEQUENCES = ("accounts", "mailboxes", "sieve_scripts", "blobs", "credentials")
 # Every table the target must have empty (domains and meta may hold what a node's start wrote).
 DATA_TABLES = ("accounts", "aliases", "mailboxes", "subscriptions", "blobs", "messages", "expunged",
-               "sieve_scripts", "sieve_tracking", "metadata", "metadata_log", "queue_messages")
+               "sieve_scripts", "sieve_tracking", "metadata", "metadata_log", "credentials", "queue_messages")
 # The outbound queue (SQLite database and one file per message under queue/, see
 # outbound/queue.py) → outbound/pgqueue.py's tables. Recipients get new ids there (an
 # identity column); nothing outside the queue refers to them.

@@ -35,7 +35,7 @@ SERVICE_MODULES: tuple[str, ...] = ("postroom.outbound.service", "postroom.resol
                                      "postroom.sieve.settings", "postroom.auth.kerberos",
                                      "postroom.abuse.clamav", "postroom.abuse.attachments",
                                      "postroom.abuse.screen_settings",
-                                     "postroom.abuse.limits", "postroom.abuse.rspamd")
+                                     "postroom.abuse.limits", "postroom.abuse.rspamd", "postroom.web.settings")
 
 
 def _import(name: str) -> ModuleType | None:

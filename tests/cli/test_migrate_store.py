@@ -48,6 +48,12 @@ async def _populate(data_dir: Path) -> None:
         bob = await s.create_account(BOB, "{SHA512-CRYPT}$6$salt$notreallyahash")
         await s.set_apop_secret(ALICE, "apop-secret")
         await s.set_quota(BOB, 10_000_000, 500)
+        # Web administration's attributes and credentials (postroom.accounts).
+        await s.set_account_attributes(ALICE, admin=True, totp_secret="JBSWY3DPEHPK3PXP", bump_epoch=True)
+        await s.set_account_attributes(BOB, disabled=True)
+        phone = await s.add_credential(alice.id, "app", "phone", b"\x01" * 32)
+        await s.touch_credential(phone.id, 1_700_000_000.5)
+        await s.add_credential(alice.id, "token", "ci", b"\x02" * 32)
         await s.set_alias("postmaster@example.test", [ALICE])
         await s.set_alias("team@example.test", [ALICE, BOB])
         await s.create_mailbox(alice.id, "Work")
@@ -95,7 +101,11 @@ async def _snapshot(s: Any) -> dict[str, Any]:
                            "aliases": [(a.source, tuple(a.targets)) for a in await s.list_aliases()]}
     for acct in await s.list_accounts():
         a: dict[str, Any] = {"id": acct.id, "hash": acct.password_hash, "apop": acct.apop_secret,
-                             "subscriptions": sorted(await s.list_subscriptions(acct.id))}
+                             "subscriptions": sorted(await s.list_subscriptions(acct.id)),
+                             "web": (acct.admin, acct.disabled, acct.session_epoch, acct.totp_secret),
+                             "credentials": [(c.kind, c.name, c.created, c.last_used)
+                                             for kind in ("app", "token")
+                                             for c in await s.list_credentials(acct.id, kind)]}
         q = await s.get_quota(acct.id, with_usage=True)
         a["quota"] = (q.storage_limit, q.message_limit, q.storage_used, q.messages_used) if q else None
         a["scripts"] = sorted((i.name, i.active) for i in await s.list_sieve_scripts(acct.id))
@@ -155,8 +165,13 @@ def test_copy_is_the_same_through_both_stores(installation: Path, pg_database: s
         await new.open()
         try:
             after = await _snapshot(new)
+            # The credentials' digests came along: a login still finds its app password.
+            found = await new.find_credential("app", b"\x01" * 32)
+            assert found is not None and found.name == "phone"
         finally:
             await new.close()
+        assert before[ALICE]["web"] == (True, False, 1, "JBSWY3DPEHPK3PXP") and before[BOB]["web"][1]
+        assert len(before[ALICE]["credentials"]) == 2
         assert before[ALICE]["mailboxes"]["INBOX"]["expunged"] == [1, 2, 3, 4]
         assert len(before[ALICE]["mailboxes"]["Work"]["messages"]) == 5
         for key in before:
@@ -460,8 +475,9 @@ def test_news_groups_history_and_feed_move(installation: Path, pg_database: str)
     text = re.sub(r"\[storage\]\n(?:[^\[\n][^\n]*\n|\n)*?(?=\[)", section + "\n\n", installation.read_text(), count=1)
     installation.write_text(text)
     for what, shown in (("user", {ALICE, BOB}), ("domain", {"example.test"})):
-        listed = subprocess.run([*PY, "-c", str(installation), what, "list"], capture_output=True, text=True,
-                                timeout=60, check=True).stdout.split()
+        out = subprocess.run([*PY, "-c", str(installation), what, "list"], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+        listed = [line.split()[0] for line in out.splitlines() if line.strip()]  # `user list`: then flags
         assert set(listed) == shown, (what, listed)
     groups = subprocess.run([*PY, "-c", str(installation), "group", "list"], capture_output=True, text=True,
                             timeout=60, check=True).stdout

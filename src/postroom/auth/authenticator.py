@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .. import metrics
+from ..accounts.app_passwords import AppPasswordChecker
 from ..storage.api import Store
-from ..storage.models import Account
+from ..storage.models import Account, Credential
 from .passwords import hash_password, needs_rehash, verify_password
 from .throttle import WINDOW, FailureLog, LocalFailures  # noqa: F401 - WINDOW: its old home
 from .verified import VerifiedLogins
@@ -34,6 +35,8 @@ MAX_DELAY = 15.0
 class AuthResult:
     account: Account | None
     throttled: bool = False  # refused without a check because of too many failures
+    disabled: bool = False  # the password was right but the account is disabled: refused
+    app_password: Credential | None = None  # the app password that matched, if one did
 
 
 def failure_log_for(cfg: Config) -> FailureLog:
@@ -55,6 +58,7 @@ class Authenticator:
         # Verified credentials ([limits] auth_cache): a reconnect storm costs one hash check
         # per account, not per connection (auth/verified.py).
         self.verified = VerifiedLogins(cache_ttl)
+        self.app_passwords = AppPasswordChecker(store)
 
     async def open(self) -> None:
         """Connect the failure counters (the shared ones need a database)."""
@@ -71,8 +75,17 @@ class Authenticator:
         """True when the IP is past its failures, counted on every node."""
         return (await self.failures.counts(remote_ip, None)).ip >= self.max_failures
 
-    async def authenticate(self, username: str, password: str, remote_ip: str) -> AuthResult:
-        """Return the account on success. On failure, sleep the penalty before returning."""
+    async def authenticate(self, username: str, password: str, remote_ip: str, *,
+                           app_passwords: bool = True) -> AuthResult:
+        """Return the account on success. On failure, sleep the penalty before returning.
+
+        The password may be one of the account's app passwords (postroom.accounts), unless
+        ``app_passwords`` is False (the web login: a password kept on a phone must not
+        manage the account). One that has an app password's shape is looked up first, by
+        its SHA-256, so a device's login costs no argon2 check; a wrong one then gets the
+        account-password check and counts as one failure, like any wrong password.
+        A disabled account is refused even with the right password (``disabled``); that
+        is not counted as a failure, so its owner's devices do not lock out their IP."""
         username = username.strip().lower()
         # One question for both counters: the IP's decides the refusal, the name's
         # whether a success has failures to forget.
@@ -82,20 +95,26 @@ class Authenticator:
             await asyncio.sleep(self.base_delay)
             return AuthResult(None, throttled=True)
         account = await self.store.get_account(username) if username else None
+        app = None
         if account is not None:
             stored = account.password_hash
-            ok = await self.verified.verify(username, stored, password,
-                                            lambda: asyncio.to_thread(verify_password, stored, password))
+            if app_passwords:
+                app = await self.app_passwords.check(account, password)
+            ok = app is not None or await self.verified.verify(
+                username, stored, password, lambda: asyncio.to_thread(verify_password, stored, password))
         else:
             ok = await asyncio.to_thread(verify_password, _dummy_hash(), password)
         if ok and account is not None:
-            if needs_rehash(account.password_hash):
+            if account.disabled:
+                metrics.LOGINS.labels("failed").inc()
+                return AuthResult(None, disabled=True)
+            if app is None and needs_rehash(account.password_hash):
                 await self.store.set_password_hash(account.address, await asyncio.to_thread(
                     hash_password, password))
             if counts.user:
                 await self.failures.forget_user(username)
             metrics.LOGINS.labels("ok").inc()
-            return AuthResult(account)
+            return AuthResult(account, app_password=app)
         await self.record_failure(username, remote_ip)
         return AuthResult(None)
 

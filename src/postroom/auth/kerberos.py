@@ -240,6 +240,9 @@ async def finish(s: Client, result: Identified, log: logging.Logger) -> Accepted
         log.info("%s auth failed (Kerberos: principal %r: %s)", s.tag, principal[:100], why)
         await count_failure(s, address or principal, log)
         return Refused()
+    if account.disabled:  # docs/web.md: a disabled account logs in nowhere
+        log.info("%s auth disabled (Kerberos: principal %r, account %s)", s.tag, principal[:100], account.address)
+        return Refused()
     authzid = result.authzid.lower()
     if authzid and authzid not in (account.address.lower(), principal.lower(), principal.rpartition("@")[0].lower()):
         # Acting as another user (proxy authorization) is not offered, as for PLAIN.

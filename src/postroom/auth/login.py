@@ -90,7 +90,8 @@ async def check_password(s: Client, name: str, password: str, log: logging.Logge
     The success line is the caller's: it knows when the login is complete."""
     result = await s.ctx.auth.authenticate(name, password, s.peer_ip)
     if result.account is None:
-        log.info("%s auth %s user=%r", s.tag, "throttled" if result.throttled else "failed",
+        log.info("%s auth %s user=%r", s.tag,
+                 "throttled" if result.throttled else "disabled" if result.disabled else "failed",
                  name[:_LOGGED_NAME])
         return Refused(throttled=result.throttled)
     return Accepted(result.account)

@@ -356,6 +356,11 @@ def build(ctx: ServerContext) -> web.Application:
     metrics = _optional("metrics")
     if metrics is not None and hasattr(metrics, "handle"):
         r.add_get("/metrics", metrics.handle)
+    # The web administration pages and JSON API (issue #21, docs/web-dev.md): its own
+    # middleware keeps them to https listeners and loopback clients of http ones.
+    from ..web import mount as mount_web
+
+    mount_web(app, ctx)
     return app
 
 

@@ -117,6 +117,9 @@ async def apop(s: Session, cmd: Command) -> Response:
     if not hmac.compare_digest(expected, digest.lower()):
         await login.count_failure(s, name, _auth_log)
         return _fail(s)
+    if account.disabled:  # docs/web.md: a disabled account logs in nowhere
+        _auth_log.info("%s auth disabled user=%r", s.tag, name[:100])
+        return _fail(s)
     return await _login(s, account)
 
 

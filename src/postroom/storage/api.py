@@ -13,6 +13,7 @@ either the whole message or nothing visible.
 
 from __future__ import annotations
 
+import enum
 import unicodedata
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from .models import (
     Account,
     Alias,
     CopyResult,
+    Credential,
     Delivered,
     DeliveryTarget,
     FlagOp,
@@ -50,6 +52,19 @@ ROOM_FACTOR = 1.5
 def has_room(free: int | None, size: int) -> bool:
     """Whether ``free`` bytes (from :meth:`Store.free_space`; None: unknown) leave room for ``size``."""
     return free is None or free >= ROOM_FACTOR * size
+
+
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`: "leave as it is" where None is a value (no TOTP secret)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
+
+class CredentialExists(StoreError):
+    """The account already has an app password or API token of that name."""
 
 
 class MailboxWatch(Protocol):
@@ -140,6 +155,37 @@ class Store(Protocol):
 
     async def set_password_hash(self, address: str, password_hash: str) -> None: ...
     async def set_apop_secret(self, address: str, secret: str | None) -> None: ...
+
+    # -- account attributes and credentials (postroom.accounts is the API over these) --
+    async def set_account_attributes(self, address: str, *, admin: bool | None = None,
+                                     disabled: bool | None = None, totp_secret: str | None | Unset = UNSET,
+                                     bump_epoch: bool = False) -> Account:
+        """Change the given attributes (None/UNSET: keep) and, with ``bump_epoch``, add one to
+        the session epoch, in one transaction; return the account as now stored.
+        Raises AccountNotFound."""
+        ...
+
+    async def add_credential(self, account_id: int, kind: str, name: str, digest: bytes) -> Credential:
+        """Keep an app password or API token (``kind`` "app"/"token") by the SHA-256 of its
+        secret. Raises CredentialExists (the account has one of that kind and name),
+        AccountNotFound."""
+        ...
+
+    async def list_credentials(self, account_id: int, kind: str) -> list[Credential]:
+        """The account's credentials of ``kind`` ordered by name."""
+        ...
+
+    async def delete_credential(self, account_id: int, kind: str, name: str) -> bool:
+        """Revoke one; False when the account had none of that kind and name."""
+        ...
+
+    async def find_credential(self, kind: str, digest: bytes) -> Credential | None:
+        """The credential whose secret hashes to ``digest`` (one unique-index probe)."""
+        ...
+
+    async def touch_credential(self, credential_id: int, when: float) -> None:
+        """Record a use (``last_used``); a no-op for a credential revoked meanwhile."""
+        ...
 
     async def get_quota(self, account_id: int, with_usage: bool = False) -> Quota | None:
         """The account's quota (None: no such account). Usage (the sum of its messages'

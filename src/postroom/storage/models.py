@@ -36,6 +36,24 @@ class Account:
     address: str  # lowercased local@domain: the login name
     password_hash: str
     apop_secret: str | None = None  # APOP needs a secret the server can recompute (RFC 1939 §7)
+    # Web administration (docs/web.md, "Accounts: admins, app passwords"; postroom.accounts):
+    admin: bool = False  # may use /admin and the JSON API
+    disabled: bool = False  # may log in nowhere; mail is still delivered
+    session_epoch: int = 0  # web sessions carry it; bumping it logs every session out
+    totp_secret: str | None = None  # base32 RFC 6238 secret of the web second factor
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """An app password or API token of an account: only the SHA-256 of its secret is kept
+    (the secret is random, so a fast hash suffices; postroom.accounts.credentials)."""
+
+    id: int
+    account_id: int
+    kind: str  # "app" (app password) or "token" (API token)
+    name: str
+    created: float
+    last_used: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

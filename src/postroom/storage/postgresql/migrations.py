@@ -121,4 +121,23 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX metadata_log_change ON metadata_log (account_id, change);
     CREATE INDEX metadata_log_mailbox ON metadata_log (mailbox_id);
     """,
+    # 2: web administration (SQLite migration 8): an account's admin and disabled flags, the
+    # epoch its web sessions carry, its TOTP secret; app passwords and API tokens kept by
+    # the SHA-256 of their random secret (unique: a login finds one by an index probe).
+    """
+    ALTER TABLE accounts ADD COLUMN admin boolean NOT NULL DEFAULT false;
+    ALTER TABLE accounts ADD COLUMN disabled boolean NOT NULL DEFAULT false;
+    ALTER TABLE accounts ADD COLUMN session_epoch bigint NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN totp_secret text;
+    CREATE TABLE credentials (
+        id bigserial PRIMARY KEY,
+        account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind text NOT NULL,
+        name text NOT NULL,
+        digest bytea NOT NULL UNIQUE,
+        created double precision NOT NULL,
+        last_used double precision,
+        UNIQUE (account_id, kind, name)
+    );
+    """,
 )

@@ -40,13 +40,14 @@ from ..watch import Watch, WatchHub
 from . import blobs, schema
 from .base import PgBase, unavailable_as_store_error
 from .connect import connect, create_pool
+from .credentials import ACCOUNT_COLS, CredentialsMixin
 from .messages import MAILBOX_COLS, MessagesMixin, mailbox, norm_mailbox
 from .migrations import COMPONENT, MIGRATIONS
 from .notify import ChangeListener, Changes, Notifier, new_origin
 from .scripts import ScriptsMixin
 
 QUOTA_TTL = 10.0  # seconds an account seen without quota limits is taken to have none
-_ACCOUNT_COLS = "id, address, password_hash, apop_secret"
+_ACCOUNT_COLS = ACCOUNT_COLS
 
 
 def _domain(d: str) -> str:
@@ -63,7 +64,7 @@ def _maildrop_key(account_id: int) -> tuple[int, int]:
     return 0x504F5033, account_id
 
 
-class PostgresStore(MessagesMixin, ScriptsMixin, PgBase):
+class PostgresStore(MessagesMixin, ScriptsMixin, CredentialsMixin, PgBase):
     def __init__(self, pg: PgSettings, data_dir: Path | str | None = None) -> None:
         self.pg = pg
         # Local files (DKIM keys …) still live in the data directory; the store needs none.

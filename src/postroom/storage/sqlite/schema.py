@@ -142,6 +142,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX metadata_log_change ON metadata_log(account_id, change);
     CREATE INDEX metadata_log_mailbox ON metadata_log(mailbox_id);
     """,
+    # 8: web administration (postroom.accounts, docs/web.md): an account's admin and disabled
+    # flags, the epoch its web sessions carry, its TOTP secret; app passwords and API tokens
+    # in ``credentials``, kept by the SHA-256 of their random secret (unique: a login finds
+    # its credential by one index probe), with when each was made and last used.
+    """
+    ALTER TABLE accounts ADD COLUMN admin INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE accounts ADD COLUMN totp_secret TEXT;
+    CREATE TABLE credentials(
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        digest BLOB NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        last_used REAL,
+        UNIQUE(account_id, kind, name)
+    );
+    """,
 )
 
 

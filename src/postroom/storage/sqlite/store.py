@@ -80,6 +80,8 @@ from ..models import (
 from ..watch import Watch, WatchHub
 from .backup import BackupResult, backup
 from .changes import MAILBOXES, MAX_AGE, SIEVE, Changes
+from .credentials import ACCOUNT_COLS, CredentialsMixin
+from .credentials import account as account_from_row
 from .engine import Engine, WriteRequest
 from .schema import migrate
 from .segments import SEALED_AFTER, SegmentReader
@@ -158,7 +160,7 @@ FREE_SPACE_TTL = 1.0  # seconds a free_space() answer is reused
 QUOTA_TTL = 10.0  # seconds an account seen without quota limits is taken to have none
 
 
-class SqliteStore:
+class SqliteStore(CredentialsMixin):
     def __init__(self, data_dir: Path | str, readers: int = 4) -> None:
         self.dir = Path(data_dir)
         self.engine = Engine(self.dir / "store.db", self.dir / "segments", readers=readers)
@@ -260,19 +262,19 @@ class SqliteStore:
     async def get_account(self, address: str) -> Account | None:
         # read_small: one probe of the unique index, asked for every RCPT (smtp/recipients.py)
         row = await self.engine.read_small(lambda c, a: c.execute(
-            "SELECT id, address, password_hash, apop_secret FROM accounts WHERE address = ?", (a,)).fetchone(),
+            f"SELECT {ACCOUNT_COLS} FROM accounts WHERE address = ?", (a,)).fetchone(),
             address.strip().lower())
-        return Account(*row) if row else None
+        return account_from_row(row) if row else None
 
     async def get_account_by_id(self, account_id: int) -> Account | None:
         row = await self.engine.read_small(lambda c: c.execute(
-            "SELECT id, address, password_hash, apop_secret FROM accounts WHERE id = ?", (account_id,)).fetchone())
-        return Account(*row) if row else None
+            f"SELECT {ACCOUNT_COLS} FROM accounts WHERE id = ?", (account_id,)).fetchone())
+        return account_from_row(row) if row else None
 
     async def list_accounts(self) -> list[Account]:
         rows = await self.engine.read(lambda c: c.execute(
-            "SELECT id, address, password_hash, apop_secret FROM accounts ORDER BY address").fetchall())
-        return [Account(*r) for r in rows]
+            f"SELECT {ACCOUNT_COLS} FROM accounts ORDER BY address").fetchall())
+        return [account_from_row(r) for r in rows]
 
     async def delete_account(self, address: str) -> None:
         def w(c: sqlite3.Connection, a: str) -> None:
