@@ -67,13 +67,27 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
 _inn: innpeer.InnPeer | None = None  # for the logs in a failure message
 
 
-def _wait(what: str, check: Callable[[], object], timeout: float = 30.0) -> None:
+# Now and then (about one run in four, on either store) INN's innfeed connects to Postroom at
+# start, reads the greeting, closes without a word and never comes back by itself, so the
+# articles INN files wait in its backlog. Postroom's log shows only the greeting sent
+# ("disconnect lost in=0"). The INN-to-Postroom waits therefore ask INN, every NUDGE
+# seconds, to restart innfeed (``ctlinnd flush innfeed!``), which then sends its backlog:
+# what is checked is that the articles arrive, exactly once, not innfeed's own retry timing.
+NUDGE = 5.0
+
+
+def _wait(what: str, check: Callable[[], object], timeout: float = 30.0,
+          nudge: Callable[[], None] | None = None) -> None:
     deadline = time.monotonic() + timeout
+    next_nudge = time.monotonic() + NUDGE
     last = None
     while time.monotonic() < deadline:
         last = check()
         if last is True:
             return
+        if nudge is not None and time.monotonic() >= next_nudge:
+            nudge()
+            next_nudge = time.monotonic() + NUDGE
         time.sleep(0.25)
     logs = _inn.logs() if _inn is not None else ""
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})\n{logs}")
@@ -142,7 +156,7 @@ def test_posted_on_inn_readable_on_postroom(pair: Pair) -> None:
         assert code == 240, text
     finally:
         r.close()
-    _wait(f"{mid} on Postroom", lambda: _on_postroom(pair, mid) is not None)
+    _wait(f"{mid} on Postroom", lambda: _on_postroom(pair, mid) is not None, nudge=pair.inn.flush)
     got = _on_postroom(pair, mid)
     assert got is not None
     assert b"Path: postroom.test!inn.test!" in got
@@ -167,7 +181,8 @@ def test_both_ways_without_duplicates(pair: Pair) -> None:
     finally:
         r.close()
     everything = sorted(mine + theirs)
-    _wait(f"all six {everything} on Postroom", _same(lambda: _postroom_ids(pair, OTHER), everything))
+    _wait(f"all six {everything} on Postroom", _same(lambda: _postroom_ids(pair, OTHER), everything),
+          nudge=pair.inn.flush)
     _wait(f"all six {everything} on INN", _same(lambda: _inn_ids(pair, OTHER), everything))
     # Both have offered everything they had to the other: give echoes time to show up.
     time.sleep(3)
