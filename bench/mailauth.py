@@ -24,6 +24,7 @@ cost. Each MX column also prints how many queries reached the fixture.
     python bench/mailauth.py --only postfix+checks --only checks-on
     python bench/mailauth.py --cpu 2000         # server CPU a message, checks on / off, 3 rounds
     PYTHONPATH=/tmp/before/src python bench/mailauth.py --cpu 2000   # the same, another copy of src
+    python bench/mailauth.py --cpu 2000 --against /tmp/before/src   # both copies at once, side by side
 """
 
 from __future__ import annotations
@@ -242,6 +243,49 @@ def cpu_per_message(srv: CheckedPostroom, n: int, rounds: int) -> list[float]:
     return out
 
 
+def cpu_side_by_side(base: Path, workers: int, resolver: str, eml: Path, n: int, rounds: int,
+                     other_src: str) -> None:
+    """``--cpu N --against SRC``: server CPU a message of this tree and of another copy of
+    the code (``SRC``, a ``src`` directory) with the checks on and off, both servers
+    receiving at the same time, so that a shared, busy machine slows both alike (an A/B
+    run one after the other compares different moments of the machine's load)."""
+    import threading
+
+    mine = os.environ.get("PYTHONPATH", "")
+    trees = {"this": mine or str(ROOT / "src"), "against": other_src}  # this: as for --cpu alone
+    for checks in (True, False):
+        servers: dict[str, CheckedPostroom] = {}
+        try:
+            for label, src in trees.items():
+                os.environ["PYTHONPATH"] = src  # the server processes import this copy
+                srv = CheckedPostroom(base / f"ab-{label}-{checks}", workers, resolver, checks, eml)
+                srv.dir.parent.mkdir(parents=True, exist_ok=True)
+                srv.setup()
+                srv.start()
+                servers[label] = srv
+            os.environ["PYTHONPATH"] = mine
+            for srv in servers.values():
+                srv.run(2, 50)  # warm: caches filled, workers forked and busy once
+            for r in range(rounds):
+                before = {k: _tree_cpu(srv.proc.pid) for k, srv in servers.items()}  # type: ignore[union-attr]
+                runs = [threading.Thread(target=srv.run, args=(20, n)) for srv in servers.values()]
+                for t in runs:
+                    t.start()
+                for t in runs:
+                    t.join()
+                ms = {k: (_tree_cpu(srv.proc.pid) - before[k]) / n * 1e3  # type: ignore[union-attr]
+                      for k, srv in servers.items()}
+                print(f"   checks {'on ' if checks else 'off'} round {r + 1}: this tree {ms['this']:.3f} ms, "
+                      f"against {ms['against']:.3f} ms ({ms['this'] / ms['against']:.2f}x)", flush=True)
+        finally:
+            os.environ["PYTHONPATH"] = mine
+            for srv in servers.values():
+                srv.stop()
+        for label, srv in servers.items():
+            if srv.delivered() != 50 + n * rounds:
+                raise RuntimeError(f"{label}: {srv.delivered()} of {50 + n * rounds} delivered")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a smoke run (CI)")
@@ -252,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="only Postroom's server CPU a message (checks on and off, alternated), "
                          "over N messages a round")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of --cpu (default 3)")
+    ap.add_argument("--against", metavar="SRC",
+                    help="with --cpu: also run another copy of the code (its src directory) at the same "
+                         "time and print both trees' CPU a message")
     ap.add_argument("--only", action="append", choices=COLUMNS, metavar="NAME",
                     help=f"run only this MX column (repeatable): {', '.join(COLUMNS)}")
     args = ap.parse_args(argv)
@@ -286,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
 
             eml = base / "signed.eml"
             eml.write_bytes(signed.replace(b"\r\n", b"\n"))  # smtp-source adds CRLF to each line
+            if args.cpu and args.against:
+                print(f"\nServer CPU a message (ms), {args.workers} workers, 20 clients, {args.cpu} messages a "
+                      f"round, this tree and {args.against} at the same time:")
+                cpu_side_by_side(base, args.workers, dns_srv.address, eml, args.cpu, args.rounds, args.against)
+                return 0
             if args.cpu:
                 print(f"\nServer CPU a message (ms), {args.workers} workers, 20 clients, {args.cpu} messages a round:")
                 for r in range(args.rounds):

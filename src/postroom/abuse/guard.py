@@ -121,6 +121,9 @@ def _factories() -> list[Factory]:
     ]
 
 
+_factory_list: tuple[Factory, ...] | None = None  # _factories(), made at the first connection
+
+
 class Guard:
     """The checks of one connection; empty for ``postroom sendmail``."""
 
@@ -132,8 +135,12 @@ class Guard:
 
     @classmethod
     def for_connection(cls, ctx: ServerContext, info: ConnInfo) -> Guard:
+        global _factory_list
+        factories = _factory_list
+        if factories is None:  # once a process: the imports and the list cost more than the checks' factories
+            factories = _factory_list = tuple(_factories())
         checks = []
-        for make in _factories():
+        for make in factories:
             c = make(ctx, info)
             if c is not None:
                 checks.append(c)

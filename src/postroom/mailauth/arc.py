@@ -59,7 +59,7 @@ import dkim
 import dkim.util
 
 from ..resolver import DnsTemporary, Resolver
-from .canon import header_end
+from .canon import header_end, tag_list
 from .dnsbridge import SyncDns, run_blocking
 from .keys import DkimKey
 from .model import ARC_RESULTS, ArcResult
@@ -139,7 +139,7 @@ def _instance(name: bytes, value: bytes) -> tuple[int | None, dict[bytes, bytes]
         m = _AAR_INSTANCE.match(value)
         return (int(m.group(1)), {}, "") if m else (None, {}, f"{label} without i= first")
     try:
-        tags = dkim.util.parse_tag_value(value)
+        tags = tag_list(value)
     except dkim.util.InvalidTagValueList:
         # Still counted at its i= when one can be read: the set it belongs to is broken,
         # and a sealer marking the chain failed must number its own set above it.

@@ -96,7 +96,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.canonicalization import CanonicalizationPolicy
-from dkim.util import InvalidTagValueList, parse_tag_value
+from dkim.util import InvalidTagValueList
 
 from ..resolver import DnsTemporary, Resolver
 from . import canon
@@ -334,7 +334,7 @@ def _judge_key(name: bytes, record: bytes) -> tuple[str, str] | tuple[bytes, int
     ``(result, reason)`` or ``(k=, bits, public key)``. Cached: a sender's key record is
     the same on every message, and parsing it (ASN.1) costs more than verifying."""
     try:
-        rec = parse_tag_value(record)
+        rec = canon.tag_list(record)
     except InvalidTagValueList:
         return "permerror", "key record unreadable"
     if b"p" in rec and not rec[b"p"].translate(None, _WS):
@@ -412,18 +412,26 @@ def _hash_headers(h: Any, canon: CanonicalizationPolicy, fields: list[Any], name
     takes the last instance not yet taken, from the bottom up; a name with none left
     adds nothing."""
     selected: list[Any] = []
-    last: dict[bytes, int] = {}
+    # Each name's fields, top to bottom: ``h=`` lists many names a message lacks (the
+    # default oversigned set has 28), and a scan of every field for each cost more than
+    # the rest of the header hash.
+    where: dict[bytes, list[int]] = {}
+    for i, n in enumerate(names):
+        where.setdefault(n, []).append(i)
+    taken: dict[bytes, int] = {}
     for name in include:
-        i = last.get(name, len(fields))
-        while i > 0:
-            i -= 1
-            if names[i] == name:
-                got = done.get(i)
-                if got is None:
-                    got = done[i] = canon.canonicalize_headers([fields[i]])[0]
-                selected.append(got)
-                break
-        last[name] = i
+        found = where.get(name)
+        if found is None:
+            continue
+        k = taken.get(name, 0) + 1
+        if k > len(found):  # every instance taken already
+            continue
+        taken[name] = k
+        i = found[-k]
+        got = done.get(i)
+        if got is None:
+            got = done[i] = canon.canonicalize_headers([fields[i]])[0]
+        selected.append(got)
     sig = canon.canonicalize_headers([(field[0], strip_b_value(field[1]))])
     for x, y in selected + [(x, y.rstrip()) for x, y in sig]:
         h.update(x)
@@ -488,7 +496,7 @@ def _check_one(fields: list[Any], body: bytes, idx: int, field: tuple[bytes, byt
     if len(raw) > MAX_SIGNATURE_FIELD:
         return DkimResult("permerror", header_b=header_b, reason="signature field too long")
     try:
-        tags = parse_tag_value(raw) if parsed is None else parsed
+        tags = canon.tag_list(raw) if parsed is None else parsed
     except InvalidTagValueList:
         return DkimResult("permerror", header_b=header_b, reason="signature field unreadable")
     d, s, a, i = (_text(tags.get(t)) for t in (b"d", b"s", b"a", b"i"))
@@ -542,7 +550,7 @@ def _parse_tags(raw: bytes) -> dict[bytes, bytes] | None:
     if len(raw) > MAX_SIGNATURE_FIELD:
         return None
     try:
-        return parse_tag_value(raw)  # type: ignore[no-any-return]
+        return canon.tag_list(raw)
     except InvalidTagValueList:
         return None
 

@@ -24,6 +24,7 @@ from ..mailauth import inbound
 from ..mailauth.dnsbridge import run_blocking
 from ..mailauth.policy import Verdict, decide
 from ..mailauth.settings import MailauthSettings, settings_for
+from ..resolver import Resolver
 from ..resolver import shared as shared_resolver
 from .replies import Reply, r
 from .transaction import Peer, Transaction
@@ -60,6 +61,16 @@ def is_checked(peer: Peer, settings: MailauthSettings) -> bool:
     return bool(peer.ip) and not peer.login and not peer.trusted and peer.listener in settings.check_listeners
 
 
+def _resolver(ctx: ServerContext) -> Resolver:
+    """The process's resolver for this config, found once per config: ``resolver.shared``
+    parses the ``[dns]`` section at every call, once a message on this path
+    (``ctx.state`` is cleared when the config is reloaded)."""
+    res = ctx.state.get("mailauth.resolver")
+    if not isinstance(res, Resolver):
+        res = ctx.state["mailauth.resolver"] = shared_resolver(ctx.config)
+    return res
+
+
 def _refusal(v: Verdict) -> Reply:
     return r(v.code, v.status, v.text)
 
@@ -69,7 +80,7 @@ async def inbound_for(ctx: ServerContext, peer: Peer, txn: Transaction, body: by
     settings = settings_for(ctx)
     if not is_checked(peer, settings):
         return None
-    res = await inbound.check(shared_resolver(ctx.config), settings, ctx.config.hostname, ip=peer.ip,
+    res = await inbound.check(_resolver(ctx), settings, ctx.config.hostname, ip=peer.ip,
                               helo=peer.helo, mail_from=txn.sender.address, message=body)
     domains = list(dict.fromkeys(rc.path.domain for rc in txn.rcpts))
     verdicts = {d: decide(res.checks, settings.policy_for(d)) for d in domains}

@@ -73,9 +73,30 @@ def parse_networks(values: Iterable[str]) -> tuple[list[Network], list[str]]:
     return nets, bad
 
 
+# is_trusted's answers by (id(networks), ip), each with the networks it was for: asked at
+# every connection (the session's trust, the rate limits' and the screen's exemptions), it
+# parsed the address and walked the networks each time. The entry holds its networks, so
+# their id cannot be reused while it is kept; cleared when full (one entry per client IP).
+_trusted_memo: dict[tuple[int, str], tuple[Sequence[Network], bool]] = {}
+_TRUSTED_MEMO_MAX = 4096
+
+
 def is_trusted(ip: str, networks: Sequence[Network]) -> bool:
     if not networks or not ip:
         return False
+    key = (id(networks), ip)
+    hit = _trusted_memo.get(key)
+    if hit is not None and hit[0] is networks:
+        return hit[1]
+    answer = _is_trusted(ip, networks)
+    if isinstance(networks, tuple):  # a list may change in place: asked afresh each time
+        if len(_trusted_memo) >= _TRUSTED_MEMO_MAX:
+            _trusted_memo.clear()
+        _trusted_memo[key] = (networks, answer)
+    return answer
+
+
+def _is_trusted(ip: str, networks: Sequence[Network]) -> bool:
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:

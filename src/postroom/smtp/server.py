@@ -40,29 +40,42 @@ def settings_for(ctx: ServerContext) -> SmtpSettings:
     return s
 
 
+def _options(ctx: ServerContext, s: SmtpSettings, listener: Listener, tls_active: bool, trusted: bool) -> Options:
+    """The session's options: the same for every connection to a listener with the same TLS
+    state and trust, so made once (``ctx.state`` is cleared when the config is reloaded)."""
+    made: dict[tuple[str, bool, bool], Options] | None = ctx.state.get("smtp.options")
+    if made is None:
+        made = ctx.state["smtp.options"] = {}
+    key = (listener.name, tls_active, trusted)
+    opts = made.get(key)
+    if opts is None:
+        cfg = ctx.config
+        opts = made[key] = Options(
+            hostname=cfg.hostname,
+            submission=listener.protocol == "submission",
+            starttls=listener.tls == "starttls" and ctx.tls is not None,
+            tls_active=tls_active,
+            auth_available=True,
+            allow_plaintext_auth=s.allow_plaintext_auth,
+            trusted=trusted,
+            max_size=cfg.limits.message_size,
+            max_recipients=s.max_recipients,
+            max_errors=s.max_errors,
+            vrfy=s.vrfy,
+            expn=s.expn,
+            require_sender_match=s.require_sender_match,
+            primary_domain=cfg.domains[0] if cfg.domains else cfg.hostname,
+            banner=s.banner,
+            listener=listener.name,
+            gssapi=tuple(kerberos.mechanisms(ctx, "smtp")),
+        )
+    return opts
+
+
 def make_session(ctx: ServerContext, conn: Connection, listener: Listener, sid: str,
                  tag: str = "") -> Session:
     s = settings_for(ctx)
-    cfg = ctx.config
-    opts = Options(
-        hostname=cfg.hostname,
-        submission=listener.protocol == "submission",
-        starttls=listener.tls == "starttls" and ctx.tls is not None,
-        tls_active=conn.tls_active,
-        auth_available=True,
-        allow_plaintext_auth=s.allow_plaintext_auth,
-        trusted=policy.is_trusted(conn.peer_ip, s.trusted_networks),
-        max_size=cfg.limits.message_size,
-        max_recipients=s.max_recipients,
-        max_errors=s.max_errors,
-        vrfy=s.vrfy,
-        expn=s.expn,
-        require_sender_match=s.require_sender_match,
-        primary_domain=cfg.domains[0] if cfg.domains else cfg.hostname,
-        banner=s.banner,
-        listener=listener.name,
-        gssapi=tuple(kerberos.mechanisms(ctx, "smtp")),
-    )
+    opts = _options(ctx, s, listener, conn.tls_active, policy.is_trusted(conn.peer_ip, s.trusted_networks))
     guard = Guard.for_connection(ctx, ConnInfo(conn.peer_ip, listener.name, listener.protocol, sid,
                                                opts.trusted, tag or conn.peer_ip))
     session = Session(opts, StoreBackend(ctx, s, conn.peer_ip, tag, guard), conn.peer_ip, sid)

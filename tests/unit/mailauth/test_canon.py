@@ -81,3 +81,59 @@ def test_blank_line_as_the_regex(message: bytes) -> None:
        .map(b"".join))
 def test_header_lines_split_as_the_regex(block: bytes) -> None:
     assert block.replace(b"\r\n", b"\n").split(b"\n") == canon._EOL.split(block)
+
+
+# Bodies longer than a header field: compress_whitespace scans them with a pattern instead of ``in``.
+_LONG_PIECES = st.sampled_from([b" ", b"  ", b"\t", b" \r\n", b"\t\r\n", b"\r\n", b"\n", b"\r", b"quick brown fox ",
+                                b"jumps over the lazy dog, again and again. 0123", b"."])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LONG_PIECES, min_size=20, max_size=200).map(b"".join))
+def test_long_bodies_as_dkimpy(body: bytes) -> None:
+    assert canon.compress_whitespace(body) == canon.original_compress_whitespace(body)
+    assert canon.strip_trailing_whitespace(body) == canon.original_strip_trailing_whitespace(body)
+
+
+def test_long_body_with_one_change_at_the_end() -> None:
+    text = b"The quick brown fox. 0123\r\n" * 400
+    for tail in (b"a  b\r\n", b"a\tb\r\n", b"a \r\n", b"a\t\r\n"):
+        body = text + tail
+        assert canon.compress_whitespace(body) == canon.original_compress_whitespace(body)
+        assert canon.strip_trailing_whitespace(body) == canon.original_strip_trailing_whitespace(body)
+    assert canon.compress_whitespace(text) is text and canon.strip_trailing_whitespace(text) is text
+
+
+_TAG_PIECES = st.sampled_from([b"v", b"a", b"bh", b"b", b"d", b"1", b"_x", b"=", b";", b" ", b"\t", b"\r\n ",
+                               b"rsa-sha256", b"abc+/=", b"\xc3\xa9", b"-", b"h=from:to", b"\x00"])
+
+
+def _parsed(parse, value: bytes) -> object:
+    import dkim.util
+
+    try:
+        return parse(value)
+    except dkim.util.InvalidTagValueList as exc:  # the same exception, with the same argument
+        return (type(exc), exc.args)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.lists(_TAG_PIECES, max_size=30).map(b"".join) | st.binary(max_size=60))
+def test_tag_list_as_dkimpy(value: bytes) -> None:
+    import dkim.util
+
+    assert _parsed(canon.tag_list, value) == _parsed(dkim.util.parse_tag_value, value)
+
+
+def test_tag_list_errors() -> None:
+    import dkim.util
+    import pytest
+
+    assert canon.tag_list(b" v=1; a=rsa-sha256 ;\r\n\tb= x y ;") == {b"v": b"1", b"a": b"rsa-sha256", b"b": b"x y"}
+    assert canon.tag_list(b"") == {}
+    with pytest.raises(dkim.util.InvalidTagSpec):
+        canon.tag_list(b"v=1; novalue")
+    with pytest.raises(dkim.util.InvalidTagSpec):
+        canon.tag_list(b"1v=1")
+    with pytest.raises(dkim.util.DuplicateTag):
+        canon.tag_list(b"v=1; v=2")
