@@ -37,7 +37,7 @@ pg_groups=(
   "tests/news tests/server/nntp"
   "tests/server/kerberos"
   # Web pages and app passwords on the PostgreSQL account attributes (the browser and fuzz runs are SQLite only).
-  "tests/server/web/test_web_core.py tests/server/web/test_web_admin.py tests/server/web/test_web_user.py tests/server/test_app_passwords.py"
+  "tests/server/web/test_web_core.py tests/server/web/test_web_admin.py tests/server/web/test_web_user.py tests/server/web/test_web_totp.py tests/server/test_app_passwords.py"
 )
 for group in "${pg_groups[@]}"; do
   echo "== PostgreSQL store: $group"

@@ -88,6 +88,10 @@ def _credential_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
     return (*r[:4], bytes(r[4]), float(r[5]), None if r[6] is None else float(r[6]))
 
 
+def _logout_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
+    return (bytes(r[0]), r[1], float(r[2]))
+
+
 def _metadata_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
     v = r[3]
     return (*r[:3], bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode())
@@ -112,7 +116,8 @@ _LIVE_MAILBOX = "mailbox_id IN (SELECT id FROM mailboxes)"
 # come from segment files and are deduplicated); ``meta`` and ``domains`` are merged.
 TABLES: tuple[Table, ...] = (
     Table("accounts", ("id", "address", "password_hash", "apop_secret", "created", "quota_storage",
-                       "quota_messages", "metadata_change", "admin", "disabled", "session_epoch", "totp_secret"),
+                       "quota_messages", "metadata_change", "admin", "disabled", "session_epoch", "totp_secret",
+                       "totp_last_step"),
           convert=_account_row, order="id"),
     Table("credentials", ("id", "account_id", "kind", "name", "digest", "created", "last_used"),
           convert=_credential_row, order="id"),
@@ -127,6 +132,8 @@ TABLES: tuple[Table, ...] = (
     Table("sieve_tracking", ("account_id", "kind", "key", "recorded", "expires"), convert=_tracking_row),
     Table("metadata", ("account_id", "mailbox_id", "name", "value"), convert=_metadata_row),
     Table("metadata_log", ("account_id", "change", "mailbox_id", "name"), order="account_id, change"),
+    # Web sessions logged out: a copy of such a cookie must stay refused on the new store.
+    Table("web_logouts", ("digest", "account_id", "expires"), convert=_logout_row, order="digest"),
 )
 MESSAGE_COLUMNS = ("mailbox_id", "uid", "modseq", "flags", "internaldate", "tzoffset", "size", "blob_id",
                    "savedate")
@@ -134,7 +141,7 @@ MESSAGE_COLUMNS = ("mailbox_id", "uid", "modseq", "flags", "internaldate", "tzof
 SEQUENCES = ("accounts", "mailboxes", "sieve_scripts", "blobs", "credentials")
 # Every table the target must have empty (domains and meta may hold what a node's start wrote).
 DATA_TABLES = ("accounts", "aliases", "mailboxes", "subscriptions", "blobs", "messages", "expunged",
-               "sieve_scripts", "sieve_tracking", "metadata", "metadata_log", "credentials", "queue_messages")
+               "sieve_scripts", "sieve_tracking", "metadata", "metadata_log", "credentials", "web_logouts", "queue_messages")
 # The outbound queue (SQLite database and one file per message under queue/, see
 # outbound/queue.py) → outbound/pgqueue.py's tables. Recipients get new ids there (an
 # identity column); nothing outside the queue refers to them.

@@ -165,6 +165,29 @@ class Store(Protocol):
         Raises AccountNotFound."""
         ...
 
+    async def claim_totp_step(self, account_id: int, secret: str, step: int) -> bool:
+        """Count the account's TOTP code of time step ``step`` as used: True only if the
+        account's secret is still ``secret`` and no code of this or a later step was
+        accepted before. One compare-and-set UPDATE, so of two requests (or nodes) racing
+        with one code exactly one gets True (RFC 6238 §5.2)."""
+        ...
+
+    async def enable_totp(self, account_id: int, secret: str, step: int) -> bool:
+        """Turn the second factor on with ``secret``, the confirming code's ``step`` counted
+        as used, and bump the session epoch (sessions opened with the password alone end);
+        False (nothing changed) when the account has a secret already or is gone."""
+        ...
+
+    async def end_web_session(self, account_id: int, digest: bytes, expires: float) -> None:
+        """Remember that the web session whose nonce hashes to ``digest`` logged out, until
+        ``expires`` (past it the cookie is refused anyway); forgets those past their time.
+        A no-op for an account that is gone."""
+        ...
+
+    async def web_session_ended(self, digest: bytes) -> bool:
+        """Whether that web session logged out (one primary-key probe)."""
+        ...
+
     async def add_credential(self, account_id: int, kind: str, name: str, digest: bytes) -> Credential:
         """Keep an app password or API token (``kind`` "app"/"token") by the SHA-256 of its
         secret. Raises CredentialExists (the account has one of that kind and name),

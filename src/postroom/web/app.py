@@ -114,10 +114,13 @@ async def _load_session(request: web.Request, st: WebState) -> None:
     session = st.signer.decode(raw)
     account = None
     if session is not None:
-        account = await identity_for(ctx_of(request)).account_by_id(session.account_id)
+        ident = identity_for(ctx_of(request))
+        account = await ident.account_by_id(session.account_id)
+        if account is not None and await ident.session_ended(session.digest):
+            account = None  # logged out (this cookie may be a copy of the one logout expired)
     if (session is None or account is None or account.disabled or account.address != session.address
             or account.session_epoch != session.epoch):
-        set_session_cookie(request, None)  # expired, tampered, logged out everywhere: forget it
+        set_session_cookie(request, None)  # expired, tampered, logged out (everywhere): forget it
         return
     request[keys.SESSION] = session
     if session.pending:

@@ -2,9 +2,15 @@
 
 The password goes through the mail protocols' authenticator
 (``ctx.auth.authenticate``), so a guesser meets the same per-IP and per-user counters
-whether they try IMAP or the login form, and a TOTP code that is wrong counts as one
-more failure on those counters. App passwords are refused here (``app_passwords=False``):
+whether they try IMAP or the login form, and a TOTP code that is wrong (or used before)
+counts as one more failure on those counters. App passwords are refused here (``app_passwords=False``):
 a password kept on a phone's mail app must not manage the account.
+
+A TOTP code is accepted once (RFC 6238 §5.2): the store keeps the time step of the last
+code accepted for the account and takes a code only if its step is later, in one
+compare-and-set UPDATE, so a code seen over a shoulder or relayed by a phishing proxy
+cannot open a second session, even on another worker or node. Enrolling, logging in and
+turning the factor off all use up the code's step.
 
 A login always makes a new session (new nonce, so a new CSRF token): a cookie planted
 before the login (session fixation) is worth nothing after it.
@@ -27,6 +33,8 @@ from .site import Role, Site, ctx_of, form, maybe_viewer, viewer
 
 ENROL_TTL = 600.0  # seconds a generated TOTP secret waits for its confirming code
 FAILED = "Wrong address or password."
+WRONG_CODE = "That code is not right or was used already; try the next one."
+THROTTLED = "Too many failed logins from your address; wait a few minutes."
 
 
 def setup(site: Site) -> None:
@@ -69,7 +77,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return _login_page(request, values, FAILED, 403)
     result = await ctx.auth.authenticate(username, password, request.remote or "", app_passwords=False)
     if result.throttled:
-        return _login_page(request, values, "Too many failed logins from your address; wait a few minutes.", 429)
+        return _login_page(request, values, THROTTLED, 429)
     account = await identity_for(ctx).account(result.account.address) if result.account is not None else None
     if account is None or account.disabled:
         return _login_page(request, values, FAILED, 403)
@@ -83,6 +91,18 @@ async def login(request: web.Request) -> web.StreamResponse:
 def _pending(request: web.Request) -> Session | None:
     session = request.get(keys.SESSION)
     return session if isinstance(session, Session) and session.pending else None
+
+
+async def _use_code(request: web.Request, account: WebAccount | None, code: str) -> bool:
+    """True if ``code`` is the account's current TOTP code and its time step is later than
+    any accepted before; that step is then used up (RFC 6238 §5.2). The step is taken by
+    the store's compare-and-set, not compared here, so two requests racing with one code
+    (on any workers or nodes) cannot both pass."""
+    if account is None or not account.totp_secret:
+        return False
+    step = totp.verify(account.totp_secret, code)
+    return step is not None and await identity_for(ctx_of(request)).claim_totp_step(
+        account.id, account.totp_secret, step)
 
 
 async def totp_form(request: web.Request) -> web.StreamResponse:
@@ -100,26 +120,30 @@ async def totp_check(request: web.Request) -> web.StreamResponse:
     target = safe_next(fields.get("next"))
     ip = request.remote or ""
     if await ctx.auth.throttled(ip):
-        return render(request, "totp.html", {"values": {"next": target}, "errors": {
-            "code": "Too many failed logins from your address; wait a few minutes."}}, status=429)
+        return render(request, "totp.html", {"values": {"next": target}, "errors": {"code": THROTTLED}}, status=429)
     account = await identity_for(ctx).account_by_id(session.account_id)
-    if account is None or not account.totp_secret or totp.verify(account.totp_secret,
-                                                                 fields.get("code", "")) is None:
+    if account is None or not await _use_code(request, account, fields.get("code", "")):
         await ctx.auth.record_failure(session.address, ip)
-        return render(request, "totp.html", {"values": {"next": target},
-                                             "errors": {"code": "That code is not right; try the current one."}},
+        return render(request, "totp.html", {"values": {"next": target}, "errors": {"code": WRONG_CODE}},
                       status=403)
     _start(request, account, pending=False)
     return redirect(request, target)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """This browser only (the cookie goes); "log out everywhere" also kills copies of it.
+    """This session only: the browser's cookie goes, and the store records the session as
+    ended, so a copy of the cookie (a stolen one) is refused too until it would have
+    expired; "log out everywhere" ends the account's other sessions as well.
 
     The CSRF token is checked only while a session is valid: a user whose session has
     already ended is sent to the login page, not shown "the form has expired"."""
+    session = request.get(keys.SESSION)
     if maybe_viewer(request) is not None or _pending(request) is not None:
         await check_csrf(request)
+    if isinstance(session, Session):
+        st = web_state(ctx_of(request))
+        await identity_for(ctx_of(request)).end_session(session.account_id, session.digest,
+                                                        st.signer.expires(session))
     set_session_cookie(request, None)
     return redirect(request, "/login", flash="You are logged out.")
 
@@ -172,16 +196,26 @@ async def totp_change(request: web.Request) -> web.StreamResponse:
     if fields.get("action") == "disable":
         if not account.totp_secret:
             return redirect(request, "/settings/totp")
-        if totp.verify(account.totp_secret, code) is None:
-            await ctx_of(request).auth.record_failure(v.address, request.remote or "")
-            return await _totp_page(request, {"code": "That code is not right."}, 403)
+        auth, ip = ctx_of(request).auth, request.remote or ""
+        if await auth.throttled(ip):  # a stolen session must not become a code guesser
+            return await _totp_page(request, {"code": THROTTLED}, 429)
+        if not await _use_code(request, account, code):
+            await auth.record_failure(v.address, ip)
+            return await _totp_page(request, {"code": WRONG_CODE}, 403)
         await ident.set_totp_secret(v.address, None)
         return redirect(request, "/settings/totp", flash="Two-factor login is off.")
     if account.totp_secret:
         return redirect(request, "/settings/totp")
     secret = _enrol_secret(request, fields.get("enrol", ""))
-    if totp.verify(secret, code) is None:
+    step = totp.verify(secret, code)
+    if step is None:
         return await _totp_page(request, {"code": "That code is not right; check the phone's clock."}, 400,
                                 secret=secret)
-    await ident.set_totp_secret(v.address, secret)
+    if not await ident.enable_totp(v.account_id, secret, step):  # another tab turned it on meanwhile
+        return redirect(request, "/settings/totp")
+    # Turning it on bumped the epoch: sessions opened with the password alone (a stolen one
+    # perhaps) end; this browser, which just showed a code, gets a session of the new epoch.
+    account = await ident.account_by_id(v.account_id)
+    if account is not None:
+        _start(request, account, pending=False)
     return redirect(request, "/settings/totp", flash="Two-factor login is on: the next login asks for a code.")

@@ -33,6 +33,10 @@ class Identity(Protocol):
     async def account(self, address: str) -> WebAccount | None: ...
     async def account_by_id(self, account_id: int) -> WebAccount | None: ...
     async def set_totp_secret(self, address: str, secret: str | None) -> None: ...
+    async def claim_totp_step(self, account_id: int, secret: str, step: int) -> bool: ...
+    async def enable_totp(self, account_id: int, secret: str, step: int) -> bool: ...
+    async def end_session(self, account_id: int, digest: bytes, expires: float) -> None: ...
+    async def session_ended(self, digest: bytes) -> bool: ...
     async def bump_session_epoch(self, address: str) -> None: ...
     async def account_for_api_token(self, token: str) -> WebAccount | None: ...
 
@@ -63,6 +67,18 @@ class StoreIdentity:
 
     async def set_totp_secret(self, address: str, secret: str | None) -> None:
         await _accounts("attributes").set_totp_secret(self.store, address, secret)
+
+    async def claim_totp_step(self, account_id: int, secret: str, step: int) -> bool:
+        return bool(await _accounts("attributes").claim_totp_step(self.store, account_id, secret, step))
+
+    async def enable_totp(self, account_id: int, secret: str, step: int) -> bool:
+        return bool(await _accounts("attributes").enable_totp(self.store, account_id, secret, step))
+
+    async def end_session(self, account_id: int, digest: bytes, expires: float) -> None:
+        await _accounts("attributes").end_web_session(self.store, account_id, digest, expires)
+
+    async def session_ended(self, digest: bytes) -> bool:
+        return bool(await _accounts("attributes").web_session_ended(self.store, digest))
 
     async def bump_session_epoch(self, address: str) -> None:
         await _accounts("attributes").log_out_everywhere(self.store, address)

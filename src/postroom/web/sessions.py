@@ -4,8 +4,10 @@ No server-side session table: the cookie carries the account id, the account's s
 epoch at login, the login time, the last-use time and a random nonce (the CSRF token is
 derived from it), signed with HMAC-SHA256 under a secret only the server knows. Logging
 out everywhere (or a password change, or disabling the account) bumps the epoch in the
-store, and every cookie carrying the old one stops working; a single logout also
-expires the browser's cookie. Scale-out nodes share the secret (``[web] secret_file``)
+store, and every cookie carrying the old one stops working. A single logout expires the
+browser's cookie and records the session as ended in the store (the SHA-256 of its
+nonce, kept until the cookie's absolute limit), so a copy of the cookie taken before the
+logout is refused too, on every node. Scale-out nodes share the secret (``[web] secret_file``)
 so a session works on any of them.
 
 A cookie is ``base64url(json).base64url(mac)``; anything else, a bad MAC, a time past
@@ -42,6 +44,11 @@ class Session:
 
     def touched(self, now: float) -> Session:
         return replace(self, seen=now)
+
+    @property
+    def digest(self) -> bytes:
+        """What the store keeps of a logged-out session: a hash, not the nonce the CSRF token is a MAC of."""
+        return hashlib.sha256(self.nonce.encode()).digest()
 
 
 def load_secret(path: Path) -> bytes:
@@ -138,6 +145,11 @@ class Signer:
         if s.pending and now - s.issued > 300:
             return None  # the second factor is due within five minutes of the password
         return s
+
+    def expires(self, s: Session) -> float:
+        """When :meth:`decode` refuses the cookie whatever its use (the absolute limit),
+        plus the 5 minutes of clock difference between nodes it tolerates."""
+        return s.issued + self.lifetime + 300
 
     def csrf_token(self, s: Session) -> str:
         return _b64(self.mac("csrf", s.nonce.encode()))

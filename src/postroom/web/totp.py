@@ -13,11 +13,13 @@ import hmac
 import secrets
 import struct
 import time
+from collections.abc import Callable
 from urllib.parse import quote
 
 DIGITS = 6
 STEP = 30  # seconds, RFC 6238 §4.1 X
 WINDOW = 1  # steps accepted either side of now: a phone clock off by up to 30 s still works (§6)
+clock: Callable[[], float] = time.time  # what "now" is; tests freeze it to know which step a code is in
 
 
 def new_secret() -> str:
@@ -45,7 +47,8 @@ def code_at(secret: str, when: float) -> str:
 def verify(secret: str, code: str, when: float | None = None) -> int | None:
     """The time step the code belongs to (within ±WINDOW of now), or None.
 
-    Returning the step lets a caller refuse a code used before (RFC 6238 §5.2)."""
+    Returning the step lets a caller refuse a code used before (RFC 6238 §5.2): the web
+    accepts a code only if its step is later than the last one accepted (web/auth.py)."""
     code = code.strip().replace(" ", "")
     if len(code) != DIGITS or not (code.isascii() and code.isdigit()):  # "١٢٣٤٥٦".isdigit() too
         return None
@@ -53,7 +56,7 @@ def verify(secret: str, code: str, when: float | None = None) -> int | None:
         _key(secret)
     except (ValueError, TypeError):
         return None
-    now = int(time.time() if when is None else when) // STEP
+    now = int(clock() if when is None else when) // STEP
     for step in range(now - WINDOW, now + WINDOW + 1):
         if hmac.compare_digest(hotp(secret, step), code):
             return step

@@ -69,6 +69,27 @@ def test_login_logout_over_https(srv: WebHarness) -> None:
     assert r.status == 303 and r.location == "/login"
 
 
+def test_logout_ends_the_session_on_the_server(srv: WebHarness) -> None:
+    """A copy of the cookie taken before "Log out" (a stolen one) is refused after it, and
+    the account's other sessions are left alone (that is "Log out everywhere")."""
+    c = WebClient.https(srv)
+    c.login(JOE, JOE_PW)
+    other = WebClient.https(srv)
+    other.login(JOE, JOE_PW)
+    stolen = c.cookies["postroom_session"]
+    thief = WebClient.https(srv)
+    thief.cookies["postroom_session"] = stolen
+    assert thief.get("/settings/").status == 200 and thief.api("GET", "/api/v1/me").status == 200
+    epoch = srv.account(JOE).session_epoch
+    assert c.logout().status == 303
+    r = thief.get("/settings/")
+    assert r.status == 303 and r.location == "/login?next=/settings/"
+    assert "max-age=0" in cookie_line(r, "postroom_session").lower()  # and the copy is told to forget it
+    thief.cookies["postroom_session"] = stolen  # sent again anyway
+    assert thief.api("GET", "/api/v1/me").status == 401
+    assert other.get("/settings/").status == 200 and srv.account(JOE).session_epoch == epoch
+
+
 def test_logout_needs_csrf_while_logged_in(srv: WebHarness) -> None:
     c = WebClient.https(srv)
     c.login(JOE, JOE_PW)
@@ -259,11 +280,14 @@ def test_unknown_web_paths_and_methods(srv: WebHarness) -> None:
 
 
 # -- TOTP ---------------------------------------------------------------------------------------
-def test_totp_enrol_and_login(srv: WebHarness) -> None:
+def test_totp_enrol_and_login(srv: WebHarness, monkeypatch: pytest.MonkeyPatch) -> None:
     import re
 
     from postroom.web import totp
 
+    # A code is accepted once (test_web_totp.py): each step below uses the next time step.
+    now = [time.time()]
+    monkeypatch.setattr(totp, "clock", lambda: now[0])
     srv.add_user("boss@example.test", "boss-password-1", admin=True)
     c = WebClient.https(srv)
     c.login("boss@example.test", "boss-password-1")
@@ -272,10 +296,10 @@ def test_totp_enrol_and_login(srv: WebHarness) -> None:
     secret = re.search(r'<code class="secret">([A-Z2-7]+)</code>', page.text).group(1)
     enrol = re.search(r'name="enrol" value="([^"]+)"', page.text).group(1)
     r = c.post("/settings/totp", {"action": "enable", "enrol": enrol, "code": "000000"
-                                  if totp.code_at(secret, time.time()) != "000000" else "111111"})
+                                  if totp.code_at(secret, now[0]) != "000000" else "111111"})
     assert r.status == 400 and "not right" in r.text
     assert srv.account("boss@example.test").totp_secret is None
-    r = c.post("/settings/totp", {"action": "enable", "enrol": enrol, "code": totp.code_at(secret, time.time())})
+    r = c.post("/settings/totp", {"action": "enable", "enrol": enrol, "code": totp.code_at(secret, now[0])})
     assert r.status == 303
     assert srv.account("boss@example.test").totp_secret == secret
 
@@ -288,7 +312,8 @@ def test_totp_enrol_and_login(srv: WebHarness) -> None:
     d.get("/totp?next=/admin/")
     r = d.post("/totp", {"code": "12345x", "next": "/admin/"})
     assert r.status == 403 and "not right" in r.text
-    r = d.post("/totp", {"code": totp.code_at(secret, time.time()), "next": "/admin/"})
+    now[0] += totp.STEP
+    r = d.post("/totp", {"code": totp.code_at(secret, now[0]), "next": "/admin/"})
     assert r.status == 303 and r.location == "/admin/"
     assert d.get("/admin/").status == 200
     assert d.api("GET", "/api/v1/me").json()["totp"] is True
@@ -296,14 +321,15 @@ def test_totp_enrol_and_login(srv: WebHarness) -> None:
     # the enrolment token of one account is worth nothing to another
     e = WebClient.https(srv)
     e.login(JOE, JOE_PW)
-    r = e.post("/settings/totp", {"action": "enable", "enrol": enrol, "code": totp.code_at(secret, time.time())})
+    r = e.post("/settings/totp", {"action": "enable", "enrol": enrol, "code": totp.code_at(secret, now[0])})
     assert r.status == 400 and srv.account(JOE).totp_secret is None
 
     # turning it off needs a current code
+    now[0] += totp.STEP
     r = d.post("/settings/totp", {"action": "disable", "code": "000000"
-                                  if totp.code_at(secret, time.time()) != "000000" else "111111"})
+                                  if totp.code_at(secret, now[0]) != "000000" else "111111"})
     assert r.status == 403 and srv.account("boss@example.test").totp_secret == secret
-    r = d.post("/settings/totp", {"action": "disable", "code": totp.code_at(secret, time.time())})
+    r = d.post("/settings/totp", {"action": "disable", "code": totp.code_at(secret, now[0])})
     assert r.status == 303 and srv.account("boss@example.test").totp_secret is None
 
 

@@ -1,7 +1,7 @@
 """Account attributes and credentials (app passwords, API tokens) in the PostgreSQL store.
 
 A mixin of :class:`~postroom.storage.postgresql.store.PostgresStore` with the same
-methods and rules as the SQLite store's (sqlite/credentials.py), over migration 2.
+methods and rules as the SQLite store's (sqlite/credentials.py), over migrations 2 and 3.
 Changing an account's attributes announces the account as changed (notify.py), so other
 nodes drop what they keep of it.
 """
@@ -60,6 +60,41 @@ class CredentialsMixin(PgBase):
             ch.account(row[0])
             return account(row)
         return await self.write(w)
+
+    async def claim_totp_step(self, account_id: int, secret: str, step: int) -> bool:
+        # One statement, its own transaction: row locking makes a racing UPDATE (another
+        # worker or node) re-check the WHERE after this one commits, and change nothing.
+        # totp_last_step is not part of Account, so nothing is announced.
+        async def w(c: asyncpg.Connection) -> bool:
+            done = await c.execute("UPDATE accounts SET totp_last_step = $1 WHERE id = $2 AND totp_secret = $3 "
+                                   "AND totp_last_step < $1", step, account_id, secret)
+            return bool(done == "UPDATE 1")
+        return await self.write_statement(w)
+
+    async def enable_totp(self, account_id: int, secret: str, step: int) -> bool:
+        async def w(c: asyncpg.Connection, ch: Changes) -> bool:
+            done = await c.execute("UPDATE accounts SET totp_secret = $1, totp_last_step = $2, "
+                                   "session_epoch = session_epoch + 1 WHERE id = $3 AND totp_secret IS NULL",
+                                   secret, step, account_id)
+            if done != "UPDATE 1":
+                return False
+            ch.account(account_id)
+            return True
+        return await self.write(w)
+
+    async def end_web_session(self, account_id: int, digest: bytes, expires: float) -> None:
+        now = time.time()
+
+        async def w(c: asyncpg.Connection, ch: Changes) -> None:
+            await c.execute("DELETE FROM web_logouts WHERE expires < $1", now)
+            await c.execute("INSERT INTO web_logouts (digest, account_id, expires) SELECT $1, id, $2 FROM accounts "
+                            "WHERE id = $3 ON CONFLICT (digest) DO NOTHING", digest, expires, account_id)
+        await self.write(w)
+
+    async def web_session_ended(self, digest: bytes) -> bool:
+        async def r(c: asyncpg.Connection) -> bool:
+            return await c.fetchval("SELECT 1 FROM web_logouts WHERE digest = $1", digest) is not None
+        return await self.read(r)
 
     async def add_credential(self, account_id: int, kind: str, name: str, digest: bytes) -> Credential:
         now = time.time()

@@ -140,4 +140,18 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (account_id, kind, name)
     );
     """,
+    # 3: web security follow-up (SQLite migration 9): the time step of the last TOTP code
+    # accepted for the account (a code is accepted once, RFC 6238 §5.2, by a compare-and-set
+    # UPDATE; 0: none used yet), and the web sessions logged out, by the SHA-256 of their
+    # cookie's nonce, until the cookie would have expired anyway.
+    """
+    ALTER TABLE accounts ADD COLUMN totp_last_step bigint NOT NULL DEFAULT 0;
+    CREATE TABLE web_logouts (
+        digest bytea PRIMARY KEY,
+        account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        expires double precision NOT NULL
+    );
+    CREATE INDEX web_logouts_expires ON web_logouts (expires);
+    CREATE INDEX web_logouts_account ON web_logouts (account_id);
+    """,
 )

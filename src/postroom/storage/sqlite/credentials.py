@@ -3,7 +3,8 @@
 A mixin of :class:`~postroom.storage.sqlite.store.SqliteStore`, kept apart so that the
 store module does not grow: the Store methods ``set_account_attributes``,
 ``add_credential``, ``list_credentials``, ``delete_credential``, ``find_credential``,
-``touch_credential`` (storage/api.py), over migration 8's columns and table.
+``touch_credential``, ``claim_totp_step``, ``enable_totp``, ``end_web_session``,
+``web_session_ended`` (storage/api.py), over migration 8's columns and table and migration 9's.
 """
 
 from __future__ import annotations
@@ -56,6 +57,37 @@ class CredentialsMixin:
             return account(row)
         result: Account = await self.engine.write(w, address.strip().lower())
         return result
+
+    async def claim_totp_step(self, account_id: int, secret: str, step: int) -> bool:
+        # The WHERE is the whole check (migration 9): a racing worker's UPDATE waits for the
+        # write lock, then finds totp_last_step already at ``step`` and changes no row.
+        def w(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE accounts SET totp_last_step = ? WHERE id = ? AND totp_secret = ? "
+                             "AND totp_last_step < ?", (step, account_id, secret, step)).rowcount == 1
+        result: bool = await self.engine.write(w)
+        return result
+
+    async def enable_totp(self, account_id: int, secret: str, step: int) -> bool:
+        def w(c: sqlite3.Connection) -> bool:
+            return c.execute("UPDATE accounts SET totp_secret = ?, totp_last_step = ?, "
+                             "session_epoch = session_epoch + 1 WHERE id = ? AND totp_secret IS NULL",
+                             (secret, step, account_id)).rowcount == 1
+        result: bool = await self.engine.write(w)
+        return result
+
+    async def end_web_session(self, account_id: int, digest: bytes, expires: float) -> None:
+        now = time.time()
+
+        def w(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM web_logouts WHERE expires < ?", (now,))
+            c.execute("INSERT OR IGNORE INTO web_logouts(digest, account_id, expires) "
+                      "SELECT ?, id, ? FROM accounts WHERE id = ?", (digest, expires, account_id))
+        await self.engine.write(w)
+
+    async def web_session_ended(self, digest: bytes) -> bool:
+        row = await self.engine.read_small(lambda c: c.execute(
+            "SELECT 1 FROM web_logouts WHERE digest = ?", (digest,)).fetchone())
+        return row is not None
 
     async def add_credential(self, account_id: int, kind: str, name: str, digest: bytes) -> Credential:
         now = time.time()

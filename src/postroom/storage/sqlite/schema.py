@@ -162,6 +162,22 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE(account_id, kind, name)
     );
     """,
+    # 9: web security follow-up of issue #21. accounts.totp_last_step: the time step (RFC 6238
+    # T) of the last TOTP code accepted for the account, so that a code is accepted once
+    # (§5.2): a web login or change takes a code only if its step is greater, by a
+    # compare-and-set UPDATE (postroom.web.auth); 0: none used yet. web_logouts: the web
+    # sessions logged out, by the SHA-256 of their cookie's nonce, until the cookie would
+    # have expired anyway, so that a copy of a logged-out cookie is refused on every node.
+    """
+    ALTER TABLE accounts ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE web_logouts(
+        digest BLOB PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX web_logouts_expires ON web_logouts(expires);
+    CREATE INDEX web_logouts_account ON web_logouts(account_id);
+    """,
 )
 
 
