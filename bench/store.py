@@ -17,6 +17,9 @@ delivery that returned is in the mailbox. Target: at 64 deliverers the store doe
     python bench/store.py            # full run (about two minutes)
     python bench/store.py --quick    # smoke run for CI
     python bench/store.py --ceiling  # also the store with every fsync skipped: what CPU alone allows
+    python bench/store.py --only store,ceiling --deliverers 64 --processes 1 --repeat 5
+                                     # the issue #22 item 5 figures: CPU per delivery (event loop
+                                     # and writer thread) and the store against its own ceiling
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-Part = tuple[int, float, int, float]  # deliveries, seconds, commits, CPU seconds
+Part = tuple[int, float, int, float, float]  # deliveries, seconds, commits, CPU seconds, loop thread's
 
 
 async def _store_part(path: Path, deliverers: int, first: int, start_at: float,
@@ -84,10 +87,11 @@ async def _store_part(path: Path, deliverers: int, first: int, start_at: float,
                 count += 1
                 i += deliverers
 
-        start, cpu = time.perf_counter(), _cpu()
+        start, cpu, loop_cpu = time.perf_counter(), _cpu(), time.thread_time()
         batches0 = store.engine.batches
         await asyncio.gather(*(worker(first + k) for k in range(deliverers)))
-        return count, time.perf_counter() - start, store.engine.batches - batches0, _cpu() - cpu
+        return (count, time.perf_counter() - start, store.engine.batches - batches0, _cpu() - cpu,
+                time.thread_time() - loop_cpu)
     finally:
         await store.close()
 
@@ -159,24 +163,25 @@ def _spread(kind: str, path: Path, deliverers: int, processes: int, seconds: flo
             results = pool.starmap(_child, [(kind, path, n, f, start_at, seconds)
                                             for n, f in zip(shares, firsts) if n])
     return (sum(r[0] for r in results), max(r[1] for r in results), sum(r[2] for r in results),
-            sum(r[3] for r in results))
+            sum(r[3] for r in results), sum(r[4] for r in results))
 
 
 class Point(NamedTuple):
     rate: float  # durable deliveries per second
     cpu_us: float  # CPU (all threads and processes, user + system) per delivery, microseconds
     commits: int
+    loop_us: float = 0.0  # of which the event loop's thread (the parse, the requests' plumbing)
 
 
 def bench_store(root: Path, deliverers: int, processes: int, seconds: float, run: int = 0,
                 durable: bool = True) -> Point:
     path = root / f"{'store' if durable else 'ceiling'}-{processes}-{deliverers}-{run}"
     _run(_setup_store(path))
-    count, elapsed, batches, cpu = _spread("store" if durable else "ceiling", path, deliverers, processes,
-                                           seconds)
+    count, elapsed, batches, cpu, loop_cpu = _spread("store" if durable else "ceiling", path, deliverers,
+                                                     processes, seconds)
     stored = _run(_inbox_count(path))
     assert stored == count, f"{count} deliveries returned but {stored} messages in the mailbox"
-    return Point(count / elapsed, cpu / count * 1e6, batches)
+    return Point(count / elapsed, cpu / count * 1e6, batches, loop_cpu / count * 1e6)
 
 
 def _write_fsync(directory: Path, name: str, data: bytes) -> None:
@@ -210,13 +215,13 @@ def _baseline_part(d: Path, deliverers: int, first: int, start_at: float,
         t.start()
     for t in threads:
         t.join()
-    return sum(counts), time.perf_counter() - start, 0, _cpu() - cpu
+    return sum(counts), time.perf_counter() - start, 0, _cpu() - cpu, 0.0
 
 
 def bench_baseline(root: Path, deliverers: int, processes: int, seconds: float, run: int = 0) -> Point:
     d = root / f"baseline-{processes}-{deliverers}-{run}"
     d.mkdir(parents=True)
-    count, elapsed, _, cpu = _spread("baseline", d, deliverers, processes, seconds)
+    count, elapsed, _, cpu, _ = _spread("baseline", d, deliverers, processes, seconds)
     assert len(os.listdir(d)) == count
     return Point(count / elapsed, cpu / count * 1e6, 0)
 
@@ -263,12 +268,18 @@ def main() -> int:
     ap.add_argument("--ceiling", action="store_true",
                     help="also run the store with every fsync skipped (not durable): the rate its CPU work "
                          "alone allows, and so the most any overlap of the disk waits could give")
+    ap.add_argument("--only", default=None,
+                    help="comma-separated parts to run, of store, baseline, ceiling (default: store and "
+                         "baseline, and ceiling with --ceiling); e.g. store,ceiling for the item 5 figures")
     args = ap.parse_args()
+    kinds = set((args.only or "store,baseline" + (",ceiling" if args.ceiling else "")).split(","))
+    if not kinds <= {"store", "baseline", "ceiling"} or "store" not in kinds:
+        ap.error("--only takes store, baseline and ceiling, and always needs store")
     seconds = args.seconds or (0.5 if args.quick else 5.0)
     points = [int(x) for x in args.deliverers.split(",")]
     base = Path(args.dir) if args.dir else Path(__file__).resolve().parent / "out"
     base.mkdir(parents=True, exist_ok=True)
-    if not args.quick:
+    if not args.quick and "baseline" in kinds:
         _wait_after_cleanup(base)
     root = Path(tempfile.mkdtemp(prefix="store-bench-", dir=base))
     print(f"durable deliveries of {SIZE // 1024} KB messages, {seconds:.1f}s per point"
@@ -276,25 +287,33 @@ def main() -> int:
     print("(cpu: microseconds of CPU, all threads and processes, user + system, per delivery)")
     print(f"{'processes':>9} {'deliverers':>10} {'store msg/s':>12} {'cpu':>5} {'commits':>8} "
           f"{'baseline msg/s':>15} {'cpu':>5} {'ratio':>7}"
-          + (f" {'no-fsync msg/s':>15} {'cpu':>5} {'ratio':>7}" if args.ceiling else ""))
+          + (f" {'no-fsync msg/s':>15} {'cpu':>5} {'ratio':>7}" if "ceiling" in kinds else ""))
     ratios = {}
+    item5: list[str] = []
     target = 5.0
     try:
         for procs in sorted({1, max(1, args.processes)}):
             for c in points:
                 # Alternated, and the median run of each kind: this disk's speed drifts.
-                runs = [(bench_store(root, c, procs, seconds, k), bench_baseline(root, c, procs, seconds, k),
-                         bench_store(root, c, procs, seconds, k, durable=False) if args.ceiling else None)
+                runs = [(bench_store(root, c, procs, seconds, k),
+                         bench_baseline(root, c, procs, seconds, k) if "baseline" in kinds else None,
+                         bench_store(root, c, procs, seconds, k, durable=False) if "ceiling" in kinds else None)
                         for k in range(args.repeat)]
                 st = _median([r[0] for r in runs])
-                bl = _median([r[1] for r in runs])
-                ratios[procs, c] = st.rate / bl.rate
-                line = (f"{procs:>9} {c:>10} {st.rate:>12.0f} {st.cpu_us:>5.0f} {st.commits:>8} "
-                        f"{bl.rate:>15.0f} {bl.cpu_us:>5.0f} {ratios[procs, c]:>6.1f}x")
-                if args.ceiling:
-                    top = _median([r[2] for r in runs if r[2] is not None])
-                    line += f" {top.rate:>15.0f} {top.cpu_us:>5.0f} {top.rate / bl.rate:>6.1f}x"
+                line = f"{procs:>9} {c:>10} {st.rate:>12.0f} {st.cpu_us:>5.0f} {st.commits:>8} "
+                bl = _median([r[1] for r in runs if r[1] is not None]) if "baseline" in kinds else None
+                if bl is not None:
+                    ratios[procs, c] = st.rate / bl.rate
+                    line += f"{bl.rate:>15.0f} {bl.cpu_us:>5.0f} {ratios[procs, c]:>6.1f}x"
+                else:
+                    line += f"{'-':>15} {'-':>5} {'-':>7}"
+                tops = [r[2] for r in runs if r[2] is not None]
+                if tops:
+                    top = _median(tops)
+                    line += f" {top.rate:>15.0f} {top.cpu_us:>5.0f} " + \
+                        (f"{top.rate / bl.rate:>6.1f}x" if bl is not None else f"{'-':>7}")
                 print(line, flush=True)
+                item5.append(_item5(procs, c, [r[0] for r in runs], tops))
     finally:
         shutil.rmtree(root, ignore_errors=True)
         os.sync()  # the freed inodes' table blocks written back: "recent" for 60 s, not 6 minutes
@@ -304,7 +323,43 @@ def main() -> int:
             verdict = "meets" if ratio >= target else "MISSES"
             print(f"{procs} process(es), 64 deliverers: the store is {ratio:.1f}x the baseline "
                   f"({verdict} the {target:.0f}x target)")
+    print("CPU per delivery and the store against its own ceiling (issue #22 item 5: at 64 deliverers "
+          f"at least {CEILING_TARGET}x the no-fsync rate, and under {CPU_TARGET_US:.0f} us of CPU per delivery):")
+    for line in item5:
+        print(line)
     return 0
+
+
+# Issue #22 item 5: the durable store at 64 deliverers at least this share of its own
+# no-fsync ceiling, and under this much CPU per delivery (the figure before that issue).
+CEILING_TARGET = 0.9
+CPU_TARGET_US = 49.0
+
+
+def _spread_of(values: list[float], fmt: str) -> str:
+    """Median and range of several runs' figures, as "median (min-max)"."""
+    v = sorted(values)
+    mid = v[len(v) // 2]
+    return (fmt.format(mid) if len(v) == 1 else
+            f"{fmt.format(mid)} ({fmt.format(v[0])}-{fmt.format(v[-1])} over {len(v)} runs)")
+
+
+def _item5(procs: int, deliverers: int, stores: list[Point], tops: list[Point]) -> str:
+    """One point's CPU per delivery (event loop and the rest: writer thread, fsyncs) and, with
+    the ceiling, the durable rate over the no-fsync rate of the same alternated run."""
+    cpu = [p.cpu_us for p in stores]
+    loop = [p.loop_us for p in stores]
+    out = (f"  cpu: {procs} process(es), {deliverers} deliverers: store {_spread_of(cpu, '{:.1f}')} us per "
+           f"delivery, of which the event loop {_spread_of(loop, '{:.1f}')} us")
+    if deliverers == 64 and procs == 1:
+        out += f" ({'meets' if sorted(cpu)[len(cpu) // 2] < CPU_TARGET_US else 'MISSES'} the target)"
+    if tops:
+        ratios = [s.rate / t.rate for s, t in zip(stores, tops)]
+        out += (f"; no-fsync {_spread_of([t.cpu_us for t in tops], '{:.1f}')} us; durable/no-fsync "
+                f"{_spread_of(ratios, '{:.2f}x')}")
+        if deliverers == 64:
+            out += f" ({'meets' if sorted(ratios)[len(ratios) // 2] >= CEILING_TARGET else 'MISSES'} the target)"
+    return out
 
 
 if __name__ == "__main__":

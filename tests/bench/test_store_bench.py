@@ -26,3 +26,9 @@ def test_store_bench_smoke() -> None:
                float(r[8]) > 0 and float(r[9]) > 0 for r in rows)
     assert "1 process(es), 64 deliverers: the store is" in p.stdout
     assert "2 process(es), 64 deliverers: the store is" in p.stdout
+    # Issue #22 item 5: CPU per delivery with the event loop's share, and durable / no-fsync.
+    item5 = [line for line in p.stdout.splitlines() if line.startswith("  cpu: ")]
+    assert len(item5) == 6 and all("of which the event loop" in line and "durable/no-fsync" in line
+                                   for line in item5)
+    assert any(line.startswith("  cpu: 1 process(es), 64 deliverers:") and line.count("the target") == 2
+               for line in item5)

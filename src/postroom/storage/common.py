@@ -51,6 +51,8 @@ def norm_mailbox(name: str) -> str:
 
 def flags_str(flags: frozenset[str] | set[str]) -> str:
     """A flag set as stored: sorted, space-separated (equal sets give equal text)."""
+    if not flags:  # most deliveries: no sort, no join on the writer thread
+        return ""
     return " ".join(sorted(flags))
 
 

@@ -210,17 +210,20 @@ class MessagesMixin(PgBase):
         self._epoch += 1
 
     # -- delivery ------------------------------------------------------------------
-    async def _structure_json(self, raw: bytes) -> str:
-        parsed = await asyncio.to_thread(parse, raw) if len(raw) > LARGE_MESSAGE else parse(raw)
+    async def _structure_json(self, raw: bytes, newlines: int | None = None) -> str:
+        parsed = await asyncio.to_thread(parse, raw, newlines) if len(raw) > LARGE_MESSAGE else parse(raw, newlines)
         return dump_structure(parsed.to_json())
 
     async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
-                      internaldate: datetime | None = None, *, crlf: bool = False) -> list[Delivered]:
+                      internaldate: datetime | None = None, *, crlf: bool = False,
+                      newlines: int | None = None) -> list[Delivered]:
         if not targets:
             return []
-        if not crlf and raw.count(b"\n") != raw.count(b"\r\n"):
-            raw = _BARE_LF.sub(b"\r\n", raw)
-        structure = await self._structure_json(raw)
+        if not crlf:
+            newlines = raw.count(b"\n")  # also what the parse needs (a bare LF made CRLF is still one LF)
+            if newlines != raw.count(b"\r\n"):
+                raw = _BARE_LF.sub(b"\r\n", raw)
+        structure = await self._structure_json(raw, newlines)
         if len(targets) <= _ONE_STATEMENT_TARGETS:
             return await self._store_one(raw, structure, list(targets), idate_of(internaldate), True)
         return await self.write(self._w_store, [(raw, structure)], list(targets), idate_of(internaldate), True)
@@ -249,9 +252,10 @@ class MessagesMixin(PgBase):
 
     async def append(self, account_id: int, mailbox: str, raw: bytes, flags: frozenset[str] = frozenset(),
                      internaldate: datetime | None = None) -> Delivered:
-        if raw.count(b"\n") != raw.count(b"\r\n"):
+        newlines = raw.count(b"\n")
+        if newlines != raw.count(b"\r\n"):
             raw = _BARE_LF.sub(b"\r\n", raw)
-        structure = await self._structure_json(raw)
+        structure = await self._structure_json(raw, newlines)
         out = await self._store_one(raw, structure, [DeliveryTarget(account_id, mailbox, flags)],
                                     idate_of(internaldate), False)
         return out[0]
@@ -262,8 +266,9 @@ class MessagesMixin(PgBase):
             return []
         bodies = []
         for m in messages:
-            raw = m.raw if m.raw.count(b"\n") == m.raw.count(b"\r\n") else _BARE_LF.sub(b"\r\n", m.raw)
-            bodies.append((raw, await self._structure_json(raw)))
+            newlines = m.raw.count(b"\n")
+            raw = m.raw if newlines == m.raw.count(b"\r\n") else _BARE_LF.sub(b"\r\n", m.raw)
+            bodies.append((raw, await self._structure_json(raw, newlines)))
         targets = [DeliveryTarget(account_id, mailbox, m.flags) for m in messages]
         idates = [idate_of(m.internaldate) for m in messages]
         return await self.write(self._w_store, bodies, targets, idates, False)

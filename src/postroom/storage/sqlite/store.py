@@ -476,11 +476,11 @@ class SqliteStore(CredentialsMixin):
         await self.engine.write(w)
 
     # -- delivery ------------------------------------------------------------------
-    async def _structure_json(self, raw: bytes) -> str:
+    async def _structure_json(self, raw: bytes, newlines: int | None = None) -> str:
         if len(raw) > LARGE_MESSAGE:
-            parsed = await asyncio.to_thread(parse, raw)
+            parsed = await asyncio.to_thread(parse, raw, newlines)
         else:
-            parsed = parse(raw)
+            parsed = parse(raw, newlines)
         return _dump_structure(parsed.to_json())
 
     def _w_bump(self, c: sqlite3.Connection, mailbox_id: int) -> int:
@@ -528,8 +528,10 @@ class SqliteStore(CredentialsMixin):
         return mb.id
 
     async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
-                      internaldate: datetime | None = None, *, crlf: bool = False) -> list[Delivered]:
-        return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True, crlf=crlf)
+                      internaldate: datetime | None = None, *, crlf: bool = False,
+                      newlines: int | None = None) -> list[Delivered]:
+        return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True, crlf=crlf,
+                                         newlines=newlines)
 
     async def append(self, account_id: int, mailbox: str, raw: bytes, flags: frozenset[str] = frozenset(),
                      internaldate: datetime | None = None) -> Delivered:
@@ -546,10 +548,11 @@ class SqliteStore(CredentialsMixin):
         metas = []
         for m in messages:
             raw = m.raw
-            if raw.count(b"\n") != raw.count(b"\r\n"):
+            newlines = raw.count(b"\n")  # the same after a bare LF became CRLF
+            if newlines != raw.count(b"\r\n"):
                 raw = _BARE_LF.sub(b"\r\n", raw)
             raws.append(raw)
-            metas.append((m.flags, await self._structure_json(raw), *_idate(m.internaldate)))
+            metas.append((m.flags, await self._structure_json(raw, newlines), *_idate(m.internaldate)))
         return await self.engine.write(self._w_append_many, account_id, mailbox, metas, blobs=tuple(raws))
 
     def _w_append_many(self, c: sqlite3.Connection, account_id: int, mailbox: str,
@@ -566,14 +569,17 @@ class SqliteStore(CredentialsMixin):
         return out
 
     async def _store_message(self, raw: bytes, targets: list[DeliveryTarget], internaldate: datetime | None,
-                             fallback_inbox: bool, crlf: bool = False) -> list[Delivered]:
+                             fallback_inbox: bool, crlf: bool = False,
+                             newlines: int | None = None) -> list[Delivered]:
         if not targets:
             return []
-        if not crlf and raw.count(b"\n") != raw.count(b"\r\n"):
-            # Stored mail has CRLF line ends (what SMTP carries and IMAP must send), so
-            # sizes, sections and POP3 octet counts all agree with the bytes served.
-            raw = _BARE_LF.sub(b"\r\n", raw)
-        structure = await self._structure_json(raw)
+        if not crlf:
+            newlines = raw.count(b"\n")  # also what the parse needs (a bare LF made CRLF is still one LF)
+            if newlines != raw.count(b"\r\n"):
+                # Stored mail has CRLF line ends (what SMTP carries and IMAP must send), so
+                # sizes, sections and POP3 octet counts all agree with the bytes served.
+                raw = _BARE_LF.sub(b"\r\n", raw)
+        structure = await self._structure_json(raw, newlines)
         idate, tzoff = _idate(internaldate) if internaldate is not None else _now_idate()
         return await self.engine.write(self._w_store, targets, structure, idate, tzoff, fallback_inbox,
                                        blobs=(raw,), bulk=self._w_store_bulk)
