@@ -15,6 +15,8 @@ unchanged:
   comparator read the message's per-name caches directly; ``:is``/``:contains`` keys
   are put in comparator form at compile time and each header's values (each address
   part of an address header) folded once per message (:meth:`MessageView.memo`);
+- ``header :value`` (relational) with constant names and keys compares the values in
+  comparator form against keys put in that form once;
 - ``allof``/``anyof``/``not``/``true``/``false`` call their compiled children;
 - every other command and test runs its registered function, as the interpreter does.
 
@@ -27,6 +29,7 @@ same node.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any
@@ -289,10 +292,52 @@ def _fast_match(node: Node, reg: Registry) -> tuple[str, Any, tuple[str, ...],
     return mt, comp, tuple(n.lower() for n in names), _matcher(node, mt, comp, keys)
 
 
+#: RFC 5231 §4.3 relational operators, as the interpreter's ``match.compare`` applies them to
+#: the comparator's keys.
+_RELOPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt, "ge": operator.ge, "lt": operator.lt,
+    "le": operator.le}
+
+
+def _header_value(node: Node, reg: Registry) -> _Test | None:
+    """``header :value "op"`` (RFC 5231) with constant names and keys and any comparator
+    (``x-spam-score`` ``ge`` ``8`` under i;ascii-numeric, the usual first rule): the keys
+    put in comparator form once; the interpreter's ``Context.match`` does the same
+    comparisons (each value against each key) and reads the clock per value."""
+    if node.data.get("match") != "value" or any(tag not in (":value", ":comparator") for tag in node.tags):
+        return None
+    comp = reg.comparators.get(node.data.get("comparator", "i;ascii-casemap"))
+    op = _RELOPS.get(node.data.get("relop", ""))
+    names = _constants(node.positional[0])
+    keys = _constants(node.positional[1])
+    if comp is None or op is None or names is None or keys is None:
+        return None
+    key = comp.key
+    prepared = tuple(key(k) for k in keys)
+    lows = tuple(n.lower() for n in names)
+
+    def header_value(ctx: Any) -> bool:
+        ctx.steps += 1
+        if ctx.steps > ctx.max_steps or monotonic() > ctx.deadline:
+            ctx.over_budget(node)
+        msg = ctx.msg
+        for low in lows:
+            for v in msg.values_of(low):
+                if monotonic() > ctx.deadline:
+                    ctx.check_time(node)
+                kv = key(v)
+                for k in prepared:
+                    if op(kv, k):
+                        return True
+        return False
+
+    return header_value
+
+
 def _header(node: Node, reg: Registry) -> _Test | None:
     fast = _fast_match(node, reg)
     if fast is None:
-        return None
+        return _header_value(node, reg)
     mt, comp, lows, match = fast
     key = comp.key
     by_value = mt == "matches"

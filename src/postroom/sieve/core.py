@@ -16,7 +16,7 @@ from postroom.mime.addresses import parse_address_list
 from .api import Discard, Keep, Redirect
 from .ast import Node
 from .interp import IMAP_FLAG, Context, Stop
-from .message import Addr, parse_addresses
+from .message import Addr, addresses_of
 from .registry import NUMBER, REGISTRY, STRING, STRINGS, AddressPart, Spec, TagSpec
 from .validator import Checker
 
@@ -220,7 +220,8 @@ def _envelope(ctx: Context, node: Node) -> bool:
             continue
         if not raw:
             continue
-        for a in pick_index(ctx, node, parse_addresses(raw.encode("utf-8", "surrogateescape"))):
+        # Parsed once per process for the same path (the LRU header values use too).
+        for a in pick_index(ctx, node, list(addresses_of(raw.encode("utf-8", "surrogateescape")))):
             v = part_of(ctx, node, a)
             if v is not None:
                 values.append(v)

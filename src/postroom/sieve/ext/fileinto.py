@@ -4,7 +4,7 @@ fileinto and redirect (needs ``require "copy"``)."""
 from __future__ import annotations
 
 from ..api import FileInto
-from ..ast import Node
+from ..ast import Node, StringArg
 from ..core import action_flags
 from ..interp import Context
 from ..registry import REGISTRY, STRING, Spec, TagSpec
@@ -12,8 +12,10 @@ from ..validator import Checker
 
 
 def _fileinto(ctx: Context, node: Node) -> None:
-    mailbox = ctx.string(node.positional[0])
-    _valid_mailbox(mailbox, ctx.error, node)
+    arg = node.positional[0]
+    mailbox = ctx.string(arg)
+    if not isinstance(arg, StringArg) or arg.expand:  # a constant name was checked at compile time (_check)
+        _valid_mailbox(mailbox, ctx.error, node)
     copy = ":copy" in node.tags
     ctx.add_action(FileInto(mailbox, flags=action_flags(ctx, node), copy=copy,
                             create=":create" in node.tags,

@@ -17,6 +17,7 @@ once-per-period tracking. No reply (a line in ``Result.log`` says why) when:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Set as AbstractSet
 from functools import lru_cache
 
 from ..api import Vacation
@@ -47,7 +48,19 @@ def _bare(addr: str) -> str | None:
     return f"{found[0].local}@{found[0].domain}".lower()
 
 
-def why_not(ctx: Context, mine: set[str]) -> str | None:
+@lru_cache(maxsize=1024)
+def _mine(addresses: tuple[str, ...]) -> frozenset[str]:
+    """The user's bare addresses (lowercased): the same few for every message an account gets."""
+    return frozenset(b for b in (_bare(a) for a in addresses if a) if b)
+
+
+@lru_cache(maxsize=256)
+def _auto_handle(seed: str) -> str:
+    # A digest of the reply's text: the same for every message a script answers.
+    return "auto-" + hashlib.sha256(seed.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def why_not(ctx: Context, mine: AbstractSet[str]) -> str | None:
     """The reason no reply may be sent, or None when one may."""
     sender = ctx.envelope.sender
     if not sender or sender == "<>":
@@ -60,32 +73,35 @@ def why_not(ctx: Context, mine: set[str]) -> str | None:
         return f"sender {bare} is a list or system address"
     if bare in mine:
         return "sender is the recipient"
-    for v in ctx.msg.values("auto-submitted"):
+    msg = ctx.msg
+    for v in msg.values_of("auto-submitted"):
         if v.split(";", 1)[0].strip().lower() != "no":
             return "message is Auto-Submitted"
-    for v in ctx.msg.values("precedence"):
+    for v in msg.values_of("precedence"):
         if v.strip().lower() in ("bulk", "junk", "list"):
             return f"Precedence: {v.strip().lower()}"
+    index = msg.index()
     for h in _LIST_HEADERS:
-        if ctx.msg.has(h):
+        if h in index:
             return f"message has a {h} header (mailing list)"
-    for h in ("x-auto-response-suppress",):
-        for v in ctx.msg.values(h):
-            if any(w.strip().lower() in ("all", "oof", "autoreply") for w in v.split(",")):
-                return "X-Auto-Response-Suppress asks for no auto-reply"
-    seen = {f"{a.local}@{a.domain}".lower() for h in _RECIPIENT_HEADERS for addrs in ctx.msg.addresses(h)
-            for a in addrs if a.domain is not None}
-    if not seen & mine:
-        return "the recipient is not in To, Cc or Bcc"
-    return None
+    for v in msg.values_of("x-auto-response-suppress"):
+        if any(w.strip().lower() in ("all", "oof", "autoreply") for w in v.split(",")):
+            return "X-Auto-Response-Suppress asks for no auto-reply"
+    for h in _RECIPIENT_HEADERS:
+        if h in index:
+            for addrs in msg.addresses(h):
+                for a in addrs:
+                    # Addr.raw is "local@domain" for an address with a domain.
+                    if a.domain is not None and a.raw.lower() in mine:
+                        return None
+    return "the recipient is not in To, Cc or Bcc"
 
 
 def _vacation(ctx: Context, node: Node) -> None:
     tags = node.tags
     reason = ctx.string(node.positional[0])
     addresses = tuple(ctx.strings(tags[":addresses"])) if ":addresses" in tags else ()
-    mine = {b for b in (_bare(a) for a in (ctx.envelope.recipient, ctx.envelope.original_recipient, *addresses)
-                        if a) if b}
+    mine = _mine((ctx.envelope.recipient, ctx.envelope.original_recipient, *addresses))
     if ":seconds" in tags:
         period = min(max(ctx.number(tags[":seconds"]), 0), MAX_SECONDS)
     else:
@@ -103,7 +119,7 @@ def _vacation(ctx: Context, node: Node) -> None:
     else:
         # RFC 5230 §4.2: without :handle, replies with the same text share one period.
         seed = "\0".join((reason, subject, from_ or "", "mime" if mime else ""))
-        handle = "auto-" + hashlib.sha256(seed.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        handle = _auto_handle(seed)
     no = why_not(ctx, mine)
     if no is not None:
         ctx.result.log.append(f"vacation: not replying: {no}")
