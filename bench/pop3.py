@@ -14,7 +14,10 @@ shared machine falls on both alike. Printed per client count: the median message
 per second of each server over ``--runs``, the median of the per-run ratios
 Postroom / Dovecot, and each server's CPU per message (user + system time of all its
 processes, from /proc, summed over the timed runs), which is the steadier figure on a
-busy machine; ``cpu ratio`` is Dovecot's CPU per message over Postroom's.
+busy machine; ``cpu ratio`` is Dovecot's CPU per message over Postroom's. With several
+Postroom workers, how its connections were spread over them in each run (SO_REUSEPORT hashes
+each connection to one worker: 10 sessions often land 6/4 or 7/3, sometimes 8/2). A run of one
+pass lasts about 0.1 s here; ``--passes N`` makes each client download its maildrop N times.
 
 Dovecot runs as a standalone instance with its own config dir (bench/dovecot_peer.py,
 /work/shared/PEERS.md), Maildir under the ``vmail`` user, plaintext on loopback; Postroom runs
@@ -22,7 +25,8 @@ Dovecot runs as a standalone instance with its own config dir (bench/dovecot_pee
 listener. Without root or without Dovecot, only Postroom's figures are printed.
 
     python bench/pop3.py                 # 1,000 messages of 10 KB, 1 and 10 clients, 5 runs
-    python bench/pop3.py --clients 10 --runs 9 --passes 3   # longer runs: steadier figures
+    python bench/pop3.py --clients 10    # issue #22 item 3
+    python bench/pop3.py --clients 10 --passes 5   # runs of about 0.5 s instead of 0.1 s
     python bench/pop3.py --quick         # smoke run (tests/server/pop3/test_pop3_bench.py)
     python bench/pop3.py --workers 1     # Postroom with one worker process (default: one per core)
 """
@@ -46,10 +50,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from dovecot_peer import PASSWORD, BenchDovecot, unavailable  # noqa: E402
-from imap import _tree as process_tree  # noqa: E402
-from imap import cpu_seconds  # noqa: E402
-from postroom_peer import DOMAIN, BenchPostroom  # noqa: E402
+from dovecot_peer import PASSWORD, BenchDovecot, unavailable
+from imap import _tree as process_tree
+from imap import connections_per_process, cpu_seconds
+from postroom_peer import DOMAIN, BenchPostroom
 
 
 def message(n: int, size: int) -> bytes:
@@ -151,12 +155,13 @@ def _client_proc(port: int, user: str, passes: int, ready: mp.Queue,  # type: ig
 
 
 def run_procs(target: Callable[..., None], arglists: list[tuple], pids: Callable[[], list[int]],
-              what: str, timeout: float) -> tuple[int, float, float]:
+              what: str, timeout: float, on_ready: Callable[[], object] | None = None,
+              ) -> tuple[int, float, float]:
     """(items, seconds, server CPU seconds) for one forked client per entry of ``arglists``:
     ``target(*args, ready, start, out)`` says on ``ready`` that it is set up (None, or the
     exception), waits for ``start`` and puts its count (or exception) on ``out``. The clock and
-    the CPU count of the server processes ``pids()`` start once every client is ready.
-    bench/nntp.py's readers run the same way."""
+    the CPU count of the server processes ``pids()`` start once every client is ready (and
+    ``on_ready()`` has run). bench/nntp.py's readers run the same way."""
     ctx = mp.get_context("fork")
     start = ctx.Event()
     ready: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
@@ -168,6 +173,8 @@ def run_procs(target: Callable[..., None], arglists: list[tuple], pids: Callable
     if failed:
         start.set()
         raise RuntimeError(f"{what} could not start: {failed[0]}")
+    if on_ready is not None:
+        on_ready()
     c0 = cpu_seconds(pids())
     t0 = time.perf_counter()
     start.set()
@@ -182,11 +189,11 @@ def run_procs(target: Callable[..., None], arglists: list[tuple], pids: Callable
     return sum(results), elapsed, cpu
 
 
-def run_clients(port: int, users: list[str], passes: int = 1,
-                pids: Callable[[], list[int]] = list) -> tuple[int, float, float]:
+def run_clients(port: int, users: list[str], passes: int = 1, pids: Callable[[], list[int]] = list,
+                on_ready: Callable[[], object] | None = None) -> tuple[int, float, float]:
     """(messages, seconds, server CPU seconds) for one client per user, logged in before
     the clock and the CPU count of the server processes ``pids()`` start."""
-    return run_procs(_client_proc, [(port, u, passes) for u in users], pids, "client", 600)
+    return run_procs(_client_proc, [(port, u, passes) for u in users], pids, "client", 600, on_ready)
 
 
 # -- Postroom -------------------------------------------------------------------------
@@ -218,6 +225,9 @@ class Case:
     rates: list[float] = dataclasses.field(default_factory=list)  # messages per second
     cpu: float = 0.0  # server CPU seconds over all the runs
     messages: int = 0
+    # Per run: established connections per server process, most first (SO_REUSEPORT spreads
+    # Postroom's sessions over its workers by a hash, so 10 of them can land 7/3 or 8/2).
+    splits: list[list[int]] = dataclasses.field(default_factory=list)
 
     def rate(self) -> float:
         return statistics.median(self.rates)
@@ -237,10 +247,16 @@ def bench(servers: list[Postroom | BenchDovecot], users: list[str], args: argpar
     for run in range(args.runs):
         # Alternate who goes first: load from neighbours, or a slow start, hits both alike.
         for srv in servers if run % 2 == 0 else servers[::-1]:
-            n, secs, cpu = run_clients(srv.port, [srv.login(u) for u in users], args.passes,
-                                       server_pids(srv))
-            assert n == args.messages * args.passes, (srv.name, n)
             case = cases[srv.name]
+            pids = server_pids(srv)
+
+            def spread(srv: Postroom | BenchDovecot = srv, case: Case = case,
+                       pids: Callable[[], list[int]] = pids) -> None:
+                if isinstance(srv, Postroom):
+                    case.splits.append(connections_per_process(srv.port, pids()))
+
+            n, secs, cpu = run_clients(srv.port, [srv.login(u) for u in users], args.passes, pids, spread)
+            assert n == args.messages * args.passes, (srv.name, n)
             case.rates.append(n / secs)
             case.cpu += cpu
             case.messages += n
@@ -270,6 +286,9 @@ def report(results: dict[int, dict[str, Case]], args: argparse.Namespace, why_no
         if "dovecot" in cases:
             runs = " ".join(f"{a / b:.2f}" for a, b in zip(cases["postroom"].rates, cases["dovecot"].rates))
             print(f"  ratio per run, {c} client(s): {runs}")
+        if cases["postroom"].splits and args.workers > 1:
+            spread = " ".join("/".join(map(str, x)) for x in cases["postroom"].splits)
+            print(f"  postroom connections per worker per run, {c} client(s): {spread}")
 
 
 # -- main -----------------------------------------------------------------------------

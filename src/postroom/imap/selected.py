@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from bisect import bisect_left
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..storage.models import Mailbox, MessageInfo
 from .parser.seqset import compress
@@ -99,6 +99,29 @@ async def _claim_recent(store: Any, mailbox: Mailbox, upto: int) -> int:
             claims[key] = (upto, None)
 
 
+def seq_numbers(view: Sequence[int], uids: Iterable[int]) -> list[int]:
+    """The sequence number (RFC 3501 §2.3.1.2: from 1) of each of ``uids`` in ``view``, the
+    ascending UIDs of a selected mailbox, or 0 for a UID not in it.
+
+    A FETCH names a range of messages, so where one UID was found the next one is usually
+    the next entry: that costs one comparison, and a bisection only when it is not (a gap,
+    an expunged message, UIDs out of order). The equality check makes either way exact.
+    """
+    out: list[int] = []
+    n = len(view)
+    i = -1
+    for uid in uids:
+        i += 1
+        if i >= n or view[i] != uid:
+            i = bisect_left(view, uid)
+            if i == n or view[i] != uid:
+                out.append(0)
+                i -= 1  # the next UID is looked for where this one would have been
+                continue
+        out.append(i + 1)
+    return out
+
+
 class SelectedMailbox:
     __slots__ = ("mailbox", "readonly", "uids", "recent", "modseq", "own", "held_expunges",
                  "keywords", "exists_sent", "_shared", "condstore", "qresync", "saved", "rev2",
@@ -149,6 +172,10 @@ class SelectedMailbox:
     def seq_of(self, uid: int) -> int | None:
         i = bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
+
+    def seqs_of(self, uids: Iterable[int]) -> list[int]:
+        """:func:`seq_numbers` of ``uids`` in this view."""
+        return seq_numbers(self.uids, uids)
 
     def is_recent(self, uid: int) -> bool:
         for lo, hi in self.recent:

@@ -13,7 +13,6 @@ readable message is sent, then the command ends ``NO [CORRUPTION]`` (RFC 5530).
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Sequence
 
@@ -23,7 +22,7 @@ from ...storage.models import FlagOp, MessageInfo
 from .. import names
 from ..parser.fetch import BodySection
 from ..responses import Reply, flag_list_cached, internaldate, literal
-from ..selected import SelectedMailbox
+from ..selected import SelectedMailbox, seq_numbers
 from ..session import Session
 from . import rev2
 
@@ -233,21 +232,14 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         infos = (await store.message_index(box.id)).messages(chunk)
         if len(infos) != len(chunk):
             missing = True
-        box_uids = box.uids
-        nuids = len(box_uids)
         has_recent = bool(box.recent)
         keys = None
         if reusable:
             keys = [(serial, m.blob, m.uid, m.flags, has_recent and box.is_recent(m.uid)) for m in infos]
             got = [response_get(k) for k in keys]
             if None not in got:  # every response made before: no bytes to read, nothing to format
-                out: list[bytes] = []
-                for m, response in zip(infos, got):
-                    uid = m.uid
-                    seq = bisect_left(box_uids, uid)  # box.seq_of, inlined
-                    if seq < nuids and box_uids[seq] == uid:
-                        out.append(b"* %d FETCH %s" % (seq + 1, response))
-                yield b"".join(out)
+                seqs = seq_numbers(box.uids, [m.uid for m in infos])
+                yield b"".join([b"* %d FETCH %s" % (seq, response) for seq, response in zip(seqs, got) if seq])
                 continue
         seen_changed: set[int] = set()
         if sets_seen:
@@ -264,15 +256,13 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
         pre: list[bytes | None] | None = [None] * len(infos) if p.one_header else None
         raws = await _read(s, infos, p, hits, pre, damaged) if need_raw else [b""] * len(infos)
         parsed_all = await store.read_structures(infos) if need_structure else [None] * len(infos)
-        out = []
-        box_uids = box.uids  # again: the view may have changed during the reads
-        nuids = len(box_uids)
+        out: list[bytes] = []
+        seqs = seq_numbers(box.uids, [m.uid for m in infos])  # now: the view may have changed during the reads
         for j, (m, raw, parsed) in enumerate(zip(infos, raws, parsed_all)):
             uid = m.uid
-            seq = bisect_left(box_uids, uid)  # box.seq_of, inlined
-            if seq == nuids or box_uids[seq] != uid:
+            seq = seqs[j]
+            if not seq:
                 continue
-            seq += 1
             if uid in damaged:
                 continue
             if raw is None or (need_structure and parsed is None):
