@@ -161,12 +161,60 @@ def _client_proc(port: int, op: str, k: int, clients: int, chunk: int, ready: mp
         out.put(exc)
 
 
-def run_clients(port: int, op: str, clients: int, chunk: int,
-                pids: Callable[[], list[int]] = list) -> tuple[int, float, float]:
+def run_clients(port: int, op: str, clients: int, chunk: int, pids: Callable[[], list[int]] = list,
+                workers: Callable[[], list[int]] | None = None, split: list[str] | None = None,
+                ) -> tuple[int, float, float]:
     """(items, seconds, server CPU seconds) for ``clients`` readers doing ``op`` at once; each is
-    connected and in the group before the clock and the CPU count of ``pids()`` start."""
-    return run_procs(_client_proc, [(port, op, k, clients, chunk) for k in range(clients)], pids,
+    connected and in the group before the clock and the CPU count of ``pids()`` start. With
+    ``workers`` (the server's worker processes), how the readers' connections sat over them once
+    all were connected is appended to ``split`` (see :func:`worker_split`)."""
+    counted = pids
+    if workers is not None and split is not None:
+        first = True
+
+        def counted() -> list[int]:  # run_procs asks first once every reader is connected
+            nonlocal first
+            if first:
+                first = False
+                split.append(worker_split(port, workers()))
+            return pids()
+
+    return run_procs(_client_proc, [(port, op, k, clients, chunk) for k in range(clients)], counted,
                      "reader", 3600)
+
+
+def worker_split(port: int, workers: list[int]) -> str:
+    """The server's established connections on ``port`` per worker process, most first ("3+1"),
+    from /proc. The kernel hashes each connection to one worker's socket (SO_REUSEPORT): with
+    four readers on two workers a 3+1 or 4+0 run measures one busy core while the other idles,
+    which says nothing about the cost per article, so the report shows it with the ratios."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            # local address "0100007F:1F90", state 01 = ESTABLISHED, inode in column 10
+            if len(f) > 9 and f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    counts = []
+    for pid in workers:
+        n = 0
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                n += 1
+        counts.append(n)
+    return "+".join(str(c) for c in sorted(counts, reverse=True)) or "-"
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
@@ -211,6 +259,12 @@ address = "127.0.0.1:{self.port}"
 
     def pids(self) -> list[int]:
         return process_tree(self.proc.pid) if self.proc is not None else []
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve connections: the supervisor's children, or the one process."""
+        tree = self.pids()
+        kids = [p for p in tree if self.proc is not None and p != self.proc.pid]
+        return kids or tree
 
 
 async def _fill_postroom(cfg: object, articles: list[bytes], batch: int) -> None:
@@ -302,11 +356,16 @@ def inn_unavailable() -> str | None:
 Server = Postroom | Inn
 
 
+Splits = dict[tuple[str, int], list[str]]
+
+
 def bench(servers: list[Server], ops: list[str], counts: list[int], args: argparse.Namespace,
-          ) -> tuple[dict[tuple[str, int], dict[str, Case]], dict[str, Case]]:
-    """The timed runs, and each server's first OVER pass (cold caches, one client)."""
+          ) -> tuple[dict[tuple[str, int], dict[str, Case]], dict[str, Case], Splits]:
+    """The timed runs, each server's first OVER pass (cold caches, one client), and per operation
+    and client count how each Postroom run's connections sat over its workers."""
     results: dict[tuple[str, int], dict[str, Case]] = {}
     cold: dict[str, Case] = {}
+    splits: Splits = {}
     for srv in servers:
         if "OVER" in ops:
             n, secs, cpu = run_clients(srv.port, "OVER", 1, args.chunk, srv.pids)
@@ -319,9 +378,11 @@ def bench(servers: list[Server], ops: list[str], counts: list[int], args: argpar
     for op in ops:
         for c in counts:
             cases = results[(op, c)] = {srv.name: Case() for srv in servers}
+            split = splits[(op, c)] = []
             for run in range(args.runs):
                 for srv in servers if run % 2 == 0 else servers[::-1]:
-                    n, secs, cpu = run_clients(srv.port, op, c, args.chunk, srv.pids)
+                    workers = srv.worker_pids if isinstance(srv, Postroom) and args.workers > 1 else None
+                    n, secs, cpu = run_clients(srv.port, op, c, args.chunk, srv.pids, workers, split)
                     want = args.articles * (c if op == "OVER" else 1)
                     if n != want:
                         raise RuntimeError(f"{srv.name} {op} with {c} clients: {n} items, expected {want}")
@@ -329,11 +390,11 @@ def bench(servers: list[Server], ops: list[str], counts: list[int], args: argpar
                     case.rates.append(n / secs)
                     case.cpu += cpu
                     case.messages += n
-    return results, cold
+    return results, cold, splits
 
 
 def report(results: dict[tuple[str, int], dict[str, Case]], cold: dict[str, Case], loads: dict[str, float],
-           args: argparse.Namespace, why_not: str | None) -> None:
+           args: argparse.Namespace, why_not: str | None, splits: Splits | None = None) -> None:
     print(f"NNTP reading: {args.articles} articles of ~{args.size} octets in one group; OVER in ranges of "
           f"{args.chunk}, ARTICLE one at a time; median of {args.runs} alternated runs; "
           f"Postroom workers={args.workers} ({os.cpu_count()} CPU cores)")
@@ -360,6 +421,9 @@ def report(results: dict[tuple[str, int], dict[str, Case]], cold: dict[str, Case
         if "inn" in cases:
             runs = " ".join(f"{a / b:.2f}" for a, b in zip(cases["postroom"].rates, cases["inn"].rates))
             print(f"  ratio per run, {op}, {c} client(s): {runs}")
+    for (op, c), split in (splits or {}).items():
+        if split and c > 1:  # SO_REUSEPORT's hashing: an uneven run measures one busy worker
+            print(f"  postroom connections per worker, {op}, {c} client(s): {' '.join(split)}")
 
 
 def main() -> int:
@@ -398,12 +462,12 @@ def main() -> int:
             servers.append(inn)
             inn.start()
             loads["inn"] = inn.load(articles)
-        results, cold = bench(servers, ops, counts, args)
+        results, cold, splits = bench(servers, ops, counts, args)
     finally:
         for srv in servers:
             srv.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    report(results, cold, loads, args, why_not)
+    report(results, cold, loads, args, why_not, splits)
     return 0
 
 

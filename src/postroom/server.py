@@ -34,7 +34,7 @@ from .auth import Authenticator
 from .auth.authenticator import failure_log_for
 from .config import Config, Listener, load
 from .context import ServerContext
-from .net.connection import Connection
+from .net.connection import Connection, InputProtocol
 from .net.tls import reload_certificate, server_context
 from .storage import open_store
 
@@ -120,11 +120,14 @@ class Server:
                 self.log.warning("listener %s: protocol %s is not available in this version; not started",
                                  lst.name, lst.protocol)
                 continue
-            srv = await asyncio.start_server(
-                functools.partial(self._accept, lst=lst, mod=handler),
+            # Each accepted connection gets an InputProtocol (net/connection.py: input buffered
+            # without asyncio's stream layers) and its session runs in a task of its own.
+            on_made = functools.partial(self._spawn, lst=lst, mod=handler)
+            srv = await asyncio.get_running_loop().create_server(
+                functools.partial(InputProtocol, on_made),
                 host=lst.host, port=lst.port, reuse_address=True, reuse_port=reuse_port or None,
                 ssl=tls if lst.tls == "implicit" else None, ssl_handshake_timeout=30.0 if lst.tls == "implicit" else None,
-                limit=cfg.limits.line_length * 2, backlog=512,
+                backlog=512,
             )
             self.servers.append(srv)
             if lst.protocol == "http":
@@ -145,13 +148,17 @@ class Server:
             except Exception:
                 self.log.exception("purge failed; will try again")
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lst: Listener,
-                      mod: ModuleType) -> None:
+    def _spawn(self, stream: InputProtocol, *, lst: Listener, mod: ModuleType) -> None:
+        # The stream holds the task (as asyncio's StreamReaderProtocol does): the loop keeps
+        # only a weak reference to it.
+        stream.task = asyncio.get_running_loop().create_task(self._accept(stream, lst=lst, mod=mod))
+
+    async def _accept(self, stream: InputProtocol, *, lst: Listener, mod: ModuleType) -> None:
         assert self.ctx is not None
         ctx = self.ctx
         task = asyncio.current_task()
         assert task is not None
-        conn = Connection(reader, writer, listener_name=lst.name, server_tls=ctx.tls,
+        conn = Connection(stream=stream, listener_name=lst.name, server_tls=ctx.tls,
                           implicit_tls=lst.tls == "implicit")
         ip = conn.peer_ip
         limits = ctx.config.limits

@@ -7,15 +7,22 @@ before the handshake survives it (RFC 3207 §4.2, RFC 2595 §3.1, the 2011 START
 command-injection class of bugs). A compression layer (:mod:`.deflate`, IMAP COMPRESS) can
 be switched on between the protocol and the socket (or TLS): reads, writes and the limits then
 apply to the inflated stream, unchanged for the protocol.
+
+Input arrives through :class:`InputProtocol`, an ``asyncio.Protocol`` that appends what the
+transport delivers to one buffer and wakes the one reader waiting for it: a read finds a whole
+line already buffered and returns with no wait, and otherwise waits on one future, never
+through asyncio's StreamReader (its read, wait and resume layers cost more per command than
+the protocols' own work). Reading pauses once :data:`HIGH_WATER` octets sit unread and nobody
+waits for more (a pipelining client meets TCP back-pressure, not an ever-growing buffer).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from . import tls as _tls
@@ -92,72 +99,312 @@ def within(end: float, timeout: float | None = None) -> float:
     return left if timeout is None else min(left, timeout)
 
 
+# Unread input at which the transport stops reading while nobody waits for more: a client that
+# pipelines faster than we answer fills its socket buffers, not our memory. A reader that waits
+# resumes it, so a line or literal longer than this still arrives (bounded by its own limits).
+HIGH_WATER = 256 * 1024
+
+
+class InputProtocol(asyncio.Protocol):
+    """The transport's protocol for one connection: input lands in one buffer, and the one
+    task waiting for input (a :class:`Connection` read) is woken by setting a future.
+
+    Attribute names follow asyncio's StreamReader and StreamWriter where code outside this
+    module reads them (``transport``, ``close()``, ``get_extra_info()``; and ``_buffer``,
+    ``_paused``, ``_eof``, ``at_eof()``, which http/server.py reads when it hands the
+    transport to aiohttp): :attr:`Connection.reader` and :attr:`Connection.writer` are this
+    object."""
+
+    # Slots: ten thousand idle IMAP sessions hold ten thousand of these.
+    __slots__ = (
+        "_buffer",
+        "_drain_waiters",
+        "_eof",
+        "_gone",
+        "_lost",
+        "_on_made",
+        "_over_ssl",
+        "_paused",
+        "_write_paused",
+        "adopted",
+        "high_water",
+        "received",
+        "task",
+        "transport",
+        "waiter",
+    )
+
+    def __init__(self, on_made: Callable[[InputProtocol], None] | None = None,
+                 high_water: int = HIGH_WATER) -> None:
+        self.transport: Any = None
+        self._buffer = bytearray()  # what arrived and nobody has taken yet
+        self._paused = False  # reading paused by us (HIGH_WATER)
+        self._eof = False  # EOF or connection lost: nothing more will arrive
+        self.received = 0  # octets off the wire (or the TLS layer), for the logs
+        self.waiter: asyncio.Future[None] | None = None  # the read waiting for input
+        self.high_water = high_water
+        self._on_made = on_made
+        self._over_ssl = False
+        self._write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._lost: asyncio.Future[None] | None = None
+        self._gone = False  # connection_lost has been called
+        self.adopted: Any = None  # a StreamReaderProtocol whose transport this took over
+        self.task: asyncio.Task[None] | None = None  # the session's task (kept referenced)
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._over_ssl = transport.get_extra_info("sslcontext") is not None
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buffer
+        buf += data
+        self.received += len(data)
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+        elif len(buf) > self.high_water and not self._paused:
+            self._pause()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        # Half-closed: the session may still write its last reply (a client that sends QUIT
+        # and shuts down its side). TLS cannot stay half-open, and asyncio warns if asked.
+        return not self._over_ssl
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._gone = True
+        self._wake()
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters.clear()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        if self.adopted is not None:  # its owner may wait for its end (wait_closed)
+            self.adopted.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        for w in self._drain_waiters:
+            if not w.done():
+                w.set_result(None)
+        self._drain_waiters.clear()
+
+    # -- for Connection ----------------------------------------------------------------
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _pause(self) -> None:
+        try:
+            self.transport.pause_reading()
+            self._paused = True
+        except (AttributeError, NotImplementedError, RuntimeError):
+            pass  # a transport that cannot pause (or is closing): nothing to hold back
+
+    def resume(self) -> None:
+        """Read from the socket again (a reader wants more than is buffered)."""
+        if self._paused:
+            self._paused = False
+            try:
+                self.transport.resume_reading()
+            except (AttributeError, NotImplementedError, RuntimeError):
+                pass
+
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffer
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        t = self.transport
+        return default if t is None else t.get_extra_info(name, default)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def wait_writable(self) -> None:
+        """Until the transport takes writes again (or the connection is gone)."""
+        if self._gone:
+            raise ConnectionClosed()
+        if not self._write_paused:
+            return
+        w = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(w)
+        try:
+            await w
+        finally:
+            if w in self._drain_waiters:
+                self._drain_waiters.remove(w)
+        if self._gone:
+            raise ConnectionClosed()
+
+    async def wait_lost(self) -> None:
+        if self._gone:
+            return
+        if self._lost is None:
+            self._lost = asyncio.get_running_loop().create_future()
+        await self._lost
+
+    @classmethod
+    def adopt(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> InputProtocol:
+        """Take over the transport of an ``asyncio.start_server`` stream pair, with whatever its
+        reader already holds (code and tests that accept connections through streams)."""
+        self = cls()
+        transport: Any = writer.transport
+        self.transport = transport
+        self._over_ssl = transport.get_extra_info("sslcontext") is not None
+        pending = getattr(reader, "_buffer", None)
+        if pending:
+            self._buffer += pending
+            pending.clear()
+        self._eof = bool(reader.at_eof() or getattr(reader, "_eof", False))
+        self.adopted = transport.get_protocol()
+        transport.set_protocol(self)
+        if getattr(reader, "_paused", False):
+            reader._paused = False  # type: ignore[attr-defined]
+            transport.resume_reading()
+        if transport.is_closing() and not self._eof:
+            self._eof = True
+        return self
+
+
 class Connection:
     """Buffered line/byte reads with limits, writes, and in-place TLS upgrade."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 listener_name: str = "", server_tls: ssl.SSLContext | None = None,
-                 implicit_tls: bool = False) -> None:
-        self.reader = reader
-        self.writer = writer
+    def __init__(self, reader: asyncio.StreamReader | None = None, writer: asyncio.StreamWriter | None = None,
+                 *, listener_name: str = "", server_tls: ssl.SSLContext | None = None,
+                 implicit_tls: bool = False, stream: InputProtocol | None = None) -> None:
+        """Over ``stream`` (the runtime's accepted connections: :mod:`postroom.server`) or
+        over the transport of a ``reader``/``writer`` pair, which it takes over."""
+        if stream is None:
+            if reader is None or writer is None:
+                raise TypeError("Connection needs a stream, or a reader and a writer")
+            stream = InputProtocol.adopt(reader, writer)
+        self._stream = stream
+        # Compatibility names: the stream plays both parts (see InputProtocol).
+        self.reader: Any = stream
+        self.writer: Any = stream
         self.listener_name = listener_name
         self.server_tls = server_tls
-        self._buf = bytearray()
-        self._eof = False
-        peer = writer.get_extra_info("peername") or ("", 0)
-        sock = writer.get_extra_info("sockname") or ("", 0)
+        # Unread input, as the protocol sees it: the stream's own buffer in plaintext (no copy
+        # between them), the inflated octets once compressed (start_compression).
+        self._buf = stream._buffer
+        peer = stream.get_extra_info("peername") or ("", 0)
+        sock = stream.get_extra_info("sockname") or ("", 0)
         self.peer_ip: str = str(peer[0])
         self.peer_port: int = int(peer[1]) if len(peer) > 1 else 0
         self.local_ip: str = str(sock[0])
         self.local_port: int = int(sock[1]) if len(sock) > 1 else 0
         self.tls_active: bool = implicit_tls
-        self.bytes_in = 0
         self.bytes_out = 0
         # Monotonic time since which the connection has waited for input with nothing
         # half-read, i.e. between commands; None while a command is being received or
         # processed. Lets a shutting-down server close idle sessions at once.
         self.idle_since: float | None = None
-        # The idle timer (see _fill).
         # The socket, for TCP_QUICKACK: looked up once (uvloop makes a new wrapper object
         # on every get_extra_info("socket"), a cost on each reply batch). The same file
         # descriptor stays under TLS, so STARTTLS does not change it.
-        self._sock: Any = writer.get_extra_info("socket") if _QUICKACK is not None else None
+        self._sock: Any = stream.get_extra_info("socket") if _QUICKACK is not None else None
         self._fd = -1
         if self._sock is not None and _quickack_fd is not None:
             try:
                 self._fd = int(self._sock.fileno())
             except (OSError, ValueError, TypeError):
                 self._fd = -1
-        # asyncio's stream protocol keeps a deque for drain() waiters: about 600 bytes each,
-        # as much as the rest of an idle session's Python objects together would like to be.
-        # A list does what it is used for (append, remove, iterate) in a few dozen bytes.
-        proto: Any = getattr(writer, "_protocol", None)
-        waiters = getattr(proto, "_drain_waiters", None)
-        if type(waiters) is collections.deque and not waiters:
-            proto._drain_waiters = []
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiter: asyncio.Task[Any] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._deadline = 0.0
-        self._timed_out = False
         self._deflate: DeflateStream | None = None
+
+    @property
+    def bytes_in(self) -> int:
+        """Octets received (on the wire: compressed ones when compressing)."""
+        return self._stream.received
 
     # -- reading ---------------------------------------------------------------
     # The idle timeout is one lazily re-armed timer per connection rather than an
     # ``asyncio.timeout`` (a timer handle and a context manager) around every read: a
-    # busy session reads thousands of times per idle period. Each wait records when it
-    # started; the timer, when it fires, cancels the waiting task only if the wait it
-    # finds has lasted the full timeout, and otherwise re-arms itself for that wait's
-    # deadline. The cancellation is turned into IdleTimeout as asyncio.timeout does
-    # (``uncancel``), so a cancellation from elsewhere (server shutdown) still propagates.
+    # busy session reads thousands of times per idle period. Each wait records its
+    # deadline; the timer, when it fires, fails the waiting future with IdleTimeout only
+    # if that wait's deadline has passed, and otherwise re-arms itself for it. Failing the
+    # future (not cancelling the task) leaves any input that arrives at the same moment in
+    # the buffer, and a cancellation from elsewhere (server shutdown) is never confused
+    # with a timeout.
+    async def _wait(self, timeout: float | None) -> None:
+        """Until more input has arrived (ConnectionClosed after EOF, IdleTimeout after
+        ``timeout``)."""
+        st = self._stream
+        if st._eof:
+            raise ConnectionClosed()
+        if st._paused:
+            st.resume()
+        if not self._buf:
+            self.idle_since = time.monotonic()
+        # The loop is looked up once: on Python 3.11 get_running_loop() makes a getpid()
+        # system call each time.
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        st.waiter = fut
+        if timeout is not None:
+            deadline = loop.time() + timeout
+            self._deadline = deadline
+            self._waiter = fut
+            timer = self._timer
+            if timer is None or timer.when() > deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._on_timer)
+        try:
+            await fut
+        finally:
+            self._waiter = None
+            if st.waiter is fut:
+                st.waiter = None
+        self.idle_since = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        fut = self._waiter
+        if fut is None or fut.done():
+            return  # not waiting: the next wait arms the timer again
+        loop = self._loop or asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._on_timer)
+            return
+        fut.set_exception(IdleTimeout())
+
     async def _fill(self, timeout: float | None) -> None:
+        """More input into ``_buf``."""
         z = self._deflate
         if z is None:
-            self._buf += await self._receive(timeout)
+            before = len(self._buf)
+            while len(self._buf) == before:
+                await self._wait(timeout)
             return
+        raw = self._stream._buffer
         end = None
         while True:
             try:
+                if raw:
+                    z.feed(bytes(raw))
+                    raw.clear()
                 out = z.read(INFLATE_CHUNK)
                 if out:
                     self._buf += out
@@ -168,72 +415,10 @@ class Connection:
                         end = time.monotonic() + timeout
                     else:
                         timeout = within(end)
-                z.feed(await self._receive(timeout))
+                await self._wait(timeout)
             except DeflateError as exc:
-                self._eof = True
+                self._stream._eof = True
                 raise CompressionError(f"invalid compressed data: {exc}") from None
-
-    async def _receive(self, timeout: float | None) -> bytes:
-        """The next chunk off the socket (or TLS), as it came."""
-        if self._eof:
-            raise ConnectionClosed()
-        if not self._buf:
-            self.idle_since = time.monotonic()
-        reader = self.reader
-        if timeout is None or getattr(reader, "_buffer", None):
-            # Data already waiting, or no limit: the read cannot outlast a timeout.
-            try:
-                chunk = await reader.read(65536)
-            except (ConnectionError, ssl.SSLError, OSError):
-                self._eof = True
-                raise ConnectionClosed() from None
-        else:
-            # The loop is looked up once: on Python 3.11 get_running_loop() (and current_task()
-            # without a loop) makes a getpid() system call each time, twice per command here.
-            loop = self._loop
-            if loop is None:
-                loop = self._loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout
-            self._deadline = deadline
-            self._waiter = task = asyncio.current_task(loop)
-            timer = self._timer
-            if timer is None or timer.when() > deadline:
-                if timer is not None:
-                    timer.cancel()
-                self._timer = loop.call_at(deadline, self._on_timer)
-            try:
-                # (the read is inline, here and above: a coroutine less per command)
-                chunk = await reader.read(65536)
-            except (ConnectionError, ssl.SSLError, OSError):
-                self._eof = True
-                raise ConnectionClosed() from None
-            except asyncio.CancelledError:
-                if self._timed_out:
-                    self._timed_out = False
-                    if task is not None and task.uncancel() == 0:
-                        raise IdleTimeout() from None
-                raise
-            finally:
-                # Cleared in the step that resumed us: the timer never sees a stale waiter.
-                self._waiter = None
-        self.idle_since = None
-        if not chunk:
-            self._eof = True
-            raise ConnectionClosed()
-        self.bytes_in += len(chunk)
-        return chunk
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        task = self._waiter
-        if task is None or task.done():
-            return  # not waiting: the next wait arms the timer again
-        loop = self._loop or asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._on_timer)
-            return
-        self._timed_out = True
-        task.cancel()
 
     async def readline(self, limit: int, timeout: float | None) -> bytes:
         """One line including its LF (and CR before it, if any).
@@ -241,24 +426,23 @@ class Connection:
         A line longer than ``limit`` is consumed up to its LF and :class:`LineTooLong` is
         raised, so the protocol can answer with an error and stay in sync.
         """
-        buf = self._buf  # the same object for the connection's life (cleared, never replaced)
+        buf = self._buf  # replaced only by start_compression, between commands
+        i = buf.find(b"\n")
+        if i >= 0 and i == len(buf) - 1 and i < limit:
+            # The usual case: the buffer holds exactly one whole command line.
+            line = bytes(buf)
+            buf.clear()
+            return line
         start = 0
         end = None
-        if not buf and self._deflate is None:
-            # Between commands nothing is buffered and the next chunk is usually the whole
-            # line: read it and hand it over without the loop's bookkeeping or a second copy.
-            if timeout is not None:
-                end = time.monotonic() + timeout
-            buf += await self._receive(timeout)
-            if buf[-1:] == b"\n" and len(buf) <= limit and buf.find(b"\n") == len(buf) - 1:
-                line = bytes(buf)
-                buf.clear()
-                return line
         while True:
-            i = buf.find(b"\n", start)
             if i >= 0:
-                line = bytes(buf[: i + 1])
-                del buf[: i + 1]
+                if i == len(buf) - 1:  # the line is all there is: no slice, no shift
+                    line = bytes(buf)
+                    buf.clear()
+                else:
+                    line = bytes(buf[: i + 1])
+                    del buf[: i + 1]
                 if len(line) > limit:
                     raise LineTooLong()
                 return line
@@ -269,11 +453,15 @@ class Connection:
                     end = time.monotonic() + timeout
                 else:
                     timeout = within(end)
-            if len(self._buf) > limit:
+            if len(buf) > limit:
                 await self._discard_line(timeout, end)
                 raise LineTooLong()
-            start = len(self._buf)
-            await self._fill(timeout)
+            start = len(buf)
+            if self._deflate is None:
+                await self._wait(timeout)  # (what arrives lands in buf itself)
+            else:
+                await self._fill(timeout)
+            i = buf.find(b"\n", start)
 
     async def _discard_line(self, timeout: float | None, end: float | None) -> None:
         discarded = 0
@@ -284,7 +472,7 @@ class Connection:
                 return
             discarded += len(self._buf)
             if self._deflate is not None and discarded > MAX_DISCARD_COMPRESSED:
-                self._eof = True
+                self._stream._eof = True
                 raise CompressionError("overlong line in compressed data")
             self._buf.clear()
             await self._fill(timeout if end is None else within(end))
@@ -307,7 +495,7 @@ class Connection:
         if fd >= 0:
             # Only while the transport holds the descriptor: once it closes, the number may
             # already belong to another connection.
-            if not self.writer.transport.is_closing():
+            if not self._stream.transport.is_closing():
                 _quickack_fd(fd)
             return
         sock = self._sock
@@ -331,8 +519,8 @@ class Connection:
 
     def has_buffered_input(self) -> bool:
         """True when the client sent more than was read (pipelining, or an injection attempt)."""
-        return (bool(self._buf) or bool(getattr(self.reader, "_buffer", b""))
-                or (self._deflate is not None and self._deflate.has_input))
+        z = self._deflate
+        return bool(self._buf) or (z is not None and (z.has_input or bool(self._stream._buffer)))
 
     # -- writing ---------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -341,7 +529,7 @@ class Connection:
             data = self._deflate.compress_flush(data)
         self.bytes_out += len(data)
         try:
-            self.writer.write(data)
+            self._stream.transport.write(data)
         except RuntimeError:
             raise self._closed_under_us() from None
 
@@ -357,7 +545,7 @@ class Connection:
             n += len(c)
         self.bytes_out += n
         try:
-            self.writer.writelines(chunks)
+            self._stream.transport.writelines(chunks)
         except RuntimeError:
             raise self._closed_under_us() from None
         return n
@@ -366,24 +554,29 @@ class Connection:
         # uvloop raises RuntimeError ("the handler is closed") when a write comes after
         # the transport closed itself, e.g. on a reset while the reply was being made:
         # that is the peer going away, not a server fault.
-        self._eof = True
+        self._stream._eof = True
         return ConnectionClosed()
 
     async def drain(self, timeout: float | None = 60.0) -> None:
-        transport = self.writer.transport
+        st = self._stream
+        transport = st.transport
         if not transport.get_write_buffer_size() and not transport.is_closing():
             # All of it is with the kernel already (uvloop and asyncio send at once what the
-            # socket takes): StreamWriter.drain would return at once, and a timeout around it
-            # (a timer handle, a context manager) costs more than the write did.
+            # socket takes): nothing to wait for, and a timeout around the wait (a timer
+            # handle, a context manager) would cost more than the write did.
+            return
+        if transport.is_closing():
+            # Closing: let the transport notice a lost connection first (as StreamWriter).
+            await asyncio.sleep(0)
+            if st._gone:
+                raise ConnectionClosed()
+        if not st._write_paused:
             return
         try:
             async with asyncio.timeout(timeout):
-                await self.writer.drain()
+                await st.wait_writable()
         except TimeoutError:
             raise IdleTimeout() from None
-        except (ConnectionError, ssl.SSLError, OSError):
-            self._eof = True
-            raise ConnectionClosed() from None
 
     async def send(self, data: bytes, timeout: float | None = 60.0) -> None:
         self.write(data)
@@ -406,6 +599,8 @@ class Connection:
         if self._buf:
             z.feed(bytes(self._buf))
             self._buf.clear()
+        # From here the stream's buffer holds compressed input and ours the inflated octets.
+        self._buf = bytearray()
         self._deflate = z
 
     # -- TLS -------------------------------------------------------------------
@@ -417,22 +612,31 @@ class Connection:
         """
         if self.server_tls is None:
             raise RuntimeError("no TLS context")
+        st = self._stream
+        await self.drain(timeout)
+        # Dropped in the same step as the handshake starts (loop.start_tls pauses reading
+        # before it yields): nothing read in plaintext reaches the TLS session.
         self._buf.clear()
-        pending = getattr(self.reader, "_buffer", None)
-        if pending:
-            pending.clear()
+        st._buffer.clear()
+        st.resume()
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                await self.writer.start_tls(self.server_tls)
+                transport = await loop.start_tls(st.transport, st, self.server_tls, server_side=True)
         except TimeoutError:
             raise IdleTimeout() from None
         except (ConnectionError, ssl.SSLError, OSError):
-            self._eof = True
+            st._eof = True
             raise ConnectionClosed() from None
+        if transport is None:  # the connection was lost during the handshake
+            st._eof = True
+            raise ConnectionClosed()
+        st.transport = transport
+        st._over_ssl = True
         self.tls_active = True
 
     def ssl_object(self) -> Any:
-        return self.writer.get_extra_info("ssl_object")
+        return self._stream.get_extra_info("ssl_object")
 
     def tls_description(self) -> str | None:
         """Protocol and cipher, for logs and ``Received`` headers; None in plaintext."""
@@ -443,8 +647,8 @@ class Connection:
             self._timer.cancel()
             self._timer = None
         try:
-            self.writer.close()
+            self._stream.close()
             async with asyncio.timeout(5):
-                await self.writer.wait_closed()
+                await self._stream.wait_lost()
         except Exception:  # closing a broken socket may fail in many ways; nothing to do
             pass

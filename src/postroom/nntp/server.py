@@ -120,6 +120,9 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
     out: list[bytes] = []
     pending = 0
     dispatch = commands.dispatch
+    # Looked up once: an Enum member lookup is a Python-level attribute access on 3.11.
+    authenticated = State.AUTHENTICATED
+    no_action = Action.NONE
 
     async def flush() -> None:
         nonlocal pending
@@ -152,7 +155,7 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
             response: Response
             try:
                 line = await conn.readline(MAX_SASL_LINE, settings.idle_timeout
-                                           if session.state is State.AUTHENTICATED else short_idle)
+                                           if session.state is authenticated else short_idle)
             except LineTooLong:
                 # RFC 3977 §3.1: an overlong line is an error; we answer 500 and carry on
                 # (the rest of the line was read and dropped, the session is in sync).
@@ -175,7 +178,7 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
             out += chunks
             for c in chunks:
                 pending += len(c)
-            if answer.action is not Action.NONE:
+            if answer.action is not no_action:
                 await flush()
                 if answer.action is Action.START_TLS:
                     await conn.start_tls()

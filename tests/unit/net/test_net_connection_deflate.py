@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import zlib
-from typing import Any
 
 import pytest
 
-from postroom.net.connection import INFLATE_CHUNK, CompressionError, Connection, LineTooLong
-
-
-class _Writer:
-    def __init__(self) -> None:
-        self.data = bytearray()
-
-    def get_extra_info(self, name: str) -> Any:
-        return None
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def writelines(self, chunks: list[bytes]) -> None:
-        for c in chunks:
-            self.data += c
+from postroom.net.connection import (
+    INFLATE_CHUNK,
+    CompressionError,
+    Connection,
+    InputProtocol,
+    LineTooLong,
+)
 
 
 class _Watched(Connection):
@@ -36,14 +27,38 @@ class _Watched(Connection):
         self.most = max(self.most, len(self._buf))
 
 
-def _conn(wire: bytes) -> tuple[_Watched, _Writer]:
-    reader = asyncio.StreamReader()
-    reader.feed_data(wire)
-    reader.feed_eof()
-    w = _Writer()
-    c = _Watched(reader, w)  # type: ignore[arg-type]
+class _Peer:
+    """The client end of a loopback socket pair: sends ``wire`` and half-closes."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    async def received(self) -> bytes:
+        """Everything the server wrote, once it has closed."""
+        loop = asyncio.get_running_loop()
+        data = bytearray()
+        while chunk := await loop.sock_recv(self.sock, 65536):
+            data += chunk
+        return bytes(data)
+
+
+async def _conn(wire: bytes) -> tuple[_Watched, _Peer]:
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    _transport, stream = await loop.connect_accepted_socket(InputProtocol, ours)
+    c = _Watched(stream=stream)
     c.start_compression()
-    return c, w
+
+    async def send() -> None:
+        await loop.sock_sendall(theirs, wire)
+        theirs.shutdown(socket.SHUT_WR)
+
+    _sending.add(asyncio.ensure_future(send()))
+    return c, _Peer(theirs)
+
+
+_sending: set[asyncio.Future[None]] = set()
 
 
 def _deflate(data: bytes) -> bytes:
@@ -54,7 +69,7 @@ def _deflate(data: bytes) -> bytes:
 def test_a_bomb_line_never_sits_inflated_in_memory() -> None:
     async def main() -> None:
         limit = 8192
-        c, _ = _conn(_deflate(b"x" * (8 * 1024 * 1024) + b"\r\nn NOOP\r\n"))
+        c, _ = await _conn(_deflate(b"x" * (8 * 1024 * 1024) + b"\r\nn NOOP\r\n"))
         with pytest.raises(LineTooLong):
             await c.readline(limit, 5)
         assert c.most <= limit + INFLATE_CHUNK
@@ -66,7 +81,7 @@ def test_a_bomb_line_never_sits_inflated_in_memory() -> None:
 
 def test_a_huge_overlong_line_ends_the_connection() -> None:
     async def main() -> None:
-        c, _ = _conn(_deflate(b"x" * (64 * 1024 * 1024) + b"\r\n"))
+        c, _ = await _conn(_deflate(b"x" * (64 * 1024 * 1024) + b"\r\n"))
         with pytest.raises(CompressionError):
             await c.readline(8192, 5)
         assert c.most <= 8192 + INFLATE_CHUNK
@@ -76,22 +91,24 @@ def test_a_huge_overlong_line_ends_the_connection() -> None:
 
 def test_literal_reads_and_writes_go_through_the_layer() -> None:
     async def main() -> None:
-        c, w = _conn(_deflate(b"a APPEND x {5}\r\nhello\r\n"))
+        c, w = await _conn(_deflate(b"a APPEND x {5}\r\nhello\r\n"))
         assert await c.readline(100, 5) == b"a APPEND x {5}\r\n"
         assert await c.readexactly(5, 5) == b"hello"
         assert await c.readline(100, 5) == b"\r\n"
         c.write(b"* OK one\r\n")
         c.writelines([b"a OK ", b"two\r\n"])
+        await c.close()
+        data = await w.received()
         # Each batch ends in a sync flush: the peer inflates all of it at once.
-        assert zlib.decompressobj(-15).decompress(bytes(w.data)) == b"* OK one\r\na OK two\r\n"
-        assert c.bytes_out == len(w.data)
+        assert zlib.decompressobj(-15).decompress(data) == b"* OK one\r\na OK two\r\n"
+        assert c.bytes_out == len(data)
 
     asyncio.run(main())
 
 
 def test_garbage_is_a_compression_error() -> None:
     async def main() -> None:
-        c, _ = _conn(b"\xff" * 100)
+        c, _ = await _conn(b"\xff" * 100)
         with pytest.raises(CompressionError):
             await c.readline(100, 5)
 
