@@ -1,8 +1,9 @@
 """The runtime: listeners, connection limits, workers, signals.
 
 One process serves every configured listener. With ``workers = N`` a supervisor
-forks N worker processes, each binding the same addresses with SO_REUSEPORT so the
-kernel spreads connections over them (one Python process uses one core). SIGTERM:
+forks N worker processes, each binding the same addresses with SO_REUSEPORT (one Python
+process uses one core); the kernel hashes each connection to one of them, and a worker
+busier than another hands its new connection over (net/balance.py). SIGTERM:
 stop accepting, let connections finish what they are doing (protocols watch
 ``ctx.stopping`` and close after the transaction in flight), exit 0; HTTP listeners
 accept until the mail sessions are done, so /readyz can answer 503 meanwhile. SIGHUP:
@@ -34,11 +35,13 @@ from .auth import Authenticator
 from .auth.authenticator import failure_log_for
 from .config import Config, Listener, load
 from .context import ServerContext
+from .net.balance import Balancer
 from .net.connection import Connection, InputProtocol
 from .net.tls import reload_certificate, server_context
 from .storage import open_store
 
 GRACE_SECONDS = 30.0
+HANDSHAKE_TIMEOUT = 30.0  # implicit TLS: seconds a client has to complete its handshake
 
 # What an idle client hears when the server shuts down, in its own protocol.
 GOODBYE = {
@@ -68,8 +71,12 @@ BUSY = {
 
 
 class Server:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, balancer: Balancer | None = None) -> None:
         self.cfg = cfg
+        # Set in a worker of several: spreads connections by load (net/balance.py).
+        self._balancer = balancer
+        self._listening: list[tuple[Listener, ModuleType]] = []  # by the index handed over with a socket
+        self._adopting: set[asyncio.Task[None]] = set()
         self.log = _log.get("server")
         self.ctx: ServerContext | None = None
         self.servers: list[asyncio.base_events.Server] = []
@@ -122,11 +129,16 @@ class Server:
                 continue
             # Each accepted connection gets an InputProtocol (net/connection.py: input buffered
             # without asyncio's stream layers) and its session runs in a task of its own.
-            on_made = functools.partial(self._spawn, lst=lst, mod=handler)
+            # A balancing worker accepts implicit-TLS connections in plaintext: one it hands
+            # over must still be untouched, so the handshake waits until _adopt_one.
+            index = len(self._listening)
+            self._listening.append((lst, handler))
+            on_made = functools.partial(self._spawn, lst=lst, mod=handler, index=index)
+            implicit = lst.tls == "implicit" and self._balancer is None
             srv = await asyncio.get_running_loop().create_server(
                 functools.partial(InputProtocol, on_made),
                 host=lst.host, port=lst.port, reuse_address=True, reuse_port=reuse_port or None,
-                ssl=tls if lst.tls == "implicit" else None, ssl_handshake_timeout=30.0 if lst.tls == "implicit" else None,
+                ssl=tls if implicit else None, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if implicit else None,
                 backlog=512,
             )
             self.servers.append(srv)
@@ -136,6 +148,8 @@ class Server:
             self.addresses[lst.name] = (sock[0], sock[1])
             self.log.info("listening %s %s:%d (%s, tls=%s)", lst.name, sock[0], sock[1], lst.protocol, lst.tls)
         ctx.state["runtime"] = self  # for modules that report on it (HTTP /readyz, ports bound for port 0)
+        if self._balancer is not None:
+            asyncio.get_running_loop().add_reader(self._balancer.inbox.fileno(), self._adopt)
 
     async def _purge_periodically(self, every: float = PURGE_EVERY) -> None:
         while True:
@@ -148,10 +162,82 @@ class Server:
             except Exception:
                 self.log.exception("purge failed; will try again")
 
-    def _spawn(self, stream: InputProtocol, *, lst: Listener, mod: ModuleType) -> None:
+    def _spawn(self, stream: InputProtocol, *, lst: Listener, mod: ModuleType, index: int,
+               adopted: bool = False) -> None:
+        b = self._balancer
+        if b is not None and not adopted:
+            # Called from connection_made: nothing has been read or written yet.
+            if self._hand_over(stream, b, index):
+                return
+            if lst.tls == "implicit":
+                # Kept, but accepted in plaintext: adopted here like a handed-over one, with
+                # the handshake asyncio does (a start_tls now could miss a ClientHello that
+                # the loop reads right after this callback).
+                self._adopt_here(stream, index)
+                return
+        if b is not None:  # counted now: the next accept in this loop iteration must see it
+            b.opened()
         # The stream holds the task (as asyncio's StreamReaderProtocol does): the loop keeps
         # only a weak reference to it.
         stream.task = asyncio.get_running_loop().create_task(self._accept(stream, lst=lst, mod=mod))
+
+    def _hand_over(self, stream: InputProtocol, b: Balancer, index: int) -> bool:
+        """Send a just-accepted connection to a less busy worker; False to serve it here."""
+        if self.ctx is None or self.ctx.stopping.is_set():
+            return False
+        slot = b.target()
+        if slot is None:
+            return False
+        sock = stream.transport.get_extra_info("socket")
+        if sock is None or not b.hand_over(slot, index, sock.fileno()):
+            return False
+        if self.log.isEnabledFor(logging.DEBUG):
+            peer = stream.get_extra_info("peername") or ("", 0)
+            self.log.debug("%s %s:%s handed over to worker %d", self._listening[index][0].name,
+                           peer[0], peer[1], slot)
+        # The other worker holds the connection now; closing our descriptor leaves it open.
+        stream.transport.abort()
+        return True
+
+    def _adopt_here(self, stream: InputProtocol, index: int) -> None:
+        sock = stream.transport.get_extra_info("socket")
+        try:
+            if sock is None:  # every transport asyncio and uvloop make has one
+                raise OSError("the transport has no socket")
+            fd = os.dup(sock.fileno())
+        except OSError as exc:  # out of descriptors: as if accept itself had failed
+            self.log.warning("%s: cannot take a connection: %s", self._listening[index][0].name, exc)
+            stream.transport.abort()
+            return
+        stream.transport.abort()
+        self._adopt_task(index, socket.socket(fileno=fd))
+
+    def _adopt_task(self, index: int, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        task = asyncio.get_running_loop().create_task(self._adopt_one(index, sock))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
+
+    def _adopt(self) -> None:
+        """Connections other workers handed over: served as if accepted here."""
+        assert self._balancer is not None
+        for index, sock in self._balancer.receive():
+            if index >= len(self._listening):  # cannot happen between workers of one config
+                sock.close()
+                continue
+            self._adopt_task(index, sock)
+
+    async def _adopt_one(self, index: int, sock: socket.socket) -> None:
+        lst, mod = self._listening[index]
+        on_made = functools.partial(self._spawn, lst=lst, mod=mod, index=index, adopted=True)
+        tls = self.ctx.tls if lst.tls == "implicit" and self.ctx is not None else None
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(
+                functools.partial(InputProtocol, on_made), sock,
+                ssl=tls, ssl_handshake_timeout=HANDSHAKE_TIMEOUT if tls is not None else None)
+        except (OSError, TimeoutError) as exc:  # the client went, or its TLS handshake failed (SSLError)
+            self.log.info("%s: connection not taken: %s", lst.name, exc)
+            sock.close()
 
     async def _accept(self, stream: InputProtocol, *, lst: Listener, mod: ModuleType) -> None:
         assert self.ctx is not None
@@ -165,6 +251,8 @@ class Server:
         if (ctx.stopping.is_set() and lst.protocol != "http") or len(self._tasks) >= limits.connections or \
                 self._per_ip[ip] >= limits.connections_per_ip:
             self.log.info("%s %s refused: connection limit", lst.name, ip)
+            if self._balancer is not None:
+                self._balancer.closed()
             metrics.CONNECTIONS_REFUSED.labels(lst.protocol).inc()
             try:
                 await conn.send(BUSY.get(lst.protocol, b""), timeout=5)
@@ -190,6 +278,8 @@ class Server:
             self._tasks.discard(task)
             self._conns.pop(task, None)
             metrics.connection_closed(lst.protocol)
+            if self._balancer is not None:
+                self._balancer.closed()
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
@@ -199,6 +289,9 @@ class Server:
         if self.ctx is None:
             return
         self.ctx.stopping.set()
+        if self._balancer is not None:  # nothing more handed to us; what waits stays queued
+            self._balancer.retire()
+            asyncio.get_running_loop().remove_reader(self._balancer.inbox.fileno())
         # HTTP listeners stay open while mail sessions finish, so that /readyz answers 503 and
         # load balancers send no new clients here (docs/http.md); they close once none is left.
         for srv in self.servers:
@@ -276,8 +369,9 @@ async def running(cfg: Config) -> AsyncIterator[Server]:
         await srv.stop(grace=5)
 
 
-async def _serve_forever(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None) -> int:
-    srv = Server(cfg)
+async def _serve_forever(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None,
+                         balancer: Balancer | None = None) -> int:
+    srv = Server(cfg, balancer)
     await srv.start(reuse_port=reuse_port)
     metrics.WORKERS_ALIVE.set(1)
     loop = asyncio.get_running_loop()
@@ -318,14 +412,15 @@ async def _watch_supervisor(supervisor: int, srv: Server, done: asyncio.Event) -
     done.set()
 
 
-def _run_worker(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None) -> int:
+def _run_worker(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None,
+                balancer: Balancer | None = None) -> int:
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:  # uvloop is a dependency, but the server still works without it
         pass
-    return asyncio.run(_serve_forever(path, cfg, reuse_port, supervisor))
+    return asyncio.run(_serve_forever(path, cfg, reuse_port, supervisor, balancer))
 
 
 # Descriptors a worker uses besides its client connections: listeners, the store's files and
@@ -378,6 +473,8 @@ def serve(path: str) -> int:
     # Before the first fork: every worker writes its values where a scrape merges them.
     metrics.use_directory(metrics.directory_for(cfg.data_dir))
     children: dict[int, int] = {}
+    # Before the first fork as well: the workers' session counts and inboxes (net/balance.py).
+    balancer = Balancer(cfg.workers)
 
     supervisor = os.getpid()
 
@@ -391,7 +488,8 @@ def serve(path: str) -> int:
                 signal.signal(s, lambda *_: os._exit(0))
             code = 1
             try:
-                code = _run_worker(path, cfg, reuse_port=True, supervisor=supervisor)
+                balancer.attach(slot)
+                code = _run_worker(path, cfg, reuse_port=True, supervisor=supervisor, balancer=balancer)
             except BaseException:
                 logging.getLogger("postroom.server").exception("worker failed")
             finally:
@@ -428,6 +526,7 @@ def serve(path: str) -> int:
         if pid not in children:
             continue
         slot = children.pop(pid)
+        balancer.mark_gone(slot)
         metrics.process_died(pid)
         code = os.waitstatus_to_exitcode(st)
         if not stopping:
