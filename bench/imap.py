@@ -37,7 +37,7 @@ message); ``--client imaplib`` uses Python's imaplib instead, whose parsing cost
 several times the server's CPU per FETCH (printed as ``client ms cpu/op``), so that with 20 of them
 on a 2-core machine the rate measures the clients. Printed per operation: the median rate of each
 server, the median of the per-run ratios (each run's below, with how Postroom's connections were
-spread over its worker processes: SO_REUSEPORT hashes each connection to one of them), and server
+spread over its worker processes, which balance them: net/balance.py), and server
 and client CPU per operation summed over the runs.
 
 Postroom runs ``--workers`` processes, by default one per CPU core (as bench/pop3.py does, and as
@@ -337,8 +337,8 @@ class OpRun:
 
 def connections_per_process(port: int, pids: list[int]) -> list[int]:
     """How many established connections to ``port`` each of ``pids`` holds (the processes
-    holding none left out), most first: SO_REUSEPORT hashes each new connection to one of
-    Postroom's workers, so a few long sessions can land unevenly (8 and 2, say)."""
+    holding none left out), most first: Postroom's workers balance their sessions
+    (net/balance.py), so an uneven split here says the balancing did not work."""
     inodes = set()
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:

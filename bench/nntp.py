@@ -185,9 +185,9 @@ def run_clients(port: int, op: str, clients: int, chunk: int, pids: Callable[[],
 
 def worker_split(port: int, workers: list[int]) -> str:
     """The server's established connections on ``port`` per worker process, most first ("3+1"),
-    from /proc. The kernel hashes each connection to one worker's socket (SO_REUSEPORT): with
-    four readers on two workers a 3+1 or 4+0 run measures one busy core while the other idles,
-    which says nothing about the cost per article, so the report shows it with the ratios."""
+    from /proc. The kernel hashes each connection to one worker's socket (SO_REUSEPORT) and a busier
+    worker hands it on (net/balance.py); a 3+1 or 4+0 run would measure one busy core while the
+    other idles, which says nothing about the cost per article, so the report shows it."""
     inodes: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -422,7 +422,7 @@ def report(results: dict[tuple[str, int], dict[str, Case]], cold: dict[str, Case
             runs = " ".join(f"{a / b:.2f}" for a, b in zip(cases["postroom"].rates, cases["inn"].rates))
             print(f"  ratio per run, {op}, {c} client(s): {runs}")
     for (op, c), split in (splits or {}).items():
-        if split and c > 1:  # SO_REUSEPORT's hashing: an uneven run measures one busy worker
+        if split and c > 1:  # an uneven run measures one busy worker
             print(f"  postroom connections per worker, {op}, {c} client(s): {' '.join(split)}")
 
 

@@ -15,8 +15,8 @@ per second of each server over ``--runs``, the median of the per-run ratios
 Postroom / Dovecot, and each server's CPU per message (user + system time of all its
 processes, from /proc, summed over the timed runs), which is the steadier figure on a
 busy machine; ``cpu ratio`` is Dovecot's CPU per message over Postroom's. With several
-Postroom workers, how its connections were spread over them in each run (SO_REUSEPORT hashes
-each connection to one worker: 10 sessions often land 6/4 or 7/3, sometimes 8/2). A run of one
+Postroom workers, how its connections were spread over them in each run (a busier worker hands
+a new connection to a less busy one, net/balance.py, so 10 sessions land 5/5; a burst may give 6/4). A run of one
 pass lasts about 0.1 s here; ``--passes N`` makes each client download its maildrop N times.
 
 Dovecot runs as a standalone instance with its own config dir (bench/dovecot_peer.py,
@@ -225,8 +225,8 @@ class Case:
     rates: list[float] = dataclasses.field(default_factory=list)  # messages per second
     cpu: float = 0.0  # server CPU seconds over all the runs
     messages: int = 0
-    # Per run: established connections per server process, most first (SO_REUSEPORT spreads
-    # Postroom's sessions over its workers by a hash, so 10 of them can land 7/3 or 8/2).
+    # Per run: established connections per server process, most first (Postroom's workers
+    # balance their sessions, net/balance.py: an uneven split here is worth a look).
     splits: list[list[int]] = dataclasses.field(default_factory=list)
 
     def rate(self) -> float:
