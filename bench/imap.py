@@ -335,10 +335,10 @@ class OpRun:
         return self.ops / self.seconds
 
 
-def connections_per_process(port: int, pids: list[int]) -> list[int]:
+def connections_per_process(port: int, pids: list[int], keep_empty: bool = False) -> list[int]:
     """How many established connections to ``port`` each of ``pids`` holds (the processes
-    holding none left out), most first: Postroom's workers balance their sessions
-    (net/balance.py), so an uneven split here says the balancing did not work."""
+    holding none left out unless ``keep_empty``), most first: Postroom's workers balance their
+    sessions (net/balance.py), so an uneven split here says the balancing did not work."""
     inodes = set()
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -361,7 +361,7 @@ def connections_per_process(port: int, pids: list[int]) -> list[int]:
                 n += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
             except OSError:
                 pass
-        if n:
+        if n or keep_empty:
             counts.append(n)
     return sorted(counts, reverse=True)
 

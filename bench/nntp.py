@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(1, str(ROOT / "tests"))  # the INN fixture, shared with the peering tests
 
 from imap import _tree as process_tree
+from imap import connections_per_process
 from pop3 import Case, Client, run_procs
 from postroom_peer import BenchPostroom, write_config
 
@@ -184,37 +185,12 @@ def run_clients(port: int, op: str, clients: int, chunk: int, pids: Callable[[],
 
 
 def worker_split(port: int, workers: list[int]) -> str:
-    """The server's established connections on ``port`` per worker process, most first ("3+1"),
-    from /proc. The kernel hashes each connection to one worker's socket (SO_REUSEPORT) and a busier
+    """The server's established connections on ``port`` per worker process, most first ("3+1").
+    The kernel hashes each connection to one worker's socket (SO_REUSEPORT) and a busier
     worker hands it on (net/balance.py); a 3+1 or 4+0 run would measure one busy core while the
     other idles, which says nothing about the cost per article, so the report shows it."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            f = row.split()
-            # local address "0100007F:1F90", state 01 = ESTABLISHED, inode in column 10
-            if len(f) > 9 and f[3] == "01" and int(f[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(f[9])
-    counts = []
-    for pid in workers:
-        n = 0
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                n += 1
-        counts.append(n)
-    return "+".join(str(c) for c in sorted(counts, reverse=True)) or "-"
+    counts = connections_per_process(port, workers, keep_empty=True)
+    return "+".join(str(c) for c in counts) or "-"
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
