@@ -129,6 +129,9 @@ class Incoming:
     refuse_single: bool = False  # the SMTP reply speaks for this one recipient alone
     body_8bit: bool = False
     crlf: bool = True  # ``raw`` has CRLF line ends only (Store.deliver need not check)
+    #: ``raw.count(b"\n")`` when the caller knows it (SMTP's DATA reader counted): passed to
+    #: ``Store.deliver`` with ``crlf`` for the copies stored as ``raw``.
+    newlines: int | None = None
     # Turns (data, message) into what enters the outbound queue: DKIM-signed or ARC-sealed as
     # SMTP does for mail that leaves (postroom.smtp.mailauth.outgoing).
     seal: Callable[[bytes, bytes], Awaitable[bytes]] | None = None
@@ -693,7 +696,11 @@ async def _store(ctx: Any, msg: Incoming, plain: list[DeliveryTarget], plans: li
         key = id(msg.raw) if plan.raw is msg.raw else id(plan.raw)
         groups.setdefault(key, (plan.raw, []))[1].extend(targets)
     for raw, targets in groups.values():
-        if targets:
+        if not targets:
+            continue
+        if raw is msg.raw and msg.crlf and msg.newlines is not None:
+            await ctx.store.deliver(raw, targets, crlf=True, newlines=msg.newlines)
+        else:
             await ctx.store.deliver(raw, targets, crlf=msg.crlf and raw is msg.raw)
 
 

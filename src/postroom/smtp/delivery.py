@@ -109,12 +109,14 @@ async def deliver(ctx: ServerContext, settings: SmtpSettings, peer: Peer, txn: T
         if gated:
             filtered = f"groups={','.join(gated)}"
         if local_ids:
-            raw = message.return_path(sender) + trace + body
+            head = message.return_path(sender) + trace
+            raw = head + body
             # The DATA reader (and sendmail) normalised the body's line ends; the
             # header lines added here are CRLF-terminated. Each account's Sieve scripts
             # decide where its copies go (postroom.sieve.delivery); stored before the 250.
             sieved = await sieve_delivery.deliver_local(ctx, sieve_delivery.Incoming(
-                raw=raw, sender=sender, queue_id=queue_id, session_id=peer.session_id, remote_ip=peer.ip,
+                raw=raw, newlines=_newlines(txn, head, body), sender=sender, queue_id=queue_id,
+                session_id=peer.session_id, remote_ip=peer.ip,
                 remote_host=peer.helo, auth=peer.login or "", body_8bit=txn.body_8bit,
                 recipients=[sieve_delivery.LocalRecipient(aid, mb, next(
                     (rc.path.address for rc in txn.rcpts if aid in rc.resolved.local), ""))
@@ -204,6 +206,21 @@ async def _bounce_full(ctx: ServerContext, txn: Transaction, full: list[int], qu
         logger.info("%s id=%s failed notice (mailbox full) to <%s> %s", session_id, queue_id, sender, how)
     except Exception:
         logger.exception("%s id=%s could not send the mailbox-full notice to <%s>", session_id, queue_id, sender)
+
+
+def _newlines(txn: Transaction, head: bytes, body: bytes) -> int | None:
+    """``(head + body).count(b"\\n")`` from the DATA reader's count (``Transaction.counted``)
+    while ``body`` is the octets it counted, or those octets with fields put before them (mail
+    authentication's Authentication-Results): None when it cannot tell (the store counts)."""
+    counted = txn.counted
+    if counted is None:
+        return None
+    read, lf = counted
+    if body is read:
+        return head.count(b"\n") + lf
+    if len(body) > len(read) and body.endswith(read):
+        return head.count(b"\n") + body.count(b"\n", 0, len(body) - len(read)) + lf
+    return None
 
 
 class StoreBackend:

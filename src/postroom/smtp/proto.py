@@ -31,7 +31,7 @@ from typing import Awaitable, Callable, Protocol
 
 from ..errors import StoreUnavailable
 from ..wire import sasl, xtext
-from ..wire.dotstuff import normalize_newlines
+from ..wire.dotstuff import normalize_newlines_counted
 from . import policy, replies
 from .address import AddressError, Path, parse_params, parse_path
 from .replies import Reply, r
@@ -450,7 +450,8 @@ class Session:
             return replies.NO_ROOM
         if too_big:
             return replies.TOO_BIG
-        return await self.backend.deliver(self._peer(), txn, normalize_newlines(body))
+        body, txn.counted = _counted(body)
+        return await self.backend.deliver(self._peer(), txn, body)
 
     def _peer(self) -> Peer:
         return Peer(self.peer_ip, self.helo, self.esmtp, self.tls_info if self.tls_active else None,
@@ -719,6 +720,12 @@ COMMANDS: dict[str, Command] = {
     "STARTTLS": Command(Session._starttls, frozenset({State.READY})),
     "AUTH": Command(Session._auth, frozenset({State.READY})),
 }
+
+
+def _counted(body: bytes) -> tuple[bytes, tuple[bytes, int]]:
+    """The body with CRLF line ends, and (that body, its LF count) for ``Transaction.counted``."""
+    out, lf = normalize_newlines_counted(body)
+    return out, (out, lf)
 
 
 def _decode_line(line: bytes) -> str | None:

@@ -34,6 +34,10 @@ class Transaction:
     rcpts: list[Rcpt] = field(default_factory=list)
     chunks: bytearray = field(default_factory=bytearray)  # BDAT (RFC 3030)
     chunks_too_big: bool = False
+    #: The message as DATA/BDAT ended, line ends made CRLF, with its count of LFs (the check
+    #: counted them): delivery passes the count to the store while it still stores exactly
+    #: these octets (nothing added or removed on the way), sparing a second count.
+    counted: tuple[bytes, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,10 +94,19 @@ class DataReader:
 
 def normalize_newlines(data: bytes) -> bytes:
     """Every bare CR and bare LF becomes CRLF (a no-op, fast, for well-formed input)."""
+    return normalize_newlines_counted(data)[0]
+
+
+def normalize_newlines_counted(data: bytes) -> tuple[bytes, int]:
+    """:func:`normalize_newlines`, and the number of LFs in what it returns: the check
+    counts them anyway, and the store's MIME parse would count them again (a single-part
+    body's line count for BODYSTRUCTURE comes from it; ``Store.deliver(newlines=)``)."""
     crlf = data.count(b"\r\n")
-    if data.count(b"\n") == crlf and data.count(b"\r") == crlf:
-        return data
-    return _BARE.sub(b"\r\n", data)
+    lf = data.count(b"\n")
+    if lf == crlf and data.count(b"\r") == crlf:
+        return data, lf
+    out = _BARE.sub(b"\r\n", data)
+    return out, out.count(b"\n")
 
 
 # A line that starts with a dot. sre's scan for this literal prefix takes about half the

@@ -191,7 +191,8 @@ class FakeStore:
     async def has_domain(self, domain: str) -> bool:
         return False
 
-    async def deliver(self, raw: bytes, targets: Any, internaldate: Any = None, *, crlf: bool = False) -> list[Any]:
+    async def deliver(self, raw: bytes, targets: Any, internaldate: Any = None, *, crlf: bool = False,
+                      newlines: int | None = None) -> list[Any]:
         self.delivered.append((raw, [t.account_id for t in targets]))
         return []
 

@@ -236,3 +236,39 @@ def test_mail_is_refused_with_452_when_the_disk_is_nearly_full(smtp_server, monk
         free[0] = int(limit * 1.6)
         assert c.mail("someone@remote.example")[0] == 250
         c.rset()
+
+
+def test_stored_structure_counts_the_lines_of_what_was_stored(smtp_server):
+    # SMTP hands the DATA reader's LF count to the store (Store.deliver newlines=): the stored
+    # structure (BODYSTRUCTURE's line counts) must be the parse of the stored octets, also when
+    # the client sent bare LFs and CRs that the reader turned into CRLF.
+    from postroom.mime import parse
+
+    # (A body longer than the header: the parse then takes its line count from the total.)
+    long = MSG + b"more text on a line of its own\r\n" * 40
+    bodies = [long, long.replace(b"Hello.\r\n", b"Hello.\nbare LF\nand bare CR\rend\r\n")]
+    c = Raw(smtp_server.ports["smtp"])
+    try:
+        c.start("EHLO client.example")
+        for body in bodies:
+            assert c.cmd("MAIL FROM:<someone@remote.example>").startswith("250")
+            assert c.cmd("RCPT TO:<dora@example.test>").startswith("250")
+            assert c.cmd("DATA").startswith("354")
+            assert c.cmd(body + b".\r\n").startswith("250")
+    finally:
+        c.close()
+
+    async def structures():
+        store = smtp_server.ctx.store
+        acct = await store.get_account(f"dora@{DOMAIN}")
+        mbox = await store.get_mailbox(acct.id, "INBOX")
+        msgs = await store.list_messages(mbox.id)
+        store._structures.clear()
+        return [(await store.read_message(m), s) for m, s in zip(msgs, await store.read_structures(msgs))]
+
+    got = smtp_server.call(structures())[-2:]
+    assert [b"\r\nbare LF\r\nand bare CR\r\nend\r\n" in raw for raw, _ in got] == [False, True]
+    for raw, structure in got:
+        assert b"\n" not in raw.replace(b"\r\n", b"")
+        assert structure == parse(raw)
+        assert structure.root.lines == raw[raw.index(b"\r\n\r\n") + 4:].count(b"\r\n")

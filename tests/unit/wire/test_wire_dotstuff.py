@@ -1,6 +1,9 @@
 import pytest
 
-from postroom.wire.dotstuff import DataReader, normalize_newlines, stuff
+from hypothesis import given
+from hypothesis import strategies as st
+
+from postroom.wire.dotstuff import DataReader, normalize_newlines, normalize_newlines_counted, stuff
 
 
 def read_all(chunks, max_size=10_000):
@@ -74,3 +77,11 @@ def test_normalize_and_stuff():
     assert stuff(b".a\r\nb\r\n.\r\n") == b"..a\r\nb\r\n..\r\n.\r\n"
     r, _ = read_all([stuff(b".a\r\n..b\r\nc")])
     assert r.body == b".a\r\n..b\r\nc\r\n"
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b".", b" "]), max_size=40).map(b"".join))
+def test_counted_normalising_gives_the_bytes_and_their_lf_count(data: bytes) -> None:
+    # SMTP passes this count to Store.deliver(newlines=): it must be exactly the stored bytes' LFs.
+    out, lf = normalize_newlines_counted(data)
+    assert out == normalize_newlines(data)
+    assert lf == out.count(b"\n") == out.count(b"\r\n")
