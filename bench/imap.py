@@ -366,19 +366,27 @@ def connections_per_process(port: int, pids: list[int], keep_empty: bool = False
     return sorted(counts, reverse=True)
 
 
-def warm_up(port: int, user: str, fetch: bool) -> None:
+def warm_up(port: int, user: str, fetch: bool, connections: int = 1) -> None:
     """Bring a server to its steady state before the timed runs: SELECT (indexes), and with
     ``fetch`` the timed FETCH once over the whole mailbox (Dovecot adds the header fields to
     its cache file at the first FETCH of each message, Postroom to its header cache), so that
-    neither server's first reads of a message fall into one run and not the other's."""
-    c = LeanImap(port)
-    c.command(f'LOGIN "{user}" "{PASSWORD}"'.encode())
-    c.command(b"SELECT INBOX")
-    if fetch and c.exists:
-        fetches, _ = c.command(f"FETCH 1:* {FETCH_ITEMS}".encode())
-        if fetches != c.exists:
-            raise RuntimeError(f"warm-up FETCH 1:*: {fetches} responses for {c.exists} messages")
-    c.close()
+    neither server's first reads of a message fall into one run and not the other's.
+
+    ``connections`` sessions are open at once, each doing it: Postroom's caches are per worker
+    process and its workers balance open sessions (net/balance.py), so one per worker warms
+    every worker (one connection warmed one worker, and the other's first reads fell into the
+    first timed run); Dovecot's cache file is shared, so for it the others find it warm."""
+    clients = [LeanImap(port) for _ in range(connections)]
+    for c in clients:
+        c.command(f'LOGIN "{user}" "{PASSWORD}"'.encode())
+        c.command(b"SELECT INBOX")
+    for c in clients:
+        if fetch and c.exists:
+            fetches, _ = c.command(f"FETCH 1:* {FETCH_ITEMS}".encode())
+            if fetches != c.exists:
+                raise RuntimeError(f"warm-up FETCH 1:*: {fetches} responses for {c.exists} messages")
+    for c in clients:
+        c.close()
 
 
 def select_time(port: int, user: str, repeat: int = 5) -> tuple[float, float]:
@@ -593,7 +601,7 @@ def main() -> int:
                 srv.start()
                 started.append(srv)
                 if "ops" in sections:
-                    warm_up(srv.port, srv.login("bench"), "FETCH" in ops)
+                    warm_up(srv.port, srv.login("bench"), "FETCH" in ops, args.workers)
             if "ops" in sections:
                 for op in ops:
                     for n in clients:

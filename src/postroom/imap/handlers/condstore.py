@@ -59,7 +59,7 @@ async def fetch(s: Session, a: CondFetchArgs, by_uid: bool = False) -> Reply:
             if uidset.saved:  # RFC 5182 "$": the saved UIDs, expunged ones included
                 uidset = SequenceSet.from_bytes(compress(box.saved).encode()) if box.saved else SequenceSet(())
             head += await qresync.vanished_for_uid_fetch(s, box, uidset, since)
-    return fetch_handlers.fetch_uids(s, box, uids, atts, by_uid, head)
+    return await fetch_handlers.fetch_reply(s, box, uids, atts, by_uid, head)
 
 
 async def uid_fetch(s: Session, a: CondFetchArgs) -> Reply:

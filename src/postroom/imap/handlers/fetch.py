@@ -13,11 +13,13 @@ readable message is sent, then the command ends ``NO [CORRUPTION]`` (RFC 5530).
 from __future__ import annotations
 
 import itertools
+from bisect import bisect_left
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Sequence
 
 from ... import mime
 from ...errors import MessageDamaged
+from ...storage.api import MessageIndex
 from ...storage.models import FlagOp, MessageInfo
 from .. import names
 from ..parser.fetch import BodySection
@@ -102,15 +104,80 @@ class _Responses:
         self.limit = limit
         self.size = 0
         self.data: dict[tuple[int, str, int, frozenset[str], bool], bytes] = {}
+        # The same responses by record, per plan serial: ``id(record)`` -> response, for
+        # records without \Recent. The index hands out one MessageInfo per message until the
+        # mailbox changes, so the usual hit costs a lookup by an int the object need not
+        # even be read for, instead of a key tuple of four of its fields (each a memory
+        # access: at 50 messages per FETCH these misses are most of the lookup's cost).
+        # The records are kept alive in ``kept`` as long as their entries, so no other
+        # object can have their id meanwhile: a hit is that very (immutable) record, the
+        # same blob, UID and flags as its key in ``data``.
+        self.records: dict[int, dict[int, bytes]] = {}
+        self.kept: list[MessageInfo] = []
+        # By position in an index (see ``spot``): (plan serial, mailbox id) -> (index, responses).
+        self.positions: dict[tuple[int, int], tuple[MessageIndex, list[bytes | None]]] = {}
 
     def put(self, key: tuple[int, str, int, frozenset[str], bool], response: bytes) -> None:
         self.size += len(response) + len(key[1]) + 120
         if self.size > self.limit:
-            self.data.clear()
+            self.clear()
             self.size = len(response) + len(key[1]) + 120
         self.data[key] = response
 
+    def remember(self, serial: int, infos: list[MessageInfo], responses: list[bytes]) -> None:
+        """File ``responses`` (found in ``data``) under their records too."""
+        records = self.records.get(serial)
+        if records is None:
+            records = self.records[serial] = {}
+        for m, response in zip(infos, responses):
+            key = id(m)
+            if key not in records:
+                records[key] = response
+                self.kept.append(m)
+                self.size += 150  # the entry and the record it keeps alive (its response is counted)
+        if self.size > self.limit:
+            self.clear()
 
+    def spot(self, serial: int, mailbox_id: int, idx: MessageIndex, uids: list[int]) -> tuple[list[bytes | None], int] | None:
+        """Where the responses of ``uids`` go in the list kept for ``idx`` by position (``idx.uids``),
+        when they are consecutive there (a range: the usual FETCH), else None.
+
+        One list per plan serial and mailbox, for its latest index only: an index never
+        changes once handed out (a change makes a new one), so a response filed at a
+        position is that message's for as long as the index is the one in use, and a range
+        of them costs two slices instead of a lookup per message.
+        """
+        iu = idx.uids
+        n = len(uids)
+        at = bisect_left(iu, uids[0])
+        if not isinstance(iu, list) or iu[at:at + n] != uids:
+            return None
+        key = (serial, mailbox_id)
+        entry = self.positions.get(key)
+        if entry is None or entry[0] is not idx:
+            # Counted per message: the list's slot, and what the index it keeps alive may hold
+            # of its own once the store has a newer one (its row dict and UID list; the rows
+            # themselves are shared between an index and the next).
+            cost = _POSITION_COST * len(iu)
+            if entry is not None:
+                self.size -= _POSITION_COST * len(entry[1])
+            entry = self.positions[key] = (idx, [None] * len(iu))
+            self.size += cost
+            if self.size > self.limit:
+                self.clear()
+                self.positions[key] = entry
+                self.size = cost
+        return entry[1], at
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.positions.clear()
+        self.records.clear()
+        self.kept.clear()  # after the entries naming them: no stale id can match then
+        self.size = 0
+
+
+_POSITION_COST = 64  # bytes per message of a list by position (see _Responses.spot)
 RESPONSES = _Responses()
 
 
@@ -146,15 +213,111 @@ def _section_bytes(raw: bytes, parsed: "mime.ParsedMessage | None", sec: BodySec
 
 
 def fetch_uids(s: Session, box: SelectedMailbox, uids: list[int], atts: list[Any], by_uid: bool,
-               head: list[bytes] | None = None) -> Reply:
+               head: list[bytes] | None = None, first: list[MessageInfo] | None = None) -> Reply:
     """FETCH ``atts`` of ``uids`` (ascending), after the untagged lines ``head``
-    (handlers/condstore.py: CHANGEDSINCE has chosen the UIDs, VANISHED lines go first)."""
+    (handlers/condstore.py: CHANGEDSINCE has chosen the UIDs, VANISHED lines go first).
+    ``first``: the records of the first batch, already read from the index (fetch_reply)."""
     if by_uid and "UID" not in atts:
         atts.insert(0, "UID")  # §6.4.8: UID FETCH always returns the UID
     reply = Reply("Fetch completed", untagged=head or [])
     if uids:
-        reply.stream = _stream(s, box, uids, atts, reply)
+        reply.stream = _stream(s, box, uids, atts, reply, first)
     return reply
+
+
+async def fetch_reply(s: Session, box: SelectedMailbox, uids: list[int], atts: list[Any], by_uid: bool,
+                      head: list[bytes] | None = None) -> Reply:
+    """:func:`fetch_uids`, answered at once when every response is kept in RESPONSES.
+
+    The usual header sync of a client (FLAGS and a few header fields of a few dozen
+    messages, again and again) then costs the index refresh and, for a range, two list
+    slices and one join (RESPONSES by position, ``_answer``), otherwise a lookup per
+    message, without the batch machinery of ``_stream`` (an async generator per command,
+    its per-batch set-up, a write per batch): the same bytes, from the same index snapshot
+    and the same RESPONSES entries (tests/unit/imap/test_imap_fetch_cached.py checks them
+    against the streamed path). Otherwise the streamed path runs, reusing the records
+    read here for its first batch.
+    """
+    if by_uid and "UID" not in atts:
+        atts.insert(0, "UID")  # §6.4.8
+    if not uids:
+        return Reply("Fetch completed", untagged=head or [])
+    plan = _plan_for(atts)
+    if not plan.reusable or len(uids) > s.settings.batch:
+        return fetch_uids(s, box, uids, atts, by_uid, head)
+    idx = await s.store.message_index(box.id)
+    # \Recent is the session's own: the shared layers keep responses without it.
+    spot = None if box.recent else RESPONSES.spot(plan.serial, box.id, idx, uids)
+    if spot is not None:
+        kept, at = spot
+        hit = kept[at:at + len(uids)]
+        if None not in hit:
+            return _answer(box, uids, hit, head)  # type: ignore[arg-type]  # no None in it
+    infos = idx.messages(uids)
+    got = _cached(plan, box, infos) if len(infos) == len(uids) else None
+    if got is None:
+        return fetch_uids(s, box, uids, atts, by_uid, head, infos)
+    if spot is not None:
+        kept[at:at + len(uids)] = got  # type: ignore[assignment]  # list[bytes] into list[bytes | None]
+    return _answer(box, uids, got, head)
+
+
+def _answer(box: SelectedMailbox, uids: list[int], got: list[bytes], head: list[bytes] | None) -> Reply:
+    """The Reply of a FETCH of ``uids`` (all in the view) whose responses are ``got``."""
+    lines = head or []
+    view = box.uids
+    n = len(uids)
+    start = bisect_left(view, uids[0])
+    seen = view[start:start + n]
+    if not isinstance(seen, list):
+        seen = list(seen)  # a range: the view of a first SELECT (storage MailboxView)
+    if seen == uids:
+        # The usual range: consecutive in the view, so numbered from start + 1 (exact: the
+        # slice equals the UIDs). Prefixes and responses are joined without formatting.
+        lines.append(b"".join(itertools.chain.from_iterable(zip(_prefixes(start + 1, start + n), got))))
+    else:
+        seqs = seq_numbers(view, uids)
+        lines.append(b"".join([b"* %d FETCH %s" % (seq, response) for seq, response in zip(seqs, got) if seq]))
+    return Reply("Fetch completed", untagged=lines)
+
+
+def _cached(plan: _Plan, box: SelectedMailbox, infos: list[MessageInfo]) -> list[bytes] | None:
+    """The kept responses of ``infos``, or None unless every one is kept. The keys are those
+    ``_stream`` files them under."""
+    serial = plan.serial
+    get = RESPONSES.data.get
+    if box.recent:
+        is_recent = box.is_recent
+        got = [get((serial, m.blob, m.uid, m.flags, is_recent(m.uid))) for m in infos]
+        if None in got:
+            return None
+    else:
+        records = RESPONSES.records.get(serial)
+        if records is not None:
+            by_record = records.get
+            got = [by_record(id(m)) for m in infos]
+        if records is None or None in got:
+            got = [get((serial, m.blob, m.uid, m.flags, False)) for m in infos]
+            if None in got:
+                return None
+            RESPONSES.remember(serial, infos, got)  # type: ignore[arg-type]
+    return got  # type: ignore[return-value]
+
+
+# ``* n FETCH `` for the sequence numbers up to _PREFIX_MAX, made as they are first needed
+# (about 50 bytes each): the fast path slices them instead of formatting one per message.
+_PREFIX_MAX = 1 << 16
+_PREFIXES: list[bytes] = [b""]
+
+
+def _prefixes(lo: int, hi: int) -> list[bytes]:
+    """``* n FETCH `` for n from ``lo`` to ``hi`` (both at least 1)."""
+    have = len(_PREFIXES)
+    if have <= hi < _PREFIX_MAX:
+        _PREFIXES.extend([b"* %d FETCH " % n for n in range(have, hi + 1)])
+    if hi < len(_PREFIXES):
+        return _PREFIXES[lo:hi + 1]
+    return [b"* %d FETCH " % n for n in range(lo, hi + 1)]
 
 
 # How each attribute is formatted (see _Plan): kinds with a fast path in _stream.
@@ -213,7 +376,8 @@ def _plan_for(atts: list) -> _Plan:
     return plan
 
 
-async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list, reply: Reply) -> AsyncIterator[bytes]:
+async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list, reply: Reply,
+                  first: list[MessageInfo] | None = None) -> AsyncIterator[bytes]:
     store = s.store
     p = _plan_for(atts)
     need_raw, need_structure, want_flags, plan = p.need_raw, p.need_structure, p.want_flags, p.items
@@ -229,7 +393,10 @@ async def _stream(s: Session, box: SelectedMailbox, uids: list[int], atts: list,
     for i in range(0, len(uids), batch):
         chunk = uids[i : i + batch]
         # Refreshed per batch: one query when nothing changed, so flags stay current.
-        infos = (await store.message_index(box.id)).messages(chunk)
+        if first is not None and i == 0:
+            infos = first  # read just before by fetch_reply
+        else:
+            infos = (await store.message_index(box.id)).messages(chunk)
         if len(infos) != len(chunk):
             missing = True
         has_recent = bool(box.recent)

@@ -28,6 +28,8 @@ def resolve(box: SelectedMailbox, seqset: SequenceSet, by_uid: bool) -> list[int
         return [u for u in box.saved if box.seq_of(u) is not None]
     idx = seqset.uid_indexes(box.uids) if by_uid else seqset.seq_indexes(box.exists)
     uids = box.uids
+    if idx and idx[-1] - idx[0] + 1 == len(idx):
+        return list(uids[idx[0]:idx[-1] + 1])  # one run (ascending, no repeats): a slice
     return [uids[i] for i in idx]
 
 
