@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from postroom.storage.models import DeliveryTarget
+from postroom.storage.models import DeliveryTarget, FlagOp
 from postroom.storage.sqlite.changes import MAILBOXES, SIEVE
 
 pytestmark = pytest.mark.sqlite_only  # the SQLite store's caches and its writer
@@ -116,4 +116,59 @@ def test_changes_file_missing_means_nothing_is_kept(store_factory, tmp_path):
             assert (await s2.get_sieve_delivery(a.id)).script == ("main", "keep;\r\n")
             await s1.create_mailbox(a.id, "Work")
             assert "Work" in await s2.mailbox_names(a.id)
+    asyncio.run(t())
+
+
+def test_mailbox_index_follows_commits_of_any_process(store_factory):
+    """An index brought up to date is given again without asking SQLite while no writer of
+    the store committed since (the COMMITS change number), and read again after a commit of
+    this process or another one."""
+    async def t():
+        async with store_factory() as s1, store_factory() as s2:
+            await s1.add_domain("example.test")
+            a = await s1.create_account("u@example.test", "{PLAIN}pw")
+            box = await s1.get_mailbox(a.id, "INBOX")
+            await s1.deliver(MSG, [DeliveryTarget(a.id)])
+            reads = []
+            small = s1.engine.read_small
+
+            async def counted(fn: Any, *args: Any) -> Any:
+                reads.append(fn)
+                return await small(fn, *args)
+            s1.engine.read_small = counted
+
+            first = await s1.message_index(box.id)
+            assert len(first) == 1 and reads
+            reads.clear()
+            assert await s1.message_index(box.id) is first and not reads  # nothing committed since
+            await s2.deliver(MSG, [DeliveryTarget(a.id)])  # another process's commit
+            assert len(await s1.message_index(box.id)) == 2 and reads
+            reads.clear()
+            assert len(await s1.message_index(box.id)) == 2 and not reads
+            uid = (await s1.message_index(box.id)).uids[0]
+            await s2.store_flags(box.id, [uid], FlagOp.ADD, frozenset({"\\Seen"}))
+            idx = await s1.message_index(box.id)
+            assert idx.messages([uid])[0].flags == frozenset({"\\Seen"})
+            await s1.deliver(MSG, [DeliveryTarget(a.id)])  # this process's own commit
+            assert len(await s1.message_index(box.id)) == 3
+    asyncio.run(t())
+
+
+def test_mailbox_index_is_read_again_after_a_while_without_commits(store_factory):
+    """A process killed between its COMMIT and its bump leaves the number unmoved: kept
+    indexes are read again after MAX_AGE seconds anyway."""
+    from postroom.storage.sqlite.changes import MAX_AGE
+
+    async def t():
+        async with store_factory() as s1, store_factory() as s2:
+            await s1.add_domain("example.test")
+            a = await s1.create_account("u@example.test", "{PLAIN}pw")
+            box = await s1.get_mailbox(a.id, "INBOX")
+            assert len(await s1.message_index(box.id)) == 0
+            s2._changes.bump = lambda *slots: None  # s2 commits, then dies before its bump
+            await s2.deliver(MSG, [DeliveryTarget(a.id)])
+            assert len(await s1.message_index(box.id)) == 0  # not seen yet: nothing moved
+            number, when = s1._index_marks[box.id]
+            s1._index_marks[box.id] = (number, when - MAX_AGE - 1)  # MAX_AGE seconds later
+            assert len(await s1.message_index(box.id)) == 1
     asyncio.run(t())

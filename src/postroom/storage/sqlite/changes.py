@@ -34,6 +34,9 @@ from pathlib import Path
 
 SIEVE = 0  #: Sieve scripts (any account's) and account deletions
 MAILBOXES = 1  #: mailbox names of any account (create, delete, rename), account deletions
+#: Every batch the writer of any process committed (or tried to): while it has not moved, no
+#: mailbox's row or messages changed, so a mailbox index brought up to date under it still is.
+COMMITS = 2
 _SIZE = 4096  # room for more kinds
 _U64 = struct.Struct("<Q")
 

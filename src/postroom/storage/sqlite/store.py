@@ -79,7 +79,7 @@ from ..models import (
 )
 from ..watch import Watch, WatchHub
 from .backup import BackupResult, backup
-from .changes import MAILBOXES, MAX_AGE, SIEVE, Changes
+from .changes import COMMITS, MAILBOXES, MAX_AGE, SIEVE, Changes
 from .credentials import ACCOUNT_COLS, CredentialsMixin
 from .credentials import account as account_from_row
 from .engine import Engine, WriteRequest
@@ -168,6 +168,8 @@ class SqliteStore(CredentialsMixin):
         self._rows = RowCache()
         # Per-mailbox message indexes shared by all sessions of this process (see index.py).
         self._indexes: OrderedDict[int, MessageIndex] = OrderedDict()
+        #: mailbox id -> (the COMMITS number read before its index in _indexes was read, when)
+        self._index_marks: dict[int, tuple[int, float]] = {}
         # Indexes being built in the background after a SELECT answered from a MailboxView.
         self._building: dict[int, asyncio.Task[None]] = {}
         self._views: dict[int, MailboxView] = {}  # the last MailboxView of each, while building
@@ -1003,7 +1005,21 @@ class SqliteStore(CredentialsMixin):
         """``_index`` itself. When the mailbox row says nothing changed since the cached index
         (the usual case: FETCH and STORE ask once per command), the check runs on the event
         loop (``Engine.read_small``, one lookup by key): a hop to a reader thread costs several
-        times that in CPU. Otherwise one hop reads the changes (or every row)."""
+        times that in CPU. Otherwise one hop reads the changes (or every row).
+
+        Before that, the commit number every writer of the store bumps (changes.py ``COMMITS``):
+        while it is where it was when the cached index was read, nothing was committed since, and
+        the index is returned without asking SQLite (which, after any other connection's commit,
+        re-reads its pages: 10-25 µs for that one row on a busy server)."""
+        changes = self._changes
+        commits = changes.read(COMMITS) if changes is not None else None
+        if mailbox_id is not None and commits is not None:
+            mark = self._index_marks.get(mailbox_id)
+            if mark is not None and mark[0] == commits and time.monotonic() - mark[1] < MAX_AGE:
+                kept = self._indexes.get(mailbox_id)
+                if kept is not None:
+                    self._indexes.move_to_end(mailbox_id)
+                    return kept
         try:
             row = await self.engine.read_small(self._r_mailbox_row, mailbox_id, account_id, name)
             cached = self._indexes.get(row[0]) if row is not None else None
@@ -1017,6 +1033,7 @@ class SqliteStore(CredentialsMixin):
         except MailboxNotFound:
             if mailbox_id is not None:
                 self._indexes.pop(mailbox_id, None)
+                self._index_marks.pop(mailbox_id, None)
             raise
         if idx is None:
             return None
@@ -1026,9 +1043,12 @@ class SqliteStore(CredentialsMixin):
         if current is None or current.mailbox.uidvalidity != idx.mailbox.uidvalidity or \
                 idx.mailbox.highestmodseq >= current.mailbox.highestmodseq:
             self._indexes[mailbox_id] = idx
+            if commits is not None:
+                self._index_marks[mailbox_id] = (commits, time.monotonic())
         self._indexes.move_to_end(mailbox_id)
         while len(self._indexes) > _INDEXED_MAILBOXES:
-            self._indexes.popitem(last=False)
+            gone, _ = self._indexes.popitem(last=False)
+            self._index_marks.pop(gone, None)
         return idx
 
     async def claim_recent(self, mailbox_id: int) -> int:
@@ -1086,12 +1106,11 @@ class SqliteStore(CredentialsMixin):
         accounts, self._touched_accounts = self._touched_accounts, set()
         if accounts:  # a mailbox list changed (or subscriptions, metadata: a harmless extra bump)
             self._changed.add(MAILBOXES)
-        if self._changed:
-            # After the COMMIT, before the writers hear of it (changes.py). Bumped even when
-            # the batch failed: a needless bump costs one read per account, a missed one more.
-            kinds, self._changed = self._changed, set()
-            if self._changes is not None:
-                self._changes.bump(*sorted(kinds))
+        # After the COMMIT, before the writers hear of it (changes.py). Bumped even when the
+        # batch failed: a needless bump costs one read per account, a missed one more.
+        kinds, self._changed = self._changed, set()
+        if self._changes is not None:
+            self._changes.bump(COMMITS, *sorted(kinds))
         if not touched and not accounts:
             return None
 
