@@ -128,6 +128,7 @@ class InputProtocol(asyncio.Protocol):
         "_write_paused",
         "adopted",
         "high_water",
+        "on_input",
         "received",
         "task",
         "transport",
@@ -151,6 +152,8 @@ class InputProtocol(asyncio.Protocol):
         self._gone = False  # connection_lost has been called
         self.adopted: Any = None  # a StreamReaderProtocol whose transport this took over
         self.task: asyncio.Task[None] | None = None  # the session's task (kept referenced)
+        #: Connection._on_input while a session answers input in this callback (answer_inline).
+        self.on_input: Callable[[bytes], bool] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -165,6 +168,9 @@ class InputProtocol(asyncio.Protocol):
         self.received += len(data)
         w = self.waiter
         if w is not None:
+            hook = self.on_input
+            if hook is not None and hook(data):
+                return  # answered here (Connection.answer_inline): the read goes on waiting
             self.waiter = None
             if not w.done():
                 w.set_result(None)
@@ -329,7 +335,10 @@ class Connection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._deadline = 0.0
+        self._wait_timeout = 0.0  # the timeout of the wait in progress (answer_inline restarts it)
         self._deflate: DeflateStream | None = None
+        self._inline: Callable[[bytearray], bool] | None = None
+        self._answered = False  # answer_inline answered during readline's first wait
 
     @property
     def bytes_in(self) -> int:
@@ -365,6 +374,7 @@ class Connection:
         if timeout is not None:
             deadline = loop.time() + timeout
             self._deadline = deadline
+            self._wait_timeout = timeout
             self._waiter = fut
             timer = self._timer
             if timer is None or timer.when() > deadline:
@@ -451,7 +461,11 @@ class Connection:
                 # trickles a byte now and then cannot hold the connection for ever.
                 if end is None:
                     end = time.monotonic() + timeout
+                    self._answered = False
                 else:
+                    if self._answered:  # the first wait was held open by answer_inline: the line began since
+                        self._answered = False
+                        end = time.monotonic() + timeout
                     timeout = within(end)
             if len(buf) > limit:
                 await self._discard_line(timeout, end)
@@ -462,6 +476,30 @@ class Connection:
             else:
                 await self._fill(timeout)
             i = buf.find(b"\n", start)
+
+    def answer_inline(self, hook: Callable[[bytearray], bool] | None) -> None:
+        """Let ``hook`` answer input in the protocol's callback, without waking the task, while
+        the task waits in :meth:`readline` with nothing buffered (NNTP's ARTICLE by number:
+        docs/nntp.md). It is called with the buffer when input arrives into an empty one;
+        returning True means it consumed the whole buffer and wrote its answer, and the read
+        goes on waiting, its idle timeout restarted; False leaves the input to the read. The
+        caller sets it only around its own ``readline`` (never while a message body or a
+        literal is read) and clears it with None; it must not raise. Not while compressing."""
+        self._inline = hook
+        self._stream.on_input = self._on_input if hook is not None else None
+
+    def _on_input(self, data: bytes) -> bool:
+        hook = self._inline
+        buf = self._buf
+        # Only input that starts a line: the waiting readline then has nothing half-read.
+        if hook is None or len(buf) != len(data) or self._deflate is not None:
+            return False
+        if not hook(buf):  # (it does not raise: it runs in the transport's callback)
+            return False
+        self._answered = True
+        if self._waiter is not None and self._loop is not None:
+            self._deadline = self._loop.time() + self._wait_timeout
+        return True
 
     async def _discard_line(self, timeout: float | None, end: float | None) -> None:
         discarded = 0

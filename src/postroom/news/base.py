@@ -28,6 +28,10 @@ INDEX_MAX_AGE = 10.0  # seconds a group's index is reused under an unchanged cha
 # 33 MB when full; NewsReading.article).
 SERVED_MAX = 100_000
 _GROUP_COLS = "name, posting, description, created, retention, list_address, read_perm, post_perm, mailbox_id"
+#: What ARTICLE keeps of an article's header (NewsReading._learn): (blob reference, Message-ID,
+#: where Xref goes, where the body starts, the Xref line or None for a crosspost, whether a
+#: header line starts with ".", whether a body line does).
+Served = tuple[str, str, int, int, "bytes | None", bool, bool]
 PostHook = Callable[["Posted", bytes, "str | None"], Awaitable[None]]
 
 
@@ -96,7 +100,9 @@ class NewsBase:
         self._indexes: dict[int, tuple[int, float, Any]] = {}
         #: (group, number) -> what ARTICLE learnt from the article's header: see
         #: NewsReading.article. At most SERVED_MAX entries (emptied when full).
-        self._served: dict[tuple[str, int], tuple[str, str, int, int, bytes | None, bool, bool]] = {}
+        self._served: dict[tuple[str, int], Served] = {}
+        #: The store's read that never waits (page cache only; SQLite store), or None.
+        self._read_now: Callable[[MessageInfo], bytes | None] | None = getattr(store, "read_message_now", None)
         #: Called after a post is committed, besides the bound lists (tests, extensions).
         self.post_hooks: list[PostHook] = []
         self._expirer: asyncio.Task[None] | None = None

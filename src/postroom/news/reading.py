@@ -17,7 +17,7 @@ from .article import (
     valid_message_id,
     xref_value,
 )
-from .base import SERVED_MAX, NewsBase, _locations
+from .base import SERVED_MAX, NewsBase, Served, _locations
 from .records import Article, GroupInfo, GroupStatus, Overview, permits
 from .state import Stmt
 from .wildmat import compile_wildmat
@@ -43,6 +43,15 @@ def _plain_field(head: bytes, lower: bytes, name: bytes) -> bytes | None:
     if j < 0 or head[j + 2:j + 3] in (b" ", b"\t"):
         return None
     return head[i:j].strip(b" \t")
+
+
+def _served_article(number: int, raw: bytes, known: Served, xref: bytes) -> Article:
+    """The article as served: ``raw`` with ``xref`` inserted where ``known`` (what
+    :meth:`NewsReading._learn` kept) says the header ends."""
+    _blob, mid, at, body, _xref, head_dots, body_dots = known
+    # body_at only where the header ends with its empty line, as HEAD and BODY expect.
+    return Article(number, mid, raw[:at] + xref + raw[at:], body + len(xref) if at == body - 2 else -1,
+                   head_dots, body_dots)
 
 
 class NewsReading(NewsBase):
@@ -256,21 +265,59 @@ class NewsReading(NewsBase):
             raw = await self.store.read_message(msg)
         except FileNotFoundError:  # expunged (and its bytes purged) since the index was taken
             return None
-        key = (group, number)
-        known = self._served.get(key)
+        known = self._served.get((group, number))
         if known is None or known[0] != msg.blob:
             known = self._learn(group, number, msg.blob, raw)
-        _blob, mid, at, body, xref, head_dots, body_dots = known
+        xref = known[4]
         if xref is None:  # a crosspost
-            found = await self._locate(mid)
+            found = await self._locate(known[1])
             locs = found[1] if found and found[1] else [(group, number)]
             xref = b"Xref: " + xref_value(self.settings.path_host, locs).encode() + b"\r\n"
-        # body_at only where the header ends with its empty line, as HEAD and BODY expect.
-        return Article(number, mid, raw[:at] + xref + raw[at:], body + len(xref) if at == body - 2 else -1,
-                       head_dots, body_dots)
+        return _served_article(number, raw, known, xref)
 
-    def _learn(self, group: str, number: int, blob: str, raw: bytes,
-               ) -> tuple[str, str, int, int, bytes | None, bool, bool]:
+    def article_at_hand(self, group: str, number: int) -> tuple[bytes, Served] | None:
+        """:meth:`article`'s answer when it needs no wait, in pieces: the stored bytes and what
+        is known of their header (:data:`.base.Served`, its Xref line set): :meth:`article`
+        gives ``_served_article(number, raw, known, known[4])`` of them. Only when the group's
+        index is kept under the shared change number, the bytes are in the kernel's page cache
+        (the store's ``read_message_now``) and the article is in this group alone (its Xref
+        known without a history query); None when any of that is not so, or the article is not
+        in the kept index: the caller then awaits :meth:`article`, which decides. NNTP's
+        ARTICLE, HEAD and BODY by number answer from this in the step that read the command
+        (docs/nntp.md), without the joined copy :class:`Article` holds."""
+        read_now = self._read_now
+        if read_now is None:
+            return None
+        msg = self._kept_message(group, number)
+        if msg is None:
+            return None
+        raw = read_now(msg)
+        if raw is None:
+            return None
+        known = self._served.get((group, number))
+        if known is None or known[0] != msg.blob:
+            known = self._learn(group, number, msg.blob, raw)
+        if known[4] is None:  # a crosspost: its Xref needs the history table
+            return None
+        return raw, known
+
+    def known_at_hand(self, group: str, number: int) -> Served | None:
+        """What :meth:`article` learnt of article ``number``'s header (its Message-ID for STAT),
+        when the group's index is kept and still holds the article with the bytes it was
+        learnt from; None otherwise (the caller then asks the overview)."""
+        msg = self._kept_message(group, number)
+        if msg is None:
+            return None
+        known = self._served.get((group, number))
+        return known if known is not None and known[0] == msg.blob else None
+
+    def _kept_message(self, group: str, number: int) -> MessageInfo | None:
+        """Article ``number``'s record in the group's kept index (:meth:`_index_kept`); None
+        when that index is not good now or does not hold it."""
+        idx = self._index_kept(group)
+        return idx.get(number) if idx is not None else None
+
+    def _learn(self, group: str, number: int, blob: str, raw: bytes) -> Served:
         """The header facts :meth:`article` keeps (see there), from the stored bytes."""
         end = raw.find(b"\r\n\r\n")
         if end >= 0:

@@ -352,6 +352,70 @@ async def article(s: Session, cmd: Command) -> Response:
     return _article_reply(code, number, stored)
 
 
+# The exact lines the lean path takes (upper-case verb, one space, digits, CRLF: what readers
+# send); any other spelling goes through the gate and article() above, with the same answer.
+_AT_HAND = {b"ARTICLE": 220, b"HEAD": 221, b"BODY": 222, b"STAT": 223}
+
+
+def article_now(s: Session, line: bytes) -> list[bytes] | None:
+    """The reply's chunks to ``ARTICLE n``, ``HEAD n``, ``BODY n`` or ``STAT n`` in the selected group when
+    the answer needs no wait (``News.article_at_hand``): no Command, no gate, no coroutine, no
+    records, and the stored bytes go out as they are read (status line, header, Xref, body,
+    terminator: one vectored write). The same octets as :func:`article` through
+    :func:`.commands.dispatch` (tests/server/nntp/test_nntp_at_hand.py checks it against that
+    path) and the same state change (the number becomes the current article, RFC 3977
+    §6.2.1.2). None for anything else (another form of line, no group selected, an AUTHINFO
+    SASL exchange waiting, the article not at hand or missing, STAT of an article not read
+    before, a message-id): the caller dispatches the line as usual."""
+    verb, _, arg = line.partition(b" ")
+    code = _AT_HAND.get(verb)
+    # (bytes.isdigit is ASCII digits only; 16 digits at most as parse_number wants, so the
+    # line is far below the 512-octet limit the gate checks)
+    if code is None or s.group is None or s.sasl is not None or arg[-2:] != b"\r\n":
+        return None
+    arg = arg[:-2]
+    if not arg.isdigit() or len(arg) > 16:
+        return None
+    number = int(arg)
+    if code == 223:
+        # STAT reads no bytes: the Message-ID ARTICLE learnt (the overview's, from the same
+        # stored bytes) when the article was read before; else the overview is asked.
+        try:
+            known = s.news.known_at_hand(s.group.name, number)
+        except Exception:  # noqa: BLE001 - the general path answers
+            return None
+        if known is None or not known[1] or not known[1].isascii() or "\r" in known[1] or "\n" in known[1]:
+            return None
+        s.article = number
+        return [f"223 {number} {known[1]}\r\n".encode()]
+    try:
+        got = s.news.article_at_hand(s.group.name, number)
+    except Exception:  # noqa: BLE001 - the general path answers (403 and the log, if it fails there too)
+        return None
+    if got is None:
+        return None
+    raw, (_blob, mid, at, body, xref, head_dots, body_dots) = got
+    if at != body - 2 or not mid.isascii() or "\r" in mid or "\n" in mid or xref is None:
+        return None  # no empty line after the header, or an odd Message-ID: _article_reply
+    s.article = number
+    status = f"{code} {number} {mid}\r\n".encode()
+    # What _article_reply sends, from the pieces: ARTICLE is raw with Xref before the empty
+    # line, HEAD that up to the empty line, BODY what follows it; a part with a line starting
+    # with "." (or not ending in CRLF) is stuffed from one copy as _block does.
+    if code == 220:
+        if head_dots or body_dots or raw[-2:] != b"\r\n":
+            return [status, *stuffed(raw[:at] + xref + raw[at:])]
+        return [status, raw[:at], xref, raw[at:], b".\r\n"]
+    if code == 221:
+        if head_dots:
+            return [status, *stuffed(raw[:at] + xref)]
+        return [status, raw[:at], xref, b".\r\n"]
+    part = raw[body:]
+    if body_dots or part[-2:] != b"\r\n":
+        return [status, *stuffed(part)]
+    return [status, part, b".\r\n"]
+
+
 async def _by_id(s: Session, arg: str) -> Article | Reply:
     """The article a message-id argument names, if this client may read it; else 501 or 430."""
     if not is_message_id(arg):

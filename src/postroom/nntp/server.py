@@ -7,7 +7,10 @@ with ``wire.dotstuff.DataReader``, bounded by ``[nntp] max_article_size`` and th
 process's message memory budget: a larger article is read to its end and dropped, so
 the session stays in sync and nothing is stored half. Replies are gathered and written
 only when the client has nothing more pipelined (RFC 3977 §3.5), so a batch of commands
-gets its replies in one write.
+gets its replies in one write. ARTICLE/HEAD/BODY/STAT by number, when everything they need
+is at hand, skip the gate (``handlers.article_now``); one that arrives alone while this
+waits for a line is answered in the transport's callback, without waking the task
+(``Connection.answer_inline``; docs/nntp.md, "ARTICLE answered where it is read").
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from ..net.connection import (
 )
 from ..wire.dotstuff import DataReader
 from . import commands
-from .handlers import greeting
+from .handlers import article_now, greeting
 from .proto import (
     MAX_SASL_LINE,
     Action,
@@ -123,6 +126,28 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
     # Looked up once: an Enum member lookup is a Python-level attribute access on 3.11.
     authenticated = State.AUTHENTICATED
     no_action = Action.NONE
+    answer_inline = conn.answer_inline
+
+    def answer_now(buf: bytearray) -> bool:
+        """ARTICLE/HEAD/BODY n answered in the transport's callback, without waking this task
+        (Connection.answer_inline): only one whole line that arrived into an empty buffer,
+        with every earlier reply written and the kernel taking our writes (else back-pressure
+        is the task's: it drains), and not while stopping. False: the task reads the line."""
+        if out or stopping() or buf.find(b"\n") != len(buf) - 1 or conn.writer.transport.get_write_buffer_size():
+            return False
+        try:
+            chunks = article_now(session, bytes(buf))
+        except Exception:  # never raise into the transport: the task answers it (403)
+            logger.exception("%s answering in the callback failed", ev.tag)
+            return False
+        if chunks is None:
+            return False
+        buf.clear()
+        try:
+            conn.writelines(chunks)
+        except ConnectionClosed:
+            return False  # the task finds the connection closed at its next read
+        return True
 
     async def flush() -> None:
         nonlocal pending
@@ -154,8 +179,14 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
             line = b""
             response: Response
             try:
-                line = await conn.readline(MAX_SASL_LINE, settings.idle_timeout
-                                           if session.state is authenticated else short_idle)
+                # Lines that arrive while this waits may be answered in the callback (answer_now);
+                # only around this read: never while an article or a TLS handshake is read.
+                answer_inline(answer_now)
+                try:
+                    line = await conn.readline(MAX_SASL_LINE, settings.idle_timeout
+                                               if session.state is authenticated else short_idle)
+                finally:
+                    answer_inline(None)
             except LineTooLong:
                 # RFC 3977 §3.1: an overlong line is an error; we answer 500 and carry on
                 # (the rest of the line was read and dropped, the session is in sync).
@@ -167,6 +198,14 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
                 await flush()
                 return
             else:
+                # ARTICLE/HEAD/BODY n with everything at hand: answered in this step, no
+                # dispatch (the same reply; anything unusual gives None and is dispatched).
+                now = article_now(session, line)
+                if now is not None:
+                    out += now
+                    for c in now:
+                        pending += len(c)
+                    continue
                 response = await dispatch(session, line)
             if isinstance(response, ReadArticle):
                 out += response.chunks()

@@ -208,16 +208,20 @@ class SegmentReader:
         """
         if not _NOWAIT:
             return None
-        entry = self._acquire(name, may_open=False)  # opening could wait for the disk
-        if entry is None:
-            return None
         buf = bytearray(length)
-        try:
-            n = os.preadv(entry.fd, [buf], offset, _NOWAIT)
-        except OSError:  # EAGAIN: not cached; EOPNOTSUPP: file system without it
-            return None
-        finally:
-            self._release(entry)
+        # One lock held over the read, instead of taking it twice to count a user in and out:
+        # an RWF_NOWAIT read never waits for the disk (it copies from the page cache or fails
+        # at once), so a thread wanting the lock meanwhile waits no longer than that copy,
+        # and no eviction can close the descriptor under it.
+        with self._lock:
+            entry = self._open.get(name)
+            if entry is None:  # not open: opening could wait for the disk
+                return None
+            self._open.move_to_end(name)
+            try:
+                n = os.preadv(entry.fd, [buf], offset, _NOWAIT)
+            except OSError:  # EAGAIN: not cached; EOPNOTSUPP: file system without it
+                return None
         return bytes(buf) if n == length else None
 
     def forget(self, name: str) -> None:

@@ -709,6 +709,13 @@ class SqliteStore(CredentialsMixin):
         except OSError as exc:
             raise _damaged(msg, row[0], row[1], exc) from exc
 
+    def read_message_now(self, msg: MessageInfo) -> bytes | None:
+        """The message's bytes when the kernel has them cached, without waiting (no thread hop,
+        no await: NNTP's ARTICLE answers from it in the same step); None when they are not at
+        hand, and then :meth:`read_message` decides (a cold read, a purge's move, a loss)."""
+        _, seg, off, length = msg.blob.split(":")
+        return self.segments.read_cached(seg, int(off), int(length))
+
     async def read_messages(self, msgs: Sequence[MessageInfo]) -> list[bytes | None]:
         locs = [m.blob.split(":")[1:] for m in msgs]
         # From the page cache without the thread hop when every message is there.
