@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .. import log
 from . import tls as _tls
 from .deflate import DeflateError, DeflateStream
 
@@ -98,6 +99,8 @@ def within(end: float, timeout: float | None = None) -> float:
         raise IdleTimeout()
     return left if timeout is None else min(left, timeout)
 
+
+logger = log.get("net")
 
 # Unread input at which the transport stops reading while nobody waits for more: a client that
 # pipelines faster than we answer fills its socket buffers, not our memory. A reader that waits
@@ -479,7 +482,7 @@ class Connection:
 
     def answer_inline(self, hook: Callable[[bytearray], bool] | None) -> None:
         """Let ``hook`` answer input in the protocol's callback, without waking the task, while
-        the task waits in :meth:`readline` with nothing buffered (NNTP's ARTICLE by number:
+        the task waits in :meth:`readline` with nothing buffered (NNTP's ARTICLE and POP3's RETR by number:
         docs/nntp.md). It is called with the buffer when input arrives into an empty one;
         returning True means it consumed the whole buffer and wrote its answer, and the read
         goes on waiting, its idle timeout restarted; False leaves the input to the read. The
@@ -487,6 +490,32 @@ class Connection:
         literal is read) and clears it with None; it must not raise. Not while compressing."""
         self._inline = hook
         self._stream.on_input = self._on_input if hook is not None else None
+
+    def line_hook(self, answer: Callable[[bytes], list[bytes] | None], busy: Callable[[], bool],
+                  tag: str) -> Callable[[bytearray], bool]:
+        """A hook for :meth:`answer_inline` that answers one whole command line:
+        ``answer(line)`` gives the reply's pieces, or None to leave the line to the task.
+        Declined when ``busy()`` (earlier replies not yet written, the server stopping), when
+        more than one line is buffered (a pipelined batch: the task keeps the order), or when
+        the kernel is not taking our writes (back-pressure is the task's: it drains). Never
+        raises into the transport: a failing ``answer`` is logged and the task answers the line."""
+        def hook(buf: bytearray) -> bool:
+            if busy() or buf.find(b"\n") != len(buf) - 1 or self._stream.transport.get_write_buffer_size():
+                return False
+            try:
+                chunks = answer(bytes(buf))
+            except Exception:
+                logger.exception("%s answering in the callback failed", tag)
+                return False
+            if chunks is None:
+                return False
+            buf.clear()
+            try:
+                self.writelines(chunks)
+            except ConnectionClosed:
+                return False  # the task finds the connection closed at its next read
+            return True
+        return hook
 
     def _on_input(self, data: bytes) -> bool:
         hook = self._inline

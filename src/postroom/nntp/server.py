@@ -127,27 +127,9 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
     authenticated = State.AUTHENTICATED
     no_action = Action.NONE
     answer_inline = conn.answer_inline
-
-    def answer_now(buf: bytearray) -> bool:
-        """ARTICLE/HEAD/BODY n answered in the transport's callback, without waking this task
-        (Connection.answer_inline): only one whole line that arrived into an empty buffer,
-        with every earlier reply written and the kernel taking our writes (else back-pressure
-        is the task's: it drains), and not while stopping. False: the task reads the line."""
-        if out or stopping() or buf.find(b"\n") != len(buf) - 1 or conn.writer.transport.get_write_buffer_size():
-            return False
-        try:
-            chunks = article_now(session, bytes(buf))
-        except Exception:  # never raise into the transport: the task answers it (403)
-            logger.exception("%s answering in the callback failed", ev.tag)
-            return False
-        if chunks is None:
-            return False
-        buf.clear()
-        try:
-            conn.writelines(chunks)
-        except ConnectionClosed:
-            return False  # the task finds the connection closed at its next read
-        return True
+    # ARTICLE/HEAD/BODY/STAT n answered in the transport's callback, without waking this task,
+    # once every earlier reply is written and while the server is not stopping.
+    answer_now = conn.line_hook(lambda line: article_now(session, line), lambda: bool(out) or stopping(), ev.tag)
 
     async def flush() -> None:
         nonlocal pending

@@ -262,6 +262,34 @@ async def retr(s: Session, cmd: Command) -> Response:
     return ok(f"{len(raw)} octets", stuffed(raw))
 
 
+def retr_now(s: Session, line: bytes) -> list[bytes] | None:
+    """``RETR n`` answered without the gate and without an await when everything it needs is
+    at hand: the reply's pieces, exactly what ``dispatch`` of the line would send (the same
+    checks, the same read, the same bookkeeping); None for anything else (another command,
+    another spelling, a message number the maildrop does not have, bytes not in the page
+    cache), which then goes the general way.
+
+    Why: a POP3 client downloads one message per round trip, so the per-command machinery
+    (parsing into a Command, the gate, the handler's coroutine, the reader's) is paid for
+    every message; the server also answers such a line in the transport's callback
+    (``Connection.answer_inline``, pop3/server.py), without waking the session's task."""
+    if line[:5] != b"RETR " or line[-2:] != b"\r\n" or s.state is not State.TRANSACTION or s.sasl is not None:
+        return None
+    number = parse_msg_number(line[5:-2].decode("ascii", "replace"))
+    md, reader = s.maildrop, s.reader
+    if number is None or md is None or reader is None:
+        return None
+    try:
+        msg = md.get(number)
+    except NoSuchMessage:
+        return None
+    raw = reader.read_now(msg)
+    if raw is None or len(raw) != msg.size:
+        return None
+    md.retrieved.add(number)
+    return ok(f"{len(raw)} octets", stuffed(raw)).chunks()
+
+
 async def top(s: Session, cmd: Command) -> Response:
     lines = parse_non_negative(cmd.args[1])
     if lines is None:

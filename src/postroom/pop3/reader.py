@@ -46,6 +46,18 @@ class MessageReader:
             self._ahead = (next_msg, asyncio.create_task(self._read(next_msg)))
         return raw
 
+    def read_now(self, msg: MessageInfo) -> bytes | None:
+        """``msg``'s bytes when the store has them at hand without waiting (the page cache;
+        ``SqliteStore.read_message_now``) and no read-ahead is under way, else None (then
+        :meth:`read` decides). Such a read did not wait: no read-ahead follows, as in read()."""
+        now = getattr(self.store, "read_message_now", None)
+        if now is None or self._ahead is not None:
+            return None
+        raw: bytes | None = now(msg)
+        if raw is not None:
+            self._waits = False
+        return raw
+
     async def _read(self, msg: MessageInfo) -> bytes:
         # A callback queued now runs before this coroutine resumes only if the read
         # suspends: an exact "did it wait" for the price of one loop callback.

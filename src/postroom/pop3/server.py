@@ -14,7 +14,7 @@ from ..auth import session_settings
 from ..config import Config, Listener
 from ..context import ServerContext
 from ..net.connection import Connection, ConnectionClosed, IdleTimeout, LineTooLong, within
-from . import commands
+from . import commands, handlers
 from .proto import MAX_COMMAND_LINE, MAX_SASL_LINE, Action, Code, State, err, ok
 from .session import Session
 from .settings import Pop3Settings, read_settings
@@ -48,6 +48,11 @@ async def _serve(session: Session, conn: Connection, settings: Pop3Settings, ev:
     pending = 0
     limits = ctx.config.limits
     login_by = time.monotonic() + limits.login_timeout
+    stopping = ctx.stopping.is_set
+    retr_now = handlers.retr_now
+    # RETR n answered in the transport's callback, without waking this task (not while stopping).
+    answer_now = conn.line_hook(lambda line: retr_now(session, line), stopping, ev.tag)
+
     try:
         # RFC 1939 §4 greeting; the timestamp makes APOP possible (RFC 1939 §7).
         conn.write(ok(f"Postroom POP3 ready {session.timestamp}").encode())
@@ -69,7 +74,13 @@ async def _serve(session: Session, conn: Connection, settings: Pop3Settings, ev:
                     timeout = within(login_by, min(settings.idle_timeout, limits.idle_timeout))
                 else:
                     timeout = settings.idle_timeout
-                line = await conn.readline(limit, timeout)
+                # A RETR that arrives while this waits may be answered in the callback
+                # (answer_now); only around this read, never during STLS's handshake.
+                conn.answer_inline(answer_now if session.state is State.TRANSACTION else None)
+                try:
+                    line = await conn.readline(limit, timeout)
+                finally:
+                    conn.answer_inline(None)
             except LineTooLong:
                 reply = commands.bad_command(session, "Line too long")
             except IdleTimeout:
@@ -78,6 +89,10 @@ async def _serve(session: Session, conn: Connection, settings: Pop3Settings, ev:
                 await conn.send(err("Disconnected for inactivity").encode())
                 return
             else:
+                now = retr_now(session, line)  # RETR n with its bytes at hand: no gate, no await
+                if now is not None:
+                    pending += conn.writelines(now)
+                    continue
                 reply = await commands.dispatch(session, line)
             # One write per reply: one send() for a RETR instead of two, and the
             # status line and body go out as they are (writev), without a joined copy.
