@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nntp_harness import Harness, article, unique
@@ -89,6 +90,7 @@ def _post_all(srv: Harness, group: str, other: str, arts: list[dict[str, Any]]) 
     return mids
 
 
+@pytest.mark.sqlite_only("the lean path reads through SqliteStore.read_message_now; on PostgreSQL it declines")
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(arts=st.lists(_article(), min_size=1, max_size=6),
        script=st.lists(st.one_of(_command(), st.sampled_from(["cancel", "group"])), min_size=1, max_size=30))
@@ -136,6 +138,7 @@ def test_at_hand_replies_as_the_general_path(srv: Harness, arts: list[dict[str, 
     srv.call(run())
 
 
+@pytest.mark.sqlite_only("the lean path reads through SqliteStore.read_message_now; on PostgreSQL it declines")
 def test_lean_path_answers_a_plain_article_and_falls_back_otherwise(srv: Harness) -> None:
     """The lean path is really taken for the common case (a plain article of one group, by
     number, its index kept; STAT of one read before), and gives way for STAT of one never
