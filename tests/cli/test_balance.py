@@ -63,8 +63,8 @@ def per_worker(srv: Serving, port: int) -> list[int]:
         for fd in os.listdir(f"/proc/{pid}/fd"):
             try:
                 n += os.readlink(f"/proc/{pid}/fd/{fd}") in inodes
-            except OSError:
-                pass
+            except OSError:  # the descriptor was closed between listdir and readlink: not a session
+                continue
         counts.append(n)
     return counts
 
