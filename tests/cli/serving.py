@@ -8,6 +8,7 @@ nobody reads would block the server once full).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -36,15 +37,18 @@ def make_server_dir(d: Path, workers: int = 1) -> Path:
     # The mail these tests send is not checked (SPF, DKIM, DMARC): the outcome must not
     # depend on the machine's DNS. tests/server/mailauth checks mail, with a DNS fixture.
     text += "\n[mailauth]\ncheck_listeners = []\n"
-    cfgp.write_text(re.sub(r'address = "127\.0\.0\.1:\d+"',
-                           lambda _: f'address = "127.0.0.1:{0 if workers == 1 else _free_port()}"', text))
+    with contextlib.ExitStack() as held:
+        # Each picked port's socket stays bound until all are picked: closed at once, the kernel
+        # could hand the same port to two listeners (a CI run once got nntps = imap).
+        cfgp.write_text(re.sub(r'address = "127\.0\.0\.1:\d+"',
+                               lambda _: f'address = "127.0.0.1:{0 if workers == 1 else _free_port(held)}"', text))
     return cfgp
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_port(held: contextlib.ExitStack) -> int:
+    s = held.enter_context(socket.socket())
+    s.bind(("127.0.0.1", 0))
+    return int(s.getsockname()[1])
 
 
 class Serving:
