@@ -45,8 +45,14 @@ def make_server_dir(d: Path, workers: int = 1) -> Path:
     return cfgp
 
 
-def _free_port(held: contextlib.ExitStack) -> int:
-    s = held.enter_context(socket.socket())
+def _free_port(held: contextlib.ExitStack | None = None) -> int:
+    """A port free now; with ``held``, its socket stays bound until ``held`` closes."""
+    s = socket.socket()
+    if held is None:
+        with s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    held.enter_context(s)
     s.bind(("127.0.0.1", 0))
     return int(s.getsockname()[1])
 
