@@ -29,6 +29,15 @@ children included: INN's nnrpd per connection), the steadier figure on a busy ma
     python bench/nntp.py --articles 20000 --clients 1,2,8 --runs 5
     python bench/nntp.py --quick          # smoke run (tests/bench/test_nntp_bench.py)
     python bench/nntp.py --no-inn         # Postroom only
+    python bench/nntp.py --articles 10000 --clients 1 --ops ARTICLE --pin apart
+
+``--pin same`` puts every process of both servers and every reader on CPU 0; ``--pin apart`` puts
+the servers on CPU 1 and the readers on CPU 0. With one reader the rate is one round trip per
+article, and on a virtual machine whose idle CPUs halt (no guest halt polling) a round trip
+between two CPUs pays two wake-ups through the hypervisor, which costs both sides far more CPU
+than the work itself; on one CPU there is no wake-up to pay. Unpinned, the kernel places the
+reader and the server as it likes, and runs of the same tree differ by a factor of three
+(docs/nntp.md, "One reader: the round trip").
 """
 
 from __future__ import annotations
@@ -141,9 +150,11 @@ class Reader(Client):
         self.sock.close()
 
 
-def _client_proc(port: int, op: str, k: int, clients: int, chunk: int, ready: mp.Queue,  # type: ignore[type-arg]
-                 start: mp.synchronize.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _client_proc(port: int, op: str, k: int, clients: int, chunk: int, cpu: int | None,
+                 ready: mp.Queue, start: mp.synchronize.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
     try:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
         r = Reader(port)
         _, low, high = r.enter(GROUP)  # not timed: connecting is not what this measures
     except Exception as exc:  # noqa: BLE001 - reported, so the parent does not hang
@@ -166,11 +177,12 @@ def _client_proc(port: int, op: str, k: int, clients: int, chunk: int, ready: mp
 
 def run_clients(port: int, op: str, clients: int, chunk: int, pids: Callable[[], list[int]] = list,
                 workers: Callable[[], list[int]] | None = None, split: list[str] | None = None,
-                ) -> tuple[int, float, float]:
+                cpu: int | None = None) -> tuple[int, float, float]:
     """(items, seconds, server CPU seconds) for ``clients`` readers doing ``op`` at once; each is
     connected and in the group before the clock and the CPU count of ``pids()`` start. With
     ``workers`` (the server's worker processes), how the readers' connections sat over them once
-    all were connected is appended to ``split`` (see :func:`worker_split`)."""
+    all were connected is appended to ``split`` (see :func:`worker_split`). With ``cpu``, the
+    readers run on that CPU only."""
     counted = pids
     if workers is not None and split is not None:
         first = True
@@ -182,7 +194,7 @@ def run_clients(port: int, op: str, clients: int, chunk: int, pids: Callable[[],
                 split.append(worker_split(port, workers()))
             return pids()
 
-    return run_procs(_client_proc, [(port, op, k, clients, chunk) for k in range(clients)], counted,
+    return run_procs(_client_proc, [(port, op, k, clients, chunk, cpu) for k in range(clients)], counted,
                      "reader", 3600)
 
 
@@ -193,6 +205,21 @@ def worker_split(port: int, workers: list[int]) -> str:
     other idles, which says nothing about the cost per article, so the report shows it."""
     counts = connections_per_process(port, workers, keep_empty=True)
     return "+".join(str(c) for c in counts) or "-"
+
+
+def pin(pids: list[int], cpu: int) -> None:
+    """Every thread of ``pids`` on ``cpu`` only (children forked later, such as INN's nnrpd per
+    reader, inherit it)."""
+    for pid in pids:
+        try:
+            tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except FileNotFoundError:
+            continue
+        for tid in tasks:
+            try:
+                os.sched_setaffinity(tid, {cpu})
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
@@ -344,7 +371,10 @@ def bench(servers: list[Server], ops: list[str], counts: list[int], args: argpar
     results: dict[tuple[str, int], dict[str, Case]] = {}
     cold: dict[str, Case] = {}
     splits: Splits = {}
+    readers_cpu = 0 if args.pin else None
     for srv in servers:
+        if args.pin:
+            pin(srv.pids(), 0 if args.pin == "same" else 1)
         if "OVER" in ops:
             n, secs, cpu = run_clients(srv.port, "OVER", 1, args.chunk, srv.pids)
             cold[srv.name] = Case([n / secs], cpu, n)
@@ -364,7 +394,8 @@ def bench(servers: list[Server], ops: list[str], counts: list[int], args: argpar
             for run in range(args.runs):
                 for srv in servers if run % 2 == 0 else servers[::-1]:
                     workers = srv.worker_pids if isinstance(srv, Postroom) and args.workers > 1 else None
-                    n, secs, cpu = run_clients(srv.port, op, c, args.chunk, srv.pids, workers, split)
+                    n, secs, cpu = run_clients(srv.port, op, c, args.chunk, srv.pids, workers, split,
+                                               readers_cpu)
                     want = args.articles * (c if op == "OVER" else 1)
                     if n != want:
                         raise RuntimeError(f"{srv.name} {op} with {c} clients: {n} items, expected {want}")
@@ -379,7 +410,9 @@ def report(results: dict[tuple[str, int], dict[str, Case]], cold: dict[str, Case
            args: argparse.Namespace, why_not: str | None, splits: Splits | None = None) -> None:
     print(f"NNTP reading: {args.articles} articles of ~{args.size} octets in one group; OVER in ranges of "
           f"{args.chunk}, ARTICLE one at a time; median of {args.runs} alternated runs; "
-          f"Postroom workers={args.workers} ({os.cpu_count()} CPU cores)")
+          f"Postroom workers={args.workers} ({os.cpu_count()} CPU cores)"
+          + (f"; pinned: {'servers and readers on CPU 0' if args.pin == 'same' else 'servers on CPU 1, readers on CPU 0'}"
+             if args.pin else ""))
     for name, secs in loads.items():
         print(f"loaded {name}: {args.articles / secs:.0f} articles/s ({secs:.1f} s)")
     if why_not is not None:
@@ -420,10 +453,14 @@ def main() -> int:
                     help="Postroom worker processes (default: one per CPU core, as an admin would set)")
     ap.add_argument("--quick", action="store_true", help="300 articles, 1 and 2 clients, 1 run")
     ap.add_argument("--no-inn", action="store_true")
+    ap.add_argument("--pin", choices=("same", "apart"),
+                    help="servers and readers on CPU 0 (same), or servers on 1 and readers on 0 (apart)")
     args = ap.parse_args()
     if args.quick:
         args.articles, args.clients, args.runs, args.chunk = 300, "1,2", 1, 100
     ops = [o.strip().upper() for o in args.ops.split(",") if o.strip()]
+    if args.pin == "apart" and len(os.sched_getaffinity(0)) < 2:
+        ap.error("--pin apart needs two CPUs")
     if unknown := set(ops) - set(OPS):
         ap.error(f"unknown operations: {', '.join(sorted(unknown))}")
     counts = [int(c) for c in args.clients.split(",")]

@@ -30,3 +30,17 @@ def test_nntp_bench_smoke() -> None:
     if inn:
         assert re.search(r"^loaded inn: \d+ articles/s", p.stdout, re.MULTILINE), p.stdout
         assert re.search(r"ratio per run, ARTICLE, 2 client\(s\): [\d.]+$", p.stdout, re.MULTILINE)
+
+
+@pytest.mark.slow
+@pytest.mark.sqlite_only("the bench runs its own Postroom in a subprocess, on SQLite")
+def test_nntp_bench_pinned_smoke() -> None:
+    """--pin puts the servers and the readers on chosen CPUs (docs/nntp.md, "One reader: the
+    round trip") and says so in the header."""
+    p = subprocess.run([sys.executable, str(ROOT / "bench" / "nntp.py"), "--quick", "--workers", "1", "--no-inn",
+                        "--ops", "ARTICLE", "--pin", "same"],
+                       capture_output=True, text=True, check=False, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "pinned: servers and readers on CPU 0" in p.stdout, p.stdout
+    rows = re.findall(r"^\s+ARTICLE\s+(\d+)\s+(\d+)", p.stdout, re.MULTILINE)
+    assert sorted(c for c, _ in rows) == ["1", "2"] and all(int(r) > 0 for _, r in rows), p.stdout
