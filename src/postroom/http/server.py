@@ -202,7 +202,6 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
     handler.tag = f"{listener.name}[{log.new_id()}] {conn.peer_ip}"
     handler.listener_name = listener.name
     transport: Any = conn.writer.transport
-    reader: Any = conn.reader
     done: asyncio.Future[None] = loop.create_future()
     bridge = _Bridge(handler, transport.get_protocol(), done)
     if transport.is_closing():
@@ -211,16 +210,11 @@ async def handle(ctx: ServerContext, conn: Connection, listener: Listener) -> No
     rt.live.add(handler)
     try:
         bridge.connection_made(transport)
-        # Whatever arrived before the switch sits in the runtime's stream reader.
-        pending = getattr(reader, "_buffer", None)
-        if pending:
-            data = bytes(pending)
-            pending.clear()
+        # Whatever arrived before the switch sits in the connection's buffer.
+        data, eof = conn.reader.hand_over()
+        if data:
             bridge.data_received(data)
-        if getattr(reader, "_paused", False):
-            reader._paused = False
-            transport.resume_reading()
-        if reader.at_eof() or getattr(reader, "_eof", False):
+        if eof:
             bridge.eof_received()
         # Accepted while shutting down: the request is answered with "Connection: close"
         # (app._headers), and /readyz says 503.

@@ -113,10 +113,9 @@ class InputProtocol(asyncio.Protocol):
     task waiting for input (a :class:`Connection` read) is woken by setting a future.
 
     Attribute names follow asyncio's StreamReader and StreamWriter where code outside this
-    module reads them (``transport``, ``close()``, ``get_extra_info()``; and ``_buffer``,
-    ``_paused``, ``_eof``, ``at_eof()``, which http/server.py reads when it hands the
-    transport to aiohttp): :attr:`Connection.reader` and :attr:`Connection.writer` are this
-    object."""
+    module reads them (``transport``, ``close()``, ``get_extra_info()``, ``at_eof()``; a new
+    protocol taking the transport over gets the rest from :meth:`hand_over`):
+    :attr:`Connection.reader` and :attr:`Connection.writer` are this object."""
 
     # Slots: ten thousand idle IMAP sessions hold ten thousand of these.
     __slots__ = (
@@ -236,6 +235,17 @@ class InputProtocol(asyncio.Protocol):
 
     def at_eof(self) -> bool:
         return self._eof and not self._buffer
+
+    def hand_over(self) -> tuple[bytes, bool]:
+        """For a protocol that has just been set on the transport in this one's place (the HTTP
+        listener's aiohttp bridge): the input that arrived before the switch (taken out of this
+        buffer, to be fed to the new protocol first) and whether the peer had already closed its
+        side. Reading resumes if it was paused; what the transport reads from now on goes to the
+        new protocol, and only after this step (a read is never delivered within this call)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        self.resume()
+        return data, self._eof
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         t = self.transport

@@ -202,3 +202,67 @@ def test_a_large_literal_through_a_small_high_water_mark() -> None:
     assert head == b"a APPEND INBOX {1048576}\r\n"
     assert data == blob
     assert tail == b"\r\n"
+
+
+class _Taker(asyncio.Protocol):
+    """A protocol that takes a transport over from an InputProtocol (as http/server.py's
+    aiohttp bridge does)."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.eof = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool:
+        if not self.eof.done():
+            self.eof.set_result(None)
+        return True
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("never happened")
+
+
+def test_hand_over_gives_the_buffered_input_and_resumes_a_paused_transport() -> None:
+    async def session(conn: Connection, stream: _Counting) -> tuple[bytes, bytes, bool, bool, bytes]:
+        line = await conn.readline(512, 10)
+        await _until(lambda: stream._paused)  # 200 octets nobody reads, over the 64-octet mark
+        taker = _Taker()
+        stream.transport.set_protocol(taker)
+        data, eof = stream.hand_over()
+        paused = stream._paused
+        await asyncio.wait_for(taker.eof, 10)  # the transport reads again, for the new protocol
+        return line, data, eof, paused, bytes(taker.data)
+
+    async def client(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"FIRST\r\n")
+        await w.drain()
+        await asyncio.sleep(0.2)
+        w.write(b"x" * 200)
+        await w.drain()
+        await asyncio.sleep(0.3)
+        w.write(b"LATER")
+        w.write_eof()
+
+    line, data, eof, paused, later = _serve(session, client, high_water=64)
+    assert (line, data, eof, paused, later) == (b"FIRST\r\n", b"x" * 200, False, False, b"LATER")
+
+
+def test_hand_over_says_the_peer_had_closed_its_side() -> None:
+    async def session(conn: Connection, stream: _Counting) -> tuple[bytes, bytes, bool]:
+        line = await conn.readline(512, 10)
+        await _until(lambda: stream._eof)
+        data, eof = stream.hand_over()
+        return line, data, eof
+
+    async def client(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        w.write_eof()
+
+    assert _serve(session, client) == (b"GET / HTTP/1.1\r\n", b"Host: x\r\n\r\n", True)
