@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from eventually import until
 
 from postroom.net import connection as connection_module
 from postroom.net.connection import Connection, InputProtocol
@@ -77,14 +78,6 @@ async def _one_line(conn: Connection, stream: InputProtocol) -> Any:
         conn.answer_inline(None)
 
 
-async def _until(cond: Callable[[], bool]) -> None:
-    for _ in range(2000):
-        if cond():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("never happened")
-
-
 def test_answered_in_the_callback_and_declined_input_goes_to_the_read() -> None:
     async def session(conn: Connection, stream: InputProtocol) -> Any:
         answered: list[bytes] = []
@@ -111,7 +104,7 @@ def test_input_after_a_partial_line_is_not_offered() -> None:
     async def client(r: asyncio.StreamReader, w: asyncio.StreamWriter, shared: dict[str, Any]) -> None:
         w.write(b"PI")
         await w.drain()
-        await _until(lambda: "stream" in shared and bytes(shared["stream"]._buffer) == b"PI")
+        await until(lambda: "stream" in shared and bytes(shared["stream"]._buffer) == b"PI")
         w.write(b"NG\r\n")
 
     line, answered = _serve(_one_line, client)
@@ -131,7 +124,7 @@ def test_whole_line_timeout_starts_again_after_answers(monkeypatch: pytest.Monke
         offset[0] = 3600.0  # an hour of answers in the callback
         w.write(b"GRO")
         await w.drain()
-        await _until(lambda: bytes(shared["stream"]._buffer) == b"GRO")
+        await until(lambda: bytes(shared["stream"]._buffer) == b"GRO")
         w.write(b"UP x\r\n")
 
     line, answered = _serve(_one_line, client)

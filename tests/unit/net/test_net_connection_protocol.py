@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import uvloop
+from eventually import until
 
 from postroom.net.connection import (
     Connection,
@@ -221,18 +222,10 @@ class _Taker(asyncio.Protocol):
         return True
 
 
-async def _until(check: Callable[[], bool]) -> None:
-    for _ in range(500):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("never happened")
-
-
 def test_hand_over_gives_the_buffered_input_and_resumes_a_paused_transport() -> None:
     async def session(conn: Connection, stream: _Counting) -> tuple[bytes, bytes, bool, bool, bytes]:
         line = await conn.readline(512, 10)
-        await _until(lambda: stream._paused)  # 200 octets nobody reads, over the 64-octet mark
+        await until(lambda: stream._paused)  # 200 octets nobody reads, over the 64-octet mark
         taker = _Taker()
         stream.transport.set_protocol(taker)
         data, eof = stream.hand_over()
@@ -257,7 +250,7 @@ def test_hand_over_gives_the_buffered_input_and_resumes_a_paused_transport() -> 
 def test_hand_over_says_the_peer_had_closed_its_side() -> None:
     async def session(conn: Connection, stream: _Counting) -> tuple[bytes, bytes, bool]:
         line = await conn.readline(512, 10)
-        await _until(lambda: stream._eof)
+        await until(lambda: stream._eof)
         data, eof = stream.hand_over()
         return line, data, eof
 
