@@ -167,7 +167,10 @@ class Engine:
         self.db_path = db_path
         self.segment_dir = segment_dir
         self._writer: threading.Thread | None = None
-        self._requests: queue.SimpleQueue[WriteRequest | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[list[WriteRequest] | None] = queue.SimpleQueue()
+        #: Requests submitted during this turn of the event loop, handed to the writer as one
+        #: list at the end of it (``_flush``): see ``submit``.
+        self._pending: list[WriteRequest] = []
         self._closing = False
         self._reader_pool = _ReaderThreads(readers, "postroom-reader")
         self._local = threading.local()
@@ -197,6 +200,7 @@ class Engine:
         self._closing = True
         if self._writer is not None:
             # Queued writes finish first (they were promised): the sentinel comes after them.
+            self._flush()
             self._requests.put(None)
             while self._writer.is_alive():
                 await asyncio.sleep(0.005)
@@ -289,12 +293,37 @@ class Engine:
         of several per request). If it raises, its changes are rolled back and each
         request runs alone through ``fn``, so one bad request still fails alone.
         """
+        return await self.submit(fn, *args, blobs=blobs, bulk=bulk)
+
+    def submit(self, fn: WriteFn, *args: Any, blobs: tuple[bytes, ...] = (),
+               bulk: BulkFn | None = None) -> asyncio.Future[Any]:
+        """``write`` without its coroutine: queue the request now and return the future
+        its batch completes. On the event loop's thread only. For the delivery path, where
+        each coroutine frame between the caller and this future costs on every message.
+
+        The request reaches the writer thread at the end of the event loop's current turn,
+        together with every other request of that turn (one queue put, one wake-up of the
+        writer), not one by one: woken by the first of them, the writer would take the GIL
+        from the loop in the middle of the turn (at once if the loop waits on something,
+        after the 5 ms switch interval if it is busy) and commit a part of them, leaving the
+        rest to a second commit with its own two fsyncs.
+        """
         if self._closing or self._writer is None:
             raise StoreClosed("the store is closed" if self._closing else "the store is not open")
-        assert self._loop is not None
-        fut: asyncio.Future[Any] = self._loop.create_future()
-        self._requests.put(WriteRequest(fn, args, blobs, fut, bulk))
-        return await fut
+        loop = self._loop
+        assert loop is not None
+        fut: asyncio.Future[Any] = loop.create_future()
+        pending = self._pending
+        if not pending:
+            loop.call_soon(self._flush)
+        pending.append(WriteRequest(fn, args, blobs, fut, bulk))
+        return fut
+
+    def _flush(self) -> None:
+        """On the event loop, after the turn that submitted them: hand the requests over."""
+        if self._pending:
+            self._requests.put(self._pending)
+            self._pending = []
 
     def _writer_main(self, setup: Callable[[sqlite3.Connection], object],
                      ready: concurrent.futures.Future[None]) -> None:
@@ -320,16 +349,16 @@ class Engine:
                 first = requests.get()
                 if first is None:
                     break
-                batch = [first]
+                batch = first
                 while True:  # everything that queued while the last batch was being committed
                     try:
-                        req = requests.get_nowait()
+                        more = requests.get_nowait()
                     except queue.Empty:
                         break
-                    if req is None:
+                    if more is None:
                         stopping = True
                         break
-                    batch.append(req)
+                    batch += more
                 started = time.perf_counter()
                 try:
                     self._commit_batch(batch)
@@ -379,11 +408,20 @@ class Engine:
                 for data in req.blobs:
                     seg, off = next(where)
                     req.blob_refs.append((seg, off, len(data)))
-            self._segments.sync()  # one fsync for every message of the batch
+            # The bytes go to the disk from now on (SegmentWriter.start_writeback), while
+            # this thread runs the statements; the fsync that waits for them (one for every
+            # message of the batch) comes before the COMMIT.
+            self._segments.start_writeback()
         # Writers of other processes (workers, the CLI) queue on this lock in the
         # kernel and wake the moment it is free; SQLite's own busy handler would
         # poll with sleeps of a millisecond and more.
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # Another process commits: fsync while waiting for it, not while holding the
+            # lock that process's next batch will wait for.
+            self._segments.sync()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -398,6 +436,7 @@ class Engine:
                         for req in batch[i:j]:
                             self._run_one(conn, req)
                     i = j
+                self._segments.sync()  # the bytes are on disk before any row that refers to them
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

@@ -139,6 +139,16 @@ def _now_idate() -> tuple[int, int]:
     return last
 
 
+def _crlf_line_ends(raw: bytes) -> tuple[bytes, int]:
+    """The message with CRLF line ends, and its count of LFs (what the parse needs: a bare
+    LF made CRLF is still one LF). Stored mail has CRLF line ends (what SMTP carries and
+    IMAP must send), so sizes, sections and POP3 octet counts all agree with the bytes served."""
+    newlines = raw.count(b"\n")
+    if newlines != raw.count(b"\r\n"):
+        raw = _BARE_LF.sub(b"\r\n", raw)
+    return raw, newlines
+
+
 def _keep(cache: OrderedDict[Any, Any], key: Any, value: Any, limit: int) -> None:
     cache[key] = value
     cache.move_to_end(key)
@@ -532,8 +542,17 @@ class SqliteStore(CredentialsMixin):
     async def deliver(self, raw: bytes, targets: Sequence[DeliveryTarget],
                       internaldate: datetime | None = None, *, crlf: bool = False,
                       newlines: int | None = None) -> list[Delivered]:
-        return await self._store_message(raw, list(targets), internaldate, fallback_inbox=True, crlf=crlf,
-                                         newlines=newlines)
+        # The hot path of every delivery: this coroutine awaits the batch's future itself, and the
+        # parse runs inline (no coroutine of its own) unless the message is large.
+        if not targets:
+            return []
+        if not crlf:
+            raw, newlines = _crlf_line_ends(raw)
+        if len(raw) > LARGE_MESSAGE:
+            structure = await self._structure_json(raw, newlines)
+        else:
+            structure = _dump_structure(parse(raw, newlines).to_json())
+        return await self._submit_store(raw, list(targets), structure, internaldate, True)
 
     async def append(self, account_id: int, mailbox: str, raw: bytes, flags: frozenset[str] = frozenset(),
                      internaldate: datetime | None = None) -> Delivered:
@@ -549,10 +568,7 @@ class SqliteStore(CredentialsMixin):
         raws = []
         metas = []
         for m in messages:
-            raw = m.raw
-            newlines = raw.count(b"\n")  # the same after a bare LF became CRLF
-            if newlines != raw.count(b"\r\n"):
-                raw = _BARE_LF.sub(b"\r\n", raw)
+            raw, newlines = _crlf_line_ends(m.raw)
             raws.append(raw)
             metas.append((m.flags, await self._structure_json(raw, newlines), *_idate(m.internaldate)))
         return await self.engine.write(self._w_append_many, account_id, mailbox, metas, blobs=tuple(raws))
@@ -576,15 +592,16 @@ class SqliteStore(CredentialsMixin):
         if not targets:
             return []
         if not crlf:
-            newlines = raw.count(b"\n")  # also what the parse needs (a bare LF made CRLF is still one LF)
-            if newlines != raw.count(b"\r\n"):
-                # Stored mail has CRLF line ends (what SMTP carries and IMAP must send), so
-                # sizes, sections and POP3 octet counts all agree with the bytes served.
-                raw = _BARE_LF.sub(b"\r\n", raw)
+            raw, newlines = _crlf_line_ends(raw)
         structure = await self._structure_json(raw, newlines)
+        return await self._submit_store(raw, targets, structure, internaldate, fallback_inbox)
+
+    def _submit_store(self, raw: bytes, targets: list[DeliveryTarget], structure: str,
+                      internaldate: datetime | None, fallback_inbox: bool) -> asyncio.Future[list[Delivered]]:
+        """Queue one message's write (``_w_store``, in bulk with its batch's other deliveries)."""
         idate, tzoff = _idate(internaldate) if internaldate is not None else _now_idate()
-        return await self.engine.write(self._w_store, targets, structure, idate, tzoff, fallback_inbox,
-                                       blobs=(raw,), bulk=self._w_store_bulk)
+        return self.engine.submit(self._w_store, targets, structure, idate, tzoff, fallback_inbox,
+                                  blobs=(raw,), bulk=self._w_store_bulk)
 
     def _w_store(self, c: sqlite3.Connection, targets: list[DeliveryTarget], structure: str, idate: int,
                  tzoff: int, fallback_inbox: bool, refs: list[tuple[str, int, int]]) -> list[Delivered]:
