@@ -1,6 +1,10 @@
 """The compiled form of a validated script: every command and test turned once into a
 Python closure, so that a run calls closures instead of dispatching each node.
 
+At delivery a script runs in its generated form (:mod:`postroom.sieve.codegen`), which
+calls these closures for what it does not write out itself, and falls back to them whole
+for scripts too large or too deep to generate.
+
 Why: at delivery a 30-rule script spent more of its time in the interpreter's own
 machinery (``run_block``'s dispatch by name, ``Context.test``, mime's wrapper around
 header/address/exists, ``Context.strings`` rebuilding constant lists, ``Context.match``
@@ -38,7 +42,7 @@ from .ast import Node, StringListArg
 from .match import _matches, glob_match
 from .registry import Registry
 
-__all__ = ["Program", "compile_program"]
+__all__ = ["Program", "address_parts", "compile_program", "split_chains"]
 
 #: Runs the compiled script (or a block of it) over a ``Context``.
 Program = Callable[[Any], None]
@@ -60,9 +64,12 @@ def _noop(ctx: Any) -> None:
     return None
 
 
-def _block(nodes: list[Node], reg: Registry) -> Program:
-    runnable = [n for n in nodes if n.runnable]
-    fns: list[Program] = []
+def split_chains(runnable: list[Node]) -> list[list[Node]] | None:
+    """The runnable nodes of a block as its units: each if with its elsif and else clauses,
+    each other command alone; None when an elsif or else follows no if (the validator
+    refuses this; such a block is left to the interpreter, whose "taken" flag then decides
+    exactly as before)."""
+    units: list[list[Node]] = []
     i = 0
     while i < len(runnable):
         node = runnable[i]
@@ -72,18 +79,24 @@ def _block(nodes: list[Node], reg: Registry) -> Program:
                 j += 1
                 if runnable[j - 1].name == "else":
                     break
-            fns.append(_chain(runnable[i:j], reg))
+            units.append(runnable[i:j])
             i = j
         elif node.name in ("elsif", "else"):
-            # Not after an if (the validator refuses this): leave such a block to the
-            # interpreter, whose "taken" flag then decides exactly as before.
-            def interpreted(ctx: Any, nodes: list[Node] = nodes) -> None:
-                ctx.run_block(nodes)
-
-            return interpreted
+            return None
         else:
-            fns.append(_command(node))
+            units.append([node])
             i += 1
+    return units
+
+
+def _block(nodes: list[Node], reg: Registry) -> Program:
+    units = split_chains([n for n in nodes if n.runnable])
+    if units is None:
+        def interpreted(ctx: Any) -> None:
+            ctx.run_block(nodes)
+
+        return interpreted
+    fns = [_chain(unit, reg) if unit[0].name == "if" else _command(unit[0]) for unit in units]
     if not fns:
         return _noop
     if len(fns) == 1:
@@ -259,7 +272,7 @@ def _matcher(node: Node, mt: str, comp: Any, keys: list[str]) -> Callable[[Any, 
                 for k in prepared:
                     if many and monotonic() > ctx.deadline:
                         ctx.check_time(node)
-                    if k in kv:
+                    if kv.find(k) >= 0:  # not ``k in kv``: see codegen._Gen.match
                         return True
             return False
 
@@ -378,6 +391,21 @@ def _header(node: Node, reg: Registry) -> _Test | None:
     return header
 
 
+def address_parts(msg: Any, low: str, parts_key: tuple[Any, ...], part: Any) -> list[str]:
+    """The address part of every address in the fields named ``low`` (RFC 5228 §5.1),
+    made once per message (``msg.memo[parts_key]``); also called by generated code."""
+    got: list[str] | None = msg.memo.get(parts_key)
+    if got is None:
+        got = []
+        for addrs in msg.addresses(low):
+            for a in addrs:
+                v = part(a.local, a.domain)
+                if v is not None:
+                    got.append(v)
+        msg.memo[parts_key] = got
+    return got
+
+
 def _address(node: Node, reg: Registry) -> _Test | None:
     fast = _fast_match(node, reg)
     if fast is None:
@@ -391,17 +419,7 @@ def _address(node: Node, reg: Registry) -> _Test | None:
     keyed = tuple((low, ("address", low, part), ("address-key", low, part, key)) for low in lows)
 
     def parts_of(msg: Any, low: str, parts_key: tuple[Any, ...]) -> list[str]:
-        """The address part of every address in the fields named ``low`` (RFC 5228 §5.1)."""
-        got: list[str] | None = msg.memo.get(parts_key)
-        if got is None:
-            got = []
-            for addrs in msg.addresses(low):
-                for a in addrs:
-                    v = part(a.local, a.domain)
-                    if v is not None:
-                        got.append(v)
-            msg.memo[parts_key] = got
-        return got
+        return address_parts(msg, low, parts_key, part)
 
     def folded(msg: Any, low: str, parts_key: tuple[Any, ...], folded_key: tuple[Any, ...]) -> list[Any]:
         memo = msg.memo

@@ -20,6 +20,7 @@ Accounts without scripts cost one indexed lookup and nothing else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import threading
 import time
@@ -309,17 +310,23 @@ def _run_scripts(evaluate: Callable[..., Any], d: Decision, notes: list[tuple[st
             break
         res = evaluate(script, current, envelope, host, limits=limits)
         d.ran.append(src.label)
-        implicit = [a for a in res.actions if isinstance(a, Keep) and a.implicit]
-        d.actions += [a for a in res.actions if not (isinstance(a, Keep) and a.implicit)]
-        if implicit:
-            d.keep_flags = implicit[-1].flags
+        implicit = None  # the last implicit keep (the flags it carries), if the run kept it
+        for a in res.actions:
+            if isinstance(a, Keep) and a.implicit:
+                implicit = a
+            else:
+                d.actions.append(a)
+        if implicit is not None:
+            d.keep_flags = implicit.flags
         else:
             d.implicit_keep = False
         if res.edited is not None:
             current = d.edited = res.edited
-        d.duplicate_marks += [(duplicate_key(host.asked.get(key, ""), key), seconds)
-                              for key, seconds in res.duplicate_marks]
-        notes += [(src.label, line) for line in res.log]
+        if res.duplicate_marks:
+            d.duplicate_marks += [(duplicate_key(host.asked.get(key, ""), key), seconds)
+                                  for key, seconds in res.duplicate_marks]
+        if res.log:
+            notes += [(src.label, line) for line in res.log]
         if getattr(res, "stopped", False):
             break
 
@@ -341,7 +348,8 @@ class _Plan:
 
     def keep(self, mailbox: str, flags: Sequence[str] = ()) -> None:
         # RFC 5228 §4.2 / RFC 5232 §3: one copy per mailbox, with the flags of every request.
-        self.copies[mailbox] = self.copies.get(mailbox, frozenset()) | frozenset(flags)
+        had = self.copies.get(mailbox)
+        self.copies[mailbox] = frozenset(flags) if had is None else had | frozenset(flags)
 
 
 def _headers(raw: bytes) -> Message:
@@ -349,14 +357,20 @@ def _headers(raw: bytes) -> Message:
     return BytesHeaderParser(policy=compat32).parsebytes(raw[: end + 4] if end >= 0 else raw)
 
 
-async def _sources(ctx: Any, settings: SieveSettings, account_id: int) -> tuple[list[_Source], str]:
-    """The scripts to run for the account, and its address ("" when the store did not say)."""
-    out = []
+#: The scripts that run for one account, as :func:`_sources` finds them: the text of the
+#: admin "before" script, the account's active script (name, text) and the text of the admin
+#: "after" script, each None when absent. It is also the key of :data:`_runs`.
+_Scripts = tuple[str | None, tuple[str, str] | None, str | None]
+
+
+async def _sources(ctx: Any, settings: SieveSettings, account_id: int) -> tuple[_Scripts | None, str]:
+    """The scripts to run for the account (None: none), and its address ("" when the store
+    did not say)."""
     # An empty admin script does nothing: skipped, so mail for accounts without scripts of
     # their own stays on the cheap path.
-    before = _admin_script(settings.before)
-    if before is not None and before.strip():
-        out.append(_Source("before", before, True))
+    before = _admin_script(settings.before) if settings.before is not None else None
+    if before is not None and not before.strip():
+        before = None
     # One lookup gives the script and the address the run needs (Store.get_sieve_delivery).
     address = ""
     get = getattr(ctx.store, "get_sieve_delivery", None)
@@ -367,12 +381,12 @@ async def _sources(ctx: Any, settings: SieveSettings, account_id: int) -> tuple[
     else:
         get = getattr(ctx.store, "get_active_sieve_script", None)
         active = await get(account_id) if get is not None else None
-    if active is not None:
-        out.append(_Source(active[0], active[1], False))
-    after = _admin_script(settings.after)
-    if after is not None and after.strip():
-        out.append(_Source("after", after, True))
-    return out, address
+    after = _admin_script(settings.after) if settings.after is not None else None
+    if after is not None and not after.strip():
+        after = None
+    if before is None and active is None and after is None:
+        return None, address
+    return (before, active, after), address
 
 
 async def deliver_local(ctx: Any, msg: Incoming) -> Outcome:
@@ -385,11 +399,11 @@ async def deliver_local(ctx: Any, msg: Incoming) -> Outcome:
     plain: list[DeliveryTarget] = []
     decided: list[tuple[LocalRecipient, Decision | Exception, str]] = []
     for rcpt in {r.account_id: r for r in msg.recipients}.values():
-        sources, address = await _sources(ctx, settings, rcpt.account_id)
-        if not sources:
+        scripts, address = await _sources(ctx, settings, rcpt.account_id)
+        if scripts is None:
             plain.append(DeliveryTarget(rcpt.account_id, rcpt.mailbox))
             continue
-        decided.append((rcpt, *await _decide(ctx, settings, msg, rcpt, sources, address)))
+        decided.append((rcpt, *await _decide(ctx, settings, msg, rcpt, scripts, address)))
     return await _carry_out(ctx, settings, msg, plain, decided)
 
 
@@ -402,7 +416,9 @@ async def carry_out(ctx: Any, msg: Incoming, decisions: Sequence[tuple[LocalReci
 async def _carry_out(ctx: Any, settings: SieveSettings, msg: Incoming, plain: list[DeliveryTarget],
                      decided: Sequence[tuple[LocalRecipient, Decision | Exception, str]]) -> Outcome:
     outcome = Outcome(filtered=len(decided))
-    plans = [await _plan_or_keep(ctx, settings, msg, rcpt, d, label) for rcpt, d, label in decided]
+    plans = []
+    for rcpt, d, label in decided:
+        plans.append(await _plan_or_keep(ctx, settings, msg, rcpt, d, label))
     if msg.refuse_single and not plain and len(plans) == 1 and _refused(plans[0]):
         plan = plans[0]
         assert plan.reject is not None
@@ -412,10 +428,12 @@ async def _carry_out(ctx: Any, settings: SieveSettings, msg: Incoming, plain: li
         return outcome
     await _store(ctx, msg, plain, plans)
     for plan in plans:
-        await _mark_duplicates(ctx, plan)
+        if plan.marks:
+            await _mark_duplicates(ctx, plan)
         for r in plan.redirects:
             await _redirect(ctx, msg, plan, r)  # raises: the copy must leave or the client retries
-        await _after_effects(ctx, settings, msg, plan)
+        if plan.vacations or plan.notifies or plan.reject is not None:
+            await _after_effects(ctx, settings, msg, plan)
         outcome.notes.append(f"sieve[{plan.address}]={','.join(plan.words) or 'keep'}")
     return outcome
 
@@ -432,42 +450,116 @@ def smtp_text(reason: str) -> str:
     return text[:REJECT_TEXT_MAX] or "Message rejected"
 
 
-async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalRecipient,
-                  sources: list[_Source], address: str = "") -> tuple[Decision | Exception, str]:
-    """Compile (cached) and run the scripts; the error instead of a decision when that failed,
-    with the label of the script at fault. ``address``: the account's, when already known."""
-    label = sources[0].label
-    try:
-        limits = limits_of(settings)
-        scripts = []
-        names: frozenset[str] = frozenset()
-        for src in sources:
-            label = src.label
+class _Run:
+    """What a delivery needs to run one account's scripts that does not depend on the
+    message: made once per combination of script texts and limits (:func:`_prepared`), so a
+    delivery does not compile-check, label and inspect the scripts again each time."""
+
+    __slots__ = ("include", "inline", "label", "limits", "mailbox_tests", "scripts")
+
+    def __init__(self, scripts: list[tuple[_Source, Any]], limits: Limits, names: frozenset[str]) -> None:
+        self.scripts = scripts
+        self.label = "+".join(src.label for src, _ in scripts)
+        self.limits = limits
+        # See INLINE_EXTENSIONS; the message's header size is checked per delivery.
+        self.inline = all(script.required <= INLINE_EXTENSIONS for _, script in scripts)
+        # Only these tests ask the host about mailboxes; otherwise the list is read only
+        # when a fileinto needs it (_plan_or_keep).
+        self.mailbox_tests = bool(names & MAILBOX_TESTS)
+        self.include = "include" in names
+
+
+class _CompileFailed(Exception):
+    """A script of the sequence did not compile: ``error``, in the script ``label``."""
+
+    def __init__(self, label: str, error: Exception) -> None:
+        super().__init__(label, error)
+        self.label = label
+        self.error = error
+
+
+#: Prepared runs, keyed by the scripts' texts (:data:`_Scripts`) and the limits' identity
+#: (``limits_of`` gives the same object for the same settings; the entry keeps it alive and
+#: is used only while it is that object).
+_runs: OrderedDict[tuple[_Scripts, int], _Run] = OrderedDict()
+
+
+def _prepared(scripts: _Scripts, limits: Limits) -> _Run:
+    """The run for these scripts under these limits: each compiled once per process (the
+    compile cache), and what delivery must know about them worked out once too. A script
+    that does not compile raises :class:`_CompileFailed` every time (nothing is kept)."""
+    key = (scripts, id(limits))
+    run = _runs.get(key)
+    if run is not None and run.limits is limits:
+        _runs.move_to_end(key)
+        return run
+    before, active, after = scripts
+    sources = [_Source("before", before, True)] if before is not None else []
+    if active is not None:
+        sources.append(_Source(active[0], active[1], False))
+    if after is not None:
+        sources.append(_Source("after", after, True))
+    compiled_scripts = []
+    names: frozenset[str] = frozenset()
+    for src in sources:
+        try:
             # The size limit is for users' scripts; the admin's are as large as they are.
             size = len(src.text.encode("utf-8", "surrogatepass")) if src.admin else 0
             script, used = _compiled_entry(src.text, limits if size <= limits.max_script_size else replace(
                 limits, max_script_size=size))
-            scripts.append((src, script))
-            names |= used
-        label = "+".join(s.label for s in sources)
+        except Exception as exc:
+            raise _CompileFailed(src.label, exc) from exc
+        compiled_scripts.append((src, script))
+        names |= used
+    run = _runs[key] = _Run(compiled_scripts, limits, names)
+    if len(_runs) > CACHE_SIZE:
+        _runs.popitem(last=False)
+    return run
+
+
+_environment_memo: list[tuple[tuple[str, str, str, str], dict[str, str]]] = []
+
+
+def _environment(ctx: Any, msg: Incoming) -> dict[str, str]:
+    """The RFC 5183 items of this delivery: the same (read-only) dict while the config and
+    the client stay the same, as they do for every message of an SMTP session."""
+    config = ctx.config
+    key = (config.domains[0] if config.domains else config.hostname, config.hostname, msg.remote_host,
+           msg.remote_ip)
+    memo = _environment_memo[0] if _environment_memo else None
+    if memo is not None and memo[0] == key:
+        return memo[1]
+    items = environment_items(domain=key[0], host=key[1], remote_host=key[2], remote_ip=key[3])
+    _environment_memo[:] = [(key, items)]
+    return items
+
+
+async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalRecipient,
+                  scripts: _Scripts, address: str = "") -> tuple[Decision | Exception, str]:
+    """Compile (cached) and run the scripts; the error instead of a decision when that failed,
+    with the label of the script at fault. ``address``: the account's, when already known."""
+    label = "before" if scripts[0] is not None else scripts[1][0] if scripts[1] is not None else "after"
+    try:
+        limits = limits_of(settings)
+        try:
+            run = _prepared(scripts, limits)
+        except _CompileFailed as failed:
+            return failed.error, failed.label
+        label = run.label
         address = address or await _address(ctx, rcpt)
-        # Only these tests ask the host about mailboxes; otherwise the list is read only
-        # when a fileinto needs it (_plan_or_keep).
-        mailboxes = await ctx.store.list_mailboxes(rcpt.account_id) if names & MAILBOX_TESTS else None
+        mailboxes = await ctx.store.list_mailboxes(rcpt.account_id) if run.mailbox_tests else None
         loop = asyncio.get_running_loop()
         host = DeliveryHost(loop=loop, store=ctx.store, account_id=rcpt.account_id, mailboxes=mailboxes,
-                            environment_items=environment_items(
-                                domain=ctx.config.domains[0] if ctx.config.domains else ctx.config.hostname,
-                                host=ctx.config.hostname, remote_host=msg.remote_host, remote_ip=msg.remote_ip),
-                            raw=msg.raw, global_dir=global_dir(ctx, settings) if "include" in names else None,
+                            environment_items=_environment(ctx, msg), raw=msg.raw,
+                            global_dir=global_dir(ctx, settings) if run.include else None,
                             _loop_thread=threading.get_ident())
         envelope = Envelope(sender=msg.sender, recipient=address, original_recipient=rcpt.address or address,
                             auth=msg.auth)
         decision = None
-        if inline_ok([script for _, script in scripts], msg.raw):
+        if run.inline and _small_header(msg.raw):
             short = limits.max_cpu_seconds > INLINE_SECONDS
             try:
-                decision = run_sequence(scripts, msg.raw, envelope, host,
+                decision = run_sequence(run.scripts, msg.raw, envelope, host,
                                         _inline_limits(limits) if short else limits, inline=True)
             except BudgetExceeded:
                 if not short:
@@ -478,7 +570,7 @@ async def _decide(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: LocalR
                 logger.debug("%s id=%s sieve account=%s: asks the store; run on a worker",
                              msg.session_id, msg.queue_id, address)
         if decision is None:
-            decision = await loop.run_in_executor(_executor, run_sequence, scripts, msg.raw, envelope, host,
+            decision = await loop.run_in_executor(_executor, run_sequence, run.scripts, msg.raw, envelope, host,
                                                   limits)
         decision.address = address
         decision.mailboxes = mailboxes if host.mailboxes is None else list(host.mailboxes)
@@ -503,10 +595,15 @@ def _inline_limits(limits: Limits) -> Limits:
 def inline_ok(scripts: Sequence[Any], raw: bytes) -> bool:
     """Whether these compiled scripts may first be tried on the event loop (see
     :data:`INLINE_EXTENSIONS`)."""
-    if not all(script.required <= INLINE_EXTENSIONS for script in scripts):
-        return False
+    return all(script.required <= INLINE_EXTENSIONS for script in scripts) and _small_header(raw)
+
+
+def _small_header(raw: bytes) -> bool:
+    """Whether the message's header block is small enough for a run on the loop."""
+    if len(raw) <= INLINE_HEADER_MAX:
+        return True
     end = raw.find(b"\r\n\r\n", 0, INLINE_HEADER_MAX + 1)
-    return 0 <= end <= INLINE_HEADER_MAX or len(raw) <= INLINE_HEADER_MAX
+    return 0 <= end <= INLINE_HEADER_MAX
 
 
 async def _address(ctx: Any, rcpt: LocalRecipient) -> str:
@@ -532,10 +629,12 @@ async def _plan_or_keep(ctx: Any, settings: SieveSettings, msg: Incoming, rcpt: 
             names = None
             if mailboxes is None:
                 files = [a for a in d.actions if isinstance(a, FileInto)]
+                if not files:
+                    mailboxes = []
                 # The SQLite store keeps each account's mailbox names (no read per delivery).
-                kept_names = getattr(ctx.store, "mailbox_names", None)
-                if files and kept_names is not None and not any(a.special_use for a in files):
-                    names, mailboxes = set(await kept_names(rcpt.account_id)), []
+                elif (kept_names := getattr(ctx.store, "mailbox_names", None)) is not None and not any(
+                        a.special_use for a in files):
+                    names, mailboxes = await kept_names(rcpt.account_id), []
                 else:
                     mailboxes = await _targets(ctx, rcpt.account_id, files)
             await _plan(ctx, settings, msg, plan, d, mailboxes, names)
@@ -570,32 +669,36 @@ async def _targets(ctx: Any, account_id: int, files: list[FileInto]) -> list[Mai
 
 
 async def _plan(ctx: Any, settings: SieveSettings, msg: Incoming, plan: _Plan, d: Decision,
-                mailboxes: list[Mailbox], names: set[str] | None = None) -> None:
+                mailboxes: list[Mailbox], names: set[str] | frozenset[str] | None = None) -> None:
     """Turn the decision into copies and messages to send, resolving mailboxes (by the
     account's mailbox ``names`` when given, else by ``mailboxes``)."""
     if d.edited is not None:
         plan.raw = d.edited
     plan.marks = d.duplicate_marks
-    # The loop checks read the header fields: parsed only when there is a redirect.
-    redirected_by: set[str] = set()
+    # The loop checks read the header fields: parsed at the first redirect, if there is one.
+    redirected_by: set[str] | None = None
     hops = 0
-    if any(isinstance(a, Redirect) for a in d.actions):
-        headers = _headers(plan.raw)
-        redirected_by = {str(v).strip().strip("<>").lower() for v in headers.get_all(REDIRECTED_BY, [])}
-        hops = sum(1 for name, _ in headers.items() if name.lower() == "received")
     default = plan.rcpt.mailbox
-    if names is None:
-        names = {m.name for m in mailboxes}
     keep_after = d.implicit_keep
     for a in d.actions:
         if isinstance(a, Keep):
             plan.keep(default, a.flags)
             plan.words.append("keep")
         elif isinstance(a, FileInto):
-            box = await _mailbox_for(ctx, msg, plan, a, names, mailboxes)
+            if names is None:
+                names = {m.name for m in mailboxes}
+            elif a.create and isinstance(names, frozenset) and _name(a) not in names:
+                names = set(names)  # the store's kept names: _create adds what it makes to a copy
+            box = _name(a)
+            if a.special_use or box not in names:  # else the named mailbox exists: no await
+                box = await _mailbox_for(ctx, msg, plan, a, names, mailboxes)
             plan.keep(box, a.flags)
             plan.words.append(f"fileinto:{box}")
         elif isinstance(a, Redirect):
+            if redirected_by is None:
+                headers = _headers(plan.raw)
+                redirected_by = {str(v).strip().strip("<>").lower() for v in headers.get_all(REDIRECTED_BY, [])}
+                hops = sum(1 for name, _ in headers.items() if name.lower() == "received")
             refuse = None
             if plan.address.lower() in redirected_by:
                 refuse = "already redirected by this account"
@@ -637,7 +740,11 @@ def _special_use(mailboxes: Sequence[Mailbox], use: str) -> str | None:
     return next((m.name for m in mailboxes if (m.special_use or "").lower() == use.lower()), None)
 
 
-async def _mailbox_for(ctx: Any, msg: Incoming, plan: _Plan, a: FileInto, names: set[str],
+def _name(a: FileInto) -> str:
+    return "INBOX" if a.mailbox.upper() == "INBOX" else a.mailbox
+
+
+async def _mailbox_for(ctx: Any, msg: Incoming, plan: _Plan, a: FileInto, names: set[str] | frozenset[str],
                        mailboxes: Sequence[Mailbox]) -> str:
     """Where ``fileinto`` puts the copy: the special-use mailbox (RFC 8579 §4) when there is
     one, else the named mailbox; a missing one is created only with ``:create`` (RFC 5490
@@ -646,10 +753,11 @@ async def _mailbox_for(ctx: Any, msg: Incoming, plan: _Plan, a: FileInto, names:
         found = _special_use(mailboxes, a.special_use)
         if found is not None:
             return found
-    name = "INBOX" if a.mailbox.upper() == "INBOX" else a.mailbox
+    name = _name(a)
     if name in names:
         return name
     if a.create:
+        assert isinstance(names, set)  # _plan copied the store's kept names
         try:
             await _create(ctx, plan.rcpt.account_id, name, names, a.special_use)
             return name
@@ -865,8 +973,14 @@ def vacation_handle(v: Vacation) -> str:
     vacation message is sent even to those who got the previous one."""
     if v.handle:
         return v.handle
-    digest = hashlib.sha256("\x00".join((v.subject, v.from_ or "", "mime" if v.mime else "", v.reason))
-                            .encode("utf-8", "surrogatepass")).hexdigest()
+    return _auto_handle(v.subject, v.from_ or "", "mime" if v.mime else "", v.reason)
+
+
+@functools.lru_cache(maxsize=256)
+def _auto_handle(subject: str, from_: str, mime: str, reason: str) -> str:
+    # Per process per distinct reply: the same script's vacation asks for it with every message.
+    text = f"{subject}\x00{from_}\x00{mime}\x00{reason}"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     return f"auto:{digest[:24]}"
 
 

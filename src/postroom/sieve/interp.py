@@ -3,8 +3,9 @@
 Nothing here performs an action: :class:`Context` records them, applies RFC 5228 §2.10
 (implicit keep, cancellation, duplicate suppression §4.2/§2.10.3) and the conflict rules
 of reject (RFC 5429 §2.1) and vacation, and :func:`run` returns a :class:`Result`.
-:func:`run` runs the script's compiled form (``postroom.sieve.compiled``), which does what
-:meth:`Context.run_block` does without dispatching each node; ``run_block`` stays for the
+:func:`run` runs the script's generated form (``postroom.sieve.codegen``, or the closures
+of ``postroom.sieve.compiled``), which does what :meth:`Context.run_block` does without
+dispatching each node; ``run_block`` stays for the
 extensions that run a block of nodes themselves (foreverypart, include) and the test suite.
 
 Budget: every command and test costs a step (``Limits.max_steps``); a wall-clock
@@ -37,7 +38,8 @@ from .api import (
     Vacation,
 )
 from .ast import Arg, Node, NumberArg, Script, StringArg, StringListArg
-from .compiled import Program, compile_program
+from .codegen import compile_program
+from .compiled import Program
 from .match import compare, match_contains, match_is
 from .message import MessageView
 from .registry import REGISTRY, Comparator, Registry
@@ -297,11 +299,17 @@ def _check_conflicts(ctx: Context, action: Action, node: Node) -> None:
 
 
 def run(script: Script, raw: bytes, envelope: Envelope, host: Host, parsed: Any, limits: Limits) -> Result:
+    try:
+        # Before the Context, so before its clock starts: a script's first run makes its
+        # generated form (a few ms for thirty rules), which is no part of this run's budget.
+        program = program_of(script, REGISTRY)
+    except Exception as e:
+        raise SieveRuntimeError(f"internal error while compiling the script: {type(e).__name__}: {e}") from e
     ctx = Context(script, raw, envelope, host, parsed, limits)
     for hook in _START_HOOKS:
         hook(ctx)
     try:
-        program_of(script, ctx.reg)(ctx)
+        program(ctx)
     except Stop:
         ctx.result.stopped = True  # delivery skips the scripts after this one
     except SieveError:

@@ -143,6 +143,18 @@ def _index_block(raw: bytes, start: int) -> dict[str, list[bytes]]:
     return index
 
 
+def decode_value(value: bytes) -> str:
+    """``decode_header_value(value).strip(" \t")``: a value on one line with no encoded
+    word (most of them) is only decoded as UTF-8, which is what that function returns for
+    it, without its unfolding pass (whose ``bytes in bytes`` tests raise and drop a
+    TypeError internally) and its encoded-word check on a second copy."""
+    if value.find(b"\n") < 0 and value.find(b"\r") < 0:
+        text = value.decode("utf-8", "replace")
+        if "=?" not in text:  # replacement characters never form "=?"
+            return text.strip(" \t")
+    return decode_header_value(value).strip(" \t")
+
+
 @lru_cache(maxsize=2048)
 def addresses_of(value: bytes) -> tuple[Addr, ...]:
     """:func:`parse_addresses` of a raw field value, kept: the same From, To and Cc values
@@ -220,7 +232,7 @@ class MessageView:
         got = self._decoded.get(low)
         if got is None:
             fields = (self._index if self._index is not None else self._by_name()).get(low, ())
-            got = self._decoded[low] = [decode_header_value(v).strip(" \t") for v in fields]
+            got = self._decoded[low] = [decode_value(v) for v in fields]
         return got
 
     @property
@@ -248,7 +260,12 @@ class MessageView:
 
     def unfolded(self, name: str) -> list[str]:
         """Values unfolded but not RFC 2047-decoded (for addresses and dates)."""
-        return [unfold_nolf(v).decode("utf-8", "replace").strip(" \t") for v in self.raw_values(name)]
+        out = []
+        for v in self._by_name().get(name.lower(), ()):
+            if v.find(b"\n") >= 0 or v.find(b"\r") >= 0:  # else unfold_nolf returns it as it is
+                v = unfold_nolf(v)
+            out.append(v.decode("utf-8", "replace").strip(" \t"))
+        return out
 
     def has(self, name: str) -> bool:
         return name.lower() in self._by_name()

@@ -3,6 +3,8 @@ fileinto and redirect (needs ``require "copy"``)."""
 
 from __future__ import annotations
 
+import re
+
 from ..api import FileInto
 from ..ast import Node, StringArg
 from ..core import action_flags
@@ -23,10 +25,14 @@ def _fileinto(ctx: Context, node: Node) -> None:
                    node, cancels_keep=not copy)
 
 
+#: Control characters and surrogates (lone, or escaped octets that are not UTF-8).
+_BAD_MAILBOX_CHAR = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
 def _valid_mailbox(name: str, error: object, at: object) -> None:
     """A mailbox name the store can take: not empty, no control characters (the store
     applies its own hierarchy rules when delivering)."""
-    if not name or any(ord(c) < 0x20 or c == "\x7f" for c in name) or any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+    if not name or _BAD_MAILBOX_CHAR.search(name):
         raise error(f"fileinto: invalid mailbox name {name!r}", at)  # type: ignore[operator]
 
 

@@ -79,8 +79,11 @@ def _upperfirst(s: str) -> str:
 def apply_modifiers(node: Node, value: str) -> str:
     """The node's ``set`` modifiers applied, highest precedence first (§4.1); also used
     by extracttext (RFC 5703 §7)."""
-    mods = sorted((REGISTRY.modifiers[t[1:]] for t in node.tags if t[1:] in REGISTRY.modifiers),
-                  key=lambda m: -m.precedence)
+    mods = node.data.get("_modifiers")
+    if mods is None:  # once per node: its tags are fixed (a tuple, so threads may race to make it)
+        mods = node.data["_modifiers"] = tuple(sorted(
+            (REGISTRY.modifiers[t[1:]] for t in node.tags if t[1:] in REGISTRY.modifiers),
+            key=lambda m: -m.precedence))
     for m in mods:
         value = m.fn(value)
     return value
