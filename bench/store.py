@@ -185,6 +185,11 @@ def bench_store(root: Path, deliverers: int, processes: int, seconds: float, run
                                                      processes, seconds)
     stored = _run(_inbox_count(path))
     assert stored == count, f"{count} deliveries returned but {stored} messages in the mailbox"
+    # Checked, so gone: each run writes several hundred MB, and runs that left theirs behind
+    # made later runs grow the page cache into memory this VM had not touched for a while,
+    # which cost them 20-25 us of CPU per delivery more than the first runs (docs/storage.md,
+    # "Third pass"); a server in steady state reuses its page cache instead.
+    shutil.rmtree(path, ignore_errors=True)
     return Point(count / elapsed, cpu / count * 1e6, batches, loop_cpu / count * 1e6)
 
 
