@@ -84,7 +84,9 @@ def unfold_nolf(b: bytes) -> bytes:
     continuation line without leading whitespace we insert a space so words do
     not run together (the same repair Dovecot makes).
     """
-    if b"\r" not in b and b"\n" not in b:
+    # find, not ``in``: bytes' ``in`` first tries its operand as a byte value and builds
+    # and drops a TypeError for a bytes operand, twice per header value here.
+    if b.find(b"\r") < 0 and b.find(b"\n") < 0:
         return b
     out = bytearray()
     n = len(b)

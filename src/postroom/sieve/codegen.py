@@ -13,10 +13,14 @@ What is generated: blocks, if/elsif/else chains, ``allof``/``anyof``/``not``/``t
 ``false`` (short-circuiting, flat: each operand guarded by the result so far), and
 ``header``, ``address``, ``exists`` with the constant names, keys and plain match that
 :mod:`~postroom.sieve.compiled` resolves itself (``:is``/``:contains`` with at most 16
-keys inline; ``:matches`` through its matcher), and ``header :value`` with constant names
-and keys. Every other test and every command calls what the closures call (``spec.run``,
-or the closure :mod:`~postroom.sieve.compiled` makes for the test), so extensions and
-their state are untouched.
+keys inline; ``:matches`` through its matcher), ``header :value`` with constant names
+and keys, ``envelope`` and ``string`` with constant keys, and ``size``. Commands with
+constant arguments whose registered run is the one known here (``fileinto`` without
+``:specialuse``, ``setflag``/``addflag``/``removeflag`` on the internal variable) are the
+few lines that run would execute, with what does not change between runs made once.
+Every other test and every command calls what the closures call (``spec.run``, or the
+closure :mod:`~postroom.sieve.compiled` makes for the test), so extensions and their
+state are untouched.
 
 Safety: no text from the script is ever part of the generated source. Names, keys,
 nodes and helpers are passed in the function's namespace under names made here
@@ -37,11 +41,17 @@ hundreds of tests), and scripts past :data:`_MAX_LINES` run as closures altogeth
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any
 
-from .ast import Node
+# Modules, not names: core and interp are still being made when this is imported (core →
+# interp → here); what the code needs of them is looked up at generation and run time.
+from . import core as _core
+from . import interp as _interp
+from .api import FileInto
+from .ast import Node, NumberArg, StringArg
 from .compiled import (
     Program,
     _block,
@@ -54,6 +64,7 @@ from .compiled import (
 )
 from .compiled import compile_program as compile_closures
 from .match import _BYTES_UPPER, casemap_key, octet_key
+from .message import addresses_of
 from .registry import Registry
 
 __all__ = ["compile_program", "generate", "source"]
@@ -135,6 +146,56 @@ def _folded_header(msg: Any, low: str, memo_key: tuple[Any, ...], key: Callable[
     return got
 
 
+def _envelope_values(ctx: Any, lows: tuple[str, ...], part: Any) -> list[str]:
+    """The address part of the envelope's ``lows`` ("from", "to", "auth": the validator
+    refuses other constant names), as ``core._envelope`` collects them without ``:index``."""
+    env = ctx.envelope
+    got: list[str] = []
+    for p in lows:
+        raw = env.sender if p == "from" else env.recipient if p == "to" else env.auth if p == "auth" else None
+        if raw is None:
+            continue
+        if p == "from" and (raw == "" or raw == "<>"):
+            got.append("")  # RFC 5228 §5.4: the null reverse-path matches "" whatever the part
+            continue
+        if not raw:
+            continue
+        for a in addresses_of(raw.encode("utf-8", "surrogateescape")):
+            v = part(a.local, a.domain)
+            if v is not None:
+                got.append(v)
+    return got
+
+
+def _flagged(ctx: Any, node: Node, made: FileInto) -> FileInto:
+    """A direct ``fileinto``'s action when the internal flag variable is not empty."""
+    return dataclasses.replace(made, flags=_core.action_flags(ctx, node))
+
+
+def _constant_strings(arg: Any) -> list[str] | None:
+    """The values of a string or string list that holds no variable, else None."""
+    if isinstance(arg, StringArg):
+        return None if arg.expand else [arg.value]
+    return _constants(arg)
+
+
+def _setflag(ctx: Any, new: tuple[str, ...]) -> None:
+    ctx.flags = list(new)
+
+
+def _addflag(ctx: Any, new: tuple[str, ...]) -> None:
+    ctx.flags = _core.normalize_flags([" ".join([*ctx.flags, *new])])
+
+
+def _removeflag(ctx: Any, new: tuple[str, ...]) -> None:
+    drop = {f.lower() for f in new}
+    ctx.flags = [f for f in ctx.flags if f.lower() not in drop]
+
+
+#: What ``_flag_command`` does on the internal variable, by command, its flags normalized.
+_FLAG_OPS = {"setflag": _setflag, "addflag": _addflag, "removeflag": _removeflag}
+
+
 def _folded_address(msg: Any, low: str, parts_key: tuple[Any, ...], folded_key: tuple[Any, ...],
                     part: Any, key: Callable[[str], Any]) -> list[Any]:
     got: list[Any] = [key(v) for v in address_parts(msg, low, parts_key, part)]
@@ -161,7 +222,8 @@ class _Gen:
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {
             "_folded_header": _folded_header, "_address_parts": address_parts,
-            "_folded_address": _folded_address, "_over_budget": _over_budget}
+            "_folded_address": _folded_address, "_over_budget": _over_budget, "_flagged": _flagged,
+            "_envelope_values": _envelope_values}
         self.chains = 0
         self.nest = 0  # tests being generated inside each other
         #: Steps counted but not yet emitted (:meth:`step`), all at ``pending_depth``.
@@ -231,7 +293,11 @@ class _Gen:
             else:
                 self.step(depth, node, clock=True)
                 assert node.spec is not None
-                self.call(depth, f"{self.const(node.spec.run)}(ctx, {self.const(node)})")
+                if node.spec.run is _core._noop:
+                    continue  # require (its work is done at compile time): only the step
+                make = _COMMANDS.get(node.name)
+                if make is None or node.spec is not self.reg.commands.get(node.name) or not make(self, node, depth):
+                    self.call(depth, f"{self.const(self.bare(node.spec.run, node))}(ctx, {self.const(node)})")
         if not units:
             self.emit(depth, "pass")
 
@@ -267,6 +333,68 @@ class _Gen:
             self.emit(at, "if t:")
             self.emit(at + 1, f"{taken} = True")
             body(node, at + 1)
+
+    def bare(self, run: Any, node: Node) -> Any:
+        """``run`` without fcc's wrapper when the node has no ``:fcc`` (the wrapper would
+        only call it: one frame less per vacation)."""
+        from .ext.fcc import BARE_RUN  # here: the extensions import this package
+
+        inner = BARE_RUN.get(run)
+        return inner if inner is not None and ":fcc" not in node.tags else run
+
+    # -------------------------------------------------------------- direct commands
+    #
+    # A command with constant arguments, whose registered run is the one known here, as
+    # the few lines that run does for it, with what does not change between runs made
+    # once (the action, the flag list). Each returns False, having emitted nothing, for
+    # anything else; the generic call then runs it.
+
+    def fileinto(self, node: Node, depth: int) -> bool:
+        """``fileinto`` with a constant mailbox and constant ``:flags`` (or none), without
+        ``:specialuse``: the ``FileInto`` made once (frozen), added with ``add_action``
+        as ``_fileinto`` adds it (the same duplicate, conflict and limit checks)."""
+        from .ext import fileinto as fileinto_ext
+        from .ext import special_use
+
+        arg = node.positional[0]
+        if (special_use.WRAPPED_FILEINTO != (node.spec.run if node.spec else None, fileinto_ext._fileinto)
+                or not isinstance(arg, StringArg) or arg.expand
+                or any(tag not in (":copy", ":create", ":flags") for tag in node.tags)):
+            return False
+        copy = ":copy" in node.tags
+        made = FileInto(arg.value, flags=(), copy=copy, create=":create" in node.tags, special_use=None)
+        add = f"{self.const(node)}, cancels_keep={not copy}"
+        if ":flags" not in node.tags:
+            # No :flags: the internal variable's flags (action_flags), usually none.
+            self.emit(depth, "ctx.steps = steps")
+            self.emit(depth, f"ctx.add_action({self.const(made)} if not ctx.flags else "
+                             f"_flagged(ctx, {self.const(node)}, {self.const(made)}), {add})")
+            return True
+        words = _constant_strings(node.tags[":flags"])
+        if words is None:
+            return False
+        flags = _core.normalize_flags(words)
+        good = [f for f in flags if _interp.IMAP_FLAG.fullmatch(f)]
+        self.emit(depth, "ctx.steps = steps")
+        if len(good) != len(flags):  # action_flags' note, made once
+            note = f"{node.name}: ignoring invalid flags {[f for f in flags if f not in good]}"
+            self.emit(depth, f"ctx.result.log.append({self.const(note)})")
+        self.emit(depth, f"ctx.add_action({self.const(dataclasses.replace(made, flags=tuple(good)))}, {add})")
+        return True
+
+    def flag_command(self, node: Node, depth: int) -> bool:
+        """``setflag``/``addflag``/``removeflag`` on the internal variable with constant
+        flags: the flag list normalized once."""
+        from .ext.imap4flags import _flag_command
+
+        if node.spec is None or node.spec.run is not _flag_command or node.positional[0] is not None:
+            return False
+        words = _constant_strings(node.positional[1])
+        if words is None:
+            return False
+        new = self.const(tuple(_core.normalize_flags(words)))
+        self.emit(depth, f"{self.const(_FLAG_OPS[node.name])}(ctx, {new})")
+        return True
 
     # -------------------------------------------------------------- tests
 
@@ -317,6 +445,51 @@ class _Gen:
         self.emit(depth, "t = " + " and ".join(f"{self.const(n.lower())} in index" for n in names))
         return True
 
+    def size(self, node: Node, depth: int) -> bool:
+        """``size :over``/``:under`` a number: ``_size`` written out."""
+        limit = node.positional[0]
+        if node.spec is None or node.spec.run is not _core._size or not isinstance(limit, NumberArg):
+            return False
+        self.step(depth, node, clock=False)
+        self.emit(depth, f"t = msg.size {'>' if ':over' in node.tags else '<'} {self.const(limit.value)}")
+        return True
+
+    def envelope(self, node: Node, depth: int) -> bool:
+        """``envelope`` with constant parts and keys and a plain match: the envelope's
+        address parts (:func:`_envelope_values`, what ``_envelope`` collects), matched as
+        ``header``'s values are."""
+        got = self._plain(node)
+        if got is None or node.spec is None or node.spec.run is not _core._envelope:
+            return False
+        mt, comp, names, keys = got
+        part = self.reg.address_parts[node.data.get("address_part", "all")].fn
+        self.step(depth, node, clock=False)
+        values = f"_envelope_values(ctx, {self.const(tuple(n.lower() for n in names))}, {self.const(part)})"
+        self.values(node, mt, comp, keys, values, depth)
+        return True
+
+    def string(self, node: Node, depth: int) -> bool:
+        """``string`` (RFC 5229 §5) with constant keys and a plain match: the sources
+        expanded as ``_string`` expands them (``ctx.strings``), matched as ``header``'s
+        values are."""
+        from .ext.variables import _string
+
+        got = _plain_match(node, self.reg)
+        keys = _constants(node.positional[1])
+        if got is None or keys is None or node.spec is None or node.spec.run is not _string:
+            return False
+        self.step(depth, node, clock=False)
+        self.values(node, got[0], got[1], keys, f"ctx.strings({self.const(node.positional[0])})", depth)
+        return True
+
+    def values(self, node: Node, mt: str, comp: Any, keys: list[str], values: str, depth: int) -> None:
+        """``t`` = any of the values the expression ``values`` makes matches any key."""
+        if mt == "matches":
+            self.emit(depth, f"t = {self.const(_matcher(node, mt, comp, keys))}(ctx, {values})")
+            return
+        self.emit(depth, f"v0 = [{self.const(comp.key)}(v) for v in {values}]")
+        self.match(node, mt, comp, keys, 1, depth)
+
     def _plain(self, node: Node) -> tuple[str, Any, list[str], list[str]] | None:
         plain = _plain_match(node, self.reg)
         names = _constants(node.positional[0])
@@ -347,10 +520,20 @@ class _Gen:
         key_name = self.const(key)
         for i, low in enumerate(lows):
             mk = self.const(("header", low, key))
-            self.emit(depth, f"v{i} = memo.get({mk})")
-            self.emit(depth, f"if v{i} is None: v{i} = _folded_header(msg, {self.const(low)}, {mk}, {key_name})")
+            self.folded(depth, i, low, mk, key_name)
         self.match(node, mt, comp, keys, len(lows), depth)
         return True
+
+    def folded(self, depth: int, i: int, low: str, mk: str, key_name: str) -> None:
+        """``v<i>`` = the values of the fields named ``low`` in comparator form: the memo's,
+        else made by :func:`_folded_header`, or an empty list without a call when the
+        message has no such field (most tests of a script are for fields a message lacks)."""
+        self.emit(depth, f"v{i} = memo.get({mk})")
+        self.emit(depth, f"if v{i} is None:")
+        self.emit(depth + 1, "index = msg._index")
+        self.emit(depth + 1, "if index is None: index = msg.index()")
+        low_name = self.const(low)
+        self.emit(depth + 1, f"v{i} = _folded_header(msg, {low_name}, {mk}, {key_name}) if {low_name} in index else []")
 
     def header_value(self, node: Node, depth: int) -> bool:
         """``header :value "op"`` (RFC 5231) with constant names and keys: each value in
@@ -373,8 +556,7 @@ class _Gen:
             return True
         for i, low in enumerate(n.lower() for n in names):
             mk = self.const(("header", low, key))
-            self.emit(depth, f"v{i} = memo.get({mk})")
-            self.emit(depth, f"if v{i} is None: v{i} = _folded_header(msg, {self.const(low)}, {mk}, {key_name})")
+            self.folded(depth, i, low, mk, key_name)
         cond = " or ".join(f"kv {op} {self.const(key(k))}" for k in keys)
         self.emit(depth, "t = False")
         self.emit(depth, f"for kv in {' + '.join(f'v{i}' for i in range(len(names)))}:")
@@ -447,6 +629,12 @@ _RELOPS = {"eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _TESTS: dict[str, Callable[[_Gen, Node, int], bool]] = {
     "allof": _Gen.logical, "anyof": _Gen.logical, "not": _Gen.logical,
     "true": _Gen.constant, "false": _Gen.constant,
-    "header": _Gen.header, "address": _Gen.address, "exists": _Gen.exists,
+    "header": _Gen.header, "address": _Gen.address, "exists": _Gen.exists, "size": _Gen.size,
+    "envelope": _Gen.envelope, "string": _Gen.string,
+}
+
+_COMMANDS: dict[str, Callable[[_Gen, Node, int], bool]] = {
+    "fileinto": _Gen.fileinto, "setflag": _Gen.flag_command, "addflag": _Gen.flag_command,
+    "removeflag": _Gen.flag_command,
 }
 

@@ -181,7 +181,9 @@ class Context:
                 for k in prepared:
                     if many:
                         self.check_time(node)
-                    if (k in kv) if contains else (kv == k):
+                    # find, not ``k in kv``: for bytes ``in`` builds and drops a TypeError
+                    # per key (it first tries the key as a byte value).
+                    if (kv.find(k) >= 0) if contains else (kv == k):
                         return True
             return False
         for v in values:

@@ -132,9 +132,10 @@ def vacation_reply(v: Vacation, *, headers: Message, recipient: str, hostname: s
             msg[name] = value
         msg["MIME-Version"] = "1.0"
         top = _render(msg)
-        top = top[: top.find(b"\r\n\r\n") + 2] if b"\r\n\r\n" in top else top
+        end = top.find(b"\r\n\r\n")  # find, not ``in`` (a dropped TypeError per test)
+        top = top[: end + 2] if end >= 0 else top
         entity = _crlf(v.reason.encode("utf-8"))
-        if b"\r\n\r\n" not in entity and not entity.startswith(b"\r\n"):
+        if entity.find(b"\r\n\r\n") < 0 and not entity.startswith(b"\r\n"):
             entity = b"\r\n" + entity  # no header fields in the entity: all body
         return top + entity
     plain = plain_text_message(head, v.reason)

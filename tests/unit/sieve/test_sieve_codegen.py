@@ -11,6 +11,7 @@ test_sieve_compiled.py runs the same comparison over the corpus and the bench sc
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -27,7 +28,7 @@ from test_sieve_compiled import (
 )
 
 from postroom.sieve import Envelope, Limits, compile_script
-from postroom.sieve.api import SieveError
+from postroom.sieve.api import FileInto, SieveError
 from postroom.sieve.codegen import source
 from postroom.sieve.compiled import compile_program as compile_closures
 from postroom.sieve.interp import _START_HOOKS, Context, Stop
@@ -104,11 +105,28 @@ def value_test(draw: Any) -> str:
     return f'header :value "{op}" :comparator {comp} {strings(draw(name_lists))} {strings(keys)}'
 
 
+ENVELOPE_KEYS = ["alice@example.com", "example.com", "ALICE", "carol", "lists", "", "*", "*@example.*", "c?rol*"]
+
+
+@st.composite
+def envelope_test(draw: Any) -> str:
+    names = draw(st.lists(st.sampled_from(["from", "to", "auth", "FROM", "To"]), min_size=1, max_size=3))
+    keys = draw(st.lists(st.sampled_from(ENVELOPE_KEYS), min_size=1, max_size=3))
+    return f"envelope {draw(parts)}{draw(match_types)} {draw(comparators)}{strings(names)} {strings(keys)}"
+
+
+@st.composite
+def string_test(draw: Any) -> str:
+    sources = draw(st.lists(st.sampled_from(["${1}", "${v}", "x${1}y", "meeting", "", "${0}"]), min_size=1,
+                            max_size=3))
+    return f"string {draw(match_types)} {draw(comparators)}{strings(sources)} {strings(draw(key_lists))}"
+
+
 simple_tests = st.one_of(
-    header_test(), address_test(), value_test(),
+    header_test(), address_test(), value_test(), envelope_test(), string_test(),
     st.builds(lambda n: f"exists {strings(n)}", name_lists),
     st.sampled_from(["true", "false", 'header :count "ge" :comparator "i;ascii-numeric" "to" "1"',
-                     'string :is "${1}" "Re"']),
+                     'string :is "${1}" "Re"', "size :over 10", "size :under 60", "size :over 1K"]),
 )
 tests = st.recursive(
     simple_tests,
@@ -122,6 +140,16 @@ tests = st.recursive(
 actions = st.sampled_from([
     'fileinto "A";', 'fileinto "B";', "keep;", "discard;", "stop;", 'addflag "\\\\Seen";',
     'set "v" "${1}";', 'fileinto "m-${1}";', 'addheader "X-A" "new";', 'deleteheader "subject";',
+    # fileinto and the flag commands written out directly (constant arguments) and not
+    # (a variable, :specialuse); duplicate and keep-cancelling rules, invalid flags.
+    'fileinto :copy "A";', 'fileinto :create "A";', 'fileinto :flags "\\\\Seen $x" "A";',
+    'fileinto :flags ["\\\\Flagged", "bad(flag"] "B";', 'fileinto :copy :flags "" "B";',
+    'fileinto :specialuse "\\\\Junk" "A";', 'fileinto :flags "${1}" "A";',
+    'setflag "\\\\Deleted $a";', 'addflag ["$A", "$a", "\\\\seen"];', 'removeflag "\\\\SEEN";',
+    'addflag "f" "$v";', 'addflag "${1}";',
+    # vacation: constant arguments (made once per node) and a variable one.
+    'vacation "away";', 'vacation :subject "re ${1}" :days 2 "away";',
+    'vacation :from "me@example.org" :addresses "carol+lists@example.net" :handle "h" "away";',
 ])
 
 
@@ -141,7 +169,7 @@ def blocks(draw: Any, depth: int = 0) -> str:
 
 
 REQUIRE = ('require ["fileinto", "imap4flags", "variables", "relational", "comparator-i;ascii-numeric", '
-           '"subaddress", "editheader"];\n')
+           '"subaddress", "editheader", "copy", "mailbox", "special-use", "envelope", "vacation"];\n')
 
 header_values = st.sampled_from([
     "Meeting tomorrow", "re: meeting", "Alice <alice@example.com>", "alice@EXAMPLE.com, bob+x@example.org",
@@ -291,3 +319,87 @@ def test_folded_values_from_raw_octets_are_the_comparator_form_of_the_decoded_on
     want = [key(decode_value(v)) for v in values]
     assert _folded_header(view, "x-v", ("header", "x-v", key), key) == want
     assert view.memo[("header", "x-v", key)] == want
+
+
+# ------------------------------------------------------------------ commands written out directly
+
+DIRECT = (REQUIRE + 'addflag "$A";\n'
+          'fileinto "A"; fileinto :copy "B"; fileinto :create :flags ["\\\\Seen", "bad(flag", "$x"] "C";\n'
+          'fileinto "A"; removeflag "$a"; fileinto :flags "" "D"; setflag "\\\\Flagged $A $a";\n'
+          'if size :over 10 { fileinto "E"; } if size :under 10 { fileinto "F"; }\n'
+          'fileinto :specialuse "\\\\Junk" "G"; fileinto "m-${1}";')
+
+
+def test_constant_fileinto_and_flag_commands_are_written_out_and_agree() -> None:
+    """fileinto/setflag/addflag/removeflag with constant arguments and size become direct
+    code (no call of the registered run); the same actions, flags, log and steps as the
+    interpreter, also when the action limit or the step budget stops the run part way."""
+    script = compile_script(DIRECT)
+    generated, namespace = source(script.commands, REGISTRY)
+    fileinto_run = REGISTRY.commands["fileinto"].run
+    called = {v for k, v in namespace.items() if f"{k}(ctx" in generated}
+    assert fileinto_run in called  # the :specialuse and variable ones only
+    assert generated.count("ctx.add_action(") == 7
+    assert "msg.size >" in generated and "msg.size <" in generated
+    assert REGISTRY.commands["addflag"].run not in called
+    for raw in (DEFAULT_MSG, *MESSAGES.values()):
+        for limits in (Limits(), Limits(max_actions=3), *(Limits(max_steps=n) for n in range(1, 16))):
+            same_everywhere(DIRECT, raw, limits)
+
+
+def test_a_fileinto_wrapped_again_is_not_written_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another extension wrapping fileinto after special-use: the generated code must call
+    the registered run (the wrapper), not file directly."""
+    spec = REGISTRY.commands["fileinto"]
+    seen: list[str] = []
+    inner = spec.run
+
+    def wrapper(ctx: Context, node: Any) -> None:
+        seen.append(node.name)
+        inner(ctx, node)
+
+    monkeypatch.setattr(spec, "run", wrapper)
+    script = compile_script('require "fileinto"; fileinto "A";')
+    generated, _ = source(script.commands, REGISTRY)
+    assert "add_action" not in generated
+    assert outcome(compiled, script, DEFAULT_MSG, Limits())[0] == [FileInto("A")]
+    assert seen == ["fileinto"]
+
+
+ENVELOPES = [Envelope("alice@example.com", "carol+lists@example.net", "carol+lists@example.net"),
+             Envelope("<>", "carol@example.net", "carol@example.net"), Envelope("", "x@y", "x@y", auth="Bob@Example.COM"),
+             Envelope("not an address", "carol+lists@example.net", "carol+lists@example.net")]
+
+
+@pytest.mark.parametrize("test", [
+    'envelope :is "from" ""', 'envelope :domain :is ["from", "to"] "example.com"',
+    'envelope :localpart :contains "auth" "bob"', 'envelope :detail :matches "to" "l*"',
+    'envelope :all :is :comparator "i;octet" "from" "alice@example.com"', 'envelope :user :is "to" "carol"',
+    'string :is "${1}" ["x", ""]', 'string :contains :comparator "i;octet" ["a${1}", "${v}"] "A"',
+])
+def test_envelope_and_string_tests_agree_over_envelopes(test: str) -> None:
+    """Written out (no call of the registered run), with the null, empty and bad senders
+    and an auth identity."""
+    text = (REQUIRE + 'if header :matches "subject" "*e*" { set "v" "${2}"; }\n'
+            f'if {test} {{ fileinto "hit"; }} else {{ fileinto "miss"; }}')
+    script = compile_script(text)
+    generated, _ = source(script.commands, REGISTRY)
+    assert not re.search(r"t = _k\d+\(ctx\)", generated)  # no test left to its closure
+    for envelope in ENVELOPES:
+        for raw in (DEFAULT_MSG, *MESSAGES.values()):
+            want = interpreted(script, raw, envelope, Limits())
+            got = compiled(script, raw, envelope, Limits())
+            assert list(got[0].actions) == list(want[0].actions), (envelope, test)
+            assert got[1].steps == want[1].steps
+
+
+def test_vacation_arguments_are_made_once_only_when_constant() -> None:
+    script = compile_script(REQUIRE + 'set "s" "x";\nif exists "subject" { vacation :days 3 "away"; }\n'
+                            'else { vacation :subject "${s}" "again"; }')
+    first, second = script.commands[2].block[0], script.commands[3].block[0]  # type: ignore[index]
+    for envelope in ENVELOPES:
+        for raw in (DEFAULT_MSG, *MESSAGES.values()):
+            want = interpreted(script, raw, envelope, Limits())
+            got = compiled(script, raw, envelope, Limits())
+            assert (list(got[0].actions), list(got[0].log)) == (list(want[0].actions), list(want[0].log))
+    assert "_vacation_args" in first.data and "_vacation_args" not in second.data

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -173,3 +174,17 @@ def program_test(script: object) -> object:
     made = _header_value(node, REGISTRY)
     assert made is not None
     return made
+
+
+@pytest.mark.parametrize("raw", [
+    b"A: 1\r\nB: 2\r\n\r\nbody\r\n",  # the CRLF empty line
+    b"A: 1\nB: 2\n\nC: 3\r\n\r\nbody",  # an LF empty line first: C is body
+    b"A: 1\r\n\nC: 3\r\n\r\n",  # a CRLF line then an LF empty line
+    b"A: 1\r\n folded\n\tmore\r\n\r\nB: body",  # continuation lines
+    b"\r\nA: 1\r\n\r\n", b"\nA: 1\r\n\r\n",  # empty header
+    b"A: 1\nB: 2\n\nbody\n",  # no CRLF empty line at all
+    b"A: 1\r\nB: 2",  # all header
+])
+def test_header_index_ends_where_split_header_ends(raw: bytes) -> None:
+    for start in (0, 1):
+        assert _index_block(raw, start) == _general_index(raw, start)

@@ -50,6 +50,11 @@ def _fcc_fields(ctx: Context, node: Node) -> dict[str, object]:
     return {"fcc": mailbox, "fcc_flags": flags, "fcc_create": ":create" in tags, "fcc_special_use": use}
 
 
+#: Each wrapper made here and the run it wraps: for a node without ``:fcc`` the wrapper
+#: only calls that run, so the generated form (:mod:`postroom.sieve.codegen`) calls it itself.
+BARE_RUN: dict[object, object] = {}
+
+
 def _wrap(command: str, kind: type[Vacation | Notify]) -> None:
     spec = REGISTRY.commands[command]
     run, check = spec.run, spec.check
@@ -80,6 +85,7 @@ def _wrap(command: str, kind: type[Vacation | Notify]) -> None:
         check_use_tag(c, node)
 
     spec.run, spec.check = with_fcc, checks
+    BARE_RUN[with_fcc] = run
     spec.tags[":fcc"] = TagSpec(":fcc", STRING, extension="fcc")
     spec.tags.setdefault(":flags", TagSpec(":flags", STRINGS, extension="imap4flags"))
     spec.tags.setdefault(":create", TagSpec(":create", extension="mailbox"))

@@ -80,7 +80,14 @@ def _wrap_fileinto() -> None:
         check_use_tag(c, node)
 
     spec.run, spec.check = fileinto, checks
+    global WRAPPED_FILEINTO
+    WRAPPED_FILEINTO = (fileinto, run)
 
+
+#: fileinto's run as wrapped here and the run it wraps: the generated form
+#: (:mod:`postroom.sieve.codegen`) files a node without ``:specialuse`` directly only when
+#: the registered run is still exactly this wrapper (no other extension wrapped it since).
+WRAPPED_FILEINTO: tuple[object, object] | None = None
 
 REGISTRY.extension("special-use")
 REGISTRY.add_tag(("fileinto",), TagSpec(":specialuse", STRING, extension="special-use"), tests=False)

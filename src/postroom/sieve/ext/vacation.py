@@ -19,9 +19,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
+from typing import Any
 
 from ..api import Vacation
-from ..ast import Node
+from ..ast import Node, StringArg, StringListArg
 from ..core import valid_address
 from ..interp import Context
 from ..message import parse_addresses
@@ -98,10 +99,34 @@ def why_not(ctx: Context, mine: AbstractSet[str]) -> str | None:
 
 
 def _vacation(ctx: Context, node: Node) -> None:
+    args = node.data.get("_vacation_args")
+    if args is None:
+        args = _arguments(ctx, node)
+        if _constant(node):
+            # No variable in any argument: the same for every run, made once per node (a
+            # tuple, so threads may race to make it).
+            node.data["_vacation_args"] = args
+    reason, addresses, period, subject_given, subject, from_, note, mime, handle = args
+    if note:
+        ctx.result.log.append(note)
+    _reply(ctx, node, reason, addresses, period, subject_given, subject, from_, mime, handle)
+
+
+def _constant(node: Node) -> bool:
+    """Whether no argument of ``node`` holds a variable to expand."""
+    for a in (*node.positional, *node.tags.values()):
+        if isinstance(a, StringArg) and a.expand:
+            return False
+        if isinstance(a, StringListArg) and any(s.expand for s in a.items):
+            return False
+    return True
+
+
+def _arguments(ctx: Context, node: Node) -> tuple[Any, ...]:
+    """The command's arguments as a reply needs them, with the note on an ignored ``:from``."""
     tags = node.tags
     reason = ctx.string(node.positional[0])
     addresses = tuple(ctx.strings(tags[":addresses"])) if ":addresses" in tags else ()
-    mine = _mine((ctx.envelope.recipient, ctx.envelope.original_recipient, *addresses))
     if ":seconds" in tags:
         period = min(max(ctx.number(tags[":seconds"]), 0), MAX_SECONDS)
     else:
@@ -110,8 +135,9 @@ def _vacation(ctx: Context, node: Node) -> None:
     subject_given = ":subject" in tags
     subject = ctx.string(tags[":subject"]) if subject_given else ""
     from_ = ctx.string(tags[":from"]) if ":from" in tags else None
+    note = ""
     if from_ is not None and not valid_address(from_):
-        ctx.result.log.append(f"vacation: ignoring invalid :from {from_!r}")
+        note = f"vacation: ignoring invalid :from {from_!r}"
         from_ = None
     mime = ":mime" in tags
     if ":handle" in tags:
@@ -120,6 +146,12 @@ def _vacation(ctx: Context, node: Node) -> None:
         # RFC 5230 §4.2: without :handle, replies with the same text share one period.
         seed = "\0".join((reason, subject, from_ or "", "mime" if mime else ""))
         handle = _auto_handle(seed)
+    return reason, addresses, period, subject_given, subject, from_, note, mime, handle
+
+
+def _reply(ctx: Context, node: Node, reason: str, addresses: tuple[str, ...], period: int, subject_given: bool,
+           subject: str, from_: str | None, mime: bool, handle: str) -> None:
+    mine = _mine((ctx.envelope.recipient, ctx.envelope.original_recipient, *addresses))
     no = why_not(ctx, mine)
     if no is not None:
         ctx.result.log.append(f"vacation: not replying: {no}")
