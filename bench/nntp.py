@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
@@ -216,10 +217,8 @@ def pin(pids: list[int], cpu: int) -> None:
         except FileNotFoundError:
             continue
         for tid in tasks:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # a thread that has just ended
                 os.sched_setaffinity(tid, {cpu})
-            except (ProcessLookupError, PermissionError):
-                pass
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:

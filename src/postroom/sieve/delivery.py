@@ -461,8 +461,8 @@ class _Run:
         self.scripts = scripts
         self.label = "+".join(src.label for src, _ in scripts)
         self.limits = limits
-        # See INLINE_EXTENSIONS; the message's header size is checked per delivery.
-        self.inline = all(script.required <= INLINE_EXTENSIONS for _, script in scripts)
+        # The message's header size is checked per delivery (_small_header).
+        self.inline = _cheap([script for _, script in scripts])
         # Only these tests ask the host about mailboxes; otherwise the list is read only
         # when a fileinto needs it (_plan_or_keep).
         self.mailbox_tests = bool(names & MAILBOX_TESTS)
@@ -595,7 +595,13 @@ def _inline_limits(limits: Limits) -> Limits:
 def inline_ok(scripts: Sequence[Any], raw: bytes) -> bool:
     """Whether these compiled scripts may first be tried on the event loop (see
     :data:`INLINE_EXTENSIONS`)."""
-    return all(script.required <= INLINE_EXTENSIONS for script in scripts) and _small_header(raw)
+    return _cheap(scripts) and _small_header(raw)
+
+
+def _cheap(scripts: Sequence[Any]) -> bool:
+    """Whether these compiled scripts use only extensions that may run on the loop
+    (:data:`INLINE_EXTENSIONS`)."""
+    return all(script.required <= INLINE_EXTENSIONS for script in scripts)
 
 
 def _small_header(raw: bytes) -> bool:

@@ -154,14 +154,8 @@ def _index_block(raw: bytes, start: int) -> dict[str, list[bytes]]:
 
 
 def decode_value(value: bytes) -> str:
-    """``decode_header_value(value).strip(" \t")``: a value on one line with no encoded
-    word (most of them) is only decoded as UTF-8, which is what that function returns for
-    it, without its unfolding pass (whose ``bytes in bytes`` tests raise and drop a
-    TypeError internally) and its encoded-word check on a second copy."""
-    if value.find(b"\n") < 0 and value.find(b"\r") < 0:
-        text = value.decode("utf-8", "replace")
-        if "=?" not in text:  # replacement characters never form "=?"
-            return text.strip(" \t")
+    """A header value as Sieve tests see it: unfolded, RFC 2047 words decoded, outer
+    whitespace removed (``unfold_nolf`` returns a one-line value as it is, with no copy)."""
     return decode_header_value(value).strip(" \t")
 
 
@@ -270,12 +264,7 @@ class MessageView:
 
     def unfolded(self, name: str) -> list[str]:
         """Values unfolded but not RFC 2047-decoded (for addresses and dates)."""
-        out = []
-        for v in self._by_name().get(name.lower(), ()):
-            if v.find(b"\n") >= 0 or v.find(b"\r") >= 0:  # else unfold_nolf returns it as it is
-                v = unfold_nolf(v)
-            out.append(v.decode("utf-8", "replace").strip(" \t"))
-        return out
+        return [unfold_nolf(v).decode("utf-8", "replace").strip(" \t") for v in self._by_name().get(name.lower(), ())]
 
     def has(self, name: str) -> bool:
         return name.lower() in self._by_name()
