@@ -64,7 +64,6 @@ from .compiled import (
 )
 from .compiled import compile_program as compile_closures
 from .match import _BYTES_UPPER, casemap_key, octet_key
-from .message import addresses_of
 from .registry import Registry
 
 __all__ = ["compile_program", "generate", "source"]
@@ -149,18 +148,13 @@ def _folded_header(msg: Any, low: str, memo_key: tuple[Any, ...], key: Callable[
 def _envelope_values(ctx: Any, lows: tuple[str, ...], part: Any) -> list[str]:
     """The address part of the envelope's ``lows`` ("from", "to", "auth": the validator
     refuses other constant names), as ``core._envelope`` collects them without ``:index``."""
-    env = ctx.envelope
     got: list[str] = []
     for p in lows:
-        raw = env.sender if p == "from" else env.recipient if p == "to" else env.auth if p == "auth" else None
-        if raw is None:
+        addrs = _core.envelope_addresses(ctx.envelope, p)
+        if addrs is None:
+            got.append("")  # the null reverse-path
             continue
-        if p == "from" and (raw == "" or raw == "<>"):
-            got.append("")  # RFC 5228 §5.4: the null reverse-path matches "" whatever the part
-            continue
-        if not raw:
-            continue
-        for a in addresses_of(raw.encode("utf-8", "surrogateescape")):
+        for a in addrs:
             v = part(a.local, a.domain)
             if v is not None:
                 got.append(v)

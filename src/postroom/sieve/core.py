@@ -9,7 +9,7 @@ on header/address/date), :func:`address_values`, :func:`action_flags` (imap4flag
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from postroom.mime.addresses import parse_address_list
 
@@ -208,20 +208,27 @@ def _not(ctx: Context, node: Node) -> bool:
 _ENVELOPE_PARTS = ("from", "to", "auth")
 
 
+def envelope_addresses(envelope: Any, p: str) -> tuple[Addr, ...] | None:
+    """The addresses of the envelope's part ``p`` (lowercased: "from", "to" or "auth"); None
+    for the null reverse-path, which matches "" whatever the address part (RFC 5228 §5.4);
+    none for a part that is absent or empty. Parsed once per process for the same path
+    (the LRU that header values use too). Also called by generated code (codegen)."""
+    raw = {"from": envelope.sender, "to": envelope.recipient, "auth": envelope.auth}.get(p)
+    if p == "from" and raw in ("", "<>"):
+        return None
+    if not raw:
+        return ()
+    return addresses_of(raw.encode("utf-8", "surrogateescape"))
+
+
 def _envelope(ctx: Context, node: Node) -> bool:
     values: list[str] = []
     for part in ctx.strings(node.positional[0]):
-        p = part.lower()
-        raw = {"from": ctx.envelope.sender, "to": ctx.envelope.recipient, "auth": ctx.envelope.auth}.get(p)
-        if raw is None:
+        addrs = envelope_addresses(ctx.envelope, part.lower())
+        if addrs is None:
+            values.append("")
             continue
-        if p == "from" and raw in ("", "<>"):
-            values.append("")  # RFC 5228 §5.4: the null reverse-path matches "" whatever the part
-            continue
-        if not raw:
-            continue
-        # Parsed once per process for the same path (the LRU header values use too).
-        for a in pick_index(ctx, node, list(addresses_of(raw.encode("utf-8", "surrogateescape")))):
+        for a in pick_index(ctx, node, list(addrs)):
             v = part_of(ctx, node, a)
             if v is not None:
                 values.append(v)
