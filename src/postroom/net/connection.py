@@ -87,6 +87,12 @@ def _libc_setsockopt() -> Any:
 _quickack_fd = _libc_setsockopt()
 
 
+def _end_wait(fut: asyncio.Future[None]) -> None:
+    # The timer of InputProtocol.wait_lost: the wait ends as if the loss had been reported.
+    if not fut.done():
+        fut.set_result(None)
+
+
 class IdleTimeout(Exception):
     """Nothing arrived within the timeout."""
 
@@ -271,12 +277,28 @@ class InputProtocol(asyncio.Protocol):
         if self._gone:
             raise ConnectionClosed()
 
-    async def wait_lost(self) -> None:
+    async def wait_lost(self, timeout: float | None = None) -> None:
+        """Until the transport has reported the connection lost, or ``timeout`` seconds.
+
+        The time limit is a timer handle that ends the wait, not ``asyncio.timeout`` (a context
+        manager, the current task looked up, the timer rescheduled): every connection waits
+        here once as it closes, and with one message a connection (smtp-source, many MTAs)
+        that was a step of its own per message. When the limit ends the wait, every other
+        wait for this connection's loss ends with it: it is being abandoned."""
         if self._gone:
             return
-        if self._lost is None:
-            self._lost = asyncio.get_running_loop().create_future()
-        await self._lost
+        loop = asyncio.get_running_loop()
+        lost = self._lost
+        if lost is None:
+            lost = self._lost = loop.create_future()
+        if timeout is None:
+            await lost
+            return
+        timer = loop.call_later(timeout, _end_wait, lost)
+        try:
+            await lost
+        finally:
+            timer.cancel()
 
     @classmethod
     def adopt(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> InputProtocol:
@@ -725,7 +747,6 @@ class Connection:
             self._timer = None
         try:
             self._stream.close()
-            async with asyncio.timeout(5):
-                await self._stream.wait_lost()
+            await self._stream.wait_lost(5.0)
         except Exception:  # closing a broken socket may fail in many ways; nothing to do
             pass

@@ -181,6 +181,13 @@ def _closing(hostname: str) -> Reply:
     return r(221, "2.0.0", f"{hostname} closing connection", close=True)
 
 
+@functools.lru_cache(maxsize=16)
+def _ehlo_tail(extensions: tuple[str, ...]) -> tuple[tuple[str, ...], bytes]:
+    """The EHLO reply's extension lines and their wire form (Reply.encode's, for the lines
+    after the first)."""
+    return extensions, Reply(250, None, ("", *extensions)).encode().split(b"\r\n", 1)[1]
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     handler: Handler
@@ -206,6 +213,7 @@ class Session:
         self._chunk_last = False
         self._chunk_discard: Reply | None = None  # reply for a BDAT whose chunk is read and dropped
         self._sasl: sasl.Mechanism | None = None
+        self._kept_peer: Peer | None = None
 
     # -- entry points ----------------------------------------------------------------
     def greeting(self) -> Reply:
@@ -269,7 +277,12 @@ class Session:
         first = f"{self.opts.hostname} Hello {arg} [{self.peer_ip}]"
         if not esmtp:
             return r(250, None, first)
-        return r(250, None, first, *self.extensions())
+        lines, tail = _ehlo_tail(tuple(self.extensions()))
+        reply = Reply(250, None, (first, *lines))
+        # The extension lines' wire form is made once per process (every connection gets
+        # them); only the first line, with the client's name and address, is new.
+        object.__setattr__(reply, "_wire", f"250-{first}".rstrip(" ").encode("utf-8") + b"\r\n" + tail)
+        return reply
 
     def extensions(self) -> list[str]:
         ext = ["PIPELINING", f"SIZE {self.opts.max_size}", "8BITMIME", "ENHANCEDSTATUSCODES"]
@@ -454,9 +467,14 @@ class Session:
         return await self.backend.deliver(self._peer(), txn, body)
 
     def _peer(self) -> Peer:
-        return Peer(self.peer_ip, self.helo, self.esmtp, self.tls_info if self.tls_active else None,
-                    self.login, self.session_id, self.opts.submission, self.opts.trusted,
-                    self.opts.listener)
+        # Asked at HELO, MAIL, RCPT and DATA: the one made last is given again while the
+        # client's identity is the same (a frozen dataclass's __init__ costs a few µs).
+        tls = self.tls_info if self.tls_active else None
+        p = self._kept_peer
+        if p is None or p.helo != self.helo or p.esmtp != self.esmtp or p.tls != tls or p.login != self.login:
+            p = self._kept_peer = Peer(self.peer_ip, self.helo, self.esmtp, tls, self.login, self.session_id,
+                                       self.opts.submission, self.opts.trusted, self.opts.listener)
+        return p
 
     # -- BDAT (RFC 3030 §2) --------------------------------------------------------------
     def _parse_bdat(self, arg: str) -> tuple[int, bool] | None:

@@ -296,3 +296,44 @@ def test_an_unavailable_store_at_rcpt_is_a_temporary_error_and_the_session_goes_
     assert got == [250, 250, 451, 250]
     assert replies[2].status == "4.3.0"
     assert s.errors == 0
+
+
+@pytest.mark.parametrize("kw", [{}, {"allow_plaintext_auth": True}, {"tls_active": True}, {"starttls": False},
+                                {"gssapi": ("GSSAPI",)}])
+def test_ehlo_reply_wire_form_is_the_generic_encoding(kw):
+    # The extension lines' wire form is kept per process (proto._ehlo_tail): what goes out
+    # must still be Reply.encode's form of the reply's lines, for every set of extensions.
+    for name in ("client.example", "other.example", "[192.0.2.1]"):
+        s = session(**kw)
+        _, [reply] = run(s, f"EHLO {name}")
+        assert reply.lines[0] == f"mx.example.org Hello {name} [192.0.2.9]"
+        assert list(reply.lines[1:]) == s.extensions()
+        assert reply.encode() == r(250, None, *reply.lines).encode()
+
+
+def test_ehlo_reply_follows_the_session_after_starttls_and_auth():
+    s = session(allow_plaintext_auth=True)
+    _, [before] = run(s, "EHLO a.example")
+    assert "STARTTLS" in before.lines and any(x.startswith("AUTH ") for x in before.lines)
+    s.tls_started("TLSv1.3")
+    run(s, "EHLO a.example", "AUTH PLAIN " + base64.b64encode(b"\0joe@example.org\0pw").decode())
+    _, [after] = run(s, "EHLO a.example")
+    assert "STARTTLS" not in after.lines and not any(x.startswith("AUTH ") for x in after.lines)
+    assert after.encode() == r(250, None, *after.lines).encode()
+
+
+def test_the_backend_sees_the_client_as_it_is_now():
+    # Session._peer gives the same Peer again while the client's identity is unchanged, and
+    # a new one as soon as HELO, TLS or a login changes it.
+    s = session(allow_plaintext_auth=True)
+    run(s, "HELO one.example", "MAIL FROM:<a@b.example>", "RCPT TO:<joe@example.org>")
+    run(s, "EHLO two.example", "AUTH PLAIN " + base64.b64encode(b"\0joe@example.org\0pw").decode(),
+        "MAIL FROM:<joe@example.org>", "RCPT TO:<joe@example.org>", "DATA", b"Subject: x\r\n\r\nbody\r\n")
+    [(peer, _, _)] = s.backend.delivered
+    assert (peer.helo, peer.esmtp, peer.login, peer.tls) == ("two.example", True, "joe@example.org", None)
+    s.tls_started("TLSv1.3 cipher")
+    run(s, "EHLO three.example", "MAIL FROM:<c@d.example>", "RCPT TO:<ann@example.org>", "DATA",
+        b"Subject: y\r\n\r\nbody\r\n")
+    peer2 = s.backend.delivered[1][0]
+    assert (peer2.helo, peer2.login, peer2.tls) == ("three.example", None, "TLSv1.3 cipher")
+    assert s._peer() is s._peer()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ... import __version__, log
 from ...smtp import recipients
@@ -29,6 +29,7 @@ from .settings import MilterSpec
 if TYPE_CHECKING:
     from ...context import ServerContext
     from ...net.connection import Connection
+    from ...smtp.settings import SmtpSettings
     from ...smtp.transaction import Peer, Transaction
 
 logger = log.get("abuse")
@@ -52,13 +53,23 @@ _REJECT = r(550, "5.7.1", "Command rejected")
 _CRLF = re.compile(rb"\r?\n")
 
 
+#: smtp.server's settings_for, bound at the first connection (smtp.server imports the guard,
+#: which imports this module): an import inside for_connection ran the import machinery at
+#: every connection.
+_settings_for: Callable[[ServerContext], SmtpSettings] | None = None
+
+
 def for_connection(ctx: ServerContext, info: ConnInfo) -> Check | None:
     """The milters of this listener, or None (nothing configured: no cost)."""
-    from ...smtp.server import settings_for
-
+    global _settings_for
     if not info.ip:
         return None
-    chosen = [m for m in settings_for(ctx).milters if not m.listeners or info.listener in m.listeners]
+    get = _settings_for
+    if get is None:
+        from ...smtp.server import settings_for
+
+        get = _settings_for = settings_for
+    chosen = [m for m in get(ctx).milters if not m.listeners or info.listener in m.listeners]
     return MilterCheck(ctx, info, chosen) if chosen else None
 
 
