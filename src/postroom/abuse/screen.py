@@ -336,24 +336,10 @@ class Screen(Check):
                 task.exception()  # retrieved: no "exception never retrieved" at exit
 
 
-_last_active: tuple[ScreenSettings | None, bool] = (None, False)
-
-
-def _active(s: ScreenSettings) -> bool:
-    """``s.active``, worked out once per settings object (one per config load) instead of at
-    every connection: with one message a connection it was a quarter of the guard's set-up in
-    the profile (docs/smtp.md, "a sixth round"). Kept by identity: the entry holds ``s``."""
-    global _last_active
-    last = _last_active
-    if last[0] is not s:
-        last = _last_active = (s, s.active)
-    return last[1]
-
-
 def for_connection(ctx: ServerContext, info: ConnInfo) -> Check | None:
     """The check for strangers on a screened listener; None (no cost) otherwise."""
     s = settings_for(ctx)
-    if not info.ip or info.trusted or not _active(s) or not s.screens(info.listener):
+    if not info.ip or info.trusted or not s.active or not s.screens(info.listener):
         return None
     if is_trusted(info.ip, s.exempt):
         return None

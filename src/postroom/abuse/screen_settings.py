@@ -132,11 +132,13 @@ class ScreenSettings:
     def screens(self, listener: str) -> bool:
         return listener in self.listeners
 
-    @property
-    def active(self) -> bool:
-        """Whether anything at all is checked (else no per-connection object is built)."""
-        return bool(self.dnsbl_sites or self.greylist.enabled
-                    or any(getattr(self, k) != "off" for k in _ACTION_KEYS))
+    #: Whether anything at all is checked (else no per-connection object is built): worked
+    #: out once here, not at every connection (docs/smtp.md, "a sixth round").
+    active: bool = field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "active", bool(self.dnsbl_sites or self.greylist.enabled
+                                                or any(getattr(self, k) != "off" for k in _ACTION_KEYS)))
 
 
 _ACTION_KEYS = ("early_talker", "no_ptr", "fcrdns", "helo_not_fqdn", "helo_own", "helo_literal")

@@ -182,10 +182,10 @@ def _closing(hostname: str) -> Reply:
 
 
 @functools.lru_cache(maxsize=16)
-def _ehlo_tail(extensions: tuple[str, ...]) -> tuple[tuple[str, ...], bytes]:
-    """The EHLO reply's extension lines and their wire form (Reply.encode's, for the lines
-    after the first)."""
-    return extensions, Reply(250, None, ("", *extensions)).encode().split(b"\r\n", 1)[1]
+def _ehlo_lines(extensions: tuple[str, ...]) -> Reply:
+    """The EHLO reply with these extension lines and an empty first line, encoded once per
+    process: each connection's reply is it with its own first line (Reply.with_first_line)."""
+    return Reply(250, None, ("", *extensions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,12 +277,7 @@ class Session:
         first = f"{self.opts.hostname} Hello {arg} [{self.peer_ip}]"
         if not esmtp:
             return r(250, None, first)
-        lines, tail = _ehlo_tail(tuple(self.extensions()))
-        reply = Reply(250, None, (first, *lines))
-        # The extension lines' wire form is made once per process (every connection gets
-        # them); only the first line, with the client's name and address, is new.
-        object.__setattr__(reply, "_wire", f"250-{first}".rstrip(" ").encode("utf-8") + b"\r\n" + tail)
-        return reply
+        return _ehlo_lines(tuple(self.extensions())).with_first_line(first)
 
     def extensions(self) -> list[str]:
         ext = ["PIPELINING", f"SIZE {self.opts.max_size}", "8BITMIME", "ENHANCEDSTATUSCODES"]

@@ -41,14 +41,28 @@ class Reply:
             last = len(self.lines) - 1
             prefix = f"{self.status} " if self.status else ""
             for i, text in enumerate(self.lines):
-                sep = " " if i == last else "-"
-                out.append(f"{self.code}{sep}{prefix}{text}".rstrip(" ") + "\r\n")
+                out.append(_line(self.code, " " if i == last else "-", prefix, text))
             wire = "".join(out).encode("utf-8")
             object.__setattr__(self, "_wire", wire)  # frozen: set once, always the same value
         return wire
 
+    def with_first_line(self, text: str) -> "Reply":
+        """This reply with another first line, the other lines' wire form reused: every
+        connection's EHLO reply has its own first line (the client's name and address) and
+        the same extension lines, encoded once per process that way."""
+        rest = self.encode().split(b"\r\n", 1)[1]
+        reply = Reply(self.code, self.status, (text, *self.lines[1:]), self.close)
+        head = _line(self.code, "-" if len(self.lines) > 1 else " ", f"{self.status} " if self.status else "", text)
+        object.__setattr__(reply, "_wire", head.encode("utf-8") + rest)
+        return reply
+
     def __str__(self) -> str:
         return self.encode().decode("utf-8", "replace").rstrip()
+
+
+def _line(code: int, sep: str, prefix: str, text: str) -> str:
+    """One line of a reply's wire form: "code-" or "code " and the enhanced code (RFC 2034 §4)."""
+    return f"{code}{sep}{prefix}{text}".rstrip(" ") + "\r\n"
 
 
 def r(code: int, status: str | None, *lines: str, close: bool = False) -> Reply:
