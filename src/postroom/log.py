@@ -18,13 +18,31 @@ from typing import Any, Callable
 _configured = False
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not when the handler was made.
+
+    A handler bound to the stream of its creation keeps writing to it after it is replaced
+    and closed (a test's captured stderr, a daemon's redirection), and every line then ends
+    in "--- Logging error ---" instead of the log.
+    """
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler's __init__ and setStream: the stream is always the current stderr
+
+
 def setup(level: str = "info", stream: object = None) -> None:
     global _configured
     root = logging.getLogger("postroom")
     if _configured:
         root.setLevel(level.upper())
         return
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler: logging.Handler = _StderrHandler() if stream is None else \
+        logging.StreamHandler(stream)  # type: ignore[call-overload]
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level.upper())
