@@ -23,6 +23,11 @@ SQLite file runs with ``synchronous = OFF`` (no fsync; WAL keeps it consistent),
 error of the shared store (locked too long, PostgreSQL away) is logged once and the
 events pass on this process's own counts: a rate limiter must never stop the mail it
 protects.
+
+A write that fails keeps its events pending for the next one, and :meth:`Counters.close`
+retries the last write for up to ``CLOSE_WAIT`` seconds: a busy file is exactly what a
+flood produces, and a limiter that dropped a worker's counts whenever the file was busy
+at shutdown or restart would let the flood through (docs/abuse.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ REFRESH = 1.0  # seconds between writes of pending events, and the age of a tota
 PRUNE_EVERY = 60.0  # seconds between deletions of expired buckets (per process)
 FILE_NAME = "ratelimit.sqlite"
 _CACHE_MAX = 20000  # totals kept before the stale ones are dropped
+CLOSE_WAIT = 5.0  # seconds close() goes on retrying the last events before it gives up (logged)
+CLOSE_PAUSE = 0.05  # seconds between those attempts, the event loop free meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,22 +112,33 @@ class SharedStore(Protocol):
 class Counters:
     """A process's view of the shared counters (module doc)."""
 
-    def __init__(self, store: SharedStore, refresh: float = REFRESH) -> None:
+    def __init__(self, store: SharedStore, refresh: float = REFRESH, close_wait: float = CLOSE_WAIT) -> None:
         self.store = store
         self.refresh = refresh
+        self.close_wait = close_wait
         self._totals: dict[str, tuple[float, int]] = {}  # key → (monotonic time read, shared total)
         self._pending: dict[tuple[str, float], list[float]] = {}  # (key, start) → [n, expires, window]
         self._pending_key: dict[str, int] = {}  # key → events not yet written
         self._cache_max = _CACHE_MAX
         self._flusher: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None  # set by close(): the flusher's signal to end
 
     async def open(self) -> None:
         await self.store.open()
+        self._stop = asyncio.Event()
         self._flusher = asyncio.get_running_loop().create_task(self._flush_periodically())
 
     async def _flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh)
+        # Told to stop rather than cancelled: a cancel landing in an awaited write
+        # (PostgreSQL) would lose the events it carries, written or not.
+        stop = self._stop
+        assert stop is not None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.refresh)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.flush()
             except Exception:  # advisory counters: log, keep serving
@@ -206,11 +224,26 @@ class Counters:
         return await self.store.clear(key)
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            self._flusher = None
+        """The last events are retried, not dropped, while the store refuses them (a busy
+        file, a database away): a flood must not gain a worker's counts each time one
+        stops (module doc). Bounded by ``close_wait``: a stop never hangs on advisory counts."""
+        flusher, self._flusher = self._flusher, None
+        if self._stop is not None:
+            self._stop.set()
         try:
-            await self.flush()
+            if flusher is not None:
+                await asyncio.wait({flusher})  # a write in progress finishes; how the task ended is its own
+            deadline = time.monotonic() + self.close_wait
+            while True:
+                await self.flush()
+                if not self._pending:
+                    break
+                if time.monotonic() >= deadline:
+                    log.error("rate limits: %d counted events could not be written to the shared counters "
+                              "in %.0f s; this process's last counts are lost",
+                              sum(self._pending_key.values()), self.close_wait)
+                    break
+                await asyncio.sleep(CLOSE_PAUSE)
         finally:
             await self.store.close()
 
@@ -236,7 +269,8 @@ class SqliteStore:
     Statements run on the event loop: a read of a few keys, or one write a second, is a
     few tens of microseconds on a file in the page cache, less than a hop to a thread.
     Workers writing at the same instant wait for each other at most ``busy_timeout``
-    (100 ms); then the events stay this process's own (logged once).
+    (100 ms), which bounds how long a busy file holds up the event loop; then the events
+    stay pending for the next write (logged once).
     """
 
     def __init__(self, path: Path) -> None:
