@@ -24,14 +24,16 @@ MAILBOX_PREFIX = "news/"  # a group's mailbox name in the reserved account
 GROUPS_TTL = 2.0  # seconds the groups table is reused from memory (a CLI change shows within this)
 DAY = 86400.0
 INDEX_MAX_AGE = 10.0  # seconds a group's index is reused under an unchanged change number (_index)
-# Articles whose header facts ARTICLE keeps per process (about 330 octets each, measured: some
-# 33 MB when full; NewsReading.article).
+# Articles whose header facts ARTICLE keeps per process (about 430 octets each with a typical
+# Message-ID, the status line's end included: some 43 MB when full; NewsReading.article).
 SERVED_MAX = 100_000
 _GROUP_COLS = "name, posting, description, created, retention, list_address, read_perm, post_perm, mailbox_id"
 #: What ARTICLE keeps of an article's header (NewsReading._learn): (blob reference, Message-ID,
 #: where Xref goes, where the body starts, the Xref line or None for a crosspost, whether a
-#: header line starts with ".", whether a body line does).
-Served = tuple[str, str, int, int, "bytes | None", bool, bool]
+#: header line starts with ".", whether a body line does, the end of a 22x status line
+#: `` <Message-ID>\r\n`` or None when the Message-ID is not plain ASCII without CR or LF, and
+#: where in the bytes each "." that dot-stuffing doubles is: at the start, or after a CRLF).
+Served = tuple[str, str, int, int, "bytes | None", bool, bool, "bytes | None", "tuple[int, ...]"]
 PostHook = Callable[["Posted", bytes, "str | None"], Awaitable[None]]
 
 

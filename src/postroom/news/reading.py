@@ -6,6 +6,7 @@ checks a reader's greeting needs.
 from __future__ import annotations
 
 import bisect
+import re
 from collections.abc import Sequence
 
 from ..storage.models import MessageInfo
@@ -45,10 +46,15 @@ def _plain_field(head: bytes, lower: bytes, name: bytes) -> bytes | None:
     return head[i:j].strip(b" \t")
 
 
+# A line that starts with "." after a CRLF (what stuff() doubles besides a first "."); found once
+# per article a process serves (_learn).
+_CRLF_DOT = re.compile(rb"\r\n\.")
+
+
 def _served_article(number: int, raw: bytes, known: Served, xref: bytes) -> Article:
     """The article as served: ``raw`` with ``xref`` inserted where ``known`` (what
     :meth:`NewsReading._learn` kept) says the header ends."""
-    _blob, mid, at, body, _xref, head_dots, body_dots = known
+    _blob, mid, at, body, _xref, head_dots, body_dots, _tail, _dots = known
     # body_at only where the header ends with its empty line, as HEAD and BODY expect.
     return Article(number, mid, raw[:at] + xref + raw[at:], body + len(xref) if at == body - 2 else -1,
                    head_dots, body_dots)
@@ -288,7 +294,8 @@ class NewsReading(NewsBase):
         read_now = self._read_now
         if read_now is None:
             return None
-        msg = self._kept_message(group, number)
+        idx = self._index_kept(group)  # (not _kept_message: a Python frame less per ARTICLE)
+        msg = idx.get(number) if idx is not None else None
         if msg is None:
             return None
         raw = read_now(msg)
@@ -348,7 +355,17 @@ class NewsReading(NewsBase):
         first = raw.find(b"\n.")
         head_dots = raw.startswith(b".") or 0 <= first < at - 1
         body_dots = first >= 0 and raw.find(b"\n.", max(at - 1, first)) >= 0
-        known = (blob, mid, at, body, xref, head_dots, body_dots)
+        # Made once for ARTICLE by number (nntp.handlers.article_now): the status line's end, and
+        # the dots to double (stuff() doubles a "." at the start and after each CRLF), so it
+        # stuffs by slicing, with no scan of the bytes (about 2 µs for 2 KB of text).
+        plain = mid and mid.isascii() and "\r" not in mid and "\n" not in mid
+        tail = f" {mid}\r\n".encode() if plain else None
+        dots: tuple[int, ...] = ()
+        if head_dots or body_dots:
+            dots = tuple(m.end() - 1 for m in _CRLF_DOT.finditer(raw))
+            if raw.startswith(b"."):
+                dots = (0, *dots)
+        known = (blob, mid, at, body, xref, head_dots, body_dots, tail, dots)
         if len(self._served) >= SERVED_MAX:
             self._served.clear()
         self._served[(group, number)] = known

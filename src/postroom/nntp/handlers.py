@@ -354,7 +354,9 @@ async def article(s: Session, cmd: Command) -> Response:
 
 # The exact lines the lean path takes (upper-case verb, one space, digits, CRLF: what readers
 # send); any other spelling goes through the gate and article() above, with the same answer.
-_AT_HAND = {b"ARTICLE": 220, b"HEAD": 221, b"BODY": 222, b"STAT": 223}
+# Each verb's status line starts with (compared by identity in article_now).
+_ARTICLE, _HEAD, _BODY, _STAT = b"220 ", b"221 ", b"222 ", b"223 "
+_AT_HAND = {b"ARTICLE": _ARTICLE, b"HEAD": _HEAD, b"BODY": _BODY, b"STAT": _STAT}
 
 
 def article_now(s: Session, line: bytes) -> list[bytes] | None:
@@ -366,54 +368,69 @@ def article_now(s: Session, line: bytes) -> list[bytes] | None:
     path) and the same state change (the number becomes the current article, RFC 3977
     §6.2.1.2). None for anything else (another form of line, no group selected, an AUTHINFO
     SASL exchange waiting, the article not at hand or missing, STAT of an article not read
-    before, a message-id): the caller dispatches the line as usual."""
+    before, a message-id, an odd Message-ID): the caller dispatches the line as usual."""
     verb, _, arg = line.partition(b" ")
-    code = _AT_HAND.get(verb)
+    prefix = _AT_HAND.get(verb)
     # (bytes.isdigit is ASCII digits only; 16 digits at most as parse_number wants, so the
     # line is far below the 512-octet limit the gate checks)
-    if code is None or s.group is None or s.sasl is not None or arg[-2:] != b"\r\n":
+    if prefix is None or s.group is None or s.sasl is not None or arg[-2:] != b"\r\n":
         return None
     arg = arg[:-2]
     if not arg.isdigit() or len(arg) > 16:
         return None
     number = int(arg)
-    if code == 223:
+    if arg[:1] == b"0" and len(arg) > 1:
+        arg = b"%d" % number  # the status line gives the number, not its spelling
+    if prefix is _STAT:
         # STAT reads no bytes: the Message-ID ARTICLE learnt (the overview's, from the same
         # stored bytes) when the article was read before; else the overview is asked.
         try:
             known = s.news.known_at_hand(s.group.name, number)
         except Exception:  # noqa: BLE001 - the general path answers
             return None
-        if known is None or not known[1] or not known[1].isascii() or "\r" in known[1] or "\n" in known[1]:
+        if known is None or known[7] is None:
             return None
         s.article = number
-        return [f"223 {number} {known[1]}\r\n".encode()]
+        return [prefix + arg + known[7]]
     try:
         got = s.news.article_at_hand(s.group.name, number)
     except Exception:  # noqa: BLE001 - the general path answers (403 and the log, if it fails there too)
         return None
     if got is None:
         return None
-    raw, (_blob, mid, at, body, xref, head_dots, body_dots) = got
-    if at != body - 2 or not mid.isascii() or "\r" in mid or "\n" in mid or xref is None:
+    raw, (_blob, _mid, at, body, xref, _head_dots, _body_dots, tail, dots) = got
+    if at != body - 2 or tail is None or xref is None:
         return None  # no empty line after the header, or an odd Message-ID: _article_reply
     s.article = number
-    status = f"{code} {number} {mid}\r\n".encode()
+    status = prefix + arg + tail
     # What _article_reply sends, from the pieces: ARTICLE is raw with Xref before the empty
-    # line, HEAD that up to the empty line, BODY what follows it; a part with a line starting
-    # with "." (or not ending in CRLF) is stuffed from one copy as _block does.
-    if code == 220:
-        if head_dots or body_dots or raw[-2:] != b"\r\n":
-            return [status, *stuffed(raw[:at] + xref + raw[at:])]
-        return [status, raw[:at], xref, raw[at:], b".\r\n"]
-    if code == 221:
-        if head_dots:
-            return [status, *stuffed(raw[:at] + xref)]
-        return [status, raw[:at], xref, b".\r\n"]
-    part = raw[body:]
-    if body_dots or part[-2:] != b"\r\n":
-        return [status, *stuffed(part)]
-    return [status, part, b".\r\n"]
+    # line, HEAD that up to the empty line, BODY what follows it. Dot-stuffing doubles the "."
+    # at each of ``dots`` that falls in a piece (the news layer found them once); no line start
+    # is at a piece's edge but the first (the header piece ends in CRLF, Xref starts with "X",
+    # the part after it with the empty line's CR), so this is stuffed() of the joined reply.
+    end = b".\r\n" if raw[-2:] == b"\r\n" else b"\r\n.\r\n"
+    if prefix is _ARTICLE:
+        if dots:
+            return [status, _doubled(raw, 0, at, dots), xref, _doubled(raw, at, len(raw), dots), end]
+        return [status, raw[:at], xref, raw[at:], end]
+    if prefix is _HEAD:
+        return [status, _doubled(raw, 0, at, dots) if dots else raw[:at], xref, b".\r\n"]
+    if body == len(raw):
+        return [status, b".\r\n"]
+    return [status, _doubled(raw, body, len(raw), dots) if dots else raw[body:], end]
+
+
+def _doubled(raw: bytes, lo: int, hi: int, dots: tuple[int, ...]) -> bytes:
+    """``raw[lo:hi]`` with the "." at each offset of ``dots`` in that range sent twice (RFC 3977
+    §3.1.1)."""
+    out = []
+    prev = lo
+    for d in dots:
+        if lo <= d < hi:
+            out.append(raw[prev:d + 1])
+            prev = d  # the next piece starts with the same "."
+    out.append(raw[prev:hi])
+    return b"".join(out)
 
 
 async def _by_id(s: Session, arg: str) -> Article | Reply:

@@ -16,6 +16,7 @@ waits for a line is answered in the transport's callback, without waking the tas
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .. import log
@@ -129,7 +130,8 @@ async def _serve(session: Session, conn: Connection, ev: log.SessionEvents) -> N
     answer_inline = conn.answer_inline
     # ARTICLE/HEAD/BODY/STAT n answered in the transport's callback, without waking this task,
     # once every earlier reply is written and while the server is not stopping.
-    answer_now = conn.line_hook(lambda line: article_now(session, line), lambda: bool(out) or stopping(), ev.tag)
+    # (a partial, not a lambda: no Python frame of its own per command)
+    answer_now = conn.line_hook(partial(article_now, session), lambda: bool(out) or stopping(), ev.tag)
 
     async def flush() -> None:
         nonlocal pending

@@ -187,3 +187,36 @@ def test_wire_lean_and_general_spellings_agree(srv: Harness) -> None:
                 assert first.startswith(f"22{'0' if verb == 'ARTICLE' else '1' if verb == 'HEAD' else '2'} {n} <".encode())
         _exchange(c, "ARTICLE 2")
         assert c.cmd("NEXT")[0] == 223 and c.cmd("STAT")[1].startswith("3 ")
+
+
+@pytest.mark.sqlite_only("the lean path reads through SqliteStore.read_message_now; on PostgreSQL it declines")
+def test_lean_path_stuffs_from_the_offsets_the_news_layer_kept(srv: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An article with lines starting with "." (in the header, first and last in the body, the
+    last without its CRLF, many of them) is answered by the lean path without a scan for them:
+    the dots found when the article was first read are doubled by slicing, and the bytes are
+    those of the general path (which stuffs with ``stuffed``, made to fail here afterwards)."""
+    group = srv.add_group()
+    bodies = [b".first\r\nplain\r\n", b"plain\r\n.last", b"a\r\n..\r\n.\r\nb\r\n" * 20, b".\r\n"]
+    for i, body in enumerate(bodies, 1):
+        srv.post_direct(article(group, i, body=body, extra="X-Note: a\r\n .folded dot\r\n.dot line\r\n"))
+    news = srv.news
+
+    async def run() -> None:
+        s = _session(srv, news)
+        await commands.dispatch(s, f"GROUP {group}\r\n".encode())
+        want = {}
+        for n in range(1, len(bodies) + 1):
+            for verb in ("ARTICLE", "HEAD", "BODY"):
+                line = f"{verb} {n}\r\n".encode()
+                want[line] = b"".join((await commands.dispatch(s, line)).chunks())  # type: ignore[union-attr]
+                assert b"\r\n.." in want[line] or verb == "HEAD"
+        monkeypatch.setattr(handlers, "stuffed", _no_scan)
+        for line, octets in want.items():
+            got = handlers.article_now(s, line)
+            assert got is not None and b"".join(got) == octets, line
+
+    srv.call(run())
+
+
+def _no_scan(data: bytes) -> tuple[bytes, ...]:
+    raise AssertionError("the lean path scanned the article for dot lines")
