@@ -81,6 +81,8 @@ FETCH_USER = f"fetch@{DOMAIN}"
 FETCH_SPAN = 50  # messages per FETCH command
 CG_PREFIX = "postroom-scaleout-"
 PERIOD_US = 100_000  # the scheduler period the quota is given in (the kernel's default)
+#: --quick: SMTP messages and sessions per node, FETCH mailbox size, IMAP connections, FETCH seconds.
+QUICK = (50, 4, 300, 2, 0.5)
 REST = "rest"  # the group of PostgreSQL and the load generators
 WEIGHT_FACTOR = 8  # a node's cgroup weight, in multiples of the default (v1 cpu.shares 1024, v2 cpu.weight 100)
 
@@ -606,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small smoke run")
     args = ap.parse_args(argv)
     if args.quick:
-        args.smtp, args.sessions, args.messages, args.clients, args.seconds = 50, 4, 300, 2, 0.5
+        args.smtp, args.sessions, args.messages, args.clients, args.seconds = QUICK
     counts = sorted({int(x) for x in args.nodes.split(",") if x.strip()})
     if not counts or min(counts) < 1:
         ap.error("--nodes: positive node counts, e.g. 1,2,3")
