@@ -371,14 +371,21 @@ async def running(cfg: Config) -> AsyncIterator[Server]:
 
 async def _serve_forever(path: str, cfg: Config, reuse_port: bool, supervisor: int | None = None,
                          balancer: Balancer | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    # A SIGHUP while the server starts (its "listening" lines are already out, so an admin or
+    # a script may reload now) is kept and carried out once it has started: ignored (a
+    # worker's disposition until here) it was lost, and with the default one it ended the process.
+    reload_asked: list[bool] = []
+    loop.add_signal_handler(signal.SIGHUP, reload_asked.append, True)
     srv = Server(cfg, balancer)
     await srv.start(reuse_port=reuse_port)
     metrics.WORKERS_ALIVE.set(1)
-    loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, done.set)
     loop.add_signal_handler(signal.SIGINT, done.set)
     loop.add_signal_handler(signal.SIGHUP, srv.reload, path)
+    if reload_asked:
+        srv.reload(path)
     watch = None if supervisor is None else asyncio.create_task(_watch_supervisor(supervisor, srv, done))
     if supervisor is None:  # a supervisor says it once for all its workers
         _warn_if_root(srv.log)
