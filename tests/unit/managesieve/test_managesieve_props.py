@@ -89,9 +89,12 @@ def test_any_command_line_tokenizes_or_fails_cleanly(raw: bytes) -> None:
 @settings(max_examples=500)
 def test_any_sasl_line_is_one_string_or_fails_cleanly(raw: bytes) -> None:
     try:
-        single_string(raw)
-    except ProtocolError:
-        pass
+        value = single_string(raw)
+    except ProtocolError as exc:
+        assert str(exc)  # said to the client as it is
+        return
+    assert len(value) <= len(raw)
+    assert raw.startswith((b'"', b"{"))  # only a quoted string or a literal is one string
 
 
 @given(st.lists(st.binary(max_size=80).map(lambda b: b + b"\r\n"), max_size=6),
