@@ -176,7 +176,15 @@ class NewsState:
 
 class SqliteNewsState(NewsState):
     """The news tables in the SQLite store's ``store.db`` (WAL, synchronous=FULL: commits are
-    fsynced). One connection, used by one thread at a time."""
+    fsynced). One connection, used by one thread at a time.
+
+    ``execute`` commits in groups, as the store's engine does: the calls made while a commit is
+    on its way (and those of one turn of the event loop) are run together in the next
+    transaction, each inside a SAVEPOINT of its own, under one COMMIT. A post writes here twice
+    (its history row reserved, then completed with the overview and the feed queue), so
+    concurrent posters (several peers, the list gateway, a bench loading a group) paid two
+    fsynced commits an article one after the other. Each call still gets its own row counts,
+    its own error (the others are kept), and returns only once its COMMIT is durable."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / "store.db"
@@ -185,6 +193,12 @@ class SqliteNewsState(NewsState):
         self._lock_fd = -1
         self._lock = threading.Lock()
         self._changes: Any = None
+        # execute()'s group commit, on the event loop of its callers.
+        self._waiting: list[tuple[list[Stmt], asyncio.Future[list[int]]]] = []
+        self._kicked = False  # a _kick is scheduled
+        self._running = False  # a batch is in the executor
+        self._idle: asyncio.Event | None = None  # set when nothing is waiting or running
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the batches are answered
 
     async def open(self) -> None:
         await asyncio.to_thread(self._open)
@@ -242,6 +256,10 @@ class SqliteNewsState(NewsState):
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     async def close(self) -> None:
+        # Calls made before close() are committed (or fail) first, never left waiting.
+        while self._waiting or self._running or self._kicked:
+            self._idle = asyncio.Event()  # (made here: an Event belongs to the loop it waits on)
+            await self._idle.wait()
         if self._changes is not None:
             self._changes.close()
             self._changes = None
@@ -265,15 +283,77 @@ class SqliteNewsState(NewsState):
             with self._writing() as conn:  # one writing statement (UPDATE ... RETURNING)
                 return conn.execute(_sql(sql), args).fetchall()
 
-    def _execute(self, stmts: Sequence[Stmt]) -> list[int]:
+    def _execute(self, calls: list[list[Stmt]]) -> list[list[int] | Exception]:
+        """One transaction for the statements of several ``execute`` calls: each call's row
+        counts, or the error that undid that call's statements (and only them)."""
+        out: list[list[int] | Exception] = []
         with self._lock, self._writing() as conn:
-            return [conn.execute(_sql(sql), args).rowcount for sql, args in stmts]
+            if len(calls) == 1:  # alone: its error undoes the transaction, as it always did
+                return [[conn.execute(_sql(sql), args).rowcount for sql, args in calls[0]]]
+            for stmts in calls:
+                conn.execute("SAVEPOINT news_call")
+                try:
+                    out.append([conn.execute(_sql(sql), args).rowcount for sql, args in stmts])
+                except Exception as exc:  # noqa: BLE001 - handed to that call's caller
+                    conn.execute("ROLLBACK TO news_call")
+                    out.append(exc)
+                conn.execute("RELEASE news_call")
+        return out
 
     async def query(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await asyncio.to_thread(self._query, sql, args)
 
     async def execute(self, stmts: Sequence[Stmt]) -> list[int]:
-        return await asyncio.to_thread(self._execute, stmts)
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._waiting or self._running or self._kicked:
+                # Another event loop's batch is on its way (a state shared across threads):
+                # this call commits on its own rather than be answered from that loop.
+                got = (await asyncio.to_thread(self._execute, [list(stmts)]))[0]
+                assert not isinstance(got, Exception)  # (alone, an error is raised, not returned)
+                return got
+            self._loop = loop
+        fut: asyncio.Future[list[int]] = loop.create_future()
+        self._waiting.append((list(stmts), fut))
+        if not self._kicked and not self._running:
+            # At the end of this turn of the loop, so that the calls made in it go together.
+            self._kicked = True
+            loop.call_soon(self._kick, loop)
+        return await fut
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._kicked = False
+        if self._running:
+            return
+        if not self._waiting:
+            if self._idle is not None:
+                self._idle.set()
+            return
+        batch, self._waiting = self._waiting, []
+        self._running = True
+        job = loop.run_in_executor(None, self._execute, [stmts for stmts, _ in batch])
+        job.add_done_callback(lambda done: self._finish(loop, batch, done))
+
+    def _finish(self, loop: asyncio.AbstractEventLoop,
+                batch: list[tuple[list[Stmt], asyncio.Future[list[int]]]],
+                done: asyncio.Future[list[list[int] | Exception]]) -> None:
+        self._running = False
+        exc = None if done.cancelled() else done.exception()
+        for i, (_stmts, fut) in enumerate(batch):
+            if fut.done():  # its caller was cancelled: the statements ran all the same
+                continue
+            if done.cancelled():
+                fut.cancel()
+            elif exc is not None:
+                fut.set_exception(exc)
+            else:
+                got = done.result()[i]
+                if isinstance(got, Exception):
+                    fut.set_exception(got)
+                else:
+                    fut.set_result(got)
+        # What arrived meanwhile is the next batch.
+        self._kick(loop)
 
 
 _cache: dict[tuple[str, bool], str] = {}
