@@ -38,7 +38,7 @@ class _StartingServer:
         self.reloads.append(path)
 
     async def stop(self, grace: float = 0) -> None:
-        pass
+        """Nothing to stop: this stand-in opened no listener."""
 
 
 def test_sighup_during_start_is_carried_out(monkeypatch: pytest.MonkeyPatch) -> None:

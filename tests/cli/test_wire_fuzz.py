@@ -125,23 +125,15 @@ def _sieve_reply(out: bytes) -> bool:
 
 def _nntp_articles(port: int, count: int) -> None:
     """Post ``count`` articles to fuzz.test over NNTPS, so that the reading commands find some."""
-    s = _client_tls().wrap_socket(socket.create_connection(("127.0.0.1", port), 5))
-    s.settimeout(10)
-    try:
-        f = s.makefile("rb")
-        assert f.readline().startswith(b"20")
-        for line, want in ((b"AUTHINFO USER " + USER.encode(), b"381"), (b"AUTHINFO PASS " + PASSWORD.encode(), b"281")):
-            s.sendall(line + b"\r\n")
-            assert f.readline().startswith(want)
+    from nntpclient import NNTPClient
+
+    with NNTPClient.connect("127.0.0.1", port, tls=True, timeout=10) as c:
+        assert c.authinfo(USER, PASSWORD)[0] == 281
         for i in range(1, count + 1):
-            s.sendall(b"POST\r\n")
-            assert f.readline().startswith(b"340")
-            s.sendall(b"From: Fuzz <%s>\r\nNewsgroups: fuzz.test\r\nSubject: fuzz %d\r\n"
-                      b"Message-ID: <fuzz-%d@example.test>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\n"
-                      b"body %d\r\n..dotted\r\n.\r\n" % (USER.encode(), i, i, i))
-            assert f.readline().startswith(b"240")
-    finally:
-        s.close()
+            article = (b"From: Fuzz <%s>\r\nNewsgroups: fuzz.test\r\nSubject: fuzz %d\r\n"
+                       b"Message-ID: <fuzz-%d@example.test>\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n\r\n"
+                       b"body %d\r\n.dotted\r\n" % (USER.encode(), i, i, i))
+            assert c.post(article)[0] == 240
 
 
 def _session(proto: str, port: int, rnd: random.Random, known: list[bytes] | None = None) -> list[bytes]:
@@ -151,17 +143,16 @@ def _session(proto: str, port: int, rnd: random.Random, known: list[bytes] | Non
     raw = socket.create_connection(("127.0.0.1", port), 5)
     s = raw if proto in ("smtp", "managesieve") else _client_tls().wrap_socket(raw)
     s.settimeout(0.5)
-    sieve_done = _sieve_reply
     try:
         if proto == "managesieve":
-            _drain(s, sieve_done)
+            _drain(s, _sieve_reply)
             s.sendall(b"STARTTLS\r\n")
-            _drain(s, sieve_done)
+            _drain(s, _sieve_reply)
             s = _client_tls().wrap_socket(s)
-            _drain(s, sieve_done)  # the capabilities again, over TLS (RFC 5804 §2.2)
+            _drain(s, _sieve_reply)  # the capabilities again, over TLS (RFC 5804 §2.2)
             blob = base64.b64encode(b"\0" + USER.encode() + b"\0" + PASSWORD.encode())
             s.sendall(b'AUTHENTICATE "PLAIN" "' + blob + b'"\r\n')
-            _drain(s, sieve_done)
+            _drain(s, _sieve_reply)
         else:
             _drain(s, lambda o: o.endswith(b"\r\n"))
         if proto == "nntp":
@@ -187,7 +178,7 @@ def _session(proto: str, port: int, rnd: random.Random, known: list[bytes] | Non
                 out = _drain(s, _tagged_reply(tag))
             elif proto == "managesieve":
                 s.sendall(line + b"\r\n")
-                out = _drain(s, sieve_done)
+                out = _drain(s, _sieve_reply)
             else:
                 s.sendall(line + b"\r\n")
                 out = _drain(s, lambda o: o.endswith(b"\r\n"))
